@@ -1,0 +1,329 @@
+"""The raw-data contract: Pandera schemas and the accepted/rejected split.
+
+Pure logic, no Dagster. Every input row ends up in exactly one of two frames:
+``accepted`` (typed, ready to store) or ``rejected`` (with every reason it broke the
+contract and the original values as JSON). Nothing is dropped or repaired silently:
+``received == accepted + rejected`` holds by construction and is re-checked after
+the write by a blocking asset check.
+
+Structural problems that make a whole file unreadable (a required column missing)
+raise :class:`ContractError` naming the file and the column instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+
+TRANSACTION_COLUMNS = ("transaction_id", "customer_id", "event_ts", "amount", "category", "channel")
+CUSTOMER_COLUMNS = ("customer_id", "segment", "region", "opened_at")
+IRREGULARITY_COLUMNS = ("customer_id", "event_ts")
+
+REJECTED_COLUMNS = ["source_file", "source_row", "record_key", "reasons", "raw_record"]
+
+
+class ContractError(ValueError):
+    """A file cannot be read under the contract at all (e.g. a required column is missing)."""
+
+    def __init__(self, file: str, column: str, problem: str):
+        self.file, self.column, self.problem = file, column, problem
+        super().__init__(f"{file}: column {column!r} {problem}")
+
+
+def require_columns(frame: pd.DataFrame, required: tuple[str, ...], file: str) -> None:
+    for column in required:
+        if column not in frame.columns:
+            raise ContractError(file, column, "is required by the landing contract but missing")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC interval ``[start, end)`` (naive timestamps mean UTC)."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    def __str__(self) -> str:
+        return f"[{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M}) UTC"
+
+
+@dataclass
+class Split:
+    """Result of validating one batch."""
+
+    accepted: pd.DataFrame
+    rejected: pd.DataFrame
+    received: int
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        """Rejected-row count per reason (a row with two reasons counts under both)."""
+        counts: dict[str, int] = defaultdict(int)
+        for reasons in self.rejected["reasons"]:
+            for reason in reasons.split("; "):
+                counts[reason] += 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+# --------------------------------------------------------------------------- coercion
+def _coerce_text(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
+    values = frame[column]
+    bad = values.map(lambda v: v is not None and not _is_missing(v) and not isinstance(v, str))
+    for i in frame.index[bad]:
+        reasons[i].append(f"{column}: not a string")
+    frame[column] = values.where(~bad & values.map(lambda v: isinstance(v, str)), None).astype(object)
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT
+
+
+def _coerce_number(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
+    values = frame[column]
+    if values.dtype == bool or values.map(lambda v: isinstance(v, bool)).any():
+        values = values.map(lambda v: None if isinstance(v, bool) else v)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    bad = numbers.isna() & ~frame[column].map(_is_missing)
+    for i in frame.index[bad]:
+        reasons[i].append(f"{column}: not a number")
+    frame[column] = numbers
+
+
+def _coerce_timestamp(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
+    """To naive UTC. Naive input means UTC (contract); aware input is converted."""
+    values = frame[column]
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = values
+    else:
+        parsed = pd.Series(
+            [_parse_one(v) for v in values], index=values.index, dtype="datetime64[ns]"
+        )
+    bad = parsed.isna() & ~values.map(_is_missing)
+    for i in frame.index[bad]:
+        reasons[i].append(f"{column}: not a timestamp")
+    frame[column] = parsed.astype("datetime64[ns]")
+
+
+def _parse_one(value: object) -> pd.Timestamp | None:
+    if _is_missing(value) or isinstance(value, (bool, float, int, np.number)):
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if ts is pd.NaT:
+        return None
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+
+
+# --------------------------------------------------------------------------- schemas
+def _text(max_length: int, nullable: bool = False) -> pa.Column:
+    return pa.Column(
+        object,
+        pa.Check.str_length(min_value=1, max_value=max_length),
+        nullable=nullable,
+    )
+
+
+def transaction_schema(window: Window, max_amount: float, max_text: int) -> pa.DataFrameSchema:
+    """Row-level contract of one partition's transactions (after type coercion)."""
+    return pa.DataFrameSchema(
+        {
+            "transaction_id": _text(max_text),
+            "customer_id": _text(max_text),
+            "event_ts": pa.Column(
+                "datetime64[ns]",
+                pa.Check(
+                    lambda s: (s >= window.start) & (s < window.end),
+                    name=f"inside partition {window}",
+                    element_wise=False,
+                ),
+                nullable=False,
+            ),
+            "amount": pa.Column(
+                "float64",
+                [pa.Check.gt(0), pa.Check.le(max_amount, name=f"above max_amount {max_amount:g}")],
+                nullable=False,
+            ),
+            "category": _text(max_text),
+            "channel": _text(max_text, nullable=True),
+        },
+        strict=False,
+        name="raw_transactions",
+    )
+
+
+def customer_schema(max_text: int) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            "customer_id": _text(max_text),
+            "segment": _text(max_text),
+            "region": _text(max_text),
+            "opened_at": pa.Column("datetime64[ns]", nullable=False),
+        },
+        name="customers",
+    )
+
+
+def irregularity_schema(max_text: int) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            "customer_id": _text(max_text),
+            "event_ts": pa.Column("datetime64[ns]", nullable=False),
+        },
+        name="irregularities",
+    )
+
+
+_READABLE = {"greater_than(0)": "must be > 0"}
+
+
+def _schema_reasons(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, reasons: dict[int, list[str]]
+) -> None:
+    """Validate lazily; attach each failure case to its row."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        for row in cases.itertuples(index=False):
+            if pd.isna(row.index):
+                raise ContractError("(batch)", str(row.column), f"failed {row.check}") from None
+            i, check = int(row.index), str(row.check)
+            if check == "not_nullable":
+                if any(r.startswith(f"{row.column}: not a ") for r in reasons[i]):
+                    continue  # already explained by the failed type coercion
+                check = "missing"
+            reasons[i].append(f"{row.column}: {_READABLE.get(check, check)}")
+
+
+# --------------------------------------------------------------------------- splitting
+def _split(
+    frame: pd.DataFrame,
+    columns: tuple[str, ...],
+    reasons: dict[int, list[str]],
+    key: str | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    bad = frame.index.isin([i for i, r in reasons.items() if r])
+    rejected_rows = frame.loc[bad]
+    rejected = pd.DataFrame(
+        {
+            "source_file": rejected_rows[SOURCE_FILE].astype(str),
+            "source_row": rejected_rows[SOURCE_ROW].astype("int64"),
+            "record_key": rejected_rows[key].map(lambda v: v if isinstance(v, str) else None)
+            if key
+            else None,
+            "reasons": ["; ".join(dict.fromkeys(reasons[i])) for i in rejected_rows.index],
+            "raw_record": [_raw_json(originals) for originals in rejected_rows["_original"]],
+        },
+        columns=REJECTED_COLUMNS,
+    )
+    accepted = frame.loc[~bad, [*columns, SOURCE_FILE]].reset_index(drop=True)
+    return accepted, rejected.reset_index(drop=True)
+
+
+def _raw_json(original: dict) -> str:
+    return json.dumps({k: None if _is_missing(v) else str(v) for k, v in original.items()})
+
+
+def _prepare(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True).copy()
+    if SOURCE_FILE not in frame:
+        frame[SOURCE_FILE] = "(in memory)"
+    if SOURCE_ROW not in frame:
+        frame[SOURCE_ROW] = np.arange(len(frame))
+    frame["_original"] = frame[list(columns)].to_dict("records") if len(frame) else []
+    return frame
+
+
+def _mark_duplicates(
+    frame: pd.DataFrame, key: str, reasons: dict[int, list[str]], what: str
+) -> None:
+    """Later copies of a key among otherwise-valid rows are rejected; the first stays."""
+    clean = frame.loc[[not reasons[i] for i in frame.index], [key, SOURCE_FILE, SOURCE_ROW]]
+    later = clean[key].duplicated(keep="first")
+    if not later.any():
+        return
+    first = clean.drop_duplicates(key).set_index(key)
+    for i, value in clean.loc[later, key].items():
+        where = f"{first.at[value, SOURCE_FILE]}:{first.at[value, SOURCE_ROW]}"
+        reasons[i].append(f"duplicate {what} (first at {where})")
+
+
+def split_transactions(
+    frame: pd.DataFrame,
+    window: Window,
+    *,
+    max_amount: float,
+    max_text: int,
+    known_customers: set[str] | None,
+    stored_elsewhere: dict[str, str] | None = None,
+) -> Split:
+    """Validate one partition's raw transactions.
+
+    ``known_customers``: ids in the customers table (``None`` skips that rule).
+    ``stored_elsewhere``: transaction_id -> partition for ids already stored in
+    *other* partitions; such rows are rejected as duplicates.
+    """
+    received = len(frame)
+    frame = _prepare(frame, TRANSACTION_COLUMNS)
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for column in ("transaction_id", "customer_id", "category", "channel"):
+        _coerce_text(frame, column, reasons)
+    _coerce_number(frame, "amount", reasons)
+    _coerce_timestamp(frame, "event_ts", reasons)
+    _schema_reasons(frame, transaction_schema(window, max_amount, max_text), reasons)
+    if known_customers is not None:
+        unknown = ~frame["customer_id"].isin(known_customers) & frame["customer_id"].notna()
+        for i in frame.index[unknown]:
+            reasons[i].append("customer_id: not in customers")
+    for i, tx in frame["transaction_id"].items():
+        if stored_elsewhere and tx in stored_elsewhere:
+            reasons[i].append(f"duplicate of transaction already stored in partition {stored_elsewhere[tx]}")
+    _mark_duplicates(frame, "transaction_id", reasons, "transaction_id")
+
+    accepted, rejected = _split(frame, TRANSACTION_COLUMNS, reasons, "transaction_id")
+    cents = accepted["amount"] * 100.0
+    accepted["amount_cents"] = np.round(cents).astype("int64")
+    sub_cent = int((np.abs(cents - np.round(cents)) > 1e-6).sum())
+    return Split(accepted, rejected, received, notes={"sub_cent_amounts_rounded": sub_cent})
+
+
+def split_customers(frame: pd.DataFrame, *, max_text: int) -> Split:
+    received = len(frame)
+    frame = _prepare(frame, CUSTOMER_COLUMNS)
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for column in ("customer_id", "segment", "region"):
+        _coerce_text(frame, column, reasons)
+    _coerce_timestamp(frame, "opened_at", reasons)
+    _schema_reasons(frame, customer_schema(max_text), reasons)
+    _mark_duplicates(frame, "customer_id", reasons, "customer_id")
+    accepted, rejected = _split(frame, CUSTOMER_COLUMNS, reasons, "customer_id")
+    return Split(accepted, rejected, received)
+
+
+def split_irregularities(
+    frame: pd.DataFrame, *, max_text: int, known_customers: set[str]
+) -> Split:
+    received = len(frame)
+    frame = _prepare(frame, IRREGULARITY_COLUMNS)
+    reasons: dict[int, list[str]] = defaultdict(list)
+    _coerce_text(frame, "customer_id", reasons)
+    _coerce_timestamp(frame, "event_ts", reasons)
+    _schema_reasons(frame, irregularity_schema(max_text), reasons)
+    unknown = ~frame["customer_id"].isin(known_customers) & frame["customer_id"].notna()
+    for i in frame.index[unknown]:
+        reasons[i].append("customer_id: not in customers")
+    accepted, rejected = _split(frame, IRREGULARITY_COLUMNS, reasons, "customer_id")
+    return Split(accepted, rejected, received)

@@ -1,0 +1,66 @@
+"""Helpers shared by the asset modules: partitions, the warehouse connection, metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from risk_assets import warehouse
+from risk_assets.contract import Window
+from risk_assets.settings import Settings
+
+
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.calendar.partitions_start.isoformat(),
+        timezone=settings.calendar.timezone,
+    )
+
+
+def partition_day(key: str) -> dt.date:
+    return dt.date.fromisoformat(key)
+
+
+def partition_window(partitions: dg.DailyPartitionsDefinition, key: str) -> Window:
+    """The partition's ``[start, end)`` in the business timezone, as naive UTC."""
+    tw = partitions.time_window_for_partition_key(key)
+
+    def utc(ts: dt.datetime) -> pd.Timestamp:
+        return pd.Timestamp(ts).tz_convert("UTC").tz_localize(None)
+
+    return Window(utc(tw.start), utc(tw.end))
+
+
+def duckdb_resource(settings: Settings) -> DuckDBResource:
+    return DuckDBResource(database=str(settings.warehouse.duckdb_path))
+
+
+@contextmanager
+def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
+    with resource.get_connection() as conn:
+        warehouse.ensure_tables(conn)
+        yield conn
+
+
+def md_table(frame: pd.DataFrame, max_rows: int = 10) -> dg.MetadataValue:
+    """A small markdown table for the UI (first ``max_rows`` rows)."""
+    if frame.empty:
+        return dg.MetadataValue.md("_none_")
+    shown = frame.head(max_rows).astype(str).apply(lambda c: c.str.replace("|", "\\|"))
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
+    rows = ["| " + " | ".join(r) + " |" for r in shown.itertuples(index=False)]
+    more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
+    return dg.MetadataValue.md("\n".join([header, rule, *rows, *more]))
+
+
+def counts_table(counts: dict[str, int], key: str = "reason") -> pd.DataFrame:
+    return pd.DataFrame({key: list(counts), "rows": list(counts.values())})

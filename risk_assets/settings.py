@@ -1,0 +1,206 @@
+"""All settings of risk_assets in one typed object.
+
+Defaults are the embedded demo world. A TOML file named by the environment variable
+``RISK_ASSETS_CONFIG`` overrides any of them; unknown keys and invalid values fail at
+load time with a message that names the key (``world.n_customers: ...``).
+
+Every threshold lives here so that check results can write the value they used into
+their metadata, and :func:`Settings.version` gives a short, stable fingerprint of the
+whole object for audit trails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV_VAR = "RISK_ASSETS_CONFIG"
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Section):
+    """Where raw data comes from."""
+
+    kind: Literal["embedded", "landing"] = "embedded"
+    """``embedded``: the deterministic synthetic world; ``landing``: parquet files in
+    ``landing_dir`` following the landing contract (README)."""
+    landing_dir: Path = Path("landing")
+
+
+class WarehouseSettings(_Section):
+    duckdb_path: Path = Path(".risk_assets/warehouse.duckdb")
+    """The DuckDB file every asset is stored in (one writing process at a time)."""
+
+
+class CalendarSettings(_Section):
+    timezone: str = "UTC"
+    """Business timezone of the daily partitions (IANA name)."""
+    partitions_start: dt.date = dt.date(2025, 1, 1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+
+class ProductChangeSettings(_Section):
+    """Incident 1: from ``date`` on, the source emits new categories, renames one and
+    merges two (see :mod:`risk_assets.world`)."""
+
+    enabled: bool = False
+    date: dt.date = dt.date(2026, 8, 10)
+
+
+class MissingnessSettings(_Section):
+    """Incident 2: from ``date`` for ``days`` days, ``share`` of the day's rows lose
+    their ``channel``, concentrated in ``concentrate_in`` (``segment:NAME``,
+    ``category:NAME`` or ``all``)."""
+
+    enabled: bool = False
+    date: dt.date = dt.date(2026, 8, 14)
+    days: PositiveInt = 3650
+    share: Share = 0.12
+    concentrate_in: str = "segment:smb"
+
+    @field_validator("concentrate_in")
+    @classmethod
+    def _target_form(cls, value: str) -> str:
+        if value != "all" and not (value.startswith("segment:") or value.startswith("category:")):
+            raise ValueError("must be 'all', 'segment:NAME' or 'category:NAME'")
+        return value
+
+
+class LateArrivalSettings(_Section):
+    """From ``date`` on, ``share`` of each day's transactions arrive the next day at
+    noon UTC, after the nightly run has read the partition."""
+
+    enabled: bool = False
+    date: dt.date = dt.date(2026, 8, 18)
+    share: Share = 0.05
+
+
+class WorldSettings(_Section):
+    """The embedded synthetic world (deterministic from ``seed``)."""
+
+    seed: int = 20250101
+    n_customers: PositiveInt = 20_000
+    start: dt.date = dt.date(2025, 1, 1)
+    """First day with transactions."""
+    horizon: dt.date = dt.date(2027, 6, 30)
+    """Irregularity events are simulated up to this day."""
+    mean_daily_transactions: Annotated[float, Field(gt=0.0, le=50.0)] = 0.055
+    """Average transactions per customer per day (10M over 20 months at 300k customers)."""
+    irregularity_rate_per_year: Annotated[float, Field(gt=0.0, le=5.0)] = 0.30
+    product_change: ProductChangeSettings = ProductChangeSettings()
+    missingness: MissingnessSettings = MissingnessSettings()
+    late_arrival: LateArrivalSettings = LateArrivalSettings()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorldSettings:
+        if self.horizon <= self.start:
+            raise ValueError("horizon must be after start")
+        return self
+
+
+class RawSettings(_Section):
+    max_amount: Annotated[float, Field(gt=0.0)] = 1_000_000.0
+    """Amounts above this (currency units) are rejected as implausible."""
+    max_text_length: PositiveInt = 128
+    """Identifiers and category/channel strings longer than this are rejected."""
+
+
+class Settings(_Section):
+    source: SourceSettings = SourceSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    calendar: CalendarSettings = CalendarSettings()
+    world: WorldSettings = WorldSettings()
+    raw: RawSettings = RawSettings()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.calendar.timezone)
+
+    def version(self) -> str:
+        """A short fingerprint of every value, recorded with each materialisation."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def with_overrides(self, **sections: dict) -> Settings:
+        """A copy with some sections' keys replaced, validated like a file would be."""
+        data = self.model_dump(mode="json")
+        for section, values in sections.items():
+            data[section] = _deep_merge(data.get(section, {}), values)
+        return settings_from_mapping(data)
+
+
+class SettingsError(ValueError):
+    """Invalid settings; the message names every offending key."""
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_from_mapping(data: dict, origin: str = "settings") -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError(f"invalid {origin}:\n  " + "\n  ".join(problems)) from None
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Settings from ``path``, else from ``$RISK_ASSETS_CONFIG``, else the defaults.
+
+    Relative paths inside the file (DuckDB file, landing folder) are resolved against
+    the file's folder, so a config works from any working directory.
+    """
+    path = path or os.environ.get(CONFIG_ENV_VAR)
+    if not path:
+        return Settings()
+    file = Path(path)
+    if not file.is_file():
+        raise SettingsError(f"{CONFIG_ENV_VAR}: no settings file at {file}")
+    try:
+        data = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{file}: not valid TOML: {exc}") from None
+    settings = settings_from_mapping(data, origin=str(file))
+    base = file.resolve().parent
+    return settings.model_copy(
+        update={
+            "source": settings.source.model_copy(
+                update={"landing_dir": base / settings.source.landing_dir}
+            ),
+            "warehouse": settings.warehouse.model_copy(
+                update={"duckdb_path": base / settings.warehouse.duckdb_path}
+            ),
+        }
+    )

@@ -1,0 +1,131 @@
+"""The DuckDB warehouse: table definitions and atomic partition writes.
+
+Only identifiers from :data:`TABLES` are ever interpolated into SQL; every value
+travels as a parameter or a registered frame. A partition is replaced with
+``DELETE`` + ``INSERT`` inside *one* transaction for all the tables an asset writes,
+so a crash leaves the previous partition or the new one, never half of either
+(``DuckDBPandasIOManager`` does not give that guarantee).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+TABLES: dict[str, str] = {
+    "customers": """
+        customer_id VARCHAR NOT NULL, segment VARCHAR NOT NULL, region VARCHAR NOT NULL,
+        opened_at TIMESTAMP NOT NULL, source_file VARCHAR""",
+    "rejected_customers": """
+        source_file VARCHAR, source_row BIGINT, record_key VARCHAR, reasons VARCHAR,
+        raw_record VARCHAR""",
+    "irregularities": """
+        customer_id VARCHAR NOT NULL, event_ts TIMESTAMP NOT NULL, source_file VARCHAR""",
+    "rejected_irregularities": """
+        source_file VARCHAR, source_row BIGINT, record_key VARCHAR, reasons VARCHAR,
+        raw_record VARCHAR""",
+    "raw_transactions": """
+        partition DATE NOT NULL, transaction_id VARCHAR NOT NULL, customer_id VARCHAR NOT NULL,
+        event_ts TIMESTAMP NOT NULL, amount DOUBLE NOT NULL, amount_cents BIGINT NOT NULL,
+        category VARCHAR NOT NULL, channel VARCHAR, source_file VARCHAR""",
+    "rejected_transactions": """
+        partition DATE NOT NULL, source_file VARCHAR, source_row BIGINT, record_key VARCHAR,
+        reasons VARCHAR NOT NULL, raw_record VARCHAR""",
+}
+"""Every table the project writes: name -> column DDL. The identifier whitelist."""
+
+def _columns(ddl: str) -> list[str]:
+    names = []
+    for part in ddl.replace("\n", " ").split(","):
+        part = part.strip()
+        if part:
+            names.append(part.split()[0])
+    return names
+
+
+COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
+
+
+def table(name: str) -> str:
+    """The quoted identifier of a whitelisted table; anything else is refused."""
+    if name not in TABLES:
+        raise ValueError(f"{name!r} is not a table of this warehouse")
+    return f'"{name}"'
+
+
+def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        ensure_tables(conn)
+    return conn
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    for name, ddl in TABLES.items():
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    columns = COLUMNS[name]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame for {name} lacks columns {missing}")
+    if frame.empty:
+        return
+    view = f"_incoming_{name}"
+    conn.register(view, frame[columns])
+    try:
+        cols = ", ".join(f'"{c}"' for c in columns)
+        conn.execute(f"INSERT INTO {table(name)} ({cols}) SELECT {cols} FROM {view}")
+    finally:
+        conn.unregister(view)
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection, partition: dt.date, frames: Mapping[str, pd.DataFrame]
+) -> None:
+    """Atomically replace one partition in several tables (one transaction)."""
+    with transaction(conn):
+        for name, frame in frames.items():
+            conn.execute(f"DELETE FROM {table(name)} WHERE partition = ?", [partition])
+            _insert(conn, name, frame.assign(partition=partition))
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, frames: Mapping[str, pd.DataFrame]) -> None:
+    """Atomically replace whole (unpartitioned) tables (one transaction)."""
+    with transaction(conn):
+        for name, frame in frames.items():
+            conn.execute(f"DELETE FROM {table(name)}")
+            _insert(conn, name, frame)
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """First value of a query. Uses ``fetchall``: DuckDB 2 refuses further work on a
+    connection whose last result was only partly fetched (``fetchone``)."""
+    rows = conn.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
+
+
+def count(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date | None = None) -> int:
+    if partition is None:
+        return scalar(conn, f"SELECT count(*) FROM {table(name)}")
+    return scalar(conn, f"SELECT count(*) FROM {table(name)} WHERE partition = ?", [partition])
