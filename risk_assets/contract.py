@@ -153,7 +153,10 @@ def transaction_schema(window: Window, max_amount: float, max_text: int) -> pa.D
             ),
             "amount": pa.Column(
                 "float64",
-                [pa.Check.gt(0), pa.Check.le(max_amount, name=f"above max_amount {max_amount:g}")],
+                [
+                    pa.Check.gt(0),
+                    pa.Check(lambda s: s <= max_amount, name=f"above max_amount {max_amount:g}"),
+                ],
                 nullable=False,
             ),
             "category": _text(max_text),

@@ -62,7 +62,9 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path), read_only=read_only)
+    # Same configuration as dagster-duckdb's DuckDBResource: DuckDB refuses a second
+    # connection to one file in one process with a different configuration.
+    conn = duckdb.connect(str(path), read_only=read_only, config={"custom_user_agent": "dagster"})
     if not read_only:
         ensure_tables(conn)
     return conn

@@ -46,8 +46,13 @@ def duckdb_resource(settings: Settings) -> DuckDBResource:
 def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
     with resource.get_connection() as conn:
-        warehouse.ensure_tables(conn)
-        yield conn
+        # DuckDBResource closes its connection only on success; close it on errors
+        # too, or a failed step keeps the file open in this process.
+        try:
+            warehouse.ensure_tables(conn)
+            yield conn
+        finally:
+            conn.close()
 
 
 def md_table(frame: pd.DataFrame, max_rows: int = 10) -> dg.MetadataValue:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from risk_assets.defs.common import daily_partitions, duckdb_resource
+from risk_assets.defs.common import duckdb_resource
 from risk_assets.defs.raw import build_raw_assets
 from risk_assets.settings import Settings
 
@@ -22,7 +22,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     nightly_job = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.assets("raw_transactions", "rejected_transactions"),
-        partitions_def=daily_partitions(settings),
         description="One business day: raw layer (grows into features, checks and scores).",
     )
     return dg.Definitions(

@@ -14,7 +14,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from risk_assets import warehouse
-from risk_assets.contract import Split, split_customers, split_irregularities, split_transactions
+from risk_assets.contract import ContractError, Split, split_customers, split_irregularities, split_transactions
 from risk_assets.defs.common import (
     counts_table,
     daily_partitions,
@@ -174,7 +174,14 @@ def build_raw_assets(settings: Settings) -> list:
                 raise dg.Failure("the customers table is empty: materialise `customers` first")
             for key in context.partition_keys:
                 day = partition_day(key)
-                frame = source.transactions(day, read_at=read_at)
+                try:
+                    frame = source.transactions(day, read_at=read_at)
+                except ContractError as exc:
+                    raise dg.Failure(
+                        description=f"partition {key}: {exc}",
+                        metadata={"file": exc.file, "column": exc.column, "problem": exc.problem},
+                        allow_retries=False,
+                    ) from exc
                 split = split_transactions(
                     frame,
                     partition_window(partitions, key),

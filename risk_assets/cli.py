@@ -1,0 +1,81 @@
+"""``risk-assets``: the command line (demo, landing export)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_HOME = Path(".dagster_home")
+
+
+def _use_home(home: Path) -> None:
+    """Point Dagster at a persistent, project-local instance (SQLite) before it loads."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # A local SQLite instance; no usage telemetry leaves this machine.
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _use_home(Path(args.home))
+    import dagster as dg
+
+    from risk_assets.demo import run_demo
+    from risk_assets.settings import load_settings
+
+    settings = load_settings()
+    instance = dg.DagsterInstance.get()
+    return run_demo(settings, instance, nights=args.nights, out=sys.stdout)
+
+
+def cmd_export_landing(args: argparse.Namespace) -> int:
+    from risk_assets.settings import load_settings
+    from risk_assets.sources import export_landing
+
+    settings = load_settings()
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    t0 = time.perf_counter()
+    export_landing(settings, Path(args.to), _days(start, end))
+    print(f"wrote {args.to} ({(end - start).days + 1} days) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="risk-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded world")
+    demo.add_argument("--home", default=os.environ.get("DAGSTER_HOME", DEFAULT_HOME),
+                      help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
+    demo.add_argument("--nights", type=int, default=3, help="nightly partitions to run")
+    demo.set_defaults(func=cmd_demo)
+
+    export = sub.add_parser("export-landing", help="write the embedded world as landing files")
+    export.add_argument("--to", required=True, help="landing folder to write")
+    export.add_argument("--start", required=True, help="first day (YYYY-MM-DD)")
+    export.add_argument("--end", required=True, help="last day (YYYY-MM-DD)")
+    export.set_defaults(func=cmd_export_landing)
+
+    args = parser.parse_args(argv)
+    from risk_assets.settings import SettingsError
+
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"risk-assets: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""The raw layer through Dagster, in a temporary DuckDB and instance."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from risk_assets import warehouse
+from risk_assets.sources import EmbeddedSource, export_landing
+from risk_assets_tests.conftest import run_night, run_reference, small_settings
+
+DAYS = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(4)]
+
+
+def stored(settings, name, day=None):
+    with warehouse.connect(settings.warehouse.duckdb_path, read_only=True) as conn:
+        return warehouse.count(conn, name, day)
+
+
+def test_several_days_reconcile_with_what_the_world_generated(settings, instance):
+    run_reference(settings, instance)
+    source = EmbeddedSource(settings)
+    for day in DAYS:
+        result = run_night(settings, instance, day)
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed and check.partition == day.isoformat()
+        assert stored(settings, "raw_transactions", day) == len(source.transactions(day))
+        assert stored(settings, "rejected_transactions", day) == 0
+    assert stored(settings, "customers") == settings.world.n_customers
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("raw_transactions"), "rows_reconcile"), limit=10
+    )
+    assert {h.partition for h in history} == {d.isoformat() for d in DAYS}
+
+
+def test_rerunning_a_partition_replaces_it(settings, instance):
+    run_reference(settings, instance)
+    run_night(settings, instance, DAYS[0])
+    first = stored(settings, "raw_transactions", DAYS[0])
+    run_night(settings, instance, DAYS[0])
+    assert stored(settings, "raw_transactions", DAYS[0]) == first
+    assert stored(settings, "raw_transactions") == first
+
+
+def test_read_at_cutoff_leaves_late_rows_for_the_rerun(tmp_path, instance):
+    day = DAYS[1]
+    settings = small_settings(tmp_path, world={"late_arrival": {"enabled": True, "date": day.isoformat(), "share": 0.3}})
+    run_reference(settings, instance)
+    cutoff = {"ops": {"raw_transactions": {"config": {"read_at": f"{day + dt.timedelta(days=1)}T02:30:00"}}}}
+    run_night(settings, instance, day, run_config=cutoff)
+    nightly = stored(settings, "raw_transactions", day)
+    run_night(settings, instance, day)
+    complete = stored(settings, "raw_transactions", day)
+    assert 0.2 * complete < complete - nightly < 0.4 * complete
+
+
+def _landing_settings(tmp_path):
+    root = tmp_path / "landing"
+    base = small_settings(tmp_path)
+    export_landing(base, root, DAYS[:2])
+    return small_settings(tmp_path, source={"kind": "landing", "landing_dir": str(root)}), root
+
+
+def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_path, instance):
+    settings, root = _landing_settings(tmp_path)
+    day = DAYS[0]
+    folder = root / "transactions" / f"date={day}"
+    good = pd.read_parquet(folder / "part-0.parquet")
+    cid = good.at[0, "customer_id"]
+    bad = pd.DataFrame(
+        {
+            "transaction_id": [None, "B-neg", "B-text", "B-late", good.at[0, "transaction_id"], "B-dup", "B-dup"],
+            "customer_id": [cid] * 7,
+            "event_ts": ["2025-03-01T10:00:00", "2025-03-01T10:00:00", "2025-03-01T10:00:00",
+                         "2025-03-02T00:00:00", "2025-03-01T11:00:00", "2025-03-01T12:00:00", "2025-03-01T13:00:00"],
+            "amount": ["5", "-2", "lots", "7", "8", "9", "9"],
+            "category": ["groceries"] * 7,
+            "channel": ["online"] * 7,
+        }
+    )
+    bad.to_parquet(folder / "part-1.parquet", index=False)
+    run_reference(settings, instance)
+    result = run_night(settings, instance, day)
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed
+    received = len(good) + len(bad)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["received"].value == received
+    assert meta["accepted"].value + meta["rejected"].value == received
+    with warehouse.connect(settings.warehouse.duckdb_path, read_only=True) as conn:
+        rejected = conn.execute(
+            "SELECT source_file, source_row, record_key, reasons FROM rejected_transactions WHERE partition = ? ORDER BY source_row",
+            [day],
+        ).df()
+    assert stored(settings, "raw_transactions", day) == len(good) + 1  # the first B-dup
+    reasons = dict(zip(rejected["source_row"], rejected["reasons"]))
+    assert "transaction_id: missing" in reasons[0]
+    assert "amount: must be > 0" in reasons[1]
+    assert "amount: not a number" in reasons[2]
+    assert "event_ts: inside partition" in reasons[3]
+    assert "duplicate transaction_id" in reasons[4]
+    assert "duplicate transaction_id" in reasons[6]
+    assert set(rejected["source_file"]) == {f"transactions/date={day}/part-1.parquet"}
+
+
+def test_a_landing_file_missing_a_required_column_fails_naming_file_and_column(tmp_path, instance):
+    settings, root = _landing_settings(tmp_path)
+    day = DAYS[1]
+    folder = root / "transactions" / f"date={day}"
+    pd.read_parquet(folder / "part-0.parquet").drop(columns="amount").to_parquet(folder / "part-0.parquet")
+    run_reference(settings, instance)
+    result = run_night(settings, instance, day, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data
+    message = failure.user_failure_data.description
+    assert "part-0.parquet" in message and "'amount'" in message
+    assert stored(settings, "raw_transactions", day) == 0
+
+
+def test_a_landing_path_outside_the_folder_is_refused(tmp_path, instance):
+    settings, root = _landing_settings(tmp_path)
+    outside = tmp_path / "elsewhere.parquet"
+    pd.read_parquet(root / "transactions" / f"date={DAYS[0]}" / "part-0.parquet").to_parquet(outside)
+    (root / "transactions" / f"date={DAYS[0]}" / "link.parquet").symlink_to(outside)
+    from risk_assets.contract import ContractError
+    from risk_assets.sources import LandingSource
+
+    with pytest.raises(ContractError, match="outside the landing folder"):
+        LandingSource(settings).transactions(DAYS[0])

@@ -1,0 +1,53 @@
+import datetime as dt
+
+import pytest
+
+from risk_assets.settings import CONFIG_ENV_VAR, Settings, SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_demo_world():
+    s = load_settings(None) if not __import__("os").environ.get(CONFIG_ENV_VAR) else Settings()
+    assert s.source.kind == "embedded"
+    assert s.world.n_customers == 20_000
+    assert s.calendar.timezone == "UTC"
+    assert len(s.version()) == 12
+
+
+def test_toml_file_from_env_var_overrides_and_resolves_paths(tmp_path, monkeypatch):
+    cfg = tmp_path / "risk.toml"
+    cfg.write_text(
+        '[warehouse]\nduckdb_path = "data/w.duckdb"\n'
+        '[calendar]\ntimezone = "Europe/Berlin"\n'
+        "[world]\nn_customers = 300\n[world.product_change]\nenabled = true\ndate = 2026-01-05\n"
+    )
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(cfg))
+    s = load_settings()
+    assert s.world.n_customers == 300
+    assert s.world.product_change.enabled and s.world.product_change.date == dt.date(2026, 1, 5)
+    assert s.calendar.timezone == "Europe/Berlin"
+    assert s.warehouse.duckdb_path == tmp_path / "data" / "w.duckdb"
+    assert s.version() != Settings().version()
+
+
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ("[world]\nn_customers = -5\n", "world.n_customers"),
+        ("[calendar]\ntimezone = \"Mars/Olympus\"\n", "calendar.timezone"),
+        ("[world.missingness]\nshare = 1.5\n", "world.missingness.share"),
+        ("[world]\nno_such_key = 1\n", "world.no_such_key"),
+        ("[source]\nkind = \"s3\"\n", "source.kind"),
+    ],
+)
+def test_invalid_values_fail_at_load_naming_the_key(tmp_path, toml, key):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    with pytest.raises(SettingsError) as err:
+        load_settings(cfg)
+    assert key in str(err.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(tmp_path / "nope.toml"))
+    with pytest.raises(SettingsError, match="no settings file"):
+        load_settings()
