@@ -1,0 +1,1 @@
+"""Pure feature logic: the one feature declaration, its two SQL executions, encoding."""

@@ -1,0 +1,190 @@
+"""The feature spec: every model feature declared once.
+
+Each feature is one SQL aggregate over the transaction rows ``t`` of a customer inside
+a look-back, with the window bounds in a relation ``b``:
+
+* ``t``: ``customer_id, event_ts, amount_cents, channel, canonical`` (the category after
+  the category mapping; ``'__unseen__'`` when the raw category has no mapping);
+* ``b``: ``as_of, start_7, start_14, start_30, start_90`` (naive UTC timestamps).
+
+The time contract (DESIGN §2): partition ``P`` describes a customer as of
+``as_of = (P + 1 day) 00:00`` in the business timezone; a ``w``-day window is
+``[as_of − w calendar days, as_of)``. :func:`window_bounds` computes these bounds once,
+in Python, for both executions (:mod:`risk_assets.features.sql`).
+
+Definitions where a denominator is zero (documented here, not imputed):
+
+* means and maxima over an empty window are 0;
+* amount/count velocity ratios are 1.0 (no change) when the 30-day value is 0;
+* shares are 0.0 when the 30-day amount is 0;
+* a category share is **NULL** when the window holds an ``__unseen__`` category (the
+  share cannot be known), and ``online_share_30d`` is **NULL** when the window holds a
+  transaction with unknown channel. NULLs are never filled here: encoding imputes them
+  and writes every one to the imputation ledger.
+
+A customer is *active* on ``P`` when it has at least one accepted transaction in the
+90-day look-back; scores and training rows exist for active customers only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+WINDOWS: tuple[int, ...] = (7, 14, 30)
+LOOKBACK_DAYS = 90
+LABEL_HORIZON_DAYS = 30
+UNSEEN = "__unseen__"
+NONE = "__none__"
+RISKY_SHARES: dict[str, tuple[str, ...]] = {
+    "cash": ("cash_withdrawal",),
+    "transfer": ("money_transfer",),
+    "gambling": ("gambling",),
+}
+ONLINE_CHANNELS: tuple[str, ...] = ("online", "transfer")
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: Literal["numeric", "categorical"]
+    sql: str
+    description: str
+    origin: Literal["transactions", "customer"] = "transactions"
+    window_days: int | None = None
+
+
+def _in30(cond: str = "") -> str:
+    return "t.event_ts >= b.start_30" + (f" AND {cond}" if cond else "")
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    for v in values:  # spec constants only; never user input
+        assert v.replace("_", "").isalnum(), v
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def _window_features(w: int) -> list[Feature]:
+    f = f"t.event_ts >= b.start_{w}"
+    return [
+        Feature(f"txn_count_{w}d", "numeric", f"count(*) FILTER (WHERE {f})",
+                f"transactions in the last {w} days", window_days=w),
+        Feature(f"amount_sum_{w}d", "numeric",
+                f"coalesce(sum(t.amount_cents) FILTER (WHERE {f}), 0) / 100.0",
+                f"amount in the last {w} days (exact cents, divided at the end)", window_days=w),
+        Feature(f"amount_mean_{w}d", "numeric",
+                f"coalesce(sum(t.amount_cents) FILTER (WHERE {f}) / count(*) FILTER (WHERE {f}), 0) / 100.0",
+                f"mean amount in the last {w} days; 0 without transactions", window_days=w),
+        Feature(f"amount_max_{w}d", "numeric",
+                f"coalesce(max(t.amount_cents) FILTER (WHERE {f}), 0) / 100.0",
+                f"largest amount in the last {w} days; 0 without transactions", window_days=w),
+    ]
+
+
+def _share(name: str, categories: tuple[str, ...]) -> Feature:
+    total = f"sum(t.amount_cents) FILTER (WHERE {_in30()})"
+    part = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30(f't.canonical IN ({_sql_list(categories)})')}), 0)"
+    unseen = f"count(*) FILTER (WHERE {_in30(f't.canonical = {_sql_list((UNSEEN,))}')})"
+    return Feature(
+        f"share_{name}_30d",
+        "numeric",
+        f"CASE WHEN {unseen} > 0 THEN NULL WHEN coalesce({total}, 0) = 0 THEN 0.0 ELSE {part} / {total} END",
+        f"share of 30-day amount in {', '.join(categories)}; NULL if the window has an unseen category",
+        window_days=30,
+    )
+
+
+def _ratio(name: str, short: str, long: str, what: str) -> Feature:
+    return Feature(
+        name,
+        "numeric",
+        f"CASE WHEN ({long}) = 0 THEN 1.0 ELSE (({short}) / 7.0) / (({long}) / 30.0) END",
+        f"7-day vs 30-day daily {what}; 1.0 when the 30-day value is 0",
+        window_days=30,
+    )
+
+
+def _features() -> tuple[Feature, ...]:
+    features: list[Feature] = []
+    for w in WINDOWS:
+        features += _window_features(w)
+    features += [_share(name, cats) for name, cats in RISKY_SHARES.items()]
+    total = f"sum(t.amount_cents) FILTER (WHERE {_in30()})"
+    online = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30(f't.channel IN ({_sql_list(ONLINE_CHANNELS)})')}), 0)"
+    unknown = f"count(*) FILTER (WHERE {_in30('t.channel IS NULL')})"
+    c7, c30 = "count(*) FILTER (WHERE t.event_ts >= b.start_7)", f"count(*) FILTER (WHERE {_in30()})"
+    s7 = "coalesce(sum(t.amount_cents) FILTER (WHERE t.event_ts >= b.start_7), 0)"
+    s30 = f"coalesce({total}, 0)"
+    features += [
+        Feature(
+            "online_share_30d", "numeric",
+            f"CASE WHEN {unknown} > 0 THEN NULL WHEN {s30} = 0 THEN 0.0 ELSE {online} / {total} END",
+            "share of 30-day amount through online/transfer channels; NULL if a channel is unknown",
+            window_days=30,
+        ),
+        _ratio("count_velocity_7d_30d", c7, c30, "transaction count"),
+        _ratio("amount_velocity_7d_30d", s7, s30, "amount"),
+        Feature("days_since_last_txn", "numeric",
+                "date_diff('second', max(t.event_ts), any_value(b.as_of)) / 86400.0",
+                "days between the last transaction and as_of (within the 90-day look-back)",
+                window_days=LOOKBACK_DAYS),
+        Feature("n_categories_30d", "numeric", f"count(DISTINCT t.canonical) FILTER (WHERE {_in30()})",
+                "distinct canonical categories in the last 30 days", window_days=30),
+        Feature("top_category_30d", "categorical",
+                f"coalesce(first(t.canonical ORDER BY t.amount_cents DESC, t.event_ts DESC, t.canonical) "
+                f"FILTER (WHERE {_in30()}), '{NONE}')",
+                f"category of the largest transaction in the last 30 days; '{NONE}' without transactions",
+                window_days=30),
+        Feature("segment", "categorical", "c.segment", "customer segment", origin="customer"),
+        Feature("region", "categorical", "c.region", "customer region", origin="customer"),
+        Feature("tenure_days", "numeric", "date_diff('second', c.opened_at, f.as_of) / 86400.0",
+                "days since the account was opened", origin="customer"),
+    ]
+    return tuple(features)
+
+
+FEATURES: tuple[Feature, ...] = _features()
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+NUMERIC: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == "numeric")
+CATEGORICAL: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == "categorical")
+BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+
+SPEC_VERSION: str = hashlib.sha256(
+    repr([(f.name, f.kind, f.sql, f.origin) for f in FEATURES] + [WINDOWS, LOOKBACK_DAYS, LABEL_HORIZON_DAYS]).encode()
+).hexdigest()[:12]
+"""Fingerprint of every feature's definition; changes whenever a window or formula does."""
+
+
+def _utc(local: dt.datetime) -> pd.Timestamp:
+    return pd.Timestamp(local).tz_convert("UTC").tz_localize(None)
+
+
+def as_of(day: dt.date, timezone: str) -> pd.Timestamp:
+    """End of business day ``day``: ``(day + 1) 00:00`` local, as naive UTC."""
+    return _utc(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=ZoneInfo(timezone)))
+
+
+def window_bounds(day: dt.date, timezone: str) -> dict[str, pd.Timestamp]:
+    """``as_of``, each window's start, the look-back start and the label end, naive UTC.
+
+    Windows are calendar days in the business timezone, so across a DST change a
+    7-day window is 7×24 h ± 1 h of UTC time."""
+    tz = ZoneInfo(timezone)
+    end = day + dt.timedelta(days=1)
+
+    def local_midnight(d: dt.date) -> pd.Timestamp:
+        return _utc(dt.datetime.combine(d, dt.time(0), tzinfo=tz))
+
+    bounds = {"as_of": local_midnight(end)}
+    for w in (*WINDOWS, LOOKBACK_DAYS):
+        bounds[f"start_{w}"] = local_midnight(end - dt.timedelta(days=w))
+    bounds["label_end"] = local_midnight(end + dt.timedelta(days=LABEL_HORIZON_DAYS))
+    return bounds
+
+
+BOUND_COLUMNS: tuple[str, ...] = ("as_of", *(f"start_{w}" for w in (*WINDOWS, LOOKBACK_DAYS)))

@@ -1,0 +1,172 @@
+"""The two executions of the feature spec, both compiled from :data:`spec.FEATURES`.
+
+* :func:`serving_features` — every active customer for one business day; the window
+  bounds are one constant row, the scan is pruned to the look-back's partitions.
+* :func:`training_features` — point in time over many as-of days (optionally for a
+  sample of customers): a range join of transactions against a spine of as-of bounds.
+
+They differ in how they compute (one constant row vs. a range join over a spine) and
+never in what they mean: the aggregate expressions are the same text from the spec.
+A nightly parity check (issue 4) recomputes a sample through the training path and
+compares it with what serving produced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from risk_assets.features.spec import (
+    BOUND_COLUMNS,
+    FEATURE_NAMES,
+    FEATURES,
+    LOOKBACK_DAYS,
+    UNSEEN,
+    window_bounds,
+)
+
+_TX_AGGS = ",\n    ".join(f"{f.sql} AS {f.name}" for f in FEATURES if f.origin == "transactions")
+_SELECT = ", ".join(
+    f"f.{f.name}" if f.origin == "transactions" else f"{f.sql} AS {f.name}" for f in FEATURES
+)
+_MAPPED_TX = f"""
+    SELECT r.customer_id, r.event_ts, r.amount_cents, r.channel,
+           coalesce(m.canonical, '{UNSEEN}') AS canonical
+    FROM raw_transactions r
+    LEFT JOIN (SELECT raw_category, canonical FROM category_mapping WHERE version = $mapping) m
+           ON m.raw_category = r.category
+    WHERE r.partition BETWEEN $first_partition AND $last_partition"""
+
+
+@dataclass(frozen=True)
+class ServingSkew:
+    """Fault injection for tests and the demo: a serving build whose windows differ.
+
+    ``end_shift_hours`` moves every bound (as_of and window starts) by that many hours;
+    ``window_days_offset`` lengthens (or shortens) every window by whole days. Both 0
+    in production."""
+
+    end_shift_hours: float = 0.0
+    window_days_offset: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.end_shift_hours or self.window_days_offset)
+
+
+def serving_bounds(day: dt.date, timezone: str, skew: ServingSkew | None = None) -> dict[str, pd.Timestamp]:
+    bounds = window_bounds(day, timezone)
+    if skew and skew.active:
+        shift = pd.Timedelta(hours=skew.end_shift_hours)
+        bounds = {
+            k: v + shift - (pd.Timedelta(days=skew.window_days_offset) if k.startswith("start_") else pd.Timedelta(0))
+            for k, v in bounds.items()
+        }
+    return bounds
+
+
+def _partition_range(days: Iterable[dt.date]) -> tuple[dt.date, dt.date]:
+    days = sorted(days)
+    # Partitions are business days and event_ts is UTC: one spare day on each side.
+    return days[0] - dt.timedelta(days=LOOKBACK_DAYS + 1), days[-1] + dt.timedelta(days=1)
+
+
+def serving_features(
+    conn: duckdb.DuckDBPyConnection,
+    day: dt.date,
+    timezone: str,
+    mapping_version: str,
+    skew: ServingSkew | None = None,
+) -> pd.DataFrame:
+    """Features of every active customer as of the end of business day ``day``."""
+    bounds = serving_bounds(day, timezone, skew)
+    first, last = _partition_range([day])
+    b_row = ", ".join(f"$b_{c}::TIMESTAMP AS {c}" for c in BOUND_COLUMNS)
+    sql = f"""
+WITH b AS (SELECT {b_row}),
+t AS ({_MAPPED_TX}
+      AND r.event_ts >= (SELECT start_{LOOKBACK_DAYS} FROM b) AND r.event_ts < (SELECT as_of FROM b)),
+f AS (
+  SELECT t.customer_id, any_value(b.as_of) AS as_of,
+    {_TX_AGGS}
+  FROM t CROSS JOIN b
+  GROUP BY t.customer_id
+)
+SELECT f.customer_id, f.as_of, {_SELECT}
+FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
+ORDER BY f.customer_id"""
+    params = {f"b_{c}": bounds[c].to_pydatetime() for c in BOUND_COLUMNS}
+    params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last}
+    return conn.execute(sql, params).df()
+
+
+def training_features(
+    conn: duckdb.DuckDBPyConnection,
+    days: Sequence[dt.date],
+    timezone: str,
+    mapping_version: str,
+    customers: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Point-in-time features for every (active customer, as-of day) pair.
+
+    ``customers``: restrict to these ids (the parity sample); all active otherwise."""
+    spine = pd.DataFrame([window_bounds(d, timezone) for d in days])[list(BOUND_COLUMNS)]
+    first, last = _partition_range(days)
+    conn.register("_spine", spine)
+    sample_filter = ""
+    if customers is not None:
+        conn.register("_sample", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
+        sample_filter = "AND r.customer_id IN (SELECT customer_id FROM _sample)"
+    sql = f"""
+WITH t AS ({_MAPPED_TX} {sample_filter}),
+f AS (
+  SELECT t.customer_id, b.as_of,
+    {_TX_AGGS}
+  FROM _spine b JOIN t ON t.event_ts >= b.start_{LOOKBACK_DAYS} AND t.event_ts < b.as_of
+  GROUP BY t.customer_id, b.as_of
+)
+SELECT f.customer_id, f.as_of, {_SELECT}
+FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
+ORDER BY f.as_of, f.customer_id"""
+    try:
+        return conn.execute(
+            sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last}
+        ).df()
+    finally:
+        conn.unregister("_spine")
+        if customers is not None:
+            conn.unregister("_sample")
+
+
+def labels(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, timezone: str) -> pd.Series:
+    """1 when the customer has an irregularity in ``[as_of, as_of + 30 days)``."""
+    keys = frame[["customer_id", "as_of"]].copy()
+    keys["label_end"] = [_label_end(a, timezone) for a in keys["as_of"]]
+    keys["_row"] = range(len(keys))
+    conn.register("_keys", keys)
+    try:
+        hit = conn.execute(
+            """SELECT k._row FROM _keys k
+               WHERE EXISTS (SELECT 1 FROM irregularities i WHERE i.customer_id = k.customer_id
+                             AND i.event_ts >= k.as_of AND i.event_ts < k.label_end)"""
+        ).df()["_row"]
+    finally:
+        conn.unregister("_keys")
+    result = pd.Series(0, index=frame.index, dtype="int64")
+    result.iloc[hit.to_numpy()] = 1
+    return result
+
+
+_LABEL_END_CACHE: dict[tuple[pd.Timestamp, str], pd.Timestamp] = {}
+
+
+def _label_end(as_of: pd.Timestamp, timezone: str) -> pd.Timestamp:
+    key = (as_of, timezone)
+    if key not in _LABEL_END_CACHE:
+        local_day = as_of.tz_localize("UTC").tz_convert(timezone).date() - dt.timedelta(days=1)
+        _LABEL_END_CACHE[key] = window_bounds(local_day, timezone)["label_end"]
+    return _LABEL_END_CACHE[key]
