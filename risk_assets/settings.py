@@ -127,12 +127,72 @@ class RawSettings(_Section):
     """Identifiers and category/channel strings longer than this are rejected."""
 
 
+class MappingSettings(_Section):
+    """Category mapping: raw category -> canonical category -> code."""
+
+    aliases: dict[str, str] = {}
+    """Raw category names mapped onto an existing canonical category (renames and
+    merges). Adding one creates a new mapping version."""
+
+
+class TrainingSettings(_Section):
+    """Training and validation periods (as-of days) and LightGBM parameters."""
+
+    start: dt.date = dt.date(2025, 2, 1)
+    end: dt.date = dt.date(2026, 5, 31)
+    asof_step_days: PositiveInt = 8
+    """Every n-th day is an as-of day of the training spine (8 cycles through weekdays)."""
+    validation_start: dt.date = dt.date(2026, 7, 1)
+    validation_end: dt.date = dt.date(2026, 7, 31)
+    validation_step_days: PositiveInt = 3
+    num_boost_round: PositiveInt = 200
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    num_leaves: Annotated[int, Field(ge=2, le=1024)] = 31
+    min_data_in_leaf: PositiveInt = 100
+    seed: int = 7
+
+    @model_validator(mode="after")
+    def _no_leakage(self) -> TrainingSettings:
+        from risk_assets.features.spec import LABEL_HORIZON_DAYS
+
+        if self.end < self.start:
+            raise ValueError("training.end is before training.start")
+        labels_end = self.end + dt.timedelta(days=LABEL_HORIZON_DAYS)
+        if self.validation_start <= labels_end:
+            raise ValueError(
+                f"validation_start must be after the last training label ({labels_end}): "
+                "labels look 30 days ahead, so an earlier validation period leaks"
+            )
+        if self.validation_end < self.validation_start:
+            raise ValueError("validation_end is before validation_start")
+        return self
+
+
+class ScoringSettings(_Section):
+    review_budget: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.02
+    """Share of scored customers the risk team reviews each morning (band 'high')."""
+    models_dir: Path = Path(".risk_assets/models")
+    """Where trained models are saved (LightGBM text format + a JSON model card)."""
+
+
+class ServingSkewSettings(_Section):
+    """Fault injection: a serving build whose windows differ from the spec (incident 3).
+    Both 0 in production; the demo and tests switch them on."""
+
+    end_shift_hours: Annotated[float, Field(ge=-48.0, le=48.0)] = 0.0
+    window_days_offset: Annotated[int, Field(ge=-3, le=3)] = 0
+
+
 class Settings(_Section):
     source: SourceSettings = SourceSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     calendar: CalendarSettings = CalendarSettings()
     world: WorldSettings = WorldSettings()
     raw: RawSettings = RawSettings()
+    mapping: MappingSettings = MappingSettings()
+    training: TrainingSettings = TrainingSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    serving_skew: ServingSkewSettings = ServingSkewSettings()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -201,6 +261,9 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
             ),
             "warehouse": settings.warehouse.model_copy(
                 update={"duckdb_path": base / settings.warehouse.duckdb_path}
+            ),
+            "scoring": settings.scoring.model_copy(
+                update={"models_dir": base / settings.scoring.models_dir}
             ),
         }
     )

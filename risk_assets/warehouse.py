@@ -17,6 +17,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from risk_assets.features.spec import FEATURES
+
+_FEATURE_DDL = ", ".join(
+    f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES
+)
+
 TABLES: dict[str, str] = {
     "customers": """
         customer_id VARCHAR NOT NULL, segment VARCHAR NOT NULL, region VARCHAR NOT NULL,
@@ -36,6 +42,37 @@ TABLES: dict[str, str] = {
     "rejected_transactions": """
         partition DATE NOT NULL, source_file VARCHAR, source_row BIGINT, record_key VARCHAR,
         reasons VARCHAR NOT NULL, raw_record VARCHAR""",
+    "category_mapping": """
+        version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
+        code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT""",
+    "category_mapping_history": """
+        version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
+        code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
+        created_at TIMESTAMP NOT NULL""",
+    "model_registry": """
+        version VARCHAR NOT NULL, path VARCHAR NOT NULL, trained_at TIMESTAMP NOT NULL,
+        spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL, roc_auc DOUBLE,
+        pr_auc DOUBLE, precision_at_budget DOUBLE, deployed_at TIMESTAMP""",
+    "serving_features": f"""
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL,
+        {_FEATURE_DDL}, spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL""",
+    "encoded_features": f"""
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL,
+        {_FEATURE_DDL}, spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL""",
+    "imputation_log": """
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, feature VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL, original_value VARCHAR, substituted_value VARCHAR NOT NULL,
+        spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL""",
+    "training_features": f"""
+        customer_id VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL, {_FEATURE_DDL},
+        label INTEGER NOT NULL, split VARCHAR NOT NULL, spec_version VARCHAR NOT NULL,
+        mapping_version VARCHAR NOT NULL""",
+    "risk_scores": """
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, score DOUBLE NOT NULL,
+        risk_band VARCHAR NOT NULL, rank BIGINT NOT NULL, model_version VARCHAR NOT NULL,
+        spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL""",
 }
 """Every table the project writes: name -> column DDL. The identifier whitelist."""
 
@@ -73,6 +110,15 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for name, ddl in TABLES.items():
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
+        existing = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = current_schema() ORDER BY ordinal_position", [name]).fetchall()]
+        if existing != COLUMNS[name]:
+            raise RuntimeError(
+                f"table {name} in this warehouse has columns {existing}, but this code writes "
+                f"{COLUMNS[name]} (the feature spec changed). Use a new warehouse file or drop "
+                f"the table; nothing was written."
+            )
 
 
 @contextmanager

@@ -6,10 +6,10 @@ generating the others and the world scales to 300k customers without holding 20
 months in memory.
 
 The hidden risk process: each customer has a latent hazard of *irregularity events*.
-Before most events (75%) the customer's behaviour ramps up over 14–45 days: more
+Before most events (80%) the customer's behaviour ramps up over 25–60 days: more
 transactions, larger amounts, more money moving through cash, transfers and
 gambling. That ramp is what a model on 7/14/30-day windows can learn; the remaining
-25% of events have no visible precursor, which keeps the problem honest.
+20% of events have no visible precursor, which keeps the problem honest.
 
 Scenario knobs (all off by default, see ``risk_assets.settings``):
 
@@ -75,7 +75,7 @@ _HOUR_P = np.array(
 )
 _HOUR_P = _HOUR_P / _HOUR_P.sum()
 
-_PRECURSOR_SHARE = 0.75
+_PRECURSOR_SHARE = 0.8
 
 
 def emitted_category_names(product_change: bool) -> list[str]:
@@ -182,13 +182,13 @@ class World:
         keep = day < n_days
         customer, day = customer[keep], day[keep]
         m = customer.size
-        strength = np.where(rng.random(m) < _PRECURSOR_SHARE, rng.uniform(1.2, 4.0, m), 0.0)
+        strength = np.where(rng.random(m) < _PRECURSOR_SHARE, rng.uniform(1.5, 5.0, m), 0.0)
         order = np.lexsort((day, customer))
         return _Events(
             customer=customer[order],
             day=day[order],
             seconds=rng.integers(0, 86_400, size=m)[order],
-            ramp_days=rng.integers(14, 46, size=m)[order],
+            ramp_days=rng.integers(25, 61, size=m)[order],
             strength=strength[order],
         )
 

@@ -43,11 +43,84 @@ def run_night(
     day: dt.date,
     raise_on_error: bool = True,
     run_config: dict | None = None,
+    raw_only: bool = False,
 ) -> dg.ExecuteInProcessResult:
+    """One nightly partition; ``raw_only`` materialises just the raw layer."""
     defs = build_definitions(settings)
     return defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
         instance=instance,
         partition_key=day.isoformat(),
         raise_on_error=raise_on_error,
         run_config=run_config,
+        asset_selection=RAW_ONLY if raw_only else None,
     )
+
+
+RAW_ONLY = [dg.AssetKey("raw_transactions"), dg.AssetKey("rejected_transactions")]
+
+
+# --------------------------------------------------------------------------- trained world
+# One small world with its raw history ingested and a model trained, built once per test
+# session; tests that change things work on a copy of its warehouse file.
+HISTORY_START = dt.date(2025, 1, 1)
+HISTORY_END = dt.date(2025, 11, 30)
+FIRST_NIGHT = dt.date(2025, 12, 1)
+TRAINED_OVERRIDES = {
+    "world": {"n_customers": 2000},
+    "training": {
+        "start": "2025-04-01", "end": "2025-09-15", "asof_step_days": 8,
+        "validation_start": "2025-10-20", "validation_end": "2025-11-29", "validation_step_days": 4,
+        "num_boost_round": 60,
+    },
+}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def trained_settings(folder: Path, **sections: dict) -> Settings:
+    merged = {k: dict(v) for k, v in TRAINED_OVERRIDES.items()}
+    for key, value in sections.items():
+        merged[key] = {**merged.get(key, {}), **value}
+    return Settings().with_overrides(
+        warehouse={"duckdb_path": str(folder / "warehouse.duckdb")},
+        scoring={"models_dir": str(folder / "models")},
+        **merged,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_world(tmp_path_factory) -> Path:
+    """Folder with warehouse.duckdb (raw history, mapping, training features, a deployed model)."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from risk_assets.defs.factory import TRAINING_JOB
+
+    folder = tmp_path_factory.mktemp("trained")
+    settings = trained_settings(folder)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        defs.resolve_job_def(REFERENCE_JOB).execute_in_process(instance=instance, run_config=QUIET)
+        defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
+            instance=instance,
+            run_config=QUIET,
+            asset_selection=[dg.AssetKey("raw_transactions"), dg.AssetKey("rejected_transactions")],
+            tags={ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
+                  ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()},
+        )
+        defs.resolve_job_def(TRAINING_JOB).execute_in_process(instance=instance, run_config=QUIET)
+    return folder
+
+
+@pytest.fixture
+def world_copy(trained_world: Path, tmp_path: Path):
+    """A private copy of the trained world's warehouse; returns a settings factory."""
+    import shutil
+
+    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        if (trained_world / name).exists():
+            shutil.copy(trained_world / name, tmp_path / name)
+    (tmp_path / "models").symlink_to(trained_world / "models")
+
+    def make(**sections: dict) -> Settings:
+        return trained_settings(tmp_path, **sections)
+
+    return make

@@ -22,7 +22,7 @@ def test_several_days_reconcile_with_what_the_world_generated(settings, instance
     run_reference(settings, instance)
     source = EmbeddedSource(settings)
     for day in DAYS:
-        result = run_night(settings, instance, day)
+        result = run_night(settings, instance, day, raw_only=True)
         [check] = result.get_asset_check_evaluations()
         assert check.passed and check.partition == day.isoformat()
         assert stored(settings, "raw_transactions", day) == len(source.transactions(day))
@@ -36,9 +36,9 @@ def test_several_days_reconcile_with_what_the_world_generated(settings, instance
 
 def test_rerunning_a_partition_replaces_it(settings, instance):
     run_reference(settings, instance)
-    run_night(settings, instance, DAYS[0])
+    run_night(settings, instance, DAYS[0], raw_only=True)
     first = stored(settings, "raw_transactions", DAYS[0])
-    run_night(settings, instance, DAYS[0])
+    run_night(settings, instance, DAYS[0], raw_only=True)
     assert stored(settings, "raw_transactions", DAYS[0]) == first
     assert stored(settings, "raw_transactions") == first
 
@@ -48,9 +48,9 @@ def test_read_at_cutoff_leaves_late_rows_for_the_rerun(tmp_path, instance):
     settings = small_settings(tmp_path, world={"late_arrival": {"enabled": True, "date": day.isoformat(), "share": 0.3}})
     run_reference(settings, instance)
     cutoff = {"ops": {"raw_transactions": {"config": {"read_at": f"{day + dt.timedelta(days=1)}T02:30:00"}}}}
-    run_night(settings, instance, day, run_config=cutoff)
+    run_night(settings, instance, day, run_config=cutoff, raw_only=True)
     nightly = stored(settings, "raw_transactions", day)
-    run_night(settings, instance, day)
+    run_night(settings, instance, day, raw_only=True)
     complete = stored(settings, "raw_transactions", day)
     assert 0.2 * complete < complete - nightly < 0.4 * complete
 
@@ -81,7 +81,7 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
     )
     bad.to_parquet(folder / "part-1.parquet", index=False)
     run_reference(settings, instance)
-    result = run_night(settings, instance, day)
+    result = run_night(settings, instance, day, raw_only=True)
     [check] = result.get_asset_check_evaluations()
     assert check.passed
     received = len(good) + len(bad)
@@ -110,7 +110,7 @@ def test_a_landing_file_missing_a_required_column_fails_naming_file_and_column(t
     folder = root / "transactions" / f"date={day}"
     pd.read_parquet(folder / "part-0.parquet").drop(columns="amount").to_parquet(folder / "part-0.parquet")
     run_reference(settings, instance)
-    result = run_night(settings, instance, day, raise_on_error=False)
+    result = run_night(settings, instance, day, raise_on_error=False, raw_only=True)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data
     message = failure.user_failure_data.description

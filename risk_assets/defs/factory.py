@@ -5,15 +5,18 @@ from __future__ import annotations
 import dagster as dg
 
 from risk_assets.defs.common import duckdb_resource
+from risk_assets.defs.features import build_feature_assets
+from risk_assets.defs.model import build_model_assets
 from risk_assets.defs.raw import build_raw_assets
 from risk_assets.settings import Settings
 
 REFERENCE_JOB = "reference_job"
+TRAINING_JOB = "training_job"
 NIGHTLY_JOB = "nightly_job"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    raw_assets = build_raw_assets(settings)
+    assets = build_raw_assets(settings) + build_feature_assets(settings) + build_model_assets(settings)
     reference_job = dg.define_asset_job(
         REFERENCE_JOB,
         selection=dg.AssetSelection.assets("customers", "irregularities"),
@@ -21,12 +24,20 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     nightly_job = dg.define_asset_job(
         NIGHTLY_JOB,
-        selection=dg.AssetSelection.assets("raw_transactions", "rejected_transactions"),
-        description="One business day: raw layer (grows into features, checks and scores).",
+        selection=dg.AssetSelection.assets(
+            "raw_transactions", "rejected_transactions", "serving_features",
+            "encoded_features", "imputation_log", "risk_scores",
+        ),
+        description="One business day: raw layer -> serving features -> encoding -> scores.",
+    )
+    training_job = dg.define_asset_job(
+        TRAINING_JOB,
+        selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model"),
+        description="Category mapping, point-in-time training features and the LightGBM model.",
     )
     return dg.Definitions(
-        assets=raw_assets,
-        jobs=[reference_job, nightly_job],
+        assets=assets,
+        jobs=[reference_job, training_job, nightly_job],
         resources={"duckdb": duckdb_resource(settings)},
         # DuckDB allows one writing process per file: run every step in-process.
         executor=dg.in_process_executor,

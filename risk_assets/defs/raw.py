@@ -156,7 +156,6 @@ def build_raw_assets(settings: Settings) -> list:
                 description="received = accepted + rejected, recounted in the warehouse.",
             )
         ],
-        backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=False,
     )
     def raw_transactions(

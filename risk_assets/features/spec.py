@@ -3,8 +3,10 @@
 Each feature is one SQL aggregate over the transaction rows ``t`` of a customer inside
 a look-back, with the window bounds in a relation ``b``:
 
-* ``t``: ``customer_id, event_ts, amount_cents, channel, canonical`` (the category after
-  the category mapping; ``'__unseen__'`` when the raw category has no mapping);
+* ``t``: ``customer_id, event_ts, amount_cents, channel, canonical, mapped`` — the
+  category after the category mapping, or the raw name itself when the mapping has no
+  entry for it (``mapped`` false). Encoding then turns such a name into ``__unseen__``
+  and logs the original;
 * ``b``: ``as_of, start_7, start_14, start_30, start_90`` (naive UTC timestamps).
 
 The time contract (DESIGN §2): partition ``P`` describes a customer as of
@@ -17,8 +19,8 @@ Definitions where a denominator is zero (documented here, not imputed):
 * means and maxima over an empty window are 0;
 * amount/count velocity ratios are 1.0 (no change) when the 30-day value is 0;
 * shares are 0.0 when the 30-day amount is 0;
-* a category share is **NULL** when the window holds an ``__unseen__`` category (the
-  share cannot be known), and ``online_share_30d`` is **NULL** when the window holds a
+* a category share is **NULL** when the window holds an unmapped category (the share
+  cannot be known), and ``online_share_30d`` is **NULL** when the window holds a
   transaction with unknown channel. NULLs are never filled here: encoding imputes them
   and writes every one to the imputation ledger.
 
@@ -89,12 +91,12 @@ def _window_features(w: int) -> list[Feature]:
 def _share(name: str, categories: tuple[str, ...]) -> Feature:
     total = f"sum(t.amount_cents) FILTER (WHERE {_in30()})"
     part = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30(f't.canonical IN ({_sql_list(categories)})')}), 0)"
-    unseen = f"count(*) FILTER (WHERE {_in30(f't.canonical = {_sql_list((UNSEEN,))}')})"
+    unseen = f"count(*) FILTER (WHERE {_in30('NOT t.mapped')})"
     return Feature(
         f"share_{name}_30d",
         "numeric",
         f"CASE WHEN {unseen} > 0 THEN NULL WHEN coalesce({total}, 0) = 0 THEN 0.0 ELSE {part} / {total} END",
-        f"share of 30-day amount in {', '.join(categories)}; NULL if the window has an unseen category",
+        f"share of 30-day amount in {', '.join(categories)}; NULL if the window has an unmapped category",
         window_days=30,
     )
 
@@ -130,7 +132,7 @@ def _features() -> tuple[Feature, ...]:
         _ratio("count_velocity_7d_30d", c7, c30, "transaction count"),
         _ratio("amount_velocity_7d_30d", s7, s30, "amount"),
         Feature("days_since_last_txn", "numeric",
-                "date_diff('second', max(t.event_ts), any_value(b.as_of)) / 86400.0",
+                "(epoch_us(any_value(b.as_of)) - epoch_us(max(t.event_ts))) / 86400e6",
                 "days between the last transaction and as_of (within the 90-day look-back)",
                 window_days=LOOKBACK_DAYS),
         Feature("n_categories_30d", "numeric", f"count(DISTINCT t.canonical) FILTER (WHERE {_in30()})",
@@ -142,7 +144,7 @@ def _features() -> tuple[Feature, ...]:
                 window_days=30),
         Feature("segment", "categorical", "c.segment", "customer segment", origin="customer"),
         Feature("region", "categorical", "c.region", "customer region", origin="customer"),
-        Feature("tenure_days", "numeric", "date_diff('second', c.opened_at, f.as_of) / 86400.0",
+        Feature("tenure_days", "numeric", "(epoch_us(f.as_of) - epoch_us(c.opened_at)) / 86400e6",
                 "days since the account was opened", origin="customer"),
     ]
     return tuple(features)

@@ -25,7 +25,6 @@ from risk_assets.features.spec import (
     FEATURE_NAMES,
     FEATURES,
     LOOKBACK_DAYS,
-    UNSEEN,
     window_bounds,
 )
 
@@ -35,7 +34,7 @@ _SELECT = ", ".join(
 )
 _MAPPED_TX = f"""
     SELECT r.customer_id, r.event_ts, r.amount_cents, r.channel,
-           coalesce(m.canonical, '{UNSEEN}') AS canonical
+           coalesce(m.canonical, r.category) AS canonical, m.canonical IS NOT NULL AS mapped
     FROM raw_transactions r
     LEFT JOIN (SELECT raw_category, canonical FROM category_mapping WHERE version = $mapping) m
            ON m.raw_category = r.category
@@ -101,7 +100,19 @@ FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
 ORDER BY f.customer_id"""
     params = {f"b_{c}": bounds[c].to_pydatetime() for c in BOUND_COLUMNS}
     params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last}
-    return conn.execute(sql, params).df()
+    return _finish(conn.execute(sql, params).df())
+
+
+def _finish(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per column whichever path produced it (counts become float64 like the
+    tables that store them)."""
+    frame["as_of"] = frame["as_of"].astype("datetime64[ns]")
+    for f in FEATURES:
+        if f.kind == "numeric":
+            frame[f.name] = frame[f.name].astype("float64")
+        else:
+            frame[f.name] = frame[f.name].astype(object)
+    return frame
 
 
 def training_features(
@@ -133,9 +144,9 @@ SELECT f.customer_id, f.as_of, {_SELECT}
 FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
 ORDER BY f.as_of, f.customer_id"""
     try:
-        return conn.execute(
+        return _finish(conn.execute(
             sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last}
-        ).df()
+        ).df())
     finally:
         conn.unregister("_spine")
         if customers is not None:

@@ -1,0 +1,165 @@
+"""Training features (point in time, with labels), the LightGBM model, and nightly scores."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from risk_assets import model as model_lib
+from risk_assets import warehouse
+from risk_assets.defs.common import daily_partitions, md_table, open_warehouse, partition_day
+from risk_assets.defs.features import current_mapping_version, deployed_model
+from risk_assets.features import sql as feature_sql
+from risk_assets.features.encoding import encode, fit_encoding
+from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION
+from risk_assets.settings import Settings
+
+
+def _days(start: dt.date, end: dt.date, step: int) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range(0, (end - start).days + 1, step)]
+
+
+def training_days(settings: Settings) -> tuple[list[dt.date], list[dt.date]]:
+    t = settings.training
+    return _days(t.start, t.end, t.asof_step_days), _days(t.validation_start, t.validation_end, t.validation_step_days)
+
+
+def build_model_assets(settings: Settings) -> list:
+    partitions = daily_partitions(settings)
+    tz = settings.calendar.timezone
+
+    @dg.asset(
+        group_name="training",
+        kinds={"duckdb"},
+        code_version=SPEC_VERSION,
+        deps=["raw_transactions", "customers", "irregularities", "category_mapping"],
+        description="Point-in-time features for (active customer, as-of day) pairs over the training "
+        "and validation periods, with labels (irregularity within 30 days after as_of).",
+    )
+    def training_features(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        train_days, valid_days = training_days(settings)
+        with open_warehouse(duckdb) as conn:
+            mapping_version = current_mapping_version(conn)
+            frames = []
+            for split, days in (("train", train_days), ("validation", valid_days)):
+                frame = feature_sql.training_features(conn, days, tz, mapping_version)
+                frame["label"] = feature_sql.labels(conn, frame, tz)
+                frames.append(frame.assign(split=split))
+            frame = pd.concat(frames, ignore_index=True).assign(
+                spec_version=SPEC_VERSION, mapping_version=mapping_version
+            )
+            warehouse.replace_table(conn, {"training_features": frame})
+        by_split = frame.groupby("split").agg(rows=("label", "size"), positives=("label", "sum"),
+                                              as_of_days=("as_of", "nunique")).reset_index()
+        labels_end = settings.training.end + dt.timedelta(days=LABEL_HORIZON_DAYS)
+        return dg.MaterializeResult(
+            metadata={
+                "rows": len(frame),
+                "by_split": md_table(by_split),
+                "training_as_of": f"{train_days[0]} .. {train_days[-1]} every {settings.training.asof_step_days} days",
+                "validation_as_of": f"{valid_days[0]} .. {valid_days[-1]} every {settings.training.validation_step_days} days",
+                "training_labels_end": labels_end.isoformat(),
+                "spec_version": SPEC_VERSION,
+                "mapping_version": mapping_version,
+            }
+        )
+
+    @dg.asset(
+        group_name="training",
+        kinds={"lightgbm"},
+        code_version="1",
+        deps=[training_features],
+        description="LightGBM binary classifier, validated on the later held-out period; saved as "
+        "LightGBM text plus a JSON card (features, vocabulary, versions, reference profile).",
+    )
+    def risk_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with open_warehouse(duckdb) as conn:
+            frame = conn.execute("SELECT * FROM training_features ORDER BY as_of, customer_id").df()
+            if frame.empty:
+                raise dg.Failure(description="training_features is empty: materialise it first")
+            levels = [r[0] for r in conn.execute("SELECT DISTINCT canonical FROM category_mapping").fetchall()]
+            mapping_version = frame.at[0, "mapping_version"]
+            train, valid = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+            encoding = fit_encoding(train, extra_levels={"top_category_30d": levels + [NONE]})
+            booster, card, ledgers = model_lib.train(
+                train, valid, encoding, settings.training, settings.scoring.review_budget,
+                SPEC_VERSION, mapping_version,
+            )
+            folder = model_lib.save(booster, card, settings.scoring.models_dir)
+            now = pd.Timestamp.now("UTC").tz_localize(None)
+            val = card.metrics["validation"]
+            with warehouse.transaction(conn):
+                conn.execute("DELETE FROM model_registry WHERE version = ?", [card.version])
+                warehouse._insert(conn, "model_registry", pd.DataFrame([{
+                    "version": card.version, "path": str(folder.resolve()), "trained_at": now,
+                    "spec_version": SPEC_VERSION, "mapping_version": mapping_version,
+                    "roc_auc": val["roc_auc"], "pr_auc": val["pr_auc"],
+                    "precision_at_budget": val["precision_at_budget"], "deployed_at": now,
+                }]))
+        importance = pd.DataFrame({"feature": booster.feature_name(),
+                                   "gain": booster.feature_importance("gain")}).sort_values("gain", ascending=False)
+        context.log.info(f"model {card.version}: validation ROC AUC {val['roc_auc']:.3f}")
+        return dg.MaterializeResult(
+            metadata={
+                "model_version": card.version,
+                "path": str(folder),
+                "validation_roc_auc": val["roc_auc"],
+                "validation_pr_auc": val["pr_auc"],
+                "validation_precision_at_budget": val["precision_at_budget"],
+                "validation_base_rate": val["base_rate"],
+                "review_budget": settings.scoring.review_budget,
+                "training_rows": card.metrics["training"]["rows"],
+                "validation_rows": val["rows"],
+                "training_as_of": " .. ".join(card.periods["training_as_of"]),
+                "validation_as_of": " .. ".join(card.periods["validation_as_of"]),
+                "top_features": md_table(importance.head(10)),
+                "spec_version": SPEC_VERSION,
+                "mapping_version": mapping_version,
+                **ledgers,
+            }
+        )
+
+    @dg.asset(
+        group_name="scores",
+        kinds={"duckdb"},
+        code_version="1",
+        partitions_def=partitions,
+        deps=["encoded_features"],
+        description="One score per active customer for night P: score, rank, risk band and the "
+        "model, feature-spec and mapping versions that produced it.",
+    )
+    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        day = partition_day(context.partition_key)
+        with open_warehouse(duckdb) as conn:
+            booster, card = deployed_model(conn)
+            encoded = conn.execute(
+                "SELECT * FROM encoded_features WHERE partition = ? ORDER BY customer_id", [day]
+            ).df()
+            if encoded.empty:
+                raise dg.Failure(description=f"encoded_features[{day}] is empty: nothing to score")
+            if set(encoded["model_version"]) != {card.version}:
+                raise dg.Failure(description=f"encoded_features[{day}] was encoded for model "
+                                 f"{sorted(set(encoded['model_version']))}, the deployed model is {card.version}")
+            scores = model_lib.predict(booster, encoded, card)
+            rank, band = model_lib.risk_bands(scores, settings.scoring.review_budget)
+            out = pd.DataFrame({
+                "customer_id": encoded["customer_id"], "score": scores, "risk_band": band, "rank": rank,
+                "model_version": card.version, "spec_version": encoded["spec_version"],
+                "mapping_version": encoded["mapping_version"],
+            })
+            warehouse.replace_partition(conn, day, {"risk_scores": out})
+        return dg.MaterializeResult(
+            metadata={
+                "scored_customers": len(out),
+                "high_band": int((band == "high").sum()),
+                "mean_score": float(np.mean(scores)),
+                "p99_score": float(np.quantile(scores, 0.99)),
+                "model_version": card.version,
+                "spec_version": SPEC_VERSION,
+                "mapping_version": str(out.at[0, "mapping_version"]),
+            }
+        )
+
+    return [training_features, risk_model, risk_scores]

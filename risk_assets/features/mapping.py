@@ -1,0 +1,52 @@
+"""The category mapping: raw category -> canonical category -> integer code.
+
+Built from the categories seen in the training period (each maps to itself) plus
+explicit aliases for renames and merges (``settings.mapping.aliases``). Anything not in
+the mapping is ``__unseen__`` downstream — counted, never silently null. The version is
+a fingerprint of the rows, so an added alias is a new, recorded version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from risk_assets.features.spec import NONE, UNSEEN
+
+MAPPING_COLUMNS = ["version", "raw_category", "canonical", "code", "origin", "training_rows"]
+
+
+class MappingError(ValueError):
+    pass
+
+
+def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
+    """``seen``: ``raw_category, rows`` over the training period."""
+    seen = seen.sort_values("raw_category").reset_index(drop=True)
+    canonical = list(seen["raw_category"])
+    reserved = {UNSEEN, NONE} & set(canonical)
+    if reserved:
+        raise MappingError(f"raw categories may not use reserved names {sorted(reserved)}")
+    codes = {c: i for i, c in enumerate(canonical)}
+    rows = [
+        {"raw_category": r.raw_category, "canonical": r.raw_category, "code": codes[r.raw_category],
+         "origin": "training", "training_rows": int(r.rows)}
+        for r in seen.itertuples(index=False)
+    ]
+    for raw, target in sorted(aliases.items()):
+        if target not in codes:
+            raise MappingError(f"mapping.aliases.{raw}: target {target!r} is not a canonical category "
+                               f"(known: {', '.join(canonical)})")
+        if raw in codes:
+            raise MappingError(f"mapping.aliases.{raw}: {raw!r} is already a canonical category")
+        rows.append({"raw_category": raw, "canonical": target, "code": codes[target],
+                     "origin": "alias", "training_rows": 0})
+    frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS[1:])
+    payload = frame[["raw_category", "canonical", "code"]].to_csv(index=False)
+    frame.insert(0, "version", hashlib.sha256(payload.encode()).hexdigest()[:12])
+    return frame
+
+
+def canonical_levels(mapping: pd.DataFrame) -> list[str]:
+    return sorted(set(mapping["canonical"]))
