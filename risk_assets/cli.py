@@ -29,7 +29,14 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_home(Path(args.home))
+    import warnings
+
     import dagster as dg
+
+    # Partitioned asset checks are a Dagster 1.13 preview feature we use on purpose
+    # (README, "Dagster notes"); its warning would otherwise open every demo.
+    warnings.filterwarnings("ignore", message="Specifying a partitions_def", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", message="Parameter `allow_nonexistent", category=dg.BetaWarning)
 
     from risk_assets.demo import run_demo
     from risk_assets.settings import load_settings

@@ -11,11 +11,13 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from risk_assets import warehouse
-from risk_assets.defs.factory import NIGHTLY_JOB, REFERENCE_JOB, build_definitions
+from risk_assets.defs.factory import NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
 from risk_assets.settings import Settings
 
 HISTORY_END = dt.date(2026, 7, 31)
 FIRST_NIGHT = dt.date(2026, 8, 1)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+RAW = [dg.AssetKey("raw_transactions"), dg.AssetKey("rejected_transactions")]
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> str:
@@ -24,65 +26,72 @@ def _checks(result: dg.ExecuteInProcessResult) -> str:
     return f"{len(evals) - len(failed)}/{len(evals)} passed" + (f" FAILED: {', '.join(failed)}" if failed else "")
 
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
 
 
 def run_demo(settings: Settings, instance: dg.DagsterInstance, nights: int, out: TextIO) -> int:
     defs = build_definitions(settings)
-    say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
+
+    def say(msg: str = "") -> None:
+        print(msg, file=out, flush=True)
+
+    def step(label: str, job: str, **kwargs) -> dg.ExecuteInProcessResult | None:
+        t0 = time.perf_counter()
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, raise_on_error=False, **{"run_config": QUIET, **kwargs}
+        )
+        say(f"[{label}] {'ok' if result.success else 'FAILED'} ({_checks(result)}) "
+            f"in {time.perf_counter() - t0:.1f}s  run {result.run_id[:8]}")
+        return result if result.success else None
+
     say(f"risk_assets demo — source={settings.source.kind}, customers={settings.world.n_customers:,}, "
         f"warehouse={settings.warehouse.duckdb_path}, DAGSTER_HOME={instance.root_directory}")
-
-    t0 = time.perf_counter()
-    ref = defs.resolve_job_def(REFERENCE_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET
-    )
-    say(f"[reference] customers + irregularities: {'ok' if ref.success else 'FAILED'} "
-        f"({_checks(ref)}) in {time.perf_counter() - t0:.1f}s")
-    if not ref.success:
+    if not step("reference data: customers, irregularities", REFERENCE_JOB):
         return 1
-
-    nightly = defs.resolve_job_def(NIGHTLY_JOB)
     start = settings.calendar.partitions_start
-    t0 = time.perf_counter()
-    hist = nightly.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags={ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-              ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()},
-    )
-    say(f"[history] raw layer {start}..{HISTORY_END} in one backfill run: "
-        f"{'ok' if hist.success else 'FAILED'} ({_checks(hist)}) in {time.perf_counter() - t0:.1f}s")
-    if not hist.success:
+    if not step(f"raw history {start}..{HISTORY_END}, one run", NIGHTLY_JOB, asset_selection=RAW,
+                tags={ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+                      ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()}):
         return 1
+    trained = step("training: category mapping, point-in-time features, LightGBM", TRAINING_JOB)
+    if not trained:
+        return 1
+    m = _metadata(trained)["risk_model"]
+    say(f"  model {m['model_version']}: validation ({m['validation_as_of']}) ROC AUC {m['validation_roc_auc']:.3f}, "
+        f"PR AUC {m['validation_pr_auc']:.3f}, precision in top {m['review_budget']:.0%} "
+        f"{m['validation_precision_at_budget']:.3f} (base rate {m['validation_base_rate']:.3f}); "
+        f"{m['training_rows']:,} training rows")
 
-    say("")
-    say(f"{'night':<12}{'received':>10}{'accepted':>10}{'rejected':>10}  checks")
+    say()
+    header = f"{'night':<12}{'received':>9}{'rejected':>9}{'scored':>8}{'imputed':>9}{'high':>6}  checks"
+    say(header)
+    say("-" * len(header))
     status = 0
     for i in range(nights):
         night = FIRST_NIGHT + dt.timedelta(days=i)
         read_at = dt.datetime.combine(night + dt.timedelta(days=1), dt.time(2, 30)).isoformat()
-        result = nightly.execute_in_process(
+        result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
             instance=instance,
             partition_key=night.isoformat(),
             raise_on_error=False,
             run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}},
         )
-        meta = {
-            m.asset_key.to_user_string(): m.metadata
-            for m in result.asset_materializations_for_node("raw_transactions")
-        }.get("raw_transactions", {})
-        value = lambda k: meta[k].value if k in meta else "-"  # noqa: E731
-        say(f"{night.isoformat():<12}{value('received'):>10}{value('accepted'):>10}{value('rejected'):>10}  "
-            f"{_checks(result)}")
+        meta = _metadata(result)
+        raw, enc, scores = (meta.get(k, {}) for k in ("raw_transactions", "encoded_features", "risk_scores"))
+        say(f"{night.isoformat():<12}{raw.get('received', '-'):>9}{raw.get('rejected', '-'):>9}"
+            f"{scores.get('scored_customers', '-'):>8}{enc.get('substituted_cells', '-'):>9}"
+            f"{scores.get('high_band', '-'):>6}  {_checks(result)}{'' if result.success else '  RUN FAILED'}")
         status |= 0 if result.success else 1
 
-    with warehouse.connect(settings.warehouse.duckdb_path, read_only=True) as conn:
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
         stored = warehouse.count(conn, "raw_transactions")
-        rejected = warehouse.count(conn, "rejected_transactions")
-    say("")
-    say(f"warehouse: {stored:,} accepted transactions, {rejected:,} rejected rows "
-        f"({settings.warehouse.duckdb_path})")
-    say("See it in the UI:  DAGSTER_HOME=$PWD/.dagster_home dagster dev -h 127.0.0.1 -p 3000")
+        scored = warehouse.count(conn, "risk_scores")
+    say()
+    say(f"warehouse {settings.warehouse.duckdb_path}: {stored:,} transactions, {scored:,} scores "
+        "(tables risk_scores, imputation_log, rejected_transactions, ...)")
+    say("See the same history in the UI:  DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -h 127.0.0.1 -p 3000")
     return status
