@@ -11,13 +11,12 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from risk_assets import warehouse
-from risk_assets.defs.factory import NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
+from risk_assets.defs.factory import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
 from risk_assets.settings import Settings
 
 HISTORY_END = dt.date(2026, 7, 31)
 FIRST_NIGHT = dt.date(2026, 8, 1)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-RAW = [dg.AssetKey("raw_transactions"), dg.AssetKey("rejected_transactions")]
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> str:
@@ -53,7 +52,7 @@ def run_demo(settings: Settings, instance: dg.DagsterInstance, nights: int, out:
     if not step("reference data: customers, irregularities", REFERENCE_JOB):
         return 1
     start = settings.calendar.partitions_start
-    if not step(f"raw history {start}..{HISTORY_END}, one run", NIGHTLY_JOB, asset_selection=RAW,
+    if not step(f"raw history {start}..{HISTORY_END}, one run", HISTORY_JOB,
                 tags={ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                       ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()}):
         return 1

@@ -75,42 +75,54 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, review_budget: float) -> di
 def reference_profile(encoded_train: pd.DataFrame, encoding: Encoding, val_scores: np.ndarray) -> dict:
     """Per-feature reference bins/shares, per-day variability and validation scores.
 
-    ``daily`` holds, for every training as-of day, each feature's PSI (numeric) or JS
-    distance (categorical) to the whole training period and its mean — the day-to-day
-    noise the drift thresholds are calibrated against."""
-    numeric, categorical, daily = {}, {}, {"as_of": [], "distance": {}, "mean": {}}
+    ``daily.distance`` holds, for every training as-of day, each feature's PSI (numeric)
+    or JS distance (categorical) between that day and the reference built *without*
+    that day (leave-one-day-out) — the day-to-day noise a clean night shows against
+    the full reference, which the drift thresholds are calibrated on. ``daily.mean``
+    holds each day's mean (for the directional monitor)."""
+    numeric, categorical = {}, {}
+    daily: dict = {"as_of": [str(a) for a in sorted(encoded_train["as_of"].unique())], "distance": {}, "mean": {}}
+    day_index = encoded_train["as_of"].rank(method="dense").astype(int).to_numpy() - 1
+    n_days = len(daily["as_of"])
     for name in NUMERIC:
         values = encoded_train[name].to_numpy(dtype="float64")
         edges = stats.quantile_edges(values, N_BINS)
-        numeric[name] = {
-            "edges": edges,
-            "shares": stats.bin_shares(values, edges).tolist(),
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-        }
+        bins = np.searchsorted(np.asarray(edges), values, side="left")
+        counts = np.zeros((n_days, len(edges) + 1))
+        np.add.at(counts, (day_index, bins), 1)
+        numeric[name] = {"edges": edges, "shares": (counts.sum(0) / counts.sum()).tolist(),
+                         "mean": float(values.mean()), "std": float(values.std())}
+        daily["distance"][name] = _lodo(counts)
+        sums = np.bincount(day_index, weights=values, minlength=n_days)
+        daily["mean"][name] = (sums / counts.sum(1)).tolist()
     for name in CATEGORICAL:
         levels = encoding.vocab[name]
-        categorical[name] = {"levels": levels, "shares": stats.level_shares(encoded_train[name], levels).tolist()}
-    for as_of, day in encoded_train.groupby("as_of", sort=True):
-        daily["as_of"].append(str(as_of))
-        for name in NUMERIC:
-            v = day[name].to_numpy(dtype="float64")
-            d = stats.psi(numeric[name]["shares"], stats.bin_shares(v, numeric[name]["edges"]))
-            daily["distance"].setdefault(name, []).append(d)
-            daily["mean"].setdefault(name, []).append(float(v.mean()))
-        for name in CATEGORICAL:
-            ref = categorical[name]
-            d = stats.js_distance(ref["shares"], stats.level_shares(day[name], ref["levels"]))
-            daily["distance"].setdefault(name, []).append(d)
+        index = {level: i for i, level in enumerate(levels)}
+        codes = encoded_train[name].map(lambda v: index.get(v, len(levels) - 1)).to_numpy()
+        counts = np.zeros((n_days, len(levels)))
+        np.add.at(counts, (day_index, codes), 1)
+        categorical[name] = {"levels": levels, "shares": (counts.sum(0) / counts.sum()).tolist()}
+        daily["distance"][name] = _lodo(counts, categorical=True)
     return {
         "numeric": numeric,
         "categorical": categorical,
         "daily": daily,
         "validation_scores": {
-            "quantiles": np.quantile(val_scores, np.linspace(0, 1, 21)).tolist() if len(val_scores) else [],
+            "quantiles": np.quantile(val_scores, np.linspace(0, 1, 101)).tolist() if len(val_scores) else [],
             "mean": float(np.mean(val_scores)) if len(val_scores) else float("nan"),
         },
     }
+
+
+def _lodo(counts: np.ndarray, categorical: bool = False) -> list[float]:
+    """Distance of each day's shares to the shares of all other days."""
+    total = counts.sum(0)
+    out = []
+    for day in counts:
+        rest = total - day
+        ref, cur = rest / max(rest.sum(), 1), day / max(day.sum(), 1)
+        out.append(stats.js_distance(ref, cur) if categorical else stats.psi(ref, cur))
+    return out
 
 
 def train(

@@ -183,6 +183,46 @@ class ServingSkewSettings(_Section):
     window_days_offset: Annotated[int, Field(ge=-3, le=3)] = 0
 
 
+class CheckSettings(_Section):
+    """Every guard threshold. Each check writes the values it used into its result."""
+
+    max_rejected_share: Share = 0.01
+    """raw: rows rejected by the contract, as a share of rows received (ERROR above)."""
+    coverage_max_unmapped_share: Share = 0.005
+    """Share of the night's rows whose category has no mapping (ERROR above)."""
+    coverage_max_customer_share: Share = 0.02
+    """Share of scored customers with an unseen category in their features (ERROR above)."""
+    imputation_ceiling: Share = 0.02
+    """Per-feature share of rows substituted by encoding (ERROR above)."""
+    missingness_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
+    """Family-wise significance of the missingness-concentration tests (Bonferroni)."""
+    missingness_min_lift: Annotated[float, Field(ge=1.0)] = 3.0
+    """A group must carry this many times the overall missing rate to count as concentrated."""
+    missingness_min_cells: PositiveInt = 5
+    drift_warn_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    """Nightly family-wise false-alarm rate that calibrates the WARN band."""
+    drift_error_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
+    """Nightly family-wise false-alarm rate that calibrates the ERROR band."""
+    cusum_k: Annotated[float, Field(ge=0.0)] = 0.5
+    cusum_h: Annotated[float, Field(gt=0.0)] = 6.0
+    cusum_nights: PositiveInt = 30
+    parity_sample: PositiveInt = 2000
+    parity_seed: int = 11
+    parity_atol: Annotated[float, Field(ge=0.0)] = 1e-9
+    parity_rtol: Annotated[float, Field(ge=0.0)] = 1e-9
+    parity_bias_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
+    parity_min_nonzero: PositiveInt = 10
+    score_psi_warn: Annotated[float, Field(gt=0.0)] = 0.25
+    high_band_max_share: Share = 0.05
+    """WARN when more than this share of customers scores above the validation p98."""
+
+    @model_validator(mode="after")
+    def _bands(self) -> CheckSettings:
+        if self.drift_error_alpha >= self.drift_warn_alpha:
+            raise ValueError("drift_error_alpha must be smaller than drift_warn_alpha")
+        return self
+
+
 class Settings(_Section):
     source: SourceSettings = SourceSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
@@ -193,6 +233,7 @@ class Settings(_Section):
     training: TrainingSettings = TrainingSettings()
     scoring: ScoringSettings = ScoringSettings()
     serving_skew: ServingSkewSettings = ServingSkewSettings()
+    checks: CheckSettings = CheckSettings()
 
     @property
     def tz(self) -> ZoneInfo:

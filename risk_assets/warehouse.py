@@ -44,11 +44,12 @@ TABLES: dict[str, str] = {
         reasons VARCHAR NOT NULL, raw_record VARCHAR""",
     "category_mapping": """
         version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
-        code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT""",
+        code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
+        training_amount_cents BIGINT""",
     "category_mapping_history": """
         version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
         code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
-        created_at TIMESTAMP NOT NULL""",
+        training_amount_cents BIGINT, created_at TIMESTAMP NOT NULL""",
     "model_registry": """
         version VARCHAR NOT NULL, path VARCHAR NOT NULL, trained_at TIMESTAMP NOT NULL,
         spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL, roc_auc DOUBLE,

@@ -92,17 +92,16 @@ def trained_world(tmp_path_factory) -> Path:
     """Folder with warehouse.duckdb (raw history, mapping, training features, a deployed model)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from risk_assets.defs.factory import TRAINING_JOB
+    from risk_assets.defs.factory import HISTORY_JOB, TRAINING_JOB
 
     folder = tmp_path_factory.mktemp("trained")
     settings = trained_settings(folder)
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         defs.resolve_job_def(REFERENCE_JOB).execute_in_process(instance=instance, run_config=QUIET)
-        defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
+        defs.resolve_job_def(HISTORY_JOB).execute_in_process(
             instance=instance,
             run_config=QUIET,
-            asset_selection=[dg.AssetKey("raw_transactions"), dg.AssetKey("rejected_transactions")],
             tags={ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
                   ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()},
         )

@@ -59,7 +59,11 @@ def md_table(frame: pd.DataFrame, max_rows: int = 10) -> dg.MetadataValue:
     """A small markdown table for the UI (first ``max_rows`` rows)."""
     if frame.empty:
         return dg.MetadataValue.md("_none_")
-    shown = frame.head(max_rows).astype(str).apply(lambda c: c.str.replace("|", "\\|"))
+    shown = frame.head(max_rows).copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: f"{v:.4g}")
+    shown = shown.astype(str).apply(lambda c: c.str.replace("|", "\\|"))
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
     rows = ["| " + " | ".join(r) + " |" for r in shown.itertuples(index=False)]
@@ -69,3 +73,23 @@ def md_table(frame: pd.DataFrame, max_rows: int = 10) -> dg.MetadataValue:
 
 def counts_table(counts: dict[str, int], key: str = "reason") -> pd.DataFrame:
     return pd.DataFrame({key: list(counts), "rows": list(counts.values())})
+
+
+def check_result(
+    outcome, settings: Settings, check_name: str | None = None, asset_key: str | None = None, **extra
+) -> dg.AssetCheckResult:
+    """An :class:`~risk_assets.guards.Outcome` as a Dagster check result: severity,
+    the summary as description, every figure and threshold, offender tables, and the
+    settings version."""
+    metadata = {"summary": outcome.summary, **outcome.metadata, **extra,
+                "settings_version": settings.version()}
+    for name, table in outcome.tables.items():
+        metadata[name] = md_table(table, max_rows=15)
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity[outcome.severity],
+        description=outcome.summary,
+        metadata=metadata,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from risk_assets.defs.checks import build_checks
 from risk_assets.defs.common import duckdb_resource
 from risk_assets.defs.features import build_feature_assets
 from risk_assets.defs.model import build_model_assets
@@ -12,6 +13,7 @@ from risk_assets.settings import Settings
 
 REFERENCE_JOB = "reference_job"
 TRAINING_JOB = "training_job"
+HISTORY_JOB = "raw_history_job"
 NIGHTLY_JOB = "nightly_job"
 
 
@@ -30,6 +32,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
         description="One business day: raw layer -> serving features -> encoding -> scores.",
     )
+    history_job = dg.define_asset_job(
+        HISTORY_JOB,
+        selection=dg.AssetSelection.assets("raw_transactions", "rejected_transactions").without_checks()
+        | dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("raw_transactions"), "rows_reconcile")),
+        description="Load raw history, one day or a range of days per run (tags "
+        "dagster/asset_partition_range_start/end). The nightly checks are per partition and "
+        "are not part of it; rows_reconcile runs inside the asset for every day.",
+    )
     training_job = dg.define_asset_job(
         TRAINING_JOB,
         selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model"),
@@ -37,7 +47,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[reference_job, training_job, nightly_job],
+        asset_checks=build_checks(settings),
+        jobs=[reference_job, history_job, training_job, nightly_job],
         resources={"duckdb": duckdb_resource(settings)},
         # DuckDB allows one writing process per file: run every step in-process.
         executor=dg.in_process_executor,

@@ -59,7 +59,8 @@ def build_feature_assets(settings: Settings) -> list:
         t = settings.training
         with open_warehouse(duckdb) as conn:
             seen = conn.execute(
-                "SELECT category AS raw_category, count(*) AS rows FROM raw_transactions "
+                "SELECT category AS raw_category, count(*) AS rows, sum(amount_cents) AS amount_cents "
+                "FROM raw_transactions "
                 "WHERE partition BETWEEN ? AND ? GROUP BY category",
                 [t.start - dt.timedelta(days=LOOKBACK_DAYS), t.end],
             ).df()

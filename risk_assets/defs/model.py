@@ -9,11 +9,13 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets import model as model_lib
 from risk_assets import warehouse
-from risk_assets.defs.common import daily_partitions, md_table, open_warehouse, partition_day
+from risk_assets.defs.common import check_result, daily_partitions, md_table, open_warehouse, partition_day
 from risk_assets.defs.features import current_mapping_version, deployed_model
 from risk_assets.features import sql as feature_sql
 from risk_assets.features.encoding import encode, fit_encoding
 from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION
+from risk_assets.guards.schemas import scores_schema
+from risk_assets.guards.scores import score_sanity
 from risk_assets.settings import Settings
 
 
@@ -127,10 +129,19 @@ def build_model_assets(settings: Settings) -> list:
         code_version="1",
         partitions_def=partitions,
         deps=["encoded_features"],
+        output_required=False,
+        check_specs=[
+            dg.AssetCheckSpec("scores_schema", asset="risk_scores", blocking=True, partitions_def=partitions,
+                              description="One row per encoded customer, score in [0, 1], unique ranks, "
+                              "versions present. Evaluated before the write: a failing night writes nothing."),
+            dg.AssetCheckSpec("score_sanity", asset="risk_scores", partitions_def=partitions,
+                              description="Score distribution vs the validation scores (WARN)."),
+        ],
         description="One score per active customer for night P: score, rank, risk band and the "
-        "model, feature-spec and mapping versions that produced it.",
+        "model, feature-spec and mapping versions that produced it. Written only after every "
+        "upstream blocking check and its own schema check passed.",
     )
-    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
             booster, card = deployed_model(conn)
@@ -149,8 +160,17 @@ def build_model_assets(settings: Settings) -> list:
                 "model_version": card.version, "spec_version": encoded["spec_version"],
                 "mapping_version": encoded["mapping_version"],
             })
+            schema = scores_schema(out, len(encoded))
+            c = settings.checks
+            sanity = score_sanity(scores, card.reference["validation_scores"]["quantiles"], c.score_psi_warn,
+                                  c.high_band_max_share)
+            yield check_result(schema, settings, check_name="scores_schema")
+            yield check_result(sanity, settings, check_name="score_sanity")
+            if not schema.passed:
+                context.log.error(f"risk_scores[{day}] not written: {schema.summary}")
+                return
             warehouse.replace_partition(conn, day, {"risk_scores": out})
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "scored_customers": len(out),
                 "high_band": int((band == "high").sum()),

@@ -14,7 +14,8 @@ import pandas as pd
 
 from risk_assets.features.spec import NONE, UNSEEN
 
-MAPPING_COLUMNS = ["version", "raw_category", "canonical", "code", "origin", "training_rows"]
+MAPPING_COLUMNS = ["version", "raw_category", "canonical", "code", "origin", "training_rows",
+                   "training_amount_cents"]
 
 
 class MappingError(ValueError):
@@ -22,7 +23,7 @@ class MappingError(ValueError):
 
 
 def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
-    """``seen``: ``raw_category, rows`` over the training period."""
+    """``seen``: ``raw_category, rows, amount_cents`` over the training period."""
     seen = seen.sort_values("raw_category").reset_index(drop=True)
     canonical = list(seen["raw_category"])
     reserved = {UNSEEN, NONE} & set(canonical)
@@ -31,7 +32,8 @@ def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
     codes = {c: i for i, c in enumerate(canonical)}
     rows = [
         {"raw_category": r.raw_category, "canonical": r.raw_category, "code": codes[r.raw_category],
-         "origin": "training", "training_rows": int(r.rows)}
+         "origin": "training", "training_rows": int(r.rows),
+         "training_amount_cents": int(getattr(r, "amount_cents", 0))}
         for r in seen.itertuples(index=False)
     ]
     for raw, target in sorted(aliases.items()):
@@ -41,7 +43,7 @@ def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
         if raw in codes:
             raise MappingError(f"mapping.aliases.{raw}: {raw!r} is already a canonical category")
         rows.append({"raw_category": raw, "canonical": target, "code": codes[target],
-                     "origin": "alias", "training_rows": 0})
+                     "origin": "alias", "training_rows": 0, "training_amount_cents": 0})
     frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS[1:])
     payload = frame[["raw_category", "canonical", "code"]].to_csv(index=False)
     frame.insert(0, "version", hashlib.sha256(payload.encode()).hexdigest()[:12])

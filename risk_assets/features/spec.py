@@ -59,6 +59,8 @@ class Feature:
     description: str
     origin: Literal["transactions", "customer"] = "transactions"
     window_days: int | None = None
+    drift: bool = True
+    """Watched by the drift checks. Off only for features that move by construction."""
 
 
 def _in30(cond: str = "") -> str:
@@ -145,7 +147,8 @@ def _features() -> tuple[Feature, ...]:
         Feature("segment", "categorical", "c.segment", "customer segment", origin="customer"),
         Feature("region", "categorical", "c.region", "customer region", origin="customer"),
         Feature("tenure_days", "numeric", "(epoch_us(f.as_of) - epoch_us(c.opened_at)) / 86400e6",
-                "days since the account was opened", origin="customer"),
+                "days since the account was opened (grows every night: not drift-monitored)",
+                origin="customer", drift=False),
     ]
     return tuple(features)
 

@@ -1,0 +1,114 @@
+"""Imputation ceiling and missingness pattern, both over the imputation ledger."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2_contingency
+
+from risk_assets.features.spec import FEATURE_NAMES
+from risk_assets.guards import Outcome
+
+
+def imputation_ceiling(ledger: pd.DataFrame, rows: int, ceiling: float) -> Outcome:
+    """Per feature: substituted cells / rows ≤ ceiling. Every feature's rate is reported."""
+    counts = ledger.groupby("feature").size().reindex(list(FEATURE_NAMES), fill_value=0)
+    reasons = ledger.groupby(["feature", "reason"]).size().unstack(fill_value=0) if len(ledger) else pd.DataFrame()
+    rates = counts / rows if rows else counts * 0.0
+    table = pd.DataFrame({"feature": counts.index, "cells": counts.to_numpy(), "rate": rates.to_numpy()})
+    for reason in reasons.columns:
+        table[reason] = reasons[reason].reindex(counts.index, fill_value=0).to_numpy()
+    over = table[table["rate"] > ceiling].sort_values("rate", ascending=False)
+    worst = table.sort_values("rate", ascending=False).iloc[0]
+    return Outcome(
+        passed=over.empty,
+        severity="ERROR",
+        summary=(f"{len(over)} feature(s) above the {ceiling:.1%} imputation ceiling"
+                 + (f": {', '.join(over['feature'])}" if len(over) else "")
+                 + f"; worst {worst['feature']} at {worst['rate']:.2%}"),
+        metadata={
+            "rows": rows,
+            "ceiling": ceiling,
+            "features_over_ceiling": len(over),
+            "substituted_cells": int(counts.sum()),
+            "worst_feature": str(worst["feature"]),
+            "worst_rate": float(worst["rate"]),
+            **{f"rate.{f}": float(r) for f, r in zip(table["feature"], table["rate"])},
+        },
+        tables={"rates": table.sort_values("rate", ascending=False)},
+    )
+
+
+def missingness_pattern(
+    ledger: pd.DataFrame,
+    groups: pd.DataFrame,
+    alpha: float,
+    min_lift: float,
+    min_cells: int,
+) -> Outcome:
+    """Is a feature's missingness concentrated in one group, rather than random?
+
+    ``groups``: one row per scored customer (``customer_id`` plus grouping columns —
+    segment, region and ``uses:<category>`` flags). For every feature with at least
+    ``min_cells`` substituted cells and every grouping, a chi-square test of
+    independence (group × substituted). A pattern is flagged when the test is
+    significant at ``alpha`` / number of tests (Bonferroni) *and* the worst group's
+    rate is at least ``min_lift`` times the rate outside it — so it fires on
+    concentration even when the overall rate is under the ceiling."""
+    customers = groups["customer_id"]
+    grouping_cols = [c for c in groups.columns if c != "customer_id"]
+    features = ledger.groupby("feature").size()
+    features = features[features >= min_cells]
+    tests = []
+    for feature in features.index:
+        hit = customers.isin(set(ledger.loc[ledger["feature"] == feature, "customer_id"])).to_numpy()
+        for col in grouping_cols:
+            values = groups[col].astype(str).to_numpy()
+            table = pd.crosstab(values, hit)
+            if table.shape[0] < 2 or table.shape[1] < 2:
+                continue
+            _, p, _, _ = chi2_contingency(table.to_numpy())
+            rates = table[True] / table.sum(axis=1)
+            worst = rates.idxmax()
+            inside, outside = values == worst, values != worst
+            out_rate = hit[outside].mean() if outside.any() else 0.0
+            lift = float(hit[inside].mean() / out_rate) if out_rate > 0 else float("inf")
+            tests.append({
+                "feature": feature, "grouping": col, "group": worst,
+                "cells_in_group": int(hit[inside].sum()), "cells": int(hit.sum()),
+                "group_rate": float(hit[inside].mean()), "outside_rate": float(out_rate),
+                "lift": lift, "p_value": float(p),
+            })
+    frame = pd.DataFrame(tests)
+    n_tests = max(len(frame), 1)
+    level = alpha / n_tests
+    if len(frame):
+        frame["flagged"] = (frame["p_value"] < level) & (frame["lift"] >= min_lift)
+        frame = frame.sort_values(["flagged", "p_value"], ascending=[False, True])
+    flagged = frame[frame["flagged"]] if len(frame) else frame
+    top = flagged.drop_duplicates("feature") if len(flagged) else flagged
+    return Outcome(
+        passed=flagged.empty,
+        severity="ERROR",
+        summary=("missingness is concentrated: " + "; ".join(
+            f"{r.feature} in {r.grouping}={r.group} ({r.cells_in_group}/{r.cells} cells, lift {r.lift:.1f})"
+            for r in top.itertuples()) if len(flagged) else
+            f"no concentrated missingness ({len(frame)} tests, {len(features)} feature(s) with ≥ {min_cells} cells)"),
+        metadata={
+            "tests": len(frame),
+            "bonferroni_level": level,
+            "alpha": alpha,
+            "min_lift": min_lift,
+            "min_cells": min_cells,
+            "flagged": len(flagged),
+            "features_tested": len(features),
+        },
+        tables={"tests": frame.head(20) if len(frame) else pd.DataFrame()},
+    )
+
+
+def category_usage(window: pd.DataFrame, customers: pd.Series) -> pd.DataFrame:
+    """``uses:<category>`` flags per customer from (customer_id, category) rows."""
+    usage = pd.crosstab(window["customer_id"], window["category"]) > 0
+    usage.columns = [f"uses:{c}" for c in usage.columns]
+    return usage.reindex(customers, fill_value=False).reset_index(drop=True).astype(np.int8)

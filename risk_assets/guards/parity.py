@@ -1,0 +1,79 @@
+"""Feature parity: serving values against the training path, row by row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from risk_assets.features.spec import CATEGORICAL, NUMERIC
+from risk_assets.guards import Outcome
+
+
+def parity(
+    serving: pd.DataFrame,
+    training: pd.DataFrame,
+    atol: float,
+    rtol: float,
+    bias_alpha: float,
+    min_nonzero: int,
+) -> Outcome:
+    """Fails on any difference beyond ``atol + rtol·|training|``, on customers present on
+    one side only, or on a significant one-sided bias (paired sign test, Bonferroni over
+    numeric features) even when every single difference is inside tolerance."""
+    s = serving.set_index("customer_id")
+    t = training.set_index("customer_id")
+    only_serving = sorted(set(s.index) - set(t.index))
+    only_training = sorted(set(t.index) - set(s.index))
+    common = s.index.intersection(t.index).sort_values()
+    s, t = s.loc[common], t.loc[common]
+    level = bias_alpha / len(NUMERIC)
+    rows = []
+    for f in NUMERIC:
+        a, b = s[f].to_numpy(dtype="float64"), t[f].to_numpy(dtype="float64")
+        both_nan = np.isnan(a) & np.isnan(b)
+        diff = np.where(both_nan, 0.0, a - b)
+        mismatch = np.where(both_nan, False, ~(np.abs(diff) <= atol + rtol * np.abs(b)))
+        denom = np.abs(a) + np.abs(b)
+        smape = np.where(denom > 0, 2 * np.abs(diff) / np.where(denom > 0, denom, 1), 0.0)
+        rel = np.abs(diff) / np.maximum(np.abs(b), 1e-12)
+        pos, neg = int(np.sum(diff > 0)), int(np.sum(diff < 0))
+        p = binomtest(pos, pos + neg, 0.5).pvalue if pos + neg else 1.0
+        biased = pos + neg >= min_nonzero and p < level
+        rows.append({"feature": f, "mismatches": int(np.nansum(mismatch)),
+                     "mismatch_share": float(np.nanmean(mismatch)) if len(a) else 0.0,
+                     "max_abs_diff": float(np.nanmax(np.abs(diff))) if len(a) else 0.0,
+                     "max_rel_diff": float(np.nanmax(rel)) if len(a) else 0.0,
+                     "smape": float(np.nanmean(smape)) if len(a) else 0.0,
+                     "higher": pos, "lower": neg, "sign_p_value": float(p), "biased": bool(biased)})
+    for f in CATEGORICAL:
+        mismatch = (s[f].astype(str) != t[f].astype(str)).to_numpy()
+        rows.append({"feature": f, "mismatches": int(mismatch.sum()),
+                     "mismatch_share": float(mismatch.mean()) if len(mismatch) else 0.0,
+                     "max_abs_diff": np.nan, "max_rel_diff": np.nan, "smape": np.nan,
+                     "higher": 0, "lower": 0, "sign_p_value": 1.0, "biased": False})
+    table = pd.DataFrame(rows)
+    bad = table[(table["mismatches"] > 0) | table["biased"]]
+    missing = len(only_serving) + len(only_training)
+    passed = bad.empty and missing == 0
+    summary = "serving and training paths agree" if passed else (
+        f"{int((table['mismatches'] > 0).sum())} feature(s) differ beyond tolerance, "
+        f"{int(table['biased'].sum())} with a one-sided bias, {missing} customer(s) on one side only"
+        + (f": {', '.join(bad['feature'].head(8))}" if len(bad) else ""))
+    return Outcome(
+        passed=passed,
+        severity="ERROR",
+        summary=summary,
+        metadata={
+            "sample": int(len(serving)),
+            "compared": int(len(common)),
+            "only_in_serving": len(only_serving),
+            "only_in_training": len(only_training),
+            "features_with_mismatches": int((table["mismatches"] > 0).sum()),
+            "features_biased": int(table["biased"].sum()),
+            "atol": atol, "rtol": rtol,
+            "bias_alpha": bias_alpha, "bias_level_per_feature": level, "min_nonzero": min_nonzero,
+            "max_mismatch_share": float(table["mismatch_share"].max()) if len(table) else 0.0,
+        },
+        tables={"features": table.sort_values(["mismatches", "sign_p_value"], ascending=[False, True])},
+    )
