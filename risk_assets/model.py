@@ -72,14 +72,18 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, review_budget: float) -> di
     }
 
 
-def reference_profile(encoded_train: pd.DataFrame, encoding: Encoding, val_scores: np.ndarray) -> dict:
+def reference_profile(
+    encoded_train: pd.DataFrame, encoding: Encoding, val_scores: np.ndarray,
+    encoded_valid: pd.DataFrame | None = None,
+) -> dict:
     """Per-feature reference bins/shares, per-day variability and validation scores.
 
-    ``daily.distance`` holds, for every training as-of day, each feature's PSI (numeric)
-    or JS distance (categorical) between that day and the reference built *without*
-    that day (leave-one-day-out) — the day-to-day noise a clean night shows against
-    the full reference, which the drift thresholds are calibrated on. ``daily.mean``
-    holds each day's mean (for the directional monitor)."""
+    ``daily.distance`` holds each feature's PSI (numeric) or JS distance (categorical)
+    for every training as-of day against the reference built *without* that day
+    (leave-one-day-out), followed by every validation as-of day against the full
+    reference (out of time, like a serving night). That is the noise a clean night
+    shows, and what the drift thresholds are calibrated on. ``daily.mean`` holds each
+    training day's mean (for the directional monitor)."""
     numeric, categorical = {}, {}
     daily: dict = {"as_of": [str(a) for a in sorted(encoded_train["as_of"].unique())], "distance": {}, "mean": {}}
     day_index = encoded_train["as_of"].rank(method="dense").astype(int).to_numpy() - 1
@@ -95,6 +99,13 @@ def reference_profile(encoded_train: pd.DataFrame, encoding: Encoding, val_score
         daily["distance"][name] = _lodo(counts)
         sums = np.bincount(day_index, weights=values, minlength=n_days)
         daily["mean"][name] = (sums / counts.sum(1)).tolist()
+    if encoded_valid is not None and len(encoded_valid):
+        for as_of, day in encoded_valid.groupby("as_of", sort=True):
+            daily["as_of"].append(f"{as_of} (validation)")
+            for name in NUMERIC:
+                ref = numeric[name]
+                shares = stats.bin_shares(day[name].to_numpy(dtype="float64"), ref["edges"])
+                daily["distance"][name].append(stats.psi(ref["shares"], shares))
     for name in CATEGORICAL:
         levels = encoding.vocab[name]
         index = {level: i for i, level in enumerate(levels)}
@@ -103,6 +114,10 @@ def reference_profile(encoded_train: pd.DataFrame, encoding: Encoding, val_score
         np.add.at(counts, (day_index, codes), 1)
         categorical[name] = {"levels": levels, "shares": (counts.sum(0) / counts.sum()).tolist()}
         daily["distance"][name] = _lodo(counts, categorical=True)
+        if encoded_valid is not None and len(encoded_valid):
+            for _, day in encoded_valid.groupby("as_of", sort=True):
+                daily["distance"][name].append(
+                    stats.js_distance(categorical[name]["shares"], stats.level_shares(day[name], levels)))
     return {
         "numeric": numeric,
         "categorical": categorical,
@@ -167,7 +182,7 @@ def train(
         params=params | {"num_boost_round": settings.num_boost_round},
         metrics=metrics,
         periods=periods,
-        reference=reference_profile(enc_train, encoding, val_scores),
+        reference=reference_profile(enc_train, encoding, val_scores, enc_valid),
     )
     ledgers = {"training_cells_substituted": len(ledger_train), "validation_cells_substituted": len(ledger_valid)}
     return booster, card, ledgers

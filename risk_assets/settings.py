@@ -204,12 +204,16 @@ class CheckSettings(_Section):
     drift_error_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
     """Nightly family-wise false-alarm rate that calibrates the ERROR band."""
     cusum_k: Annotated[float, Field(ge=0.0)] = 0.5
-    cusum_h: Annotated[float, Field(gt=0.0)] = 6.0
-    cusum_nights: PositiveInt = 30
+    cusum_h: Annotated[float, Field(gt=0.0)] = 4.0
+    cusum_nights: PositiveInt = 120
+    """Nights of history the directional monitor reads (each feature thinned to one
+    point per window length)."""
     parity_sample: PositiveInt = 2000
     parity_seed: int = 11
     parity_atol: Annotated[float, Field(ge=0.0)] = 1e-9
     parity_rtol: Annotated[float, Field(ge=0.0)] = 1e-9
+    parity_categorical_tolerance: Share = 0.0
+    """Share of sampled rows whose categorical features may differ between the paths."""
     parity_bias_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
     parity_min_nonzero: PositiveInt = 10
     score_psi_warn: Annotated[float, Field(gt=0.0)] = 0.25

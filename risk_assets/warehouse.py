@@ -42,14 +42,19 @@ TABLES: dict[str, str] = {
     "rejected_transactions": """
         partition DATE NOT NULL, source_file VARCHAR, source_row BIGINT, record_key VARCHAR,
         reasons VARCHAR NOT NULL, raw_record VARCHAR""",
+    "raw_loads": """
+        partition DATE NOT NULL, received BIGINT NOT NULL, accepted BIGINT NOT NULL,
+        rejected BIGINT NOT NULL, source VARCHAR NOT NULL, read_at VARCHAR,
+        loaded_at TIMESTAMP NOT NULL""",
     "category_mapping": """
         version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
         code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
-        training_amount_cents BIGINT""",
+        training_amount_cents BIGINT, training_log_amount_mean DOUBLE, training_log_amount_std DOUBLE""",
     "category_mapping_history": """
         version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
         code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
-        training_amount_cents BIGINT, created_at TIMESTAMP NOT NULL""",
+        training_amount_cents BIGINT, training_log_amount_mean DOUBLE, training_log_amount_std DOUBLE,
+        created_at TIMESTAMP NOT NULL""",
     "model_registry": """
         version VARCHAR NOT NULL, path VARCHAR NOT NULL, trained_at TIMESTAMP NOT NULL,
         spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL, roc_auc DOUBLE,

@@ -51,7 +51,7 @@ BASE_CATEGORIES: tuple[str, ...] = (
 RISKY_CATEGORIES: tuple[str, ...] = ("cash_withdrawal", "money_transfer", "gambling")
 _BASE_WEIGHTS = np.array([22, 14, 9, 6, 16, 3, 2, 7, 8, 6, 5, 2], dtype=float)
 _RISKY_WEIGHTS = np.array([0.45, 0.35, 0.20])
-_AMOUNT_FACTOR = np.array([1.0, 0.8, 1.2, 2.5, 1.6, 6.0, 5.0, 1.0, 0.6, 2.5, 4.0, 1.5])
+_AMOUNT_FACTOR = np.array([1.0, 0.8, 1.2, 2.5, 1.6, 10.0, 7.0, 1.0, 0.6, 2.5, 4.0, 1.5])
 
 # Product change (incident 1): what the source emits from the change date on.
 RENAMED = {"money_transfer": "p2p_payments"}

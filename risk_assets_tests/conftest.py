@@ -66,7 +66,7 @@ HISTORY_START = dt.date(2025, 1, 1)
 HISTORY_END = dt.date(2025, 11, 30)
 FIRST_NIGHT = dt.date(2025, 12, 1)
 TRAINED_OVERRIDES = {
-    "world": {"n_customers": 2000},
+    "world": {"n_customers": 4000},
     "training": {
         "start": "2025-04-01", "end": "2025-09-15", "asof_step_days": 8,
         "validation_start": "2025-10-20", "validation_end": "2025-11-29", "validation_step_days": 4,

@@ -36,8 +36,9 @@ def make_db(rows: list[tuple], timezone: str = "UTC", aliases=None) -> tuple[duc
     tx["partition"] = local.dt.date
     with warehouse.transaction(conn):
         warehouse._insert(conn, "raw_transactions", tx)
-    mapping = build_mapping(pd.DataFrame({"raw_category": ["groceries", "gambling", "cash_withdrawal",
-                                                           "money_transfer"], "rows": 1}), aliases or {})
+    seen = pd.DataFrame({"raw_category": ["groceries", "gambling", "cash_withdrawal", "money_transfer"],
+                         "rows": 1, "amount_cents": 100, "log_amount_mean": 4.6, "log_amount_std": 0.5})
+    mapping = build_mapping(seen, aliases or {})
     with warehouse.transaction(conn):
         warehouse._insert(conn, "category_mapping", mapping)
     return conn, mapping.at[0, "version"]

@@ -22,7 +22,7 @@ from risk_assets.defs.common import (
 from risk_assets.defs.features import current_mapping_version, deployed_model
 from risk_assets.features import sql as feature_sql
 from risk_assets.features.encoding import UNSEEN_CATEGORY
-from risk_assets.features.spec import NUMERIC, window_bounds
+from risk_assets.features.spec import LOOKBACK_DAYS, NUMERIC, window_bounds
 from risk_assets.guards import Outcome
 from risk_assets.guards.coverage import category_coverage
 from risk_assets.guards.drift import drift_bounds, drift_direction
@@ -40,6 +40,10 @@ def _night(conn, day: dt.date) -> pd.DataFrame:
 
 def _mapping(conn) -> pd.DataFrame:
     return conn.execute("SELECT * FROM category_mapping").df()
+
+
+def _coverage(conn, day: dt.date, threshold: float) -> Outcome:
+    return category_coverage(_night(conn, day), _mapping(conn), threshold)
 
 
 def build_checks(settings: Settings) -> list:
@@ -86,12 +90,32 @@ def build_checks(settings: Settings) -> list:
            "consequences; the blocking coverage check sits on encoded_features.")
     def category_coverage_raw(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
         with open_warehouse(duckdb) as conn:
-            outcome = category_coverage(_night(conn, partition_day(context.partition_key)), _mapping(conn),
-                                        c.coverage_max_unmapped_share)
+            outcome = _coverage(conn, partition_day(context.partition_key), c.coverage_max_unmapped_share)
             version = current_mapping_version(conn)
         return check_result(outcome, settings, mapping_version=version)
 
     # ------------------------------------------------------------------ serving features
+    @check(name="lookback_complete", asset="serving_features",
+           description="Every raw partition the night's 90-day look-back reads has been loaded "
+           "(a missing day would silently shrink every window).")
+    def lookback_complete(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        day = partition_day(context.partition_key)
+        first = max(settings.calendar.partitions_start, day - dt.timedelta(days=LOOKBACK_DAYS))
+        with open_warehouse(duckdb) as conn:
+            loaded = {r[0] for r in conn.execute(
+                "SELECT partition FROM raw_loads WHERE partition BETWEEN ? AND ?", [first, day]).fetchall()}
+        expected = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+        missing = [d for d in expected if d not in loaded]
+        outcome = Outcome(
+            passed=not missing, severity="ERROR",
+            summary=(f"{len(missing)} of {len(expected)} look-back day(s) never loaded: "
+                     + ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else ""))
+            if missing else f"all {len(expected)} look-back days loaded ({first} .. {day})",
+            metadata={"lookback_days": len(expected), "missing_days": len(missing),
+                      "first_missing": str(missing[0]) if missing else "-"},
+        )
+        return check_result(outcome, settings)
+
     @check(name="feature_parity", asset="serving_features", description="A seeded sample of tonight's customers recomputed by the "
            "training path and compared row by row: tolerance, missing rows and one-sided bias.")
     def feature_parity(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -104,7 +128,7 @@ def build_checks(settings: Settings) -> list:
             mapping_version = served.at[0, "mapping_version"] if len(served) else current_mapping_version(conn)
             recomputed = feature_sql.training_features(conn, [day], tz, mapping_version, customers=sample)
         outcome = parity(served[served["customer_id"].isin(sample)], recomputed, c.parity_atol, c.parity_rtol,
-                         c.parity_bias_alpha, c.parity_min_nonzero)
+                         c.parity_bias_alpha, c.parity_min_nonzero, c.parity_categorical_tolerance)
         return check_result(outcome, settings, weekday=day.strftime("%A"), mapping_version=mapping_version)
 
     # ------------------------------------------------------------------ encoded features
@@ -128,7 +152,7 @@ def build_checks(settings: Settings) -> list:
     def category_coverage_features(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
-            outcome = category_coverage(_night(conn, day), _mapping(conn), c.coverage_max_unmapped_share)
+            outcome = _coverage(conn, day, c.coverage_max_unmapped_share)
             ledger = _ledger(conn, day)
             rows = warehouse.count(conn, "encoded_features", day)
         unseen = ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()
@@ -193,6 +217,6 @@ def build_checks(settings: Settings) -> list:
         return check_result(outcome, settings, model_version=card.version,
                             nights_from=str(nightly["partition"].min()) if len(nightly) else "-")
 
-    return [raw_schema_check, rejection_rate, category_coverage_raw, feature_parity, encoded_schema_check,
+    return [raw_schema_check, rejection_rate, category_coverage_raw, lookback_complete, feature_parity, encoded_schema_check,
             category_coverage_features, imputation_ceiling_check, missingness_pattern_check,
             drift_bounds_check, drift_direction_check]

@@ -42,6 +42,10 @@ def duckdb_resource(settings: Settings) -> DuckDBResource:
     return DuckDBResource(database=str(settings.warehouse.duckdb_path))
 
 
+_ENSURED: set[str] = set()
+"""Warehouse files whose tables this process has created or verified."""
+
+
 @contextmanager
 def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +53,9 @@ def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnecti
         # DuckDBResource closes its connection only on success; close it on errors
         # too, or a failed step keeps the file open in this process.
         try:
-            warehouse.ensure_tables(conn)
+            if resource.database not in _ENSURED:
+                warehouse.ensure_tables(conn)
+                _ENSURED.add(resource.database)
             yield conn
         finally:
             conn.close()

@@ -59,7 +59,8 @@ def build_feature_assets(settings: Settings) -> list:
         t = settings.training
         with open_warehouse(duckdb) as conn:
             seen = conn.execute(
-                "SELECT category AS raw_category, count(*) AS rows, sum(amount_cents) AS amount_cents "
+                "SELECT category AS raw_category, count(*) AS rows, sum(amount_cents) AS amount_cents, "
+                "avg(ln(amount_cents)) AS log_amount_mean, coalesce(stddev_samp(ln(amount_cents)), 0) AS log_amount_std "
                 "FROM raw_transactions "
                 "WHERE partition BETWEEN ? AND ? GROUP BY category",
                 [t.start - dt.timedelta(days=LOOKBACK_DAYS), t.end],

@@ -189,12 +189,18 @@ def build_raw_assets(settings: Settings) -> list:
                     known_customers=known,
                     stored_elsewhere=_stored_elsewhere(conn, day, frame),
                 )
+                load = pd.DataFrame([{
+                    "received": split.received, "accepted": len(split.accepted), "rejected": len(split.rejected),
+                    "source": source.name, "read_at": config.read_at,
+                    "loaded_at": pd.Timestamp.now("UTC").tz_localize(None),
+                }])
                 warehouse.replace_partition(
                     conn,
                     day,
                     {
                         "raw_transactions": split.accepted.rename(columns={"_source_file": "source_file"}),
                         "rejected_transactions": split.rejected,
+                        "raw_loads": load,
                     },
                 )
                 acc = warehouse.count(conn, "raw_transactions", day)

@@ -15,7 +15,7 @@ import pandas as pd
 from risk_assets.features.spec import NONE, UNSEEN
 
 MAPPING_COLUMNS = ["version", "raw_category", "canonical", "code", "origin", "training_rows",
-                   "training_amount_cents"]
+                   "training_amount_cents", "training_log_amount_mean", "training_log_amount_std"]
 
 
 class MappingError(ValueError):
@@ -23,7 +23,8 @@ class MappingError(ValueError):
 
 
 def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
-    """``seen``: ``raw_category, rows, amount_cents`` over the training period."""
+    """``seen``: ``raw_category, rows, amount_cents, log_amount_mean, log_amount_std`` over
+    the training period (volumes and amount profiles feed the coverage check)."""
     seen = seen.sort_values("raw_category").reset_index(drop=True)
     canonical = list(seen["raw_category"])
     reserved = {UNSEEN, NONE} & set(canonical)
@@ -33,7 +34,8 @@ def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
     rows = [
         {"raw_category": r.raw_category, "canonical": r.raw_category, "code": codes[r.raw_category],
          "origin": "training", "training_rows": int(r.rows),
-         "training_amount_cents": int(getattr(r, "amount_cents", 0))}
+         "training_amount_cents": int(r.amount_cents), "training_log_amount_mean": float(r.log_amount_mean),
+         "training_log_amount_std": float(r.log_amount_std)}
         for r in seen.itertuples(index=False)
     ]
     for raw, target in sorted(aliases.items()):
@@ -43,7 +45,8 @@ def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
         if raw in codes:
             raise MappingError(f"mapping.aliases.{raw}: {raw!r} is already a canonical category")
         rows.append({"raw_category": raw, "canonical": target, "code": codes[target],
-                     "origin": "alias", "training_rows": 0, "training_amount_cents": 0})
+                     "origin": "alias", "training_rows": 0, "training_amount_cents": 0,
+                     "training_log_amount_mean": None, "training_log_amount_std": None})
     frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS[1:])
     payload = frame[["raw_category", "canonical", "code"]].to_csv(index=False)
     frame.insert(0, "version", hashlib.sha256(payload.encode()).hexdigest()[:12])

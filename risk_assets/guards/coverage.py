@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import poisson
+from scipy.stats import norm, poisson
 
 from risk_assets.guards import Outcome
 
@@ -24,7 +23,7 @@ def _poisson_p(observed: int, expected: float) -> float:
 
 def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_share: float) -> Outcome:
     """``night``: the partition's rows (transaction_id, category, amount_cents).
-    ``mapping``: the current category mapping with its training volumes."""
+    ``mapping``: the current category mapping with its training volumes and amounts."""
     n = len(night)
     known = set(mapping["raw_category"])
     unmapped = night[~night["category"].isin(known)]
@@ -43,7 +42,9 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
 
     # Reference: each canonical category's share of training rows and its mean amount.
     training = mapping[mapping["origin"] == "training"]
-    ref = training.groupby("canonical").agg(rows=("training_rows", "sum"), cents=("training_amount_cents", "sum"))
+    ref = training.groupby("canonical").agg(
+        rows=("training_rows", "sum"), cents=("training_amount_cents", "sum"),
+        log_amount_mean=("training_log_amount_mean", "mean"), log_amount_std=("training_log_amount_std", "mean"))
     ref["expected_share"] = ref["rows"] / ref["rows"].sum()
     ref["mean_amount"] = ref["cents"] / ref["rows"].clip(lower=1) / 100
     canonical_of = dict(zip(mapping["raw_category"], mapping["canonical"]))
@@ -60,8 +61,8 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
     lost["lost_rows"] = lost["expected_rows"] - lost["observed_rows"]
     lost = lost.reset_index()
 
-    suggestions = suggest_aliases(unseen, lost)
-    aliases = {s["category"]: s["alias_to"] for s in suggestions}
+    suggestions = suggest_aliases(unmapped, ref.reset_index())
+    aliases = {s["category"]: s["alias_to"] for s in suggestions if s["alias_to"] != "-"}
     toml = "[mapping]\naliases = { " + ", ".join(f'{k} = "{v}"' for k, v in aliases.items()) + " }" if aliases else ""
     passed = share <= max_unmapped_share
     summary = (
@@ -91,40 +92,84 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
     )
 
 
-def suggest_aliases(unseen: pd.DataFrame, lost: pd.DataFrame, min_p: float = 1e-3) -> list[dict]:
-    """Match each unseen category to the vanished/collapsed categories whose lost volume
-    and amount profile it explains best: one category (a rename) or two (a merge).
+def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[dict]:
+    """One suggestion per unseen category.
 
-    Plausible when the unseen count fits the lost volume (Poisson p ≥ ``min_p``) and the
-    mean amounts are within a factor of two. Merges map onto the larger of the two."""
-    candidates = []
-    rows = list(lost.itertuples())
-    hypotheses = [(r,) for r in rows] + list(itertools.combinations(rows, 2))
-    for u in unseen.itertuples():
+    *Renames and merges* explain categories that **vanished** tonight (no rows where the
+    training shares expect some): each vanished category, or pair of them, is matched
+    one-to-one to the unseen category that best explains it, by log-likelihood of
+
+    * volume — the unseen row count under a Poisson with the rows the vanished
+      category (or pair) is missing tonight, and
+    * amounts — the unseen rows' log-amounts under the vanished category's training
+      distribution (a normal fit; a two-component mixture for a pair), relative to the
+      distribution of all categories.
+
+    A match must beat "genuinely new" (score > 0). Unseen categories left over are *new*:
+    the suggestion is the existing category with the closest amount profile, marked
+    ``weak`` — mapping a new product onto an old category is an approximation to review.
+    ``margin`` is the match's score in nats; ``confidence`` is ``strong`` above 2."""
+    vol = volumes.set_index("canonical")
+    deficit = (vol["expected_rows"] - vol["observed_rows"]).clip(lower=0.0)
+    vanished = list(vol.index[(vol["observed_rows"] == 0) & (vol["expected_rows"] >= 1)])
+    w = vol["expected_rows"] / vol["expected_rows"].sum()
+    pooled_mean = float((w * vol["log_amount_mean"]).sum())
+    pooled_std = float(np.sqrt((w * (vol["log_amount_std"] ** 2 + vol["log_amount_mean"] ** 2)).sum() - pooled_mean**2))
+
+    def amount_loglik(x: np.ndarray, names: tuple[str, ...]) -> float:
+        weights = np.array([max(deficit[c], 0.5) for c in names])
+        weights = weights / weights.sum()
+        dens = sum(wt * norm.pdf(x, vol.at[c, "log_amount_mean"], max(vol.at[c, "log_amount_std"], 0.1))
+                   for wt, c in zip(weights, names))
+        return float(np.sum(np.log(np.maximum(dens, 1e-300))) - np.sum(norm.logpdf(x, pooled_mean, max(pooled_std, 0.1))))
+
+    amounts = {c: np.log(r["amount_cents"].to_numpy(dtype="float64")) for c, r in unseen_rows.groupby("category")}
+    hypotheses = [(c,) for c in vanished] + list(itertools.combinations(vanished, 2))
+    options: dict[str, list] = {}
+    for category, x in amounts.items():
         for hyp in hypotheses:
-            expected = sum(h.lost_rows for h in hyp)
-            mean = sum(h.lost_rows * h.mean_amount for h in hyp) / expected
-            p = _poisson_p(int(u.rows), expected)
-            ratio = abs(math.log(max(u.mean_amount, 1e-9) / max(mean, 1e-9)))
-            if p >= min_p and ratio <= math.log(2):
-                fit = math.log(p) - 2 * ratio - 0.5 * (len(hyp) - 1)  # prefer simple explanations
-                candidates.append((fit, u.category, hyp, p, ratio))
-    taken: set[str] = set()
-    done: set[str] = set()
+            lam = max(sum(deficit[c] for c in hyp), 0.5)
+            score = poisson.logpmf(len(x), lam) - poisson.logpmf(len(x), len(x)) + amount_loglik(x, hyp)
+            if score > 0:
+                options.setdefault(category, []).append((score, hyp))
+    chosen = _best_assignment(options)
     out = []
-    for fit, category, hyp, p, ratio in sorted(candidates, key=lambda c: -c[0]):
-        names = [h.canonical for h in hyp]
-        if category in done or taken & set(names):
-            continue
-        done.add(category)
-        taken |= set(names)
-        target = max(hyp, key=lambda h: h.lost_rows).canonical
-        out.append({
-            "category": category,
-            "kind": "rename" if len(hyp) == 1 else "merge",
-            "replaces": " + ".join(names),
-            "alias_to": target,
-            "volume_p_value": round(p, 4),
-            "amount_ratio": round(math.exp(ratio), 3),
-        })
+    for category in sorted(amounts):
+        x = amounts[category]
+        if category in chosen:
+            score, hyp = chosen[category]
+            out.append({"category": category, "kind": "rename" if len(hyp) == 1 else "merge",
+                        "replaces": " + ".join(hyp),
+                        "alias_to": max(hyp, key=lambda c: vol.at[c, "expected_rows"]),
+                        "rows": len(x), "missing_rows": round(float(sum(deficit[c] for c in hyp)), 1),
+                        "margin": round(float(score), 2), "confidence": "strong" if score > 2 else "weak"})
+        else:
+            nearest = max((c for c in vol.index if vol.at[c, "observed_rows"] > 0), key=lambda c: amount_loglik(x, (c,)))
+            out.append({"category": category, "kind": "new", "replaces": "-", "alias_to": nearest,
+                        "rows": len(x), "missing_rows": 0.0, "margin": round(amount_loglik(x, (nearest,)), 2),
+                        "confidence": "weak: new product, closest amount profile; review"})
     return out
+
+
+def _best_assignment(options: dict[str, list]) -> dict[str, tuple]:
+    """Exhaustive search (a handful of names and vanished categories) for the highest
+    total score in which no vanished category is claimed twice; a name may stay unmatched."""
+    names = sorted(options)
+    best: tuple[float, dict] = (0.0, {})
+
+    def search(i: int, total: float, claimed: frozenset, chosen: dict) -> None:
+        nonlocal best
+        if i == len(names):
+            if total > best[0]:
+                best = (total, dict(chosen))
+            return
+        search(i + 1, total, claimed, chosen)  # leave this name unmatched
+        for score, hyp in options[names[i]]:
+            if claimed & set(hyp):
+                continue
+            chosen[names[i]] = (score, hyp)
+            search(i + 1, total + score, claimed | set(hyp), chosen)
+            del chosen[names[i]]
+
+    search(0, 0.0, frozenset(), {})
+    return best[1]

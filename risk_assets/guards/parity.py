@@ -17,10 +17,13 @@ def parity(
     rtol: float,
     bias_alpha: float,
     min_nonzero: int,
+    categorical_tolerance: float = 0.0,
 ) -> Outcome:
-    """Fails on any difference beyond ``atol + rtol·|training|``, on customers present on
-    one side only, or on a significant one-sided bias (paired sign test, Bonferroni over
-    numeric features) even when every single difference is inside tolerance."""
+    """Fails on any numeric difference beyond ``atol + rtol·|training|``, on a categorical
+    feature differing in more than ``categorical_tolerance`` of the rows, on customers
+    present on one side only, or on a significant one-sided bias (paired sign test,
+    Bonferroni over numeric features) even when every single difference is inside
+    tolerance."""
     s = serving.set_index("customer_id")
     t = training.set_index("customer_id")
     only_serving = sorted(set(s.index) - set(t.index))
@@ -40,7 +43,7 @@ def parity(
         pos, neg = int(np.sum(diff > 0)), int(np.sum(diff < 0))
         p = binomtest(pos, pos + neg, 0.5).pvalue if pos + neg else 1.0
         biased = pos + neg >= min_nonzero and p < level
-        rows.append({"feature": f, "mismatches": int(np.nansum(mismatch)),
+        rows.append({"feature": f, "mismatches": int(np.nansum(mismatch)), "beyond_tolerance": bool(np.nansum(mismatch)),
                      "mismatch_share": float(np.nanmean(mismatch)) if len(a) else 0.0,
                      "max_abs_diff": float(np.nanmax(np.abs(diff))) if len(a) else 0.0,
                      "max_rel_diff": float(np.nanmax(rel)) if len(a) else 0.0,
@@ -48,16 +51,17 @@ def parity(
                      "higher": pos, "lower": neg, "sign_p_value": float(p), "biased": bool(biased)})
     for f in CATEGORICAL:
         mismatch = (s[f].astype(str) != t[f].astype(str)).to_numpy()
-        rows.append({"feature": f, "mismatches": int(mismatch.sum()),
-                     "mismatch_share": float(mismatch.mean()) if len(mismatch) else 0.0,
+        share = float(mismatch.mean()) if len(mismatch) else 0.0
+        rows.append({"feature": f, "mismatches": int(mismatch.sum()), "beyond_tolerance": share > categorical_tolerance,
+                     "mismatch_share": share,
                      "max_abs_diff": np.nan, "max_rel_diff": np.nan, "smape": np.nan,
                      "higher": 0, "lower": 0, "sign_p_value": 1.0, "biased": False})
     table = pd.DataFrame(rows)
-    bad = table[(table["mismatches"] > 0) | table["biased"]]
+    bad = table[table["beyond_tolerance"] | table["biased"]]
     missing = len(only_serving) + len(only_training)
     passed = bad.empty and missing == 0
     summary = "serving and training paths agree" if passed else (
-        f"{int((table['mismatches'] > 0).sum())} feature(s) differ beyond tolerance, "
+        f"{int(table['beyond_tolerance'].sum())} feature(s) differ beyond tolerance, "
         f"{int(table['biased'].sum())} with a one-sided bias, {missing} customer(s) on one side only"
         + (f": {', '.join(bad['feature'].head(8))}" if len(bad) else ""))
     return Outcome(
@@ -69,11 +73,12 @@ def parity(
             "compared": int(len(common)),
             "only_in_serving": len(only_serving),
             "only_in_training": len(only_training),
-            "features_with_mismatches": int((table["mismatches"] > 0).sum()),
+            "features_with_mismatches": int(table["beyond_tolerance"].sum()),
+            "categorical_tolerance": categorical_tolerance,
             "features_biased": int(table["biased"].sum()),
             "atol": atol, "rtol": rtol,
             "bias_alpha": bias_alpha, "bias_level_per_feature": level, "min_nonzero": min_nonzero,
             "max_mismatch_share": float(table["mismatch_share"].max()) if len(table) else 0.0,
         },
-        tables={"features": table.sort_values(["mismatches", "sign_p_value"], ascending=[False, True])},
+        tables={"features": table.sort_values(["beyond_tolerance", "biased", "mismatches"], ascending=False)},
     )
