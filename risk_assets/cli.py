@@ -46,6 +46,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(settings, instance, nights=args.nights, out=sys.stdout)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Check history from the Dagster instance in $DAGSTER_HOME (or --home)."""
+    home = Path(args.home)
+    if not home.is_dir():
+        print(f"risk-assets audit: no Dagster instance at {home} (run the demo or set DAGSTER_HOME)",
+              file=sys.stderr)
+        return 2
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    from risk_assets.audit import audit_rows, check_keys, filtered
+    from risk_assets.defs.factory import build_definitions
+    from risk_assets.settings import load_settings
+
+    with dg.DagsterInstance.get() as instance:
+        frame = audit_rows(instance, check_keys(build_definitions(load_settings())))
+    frame = filtered(frame, args.start, args.end, args.check)
+    if args.format == "json":
+        print(frame.to_json(orient="records", indent=1))
+    elif args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    else:
+        shown = frame[["partition", "asset", "check", "status", "severity", "blocking", "summary", "run_id"]].copy()
+        shown["summary"] = shown["summary"].str.slice(0, 70)
+        shown["run_id"] = shown["run_id"].str.slice(0, 8)
+        print(shown.to_string(index=False) if len(shown) else "no check executions match")
+    return 0
+
+
 def cmd_export_landing(args: argparse.Namespace) -> int:
     from risk_assets.settings import load_settings
     from risk_assets.sources import export_landing
@@ -67,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
     demo.add_argument("--nights", type=int, default=3, help="nightly partitions to run")
     demo.set_defaults(func=cmd_demo)
+
+    audit = sub.add_parser("audit", help="check history from the Dagster instance, for audits")
+    audit.add_argument("--home", default=os.environ.get("DAGSTER_HOME", DEFAULT_HOME),
+                       help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
+    audit.add_argument("--from", dest="start", help="first partition (YYYY-MM-DD)")
+    audit.add_argument("--to", dest="end", help="last partition (YYYY-MM-DD)")
+    audit.add_argument("--check", help="check name, or asset.check")
+    audit.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    audit.set_defaults(func=cmd_audit)
 
     export = sub.add_parser("export-landing", help="write the embedded world as landing files")
     export.add_argument("--to", required=True, help="landing folder to write")

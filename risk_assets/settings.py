@@ -227,6 +227,22 @@ class CheckSettings(_Section):
         return self
 
 
+class AlertSettings(_Section):
+    """Where alerts go: always the `alerts` table and the log; optionally a webhook."""
+
+    duckdb_path: Path = Path(".risk_assets/alerts.duckdb")
+    """Alerts live in their own small DuckDB file: sensors write them from the daemon
+    while runs write the warehouse, and DuckDB allows one writing process per file."""
+    webhook_url: str | None = None
+    """POST each alert as JSON here (e.g. a chat incoming-webhook). Empty: no webhook."""
+    webhook_timeout_seconds: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
+    ui_base_url: str = "http://127.0.0.1:3000"
+    """Base URL of the Dagster UI, for the run links in alerts."""
+    scores_deadline_cron: str = "0 7 * * *"
+    """risk_scores for yesterday must exist by this time (business timezone), or the
+    freshness check fails: a night that never ran is as loud as one that failed."""
+
+
 class Settings(_Section):
     source: SourceSettings = SourceSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
@@ -238,6 +254,7 @@ class Settings(_Section):
     scoring: ScoringSettings = ScoringSettings()
     serving_skew: ServingSkewSettings = ServingSkewSettings()
     checks: CheckSettings = CheckSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -309,6 +326,9 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
             ),
             "scoring": settings.scoring.model_copy(
                 update={"models_dir": base / settings.scoring.models_dir}
+            ),
+            "alerts": settings.alerts.model_copy(
+                update={"duckdb_path": base / settings.alerts.duckdb_path}
             ),
         }
     )

@@ -138,7 +138,7 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     conn.execute("COMMIT")
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+def insert(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
     columns = COLUMNS[name]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -161,7 +161,7 @@ def replace_partition(
     with transaction(conn):
         for name, frame in frames.items():
             conn.execute(f"DELETE FROM {table(name)} WHERE partition = ?", [partition])
-            _insert(conn, name, frame.assign(partition=partition))
+            insert(conn, name, frame.assign(partition=partition))
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, frames: Mapping[str, pd.DataFrame]) -> None:
@@ -169,7 +169,7 @@ def replace_table(conn: duckdb.DuckDBPyConnection, frames: Mapping[str, pd.DataF
     with transaction(conn):
         for name, frame in frames.items():
             conn.execute(f"DELETE FROM {table(name)}")
-            _insert(conn, name, frame)
+            insert(conn, name, frame)
 
 
 def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

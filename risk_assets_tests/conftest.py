@@ -80,6 +80,7 @@ def trained_settings(folder: Path, **sections: dict) -> Settings:
     merged = {k: dict(v) for k, v in TRAINED_OVERRIDES.items()}
     for key, value in sections.items():
         merged[key] = {**merged.get(key, {}), **value}
+    merged.setdefault("alerts", {}).setdefault("duckdb_path", str(folder / "alerts.duckdb"))
     return Settings().with_overrides(
         warehouse={"duckdb_path": str(folder / "warehouse.duckdb")},
         scoring={"models_dir": str(folder / "models")},
@@ -122,4 +123,5 @@ def world_copy(trained_world: Path, tmp_path: Path):
     def make(**sections: dict) -> Settings:
         return trained_settings(tmp_path, **sections)
 
+    make.folder = tmp_path
     return make

@@ -35,12 +35,12 @@ def make_db(rows: list[tuple], timezone: str = "UTC", aliases=None) -> tuple[duc
     local = tx["event_ts"].dt.tz_localize("UTC").dt.tz_convert(timezone)
     tx["partition"] = local.dt.date
     with warehouse.transaction(conn):
-        warehouse._insert(conn, "raw_transactions", tx)
+        warehouse.insert(conn, "raw_transactions", tx)
     seen = pd.DataFrame({"raw_category": ["groceries", "gambling", "cash_withdrawal", "money_transfer"],
                          "rows": 1, "amount_cents": 100, "log_amount_mean": 4.6, "log_amount_std": 0.5})
     mapping = build_mapping(seen, aliases or {})
     with warehouse.transaction(conn):
-        warehouse._insert(conn, "category_mapping", mapping)
+        warehouse.insert(conn, "category_mapping", mapping)
     return conn, mapping.at[0, "version"]
 
 

@@ -155,6 +155,7 @@ def build_checks(settings: Settings) -> list:
             outcome = _coverage(conn, day, c.coverage_max_unmapped_share)
             ledger = _ledger(conn, day)
             rows = warehouse.count(conn, "encoded_features", day)
+            version = current_mapping_version(conn)
         unseen = ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()
         share = unseen / rows if rows else 0.0
         outcome.metadata |= {"customers_with_unseen": int(unseen), "customer_share": share,
@@ -162,7 +163,7 @@ def build_checks(settings: Settings) -> list:
         if share > c.coverage_max_customer_share:
             outcome.passed = False
             outcome.summary += f"; {share:.2%} of scored customers have an unseen category"
-        return check_result(outcome, settings)
+        return check_result(outcome, settings, mapping_version=version)
 
     @check(name="imputation_ceiling", asset="encoded_features", description="Per-feature share of substituted cells (imputed or "
            "__unseen__) from the imputation ledger, against the ceiling.")
@@ -183,11 +184,13 @@ def build_checks(settings: Settings) -> list:
             groups = conn.execute(
                 "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id",
                 [day]).df()
-            window = conn.execute(
-                "SELECT DISTINCT customer_id, category FROM raw_transactions WHERE event_ts >= ? AND event_ts < ? "
-                "AND partition BETWEEN ? AND ?",
-                [b["start_30"], b["as_of"], day - dt.timedelta(days=31), day]).df()
-        groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
+            if (ledger.groupby("feature").size() >= c.missingness_min_cells).any():
+                # only a night with enough substituted cells needs the category-usage groups
+                window = conn.execute(
+                    "SELECT DISTINCT customer_id, category FROM raw_transactions WHERE event_ts >= ? "
+                    "AND event_ts < ? AND partition BETWEEN ? AND ?",
+                    [b["start_30"], b["as_of"], day - dt.timedelta(days=31), day]).df()
+                groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
         outcome = missingness_pattern(ledger, groups, c.missingness_alpha, c.missingness_min_lift, c.missingness_min_cells)
         return check_result(outcome, settings)
 

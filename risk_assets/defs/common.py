@@ -87,8 +87,10 @@ def check_result(
     """An :class:`~risk_assets.guards.Outcome` as a Dagster check result: severity,
     the summary as description, every figure and threshold, offender tables, and the
     settings version."""
+    from risk_assets.features.spec import SPEC_VERSION
+
     metadata = {"summary": outcome.summary, **outcome.metadata, **extra,
-                "settings_version": settings.version()}
+                "spec_version": SPEC_VERSION, "settings_version": settings.version()}
     for name, table in outcome.tables.items():
         metadata[name] = md_table(table, max_rows=15)
     return dg.AssetCheckResult(

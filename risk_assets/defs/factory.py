@@ -9,6 +9,7 @@ from risk_assets.defs.common import duckdb_resource
 from risk_assets.defs.features import build_feature_assets
 from risk_assets.defs.model import build_model_assets
 from risk_assets.defs.raw import build_raw_assets
+from risk_assets.defs.sensors import build_automation
 from risk_assets.settings import Settings
 
 REFERENCE_JOB = "reference_job"
@@ -19,6 +20,16 @@ NIGHTLY_JOB = "nightly_job"
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = build_raw_assets(settings) + build_feature_assets(settings) + build_model_assets(settings)
+    # The missed-night alarm: yesterday's risk_scores must exist by the morning deadline.
+    # It runs from its own sensor, never inside the nightly job it watches.
+    scores = next(a for a in assets if dg.AssetKey("risk_scores") in a.keys)
+    freshness = dg.build_time_partition_freshness_checks(
+        assets=[scores],
+        deadline_cron=settings.alerts.scores_deadline_cron,
+        timezone=settings.calendar.timezone,
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+    freshness_keys = [key for check in freshness for key in check.check_keys]
     reference_job = dg.define_asset_job(
         REFERENCE_JOB,
         selection=dg.AssetSelection.assets("customers", "irregularities"),
@@ -29,7 +40,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         selection=dg.AssetSelection.assets(
             "raw_transactions", "rejected_transactions", "serving_features",
             "encoded_features", "imputation_log", "risk_scores",
-        ),
+        ) - dg.AssetSelection.checks(*freshness_keys),
         description="One business day: raw layer -> serving features -> encoding -> scores.",
     )
     history_job = dg.define_asset_job(
@@ -45,9 +56,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model"),
         description="Category mapping, point-in-time training features and the LightGBM model.",
     )
+    schedules, sensors = build_automation(settings, nightly_job, list(freshness))
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_checks(settings),
+        asset_checks=[*build_checks(settings), *freshness],
+        schedules=schedules,
+        sensors=sensors,
         jobs=[reference_job, history_job, training_job, nightly_job],
         resources={"duckdb": duckdb_resource(settings)},
         # DuckDB allows one writing process per file: run every step in-process.

@@ -74,9 +74,9 @@ def build_feature_assets(settings: Settings) -> list:
             )
             with warehouse.transaction(conn):
                 conn.execute("DELETE FROM category_mapping")
-                warehouse._insert(conn, "category_mapping", mapping)
+                warehouse.insert(conn, "category_mapping", mapping)
                 if not known:
-                    warehouse._insert(
+                    warehouse.insert(
                         conn, "category_mapping_history", mapping.assign(created_at=pd.Timestamp.now("UTC").tz_localize(None))
                     )
         return dg.MaterializeResult(

@@ -94,7 +94,7 @@ def build_model_assets(settings: Settings) -> list:
             val = card.metrics["validation"]
             with warehouse.transaction(conn):
                 conn.execute("DELETE FROM model_registry WHERE version = ?", [card.version])
-                warehouse._insert(conn, "model_registry", pd.DataFrame([{
+                warehouse.insert(conn, "model_registry", pd.DataFrame([{
                     "version": card.version, "path": str(folder.resolve()), "trained_at": now,
                     "spec_version": SPEC_VERSION, "mapping_version": mapping_version,
                     "roc_auc": val["roc_auc"], "pr_auc": val["pr_auc"],

@@ -1,0 +1,1 @@
+"""Benchmarks: production-size measurements, never part of the timed test suite."""

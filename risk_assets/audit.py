@@ -1,0 +1,91 @@
+"""The audit trail: every check execution recorded in the Dagster instance, as rows.
+
+A check whose run crashed before it produced a result stays PLANNED in Dagster's
+history; here it reads "DID NOT EVALUATE", never "pending"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pandas as pd
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+AUDIT_COLUMNS = ["partition", "asset", "check", "status", "severity", "blocking", "summary", "figures",
+                 "thresholds", "run_id", "time", "spec_version", "mapping_version", "model_version",
+                 "settings_version"]
+_THRESHOLD_WORDS = ("threshold", "ceiling", "alpha", "_at", "tolerance", "atol", "rtol", "min_", "warn", "k", "h")
+_LIMIT = 100_000
+
+
+def _status(instance: dg.DagsterInstance, record) -> str:
+    if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+        return "PASSED"
+    if record.status == AssetCheckExecutionRecordStatus.FAILED:
+        return "FAILED"
+    if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+        run = instance.get_run_by_id(record.run_id)
+        return "RUNNING" if run is not None and not run.is_finished else "DID NOT EVALUATE"
+    return str(record.status.value)
+
+
+def _plain(value) -> object:
+    value = value.value if hasattr(value, "value") else value
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return None  # tables and markdown stay in the UI
+
+
+def _is_threshold(key: str) -> bool:
+    return key in ("k", "h") or any(w in key for w in _THRESHOLD_WORDS if len(w) > 1)
+
+
+def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool]) -> pd.DataFrame:
+    """``checks``: every check key of the code location and whether it blocks."""
+    rows = []
+    for key, blocking in checks.items():
+        for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=_LIMIT):
+            evaluation = None
+            if record.event is not None and record.event.dagster_event is not None:
+                data = record.event.dagster_event.event_specific_data
+                evaluation = data if hasattr(data, "passed") else None
+            metadata = {k: _plain(v) for k, v in (evaluation.metadata if evaluation else {}).items()}
+            metadata = {k: v for k, v in metadata.items() if v is not None}
+            versions = {v: metadata.pop(v, None) for v in ("spec_version", "mapping_version", "model_version",
+                                                            "settings_version")}
+            summary = metadata.pop("summary", None) or (evaluation.description if evaluation else None)
+            rows.append({
+                "partition": record.partition or "-",
+                "asset": key.asset_key.to_user_string(),
+                "check": key.name,
+                "status": _status(instance, record),
+                "severity": evaluation.severity.value if evaluation else "-",
+                "blocking": blocking,
+                "summary": summary or "-",
+                "figures": json.dumps({k: v for k, v in metadata.items() if not _is_threshold(k)}, sort_keys=True),
+                "thresholds": json.dumps({k: v for k, v in metadata.items() if _is_threshold(k)}, sort_keys=True),
+                "run_id": record.run_id,
+                "time": dt.datetime.fromtimestamp(record.create_timestamp, dt.timezone.utc).isoformat(timespec="seconds"),
+                **versions,
+            })
+    frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    return frame.sort_values(["partition", "asset", "check", "time"]).reset_index(drop=True)
+
+
+def filtered(frame: pd.DataFrame, start: str | None, end: str | None, check: str | None) -> pd.DataFrame:
+    keep = pd.Series(True, index=frame.index)
+    partitioned = frame["partition"] != "-"
+    if start:
+        keep &= ~partitioned | (frame["partition"] >= start)
+    if end:
+        keep &= ~partitioned | (frame["partition"] <= end)
+    if check:
+        keep &= (frame["check"] == check) | (frame["asset"] + "." + frame["check"] == check)
+    return frame[keep]
+
+
+def check_keys(defs: dg.Definitions) -> dict[dg.AssetCheckKey, bool]:
+    graph = defs.resolve_asset_graph()
+    return {key: graph.get_check_spec(key).blocking for key in sorted(graph.asset_check_keys,
+                                                                      key=lambda k: k.to_user_string())}

@@ -1,0 +1,129 @@
+"""Schedule, sensors and alerts: the guards run by themselves and shout when they fail,
+when they only warn, and when a night never ran."""
+
+import json
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from risk_assets import alerts
+from risk_assets.settings import Settings
+from risk_assets.sources import LandingSource
+
+HISTORY_LIMIT = 200
+
+
+def _run_url(settings: Settings, run_id: str | None) -> str | None:
+    return f"{settings.alerts.ui_base_url.rstrip('/')}/runs/{run_id}" if run_id else None
+
+
+def _record(settings: Settings, found: list[alerts.Alert]) -> list[alerts.Alert]:
+    return alerts.record(settings.alerts.duckdb_path, found, settings.alerts.webhook_url,
+                         settings.alerts.webhook_timeout_seconds)
+
+
+def check_alerts(instance: dg.DagsterInstance, check_keys, cursor: dict, settings: Settings):
+    """New failed (ERROR or WARN) and did-not-evaluate check executions since ``cursor``.
+
+    Returns (alerts, new cursor). A check whose run is still going stays pending."""
+    found, new_cursor = [], dict(cursor)
+    for key in check_keys:
+        name = key.to_user_string()
+        last = cursor.get(name, 0)
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_LIMIT)
+        pending = [r.id for r in records if r.id > last and r.status == AssetCheckExecutionRecordStatus.PLANNED
+                   and not _finished(instance, r.run_id)]
+        for r in sorted(records, key=lambda r: r.id):
+            if r.id <= last or r.id in pending:
+                continue
+            if r.status == AssetCheckExecutionRecordStatus.FAILED:
+                evaluation = r.event.dagster_event.event_specific_data if r.event and r.event.dagster_event else None
+                severity = evaluation.severity.value if evaluation else "ERROR"
+                reason = (evaluation.description if evaluation and evaluation.description else "check failed")
+                found.append(alerts.Alert(kind="check_failed", reason=reason, partition=r.partition,
+                                          asset=key.asset_key.to_user_string(), check_name=key.name,
+                                          severity=severity, run_id=r.run_id, run_url=_run_url(settings, r.run_id)))
+            elif r.status == AssetCheckExecutionRecordStatus.PLANNED:
+                found.append(alerts.Alert(kind="did_not_evaluate", reason="the run ended before this check produced a result",
+                                          partition=r.partition, asset=key.asset_key.to_user_string(),
+                                          check_name=key.name, severity="ERROR", run_id=r.run_id,
+                                          run_url=_run_url(settings, r.run_id)))
+        done = [r.id for r in records if r.id > last and r.id not in pending]
+        if done:
+            new_cursor[name] = min([max(done)] + [p - 1 for p in pending])
+    return found, new_cursor
+
+
+def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is None or run.is_finished
+
+
+def build_automation(settings: Settings, nightly_job, asset_checks: list) -> tuple[list, list]:
+    """Returns (schedules, sensors)."""
+    nightly = dg.build_schedule_from_partitioned_job(
+        nightly_job,
+        name="nightly_schedule",
+        hour_of_day=2,
+        minute_of_hour=30,
+        description="Every night at 02:30 business time: yesterday's partition, raw to scores.",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+
+    @dg.sensor(name="check_alerts_sensor", minimum_interval_seconds=30,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Alerts on every failed check — WARN included, which no run-failure "
+               "sensor sees — and on checks that did not evaluate because their run crashed.")
+    def check_alerts_sensor(context: dg.SensorEvaluationContext):
+        keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
+        found, cursor = check_alerts(context.instance, keys, json.loads(context.cursor or "{}"), settings)
+        new = _record(settings, found)
+        context.update_cursor(json.dumps(cursor))
+        return dg.SkipReason(f"{len(new)} new alert(s)") if new else dg.SkipReason("no new failed checks")
+
+    @dg.run_failure_sensor(name="blocked_night_sensor", monitored_jobs=[nightly_job],
+                           default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="One alert per failed nightly run: which blocking checks stopped it, "
+                           "or the error if it crashed.")
+    def blocked_night_sensor(context: dg.RunFailureSensorContext):
+        run = context.dagster_run
+        partition = run.tags.get("dagster/partition")
+        failed = []
+        for record in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            evaluation = record.dagster_event.event_specific_data
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                failed.append(f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}")
+        if failed:
+            alert = alerts.Alert(kind="night_blocked", partition=partition, severity="ERROR",
+                                 reason=f"scores not written; failed: {', '.join(sorted(set(failed)))}",
+                                 run_id=run.run_id, run_url=_run_url(settings, run.run_id))
+        else:
+            message = context.failure_event.message if context.failure_event else "run failed"
+            alert = alerts.Alert(kind="run_failed", partition=partition, severity="ERROR", reason=message,
+                                 run_id=run.run_id, run_url=_run_url(settings, run.run_id))
+        _record(settings, [alert])
+
+    @dg.sensor(name="landing_sensor", job=nightly_job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Landing source: requests a day's partition when its files arrive or change.")
+    def landing_sensor(context: dg.SensorEvaluationContext):
+        if settings.source.kind != "landing":
+            return dg.SkipReason("source is the embedded world; nothing lands")
+        source = LandingSource(settings)
+        seen = json.loads(context.cursor or "{}")
+        requests = []
+        for day in source.available_days():
+            files = source.transaction_files(day)
+            if not files:
+                continue
+            stamp = max(f.stat().st_mtime_ns for f in files)
+            if seen.get(day.isoformat()) != stamp:
+                seen[day.isoformat()] = stamp
+                requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}"))
+        context.update_cursor(json.dumps(seen))
+        return requests or dg.SkipReason("no new landing files")
+
+    freshness_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=asset_checks, name="freshness_sensor", default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    return [nightly], [check_alerts_sensor, blocked_night_sensor, landing_sensor, freshness_sensor]

@@ -1,0 +1,73 @@
+"""The audit trail read back from the instance's check history."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from risk_assets import cli
+from risk_assets.audit import audit_rows, check_keys, filtered
+from risk_assets.defs.factory import build_definitions
+from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
+
+import datetime as dt
+
+
+def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(world_copy, instance, monkeypatch):
+    clean = world_copy()
+    run_night(clean, instance, FIRST_NIGHT, run_config=QUIET)
+    bad_night = FIRST_NIGHT + dt.timedelta(days=1)
+    blocked = world_copy(world={"product_change": {"enabled": True, "date": bad_night.isoformat()}})
+    run_night(blocked, instance, bad_night, run_config=QUIET, raise_on_error=False)
+
+    keys = check_keys(build_definitions(clean))
+    rows = audit_rows(instance, keys)
+    per_night = rows[rows["partition"] == FIRST_NIGHT.isoformat()]
+    partitioned_checks = {k for k in keys if "freshness" not in k.name
+                          and k.asset_key.to_user_string() not in ("customers", "irregularities")}
+    assert not per_night.duplicated(["asset", "check"]).any(), per_night[["asset", "check", "status"]]
+    assert set(zip(per_night["asset"], per_night["check"])) == {(k.asset_key.to_user_string(), k.name) for k in partitioned_checks}
+    assert (per_night["status"] == "PASSED").all()
+    failed = rows[(rows["partition"] == bad_night.isoformat()) & (rows["status"] == "FAILED")]
+    coverage = failed[(failed["check"] == "category_coverage") & (failed["asset"] == "encoded_features")].iloc[0]
+    assert coverage["severity"] == "ERROR" and coverage["blocking"]
+    assert json.loads(coverage["thresholds"])["threshold_unmapped_share"] == 0.005
+    assert json.loads(coverage["figures"])["unmapped_rows"] > 0
+    assert coverage["mapping_version"] and coverage["spec_version"] and coverage["settings_version"]
+    assert filtered(rows, bad_night.isoformat(), bad_night.isoformat(), "encoded_features.category_coverage").shape[0] == 1
+
+
+def test_a_check_that_crashed_reads_did_not_evaluate(world_copy, instance, monkeypatch):
+    settings = world_copy()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash inside the drift check")
+
+    monkeypatch.setattr("risk_assets.defs.checks.drift_bounds", crash)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert not result.success
+    rows = audit_rows(instance, check_keys(build_definitions(settings)))
+    drift = rows[(rows["check"] == "drift_bounds") & (rows["partition"] == FIRST_NIGHT.isoformat())]
+    assert list(drift["status"]) == ["DID NOT EVALUATE"]
+
+
+def test_audit_cli_prints_json_from_dagster_home(world_copy, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    settings = world_copy()
+    config = tmp_path / "risk.toml"
+    config.write_text(
+        f'[warehouse]\nduckdb_path = "{settings.warehouse.duckdb_path}"\n'
+        f'[scoring]\nmodels_dir = "{settings.scoring.models_dir}"\n'
+        '[training]\nstart = 2025-04-01\nend = 2025-09-15\nvalidation_start = 2025-10-20\nvalidation_end = 2025-11-29\n'
+    )
+    monkeypatch.setenv("RISK_ASSETS_CONFIG", str(config))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        run_night(settings, instance, FIRST_NIGHT, run_config=QUIET)
+    assert cli.main(["audit", "--format", "json", "--from", FIRST_NIGHT.isoformat()]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["check"] for r in rows} >= {"feature_parity", "imputation_ceiling", "drift_bounds", "scores_schema"}
+    assert {r["status"] for r in rows} == {"PASSED"}
+    assert cli.main(["audit", "--home", str(tmp_path / "nowhere")]) == 2

@@ -1,0 +1,177 @@
+"""The guards' statistics on small hand-made frames: each must pass clean data and fail dirty data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from risk_assets.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
+from risk_assets.guards.coverage import category_coverage
+from risk_assets.guards.drift import calibrated_threshold, cusum, drift_bounds, drift_direction, monitored_features
+from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
+from risk_assets.guards.parity import parity
+from risk_assets.guards.scores import score_sanity
+
+RNG = np.random.default_rng(5)
+
+
+# --------------------------------------------------------------------------- coverage
+def _mapping():
+    cats = {"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)}
+    rows = []
+    for i, (c, (n, mu)) in enumerate(cats.items()):
+        rows.append({"raw_category": c, "canonical": c, "code": i, "origin": "training", "training_rows": n,
+                     "training_amount_cents": int(n * np.exp(mu)), "training_log_amount_mean": mu,
+                     "training_log_amount_std": 0.3})
+    return pd.DataFrame(rows)
+
+
+def _night(counts: dict[str, tuple[int, float]]) -> pd.DataFrame:
+    rows = []
+    for c, (n, mu) in counts.items():
+        for i in range(n):
+            rows.append({"transaction_id": f"{c}-{i}", "category": c, "amount_cents": int(np.exp(RNG.normal(mu, 0.3)))})
+    return pd.DataFrame(rows)
+
+
+def test_coverage_passes_a_night_of_known_categories():
+    night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
+    outcome = category_coverage(night, _mapping(), 0.005)
+    assert outcome.passed and outcome.metadata["unmapped_rows"] == 0
+
+
+def test_coverage_names_new_categories_and_suggests_rename_and_merge():
+    night = _night({"groceries": (600, 3.0), "fuel": (210, 3.5), "p2p": (95, 4.5), "trips": (88, 5.8)})
+    outcome = category_coverage(night, _mapping(), 0.005)
+    assert not outcome.passed and outcome.severity == "ERROR"
+    assert set(outcome.metadata["unseen_categories"].split(", ")) == {"p2p", "trips"}
+    suggestions = outcome.tables["suggestions"].set_index("category")
+    assert suggestions.at["p2p", "kind"] == "rename" and suggestions.at["p2p", "alias_to"] == "transfer"
+    assert suggestions.at["trips", "kind"] == "merge" and suggestions.at["trips", "replaces"] == "hotels + travel"
+    assert suggestions.at["trips", "alias_to"] == "travel"
+    assert 'p2p = "transfer"' in outcome.metadata["suggested_aliases"]
+    assert "transfer (vanished)" in outcome.metadata["vanished_or_collapsed"]
+
+
+def test_a_genuinely_new_category_is_marked_for_review():
+    night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5),
+                    "fuel": (210, 3.5), "bnpl": (30, 3.4)})
+    suggestion = category_coverage(night, _mapping(), 0.005).tables["suggestions"].iloc[0]
+    assert suggestion["kind"] == "new" and suggestion["confidence"].startswith("weak")
+
+
+# --------------------------------------------------------------------------- imputation
+def _ledger(customers, feature="online_share_30d"):
+    return pd.DataFrame({"customer_id": customers, "feature": feature, "reason": "missing_value",
+                         "original_value": None, "substituted_value": "0.4"})
+
+
+def _groups(n=1000):
+    ids = [f"C{i}" for i in range(n)]
+    return pd.DataFrame({"customer_id": ids, "segment": np.where(np.arange(n) % 5 == 0, "smb", "retail"),
+                         "uses:gambling": (np.arange(n) % 10 == 3).astype(np.int8)})
+
+
+def test_imputation_ceiling_reports_every_feature_and_fails_above_it():
+    outcome = imputation_ceiling(_ledger([f"C{i}" for i in range(30)]), rows=1000, ceiling=0.02)
+    assert not outcome.passed and outcome.metadata["worst_feature"] == "online_share_30d"
+    assert outcome.metadata["rate.online_share_30d"] == 0.03
+    assert all(f"rate.{f}" in outcome.metadata for f in FEATURE_NAMES)
+    assert imputation_ceiling(_ledger([f"C{i}" for i in range(20)]), rows=1000, ceiling=0.02).passed
+
+
+def test_missingness_pattern_fires_on_concentration_but_not_on_random_missingness():
+    groups = _groups()
+    concentrated = groups.loc[groups["uses:gambling"] == 1, "customer_id"].head(15)  # 1.5%, all in one group
+    outcome = missingness_pattern(_ledger(list(concentrated)), groups, alpha=0.001, min_lift=3, min_cells=5)
+    assert not outcome.passed and "uses:gambling=1" in outcome.summary
+    random = groups["customer_id"].sample(15, random_state=3)
+    assert missingness_pattern(_ledger(list(random)), groups, alpha=0.001, min_lift=3, min_cells=5).passed
+
+
+# --------------------------------------------------------------------------- drift
+def _reference(n=4000, days=20):
+    from risk_assets.features.encoding import fit_encoding
+    from risk_assets.model import reference_profile
+
+    frame = pd.DataFrame({f: RNG.gamma(2.0, 1.0, n * days) for f in NUMERIC})
+    for f in CATEGORICAL:
+        frame[f] = RNG.choice(["a", "b", "c"], n * days, p=[0.5, 0.3, 0.2])
+    frame["as_of"] = np.repeat(pd.date_range("2025-01-01", periods=days), n)
+    enc = fit_encoding(frame)
+    return reference_profile(frame, enc, RNG.random(100)), frame
+
+
+def test_drift_bands_pass_a_fresh_clean_sample_and_catch_a_shift():
+    reference, _ = _reference()
+    clean = pd.DataFrame({f: RNG.gamma(2.0, 1.0, 4000) for f in NUMERIC})
+    for f in CATEGORICAL:
+        clean[f] = RNG.choice(["a", "b", "c"], 4000, p=[0.5, 0.3, 0.2])
+    assert drift_bounds(clean, reference, 0.05, 0.001).passed
+    shifted = clean.copy()
+    shifted["amount_sum_30d"] = shifted["amount_sum_30d"] * 1.3
+    shifted["segment"] = RNG.choice(["a", "b", "c"], 4000, p=[0.3, 0.3, 0.4])
+    outcome = drift_bounds(shifted, reference, 0.05, 0.001)
+    assert not outcome.passed and outcome.severity == "ERROR"
+    bands = outcome.tables["features"].set_index("feature")["band"]
+    assert bands["amount_sum_30d"] == "ERROR" and bands["segment"] == "ERROR"
+    assert "tenure_days" not in bands.index  # grows by construction: not monitored
+    assert set(bands.index) == set(monitored_features())
+
+
+def test_calibrated_threshold_grows_with_confidence():
+    daily = list(RNG.lognormal(-5, 0.3, 30))
+    assert calibrated_threshold(daily, 0.05, 20) < calibrated_threshold(daily, 0.001, 20)
+    with pytest.raises(ValueError):
+        calibrated_threshold(daily[:3], 0.05, 20)
+
+
+def test_cusum_catches_a_small_one_sided_shift_that_no_single_night_shows():
+    reference, _ = _reference()
+    f = "txn_count_7d"
+    mean = np.mean(reference["daily"]["mean"][f])
+    sigma = np.std(reference["daily"]["mean"][f], ddof=1)
+    nights = pd.DataFrame({"partition": pd.date_range("2025-03-01", periods=120)})
+    for g in NUMERIC:
+        nights[g] = np.mean(reference["daily"]["mean"][g])
+    nights[f] = mean + 1.5 * sigma  # inside any 3-sigma band every night, always up
+    outcome = drift_direction(nights, reference, k=0.5, h=4.0)
+    assert not outcome.passed and outcome.severity == "WARN" and f"{f} (up)" in outcome.summary
+    nights[f] = mean + RNG.normal(0, sigma, 120)
+    assert drift_direction(nights, reference, k=0.5, h=4.0).passed
+    up, down = cusum(np.array([1.0, 1.0, -3.0]), 0.5)
+    assert list(up) == [0.5, 1.0, 0.0] and list(down) == [0.0, 0.0, 2.5]
+
+
+# --------------------------------------------------------------------------- parity
+def _features(n=500):
+    frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)]})
+    for f in NUMERIC:
+        frame[f] = RNG.gamma(2.0, 10.0, n).round(2)
+    for f in CATEGORICAL:
+        frame[f] = RNG.choice(["a", "b"], n)
+    return frame
+
+
+def test_parity_passes_identical_paths_and_catches_mismatch_bias_and_missing_rows():
+    serving = _features()
+    assert parity(serving, serving.copy(), 1e-9, 1e-9, 0.001, 10).passed
+    off = serving.copy()
+    off.loc[3, "amount_sum_7d"] += 5
+    outcome = parity(off, serving, 1e-9, 1e-9, 0.001, 10)
+    assert not outcome.passed and outcome.metadata["features_with_mismatches"] == 1
+    biased = serving.copy()
+    biased["amount_mean_30d"] = biased["amount_mean_30d"] * 0.999  # inside a 1% tolerance, always lower
+    outcome = parity(biased, serving, 0.0, 0.01, 0.001, 10)
+    assert outcome.metadata["features_with_mismatches"] == 0 and outcome.metadata["features_biased"] == 1
+    assert not outcome.passed
+    outcome = parity(serving.iloc[1:], serving, 1e-9, 1e-9, 0.001, 10)
+    assert not outcome.passed and outcome.metadata["only_in_training"] == 1
+
+
+# --------------------------------------------------------------------------- scores
+def test_score_sanity_warns_on_a_shifted_score_distribution():
+    validation = RNG.beta(1, 20, 5000)
+    quantiles = list(np.quantile(validation, np.linspace(0, 1, 101)))
+    assert score_sanity(RNG.beta(1, 20, 3000), quantiles, 0.25, 0.05).passed
+    outcome = score_sanity(RNG.beta(2, 10, 3000), quantiles, 0.25, 0.05)
+    assert not outcome.passed and outcome.severity == "WARN"

@@ -1,0 +1,128 @@
+"""Schedule, sensors, alerts and the missed-night alarm."""
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import dagster as dg
+import pytest
+
+from risk_assets import alerts
+from risk_assets.defs.factory import build_definitions
+from risk_assets.settings import Settings
+from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Europe/Berlin"])
+def test_the_0230_tick_requests_yesterdays_partition(timezone):
+    settings = Settings().with_overrides(calendar={"timezone": timezone})
+    schedule = build_definitions(settings).get_schedule_def("nightly_schedule")
+    assert schedule.cron_schedule == "30 2 * * *" and schedule.execution_timezone == timezone
+    tick = dt.datetime(2026, 8, 2, 2, 30, tzinfo=dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo(timezone))
+    tick = tick.replace(hour=2, minute=30)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        result = schedule.evaluate_tick(context)
+    [request] = result.run_requests
+    assert request.partition_key == "2026-08-01"
+
+
+def _sensor_context(instance, defs, cursor=None):
+    return dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+
+
+def test_a_blocked_night_produces_an_alert_row(world_copy, instance):
+    settings = world_copy(world={"product_change": {"enabled": True, "date": FIRST_NIGHT.isoformat()}},
+                          alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")})
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert not result.success
+    defs = build_definitions(settings)
+    sensor = defs.get_sensor_def("blocked_night_sensor")
+    run = instance.get_run_by_id(result.run_id)
+    [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure,
+    ).for_run_failure()
+    sensor(context)
+    stored = alerts.read(settings.alerts.duckdb_path)
+    [row] = stored[stored["kind"] == "night_blocked"].itertuples()
+    assert row.partition == FIRST_NIGHT.isoformat() and row.run_id == result.run_id
+    assert "category_coverage" in row.reason and row.run_url.endswith(f"/runs/{result.run_id}")
+
+    # the check-history sensor names every failed check of the night, once
+    check_sensor = defs.get_sensor_def("check_alerts_sensor")
+    context = _sensor_context(instance, defs)
+    check_sensor(context)
+    check_sensor(_sensor_context(instance, defs, cursor=context.cursor))  # a second tick adds nothing
+    failed = alerts.read(settings.alerts.duckdb_path)
+    failed = failed[failed["kind"] == "check_failed"]
+    assert {"category_coverage"} <= set(failed["check_name"])
+    assert failed["alert_id"].is_unique and (failed["partition"] == FIRST_NIGHT.isoformat()).all()
+
+
+def test_a_warn_only_night_produces_an_alert_too(world_copy, instance):
+    settings = world_copy(checks={"score_psi_warn": 1e-9},  # every night's score PSI exceeds it
+                          alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")})
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert result.success  # WARN never blocks: scores were written
+    defs = build_definitions(settings)
+    defs.get_sensor_def("check_alerts_sensor")(_sensor_context(instance, defs))
+    stored = alerts.read(settings.alerts.duckdb_path)
+    warn = stored[(stored["check_name"] == "score_sanity")]
+    assert len(warn) == 1 and warn.iloc[0]["severity"] == "WARN"
+    assert warn.iloc[0]["partition"] == FIRST_NIGHT.isoformat()
+    assert "PSI" in warn.iloc[0]["reason"]
+
+
+def test_a_missed_night_is_flagged_by_the_freshness_check(world_copy, instance):
+    settings = world_copy()
+    defs = build_definitions(settings)
+    freshness = [c for c in defs.asset_checks if any("freshness" in k.name for k in c.check_keys)]
+    assert freshness, "risk_scores has a time-partition freshness check"
+    job = dg.define_asset_job("freshness_now", selection=dg.AssetSelection.checks(*freshness[0].check_keys))
+    result = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job],
+                            resources=defs.resources).resolve_job_def("freshness_now").execute_in_process(
+        instance=instance, raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    # no night has scores in this instance: the latest due partition is missing
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.asset_key == dg.AssetKey("risk_scores")
+
+
+def test_the_webhook_receives_a_json_payload(tmp_path):
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        alert = alerts.Alert(kind="check_failed", reason="12% imputed", partition="2026-08-14",
+                             asset="encoded_features", check_name="imputation_ceiling", severity="ERROR",
+                             run_id="abc", run_url="http://127.0.0.1:3000/runs/abc")
+        [stored] = alerts.record(tmp_path / "alerts.duckdb", [alert], webhook_url=url, webhook_timeout=5)
+        assert alerts.record(tmp_path / "alerts.duckdb", [alert], webhook_url=url) == []  # no duplicate
+    finally:
+        server.shutdown()
+    assert len(received) == 1
+    payload = received[0]
+    assert payload["partition"] == "2026-08-14" and payload["check_name"] == "imputation_ceiling"
+    assert payload["run_url"].endswith("/runs/abc") and payload["alert_id"] == stored.alert_id
+    row = alerts.read(tmp_path / "alerts.duckdb").iloc[0]
+    assert row["webhook_status"] == "HTTP 204"
+
+
+def test_an_unreachable_webhook_is_recorded_not_swallowed(tmp_path):
+    alert = alerts.Alert(kind="check_failed", reason="x", partition="2026-08-14", run_id="r1")
+    alerts.record(tmp_path / "a.duckdb", [alert], webhook_url="http://127.0.0.1:9/none", webhook_timeout=1)
+    assert alerts.read(tmp_path / "a.duckdb").iloc[0]["webhook_status"].startswith("failed")
