@@ -13,7 +13,7 @@ import pandas as pd
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 AUDIT_COLUMNS = ["partition", "asset", "check", "status", "severity", "blocking", "summary", "figures",
-                 "thresholds", "run_id", "time", "spec_version", "mapping_version", "model_version",
+                 "thresholds", "override", "run_id", "time", "spec_version", "mapping_version", "model_version",
                  "settings_version"]
 _THRESHOLD_WORDS = ("threshold", "ceiling", "alpha", "_at", "tolerance", "atol", "rtol", "min_", "warn", "k", "h")
 _LIMIT = 100_000
@@ -55,6 +55,7 @@ def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool
             versions = {v: metadata.pop(v, None) for v in ("spec_version", "mapping_version", "model_version",
                                                             "settings_version")}
             summary = metadata.pop("summary", None) or (evaluation.description if evaluation else None)
+            by, why = metadata.pop("override_by", None), metadata.pop("override_reason", None)
             rows.append({
                 "partition": record.partition or "-",
                 "asset": key.asset_key.to_user_string(),
@@ -65,6 +66,7 @@ def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool
                 "summary": summary or "-",
                 "figures": json.dumps({k: v for k, v in metadata.items() if not _is_threshold(k)}, sort_keys=True),
                 "thresholds": json.dumps({k: v for k, v in metadata.items() if _is_threshold(k)}, sort_keys=True),
+                "override": f"{by}: {why}" if by else "-",
                 "run_id": record.run_id,
                 "time": dt.datetime.fromtimestamp(record.create_timestamp, dt.timezone.utc).isoformat(timespec="seconds"),
                 **versions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
 import time
@@ -37,6 +38,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # (README, "Dagster notes"); its warning would otherwise open every demo.
     warnings.filterwarnings("ignore", message="Specifying a partitions_def", category=dg.PreviewWarning)
     warnings.filterwarnings("ignore", message="Parameter `allow_nonexistent", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.SupersessionWarning)  # freshness-check sensor builder
+    # Alerts are stored in the alerts table and counted per night in the demo's table;
+    # under `dagster dev` they are also logged.
+    logging.getLogger("risk_assets.alerts").setLevel(logging.ERROR)
 
     from risk_assets.demo import run_demo
     from risk_assets.settings import load_settings
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded world")
     demo.add_argument("--home", default=os.environ.get("DAGSTER_HOME", DEFAULT_HOME),
                       help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
-    demo.add_argument("--nights", type=int, default=3, help="nightly partitions to run")
+    demo.add_argument("--nights", type=int, default=21, help="nightly partitions to run (default: three weeks)")
     demo.set_defaults(func=cmd_demo)
 
     audit = sub.add_parser("audit", help="check history from the Dagster instance, for audits")

@@ -1,28 +1,46 @@
-"""The end-to-end demo behind ``risk-assets demo``: runs the real jobs through Dagster
-into a persistent instance and prints what happened, night by night."""
+"""The end-to-end demo behind ``risk-assets demo``.
+
+Runs the real jobs through Dagster into a persistent instance: reference data, raw
+history, training, then three weeks of nights in which the three production incidents
+are injected on chosen nights — a skewed serving build, the product change, the
+missingness burst. Blocked nights are remediated the way an operator would (roll the
+build back, apply the suggested aliases, have the source re-deliver) and re-run. For
+every blocked night it prints what writing its scores anyway would have cost, from the
+synthetic ground truth."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from risk_assets import warehouse
+from risk_assets import alerts, warehouse
+from risk_assets import model as model_lib
 from risk_assets.defs.factory import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
+from risk_assets.defs.sensors import check_alerts
+from risk_assets.features.encoding import encode
+from risk_assets.features.spec import window_bounds
 from risk_assets.settings import Settings
 
 HISTORY_END = dt.date(2026, 7, 31)
 FIRST_NIGHT = dt.date(2026, 8, 1)
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+SKEW_NIGHT = dt.date(2026, 8, 6)
+CHANGE_NIGHT = dt.date(2026, 8, 10)
+BURST = (dt.date(2026, 8, 14), dt.date(2026, 8, 16))
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def _checks(result: dg.ExecuteInProcessResult) -> str:
-    evals = result.get_asset_check_evaluations()
-    failed = [e.check_name for e in evals if not e.passed]
-    return f"{len(evals) - len(failed)}/{len(evals)} passed" + (f" FAILED: {', '.join(failed)}" if failed else "")
+@dataclass
+class Night:
+    night: dt.date
+    result: dg.ExecuteInProcessResult
+    note: str = ""
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
@@ -32,65 +50,172 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     }
 
 
-def run_demo(settings: Settings, instance: dg.DagsterInstance, nights: int, out: TextIO) -> int:
-    defs = build_definitions(settings)
+def _failed(result, severity: dg.AssetCheckSeverity) -> list[str]:
+    return sorted({e.check_name for e in result.get_asset_check_evaluations()
+                   if not e.passed and e.severity == severity})
 
-    def say(msg: str = "") -> None:
-        print(msg, file=out, flush=True)
 
-    def step(label: str, job: str, **kwargs) -> dg.ExecuteInProcessResult | None:
-        t0 = time.perf_counter()
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance, raise_on_error=False, **{"run_config": QUIET, **kwargs}
+class Demo:
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance, out: TextIO):
+        self.base, self.instance, self.out = settings, instance, out
+        self.aliases: dict[str, str] = {}
+        self.alert_cursor: dict = {}
+        self.check_keys = None
+
+    def say(self, msg: str = "") -> None:
+        print(msg, file=self.out, flush=True)
+
+    def settings_for(self, night: dt.date, skew: bool = False, burst: bool = True) -> Settings:
+        world = {"product_change": {"enabled": True, "date": CHANGE_NIGHT.isoformat()}}
+        if burst:
+            world["missingness"] = {"enabled": True, "date": BURST[0].isoformat(),
+                                    "days": (BURST[1] - BURST[0]).days + 1, "share": 0.12,
+                                    "concentrate_in": "segment:smb"}
+        return self.base.with_overrides(
+            world=world,
+            mapping={"aliases": dict(self.aliases)},
+            serving_skew={"end_shift_hours": -3.0 if skew else 0.0},
         )
-        say(f"[{label}] {'ok' if result.success else 'FAILED'} ({_checks(result)}) "
-            f"in {time.perf_counter() - t0:.1f}s  run {result.run_id[:8]}")
-        return result if result.success else None
 
-    say(f"risk_assets demo — source={settings.source.kind}, customers={settings.world.n_customers:,}, "
-        f"warehouse={settings.warehouse.duckdb_path}, DAGSTER_HOME={instance.root_directory}")
-    if not step("reference data: customers, irregularities", REFERENCE_JOB):
-        return 1
-    start = settings.calendar.partitions_start
-    if not step(f"raw history {start}..{HISTORY_END}, one run", HISTORY_JOB,
-                tags={ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                      ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()}):
-        return 1
-    trained = step("training: category mapping, point-in-time features, LightGBM", TRAINING_JOB)
-    if not trained:
-        return 1
-    m = _metadata(trained)["risk_model"]
-    say(f"  model {m['model_version']}: validation ({m['validation_as_of']}) ROC AUC {m['validation_roc_auc']:.3f}, "
-        f"PR AUC {m['validation_pr_auc']:.3f}, precision in top {m['review_budget']:.0%} "
-        f"{m['validation_precision_at_budget']:.3f} (base rate {m['validation_base_rate']:.3f}); "
-        f"{m['training_rows']:,} training rows")
+    def run(self, settings: Settings, job: str, **kwargs) -> dg.ExecuteInProcessResult:
+        defs = build_definitions(settings)
+        self.check_keys = self.check_keys or sorted(defs.resolve_asset_graph().asset_check_keys,
+                                                    key=lambda k: k.to_user_string())
+        return defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, **{"run_config": QUIET, **kwargs})
 
-    say()
-    header = f"{'night':<12}{'received':>9}{'rejected':>9}{'scored':>8}{'imputed':>9}{'high':>6}  checks"
-    say(header)
-    say("-" * len(header))
-    status = 0
-    for i in range(nights):
-        night = FIRST_NIGHT + dt.timedelta(days=i)
+    def night(self, night: dt.date, settings: Settings) -> dg.ExecuteInProcessResult:
         read_at = dt.datetime.combine(night + dt.timedelta(days=1), dt.time(2, 30)).isoformat()
-        result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
-            instance=instance,
-            partition_key=night.isoformat(),
-            raise_on_error=False,
-            run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}},
-        )
-        meta = _metadata(result)
-        raw, enc, scores = (meta.get(k, {}) for k in ("raw_transactions", "encoded_features", "risk_scores"))
-        say(f"{night.isoformat():<12}{raw.get('received', '-'):>9}{raw.get('rejected', '-'):>9}"
-            f"{scores.get('scored_customers', '-'):>8}{enc.get('substituted_cells', '-'):>9}"
-            f"{scores.get('high_band', '-'):>6}  {_checks(result)}{'' if result.success else '  RUN FAILED'}")
-        status |= 0 if result.success else 1
+        return self.run(settings, NIGHTLY_JOB, partition_key=night.isoformat(),
+                        run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}})
 
-    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
-        stored = warehouse.count(conn, "raw_transactions")
-        scored = warehouse.count(conn, "risk_scores")
-    say()
-    say(f"warehouse {settings.warehouse.duckdb_path}: {stored:,} transactions, {scored:,} scores "
-        "(tables risk_scores, imputation_log, rejected_transactions, ...)")
-    say("See the same history in the UI:  DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -h 127.0.0.1 -p 3000")
-    return status
+    def new_alerts(self) -> list[alerts.Alert]:
+        """What the alert sensors would raise now (they also run by themselves under `dagster dev`)."""
+        found, self.alert_cursor = check_alerts(self.instance, self.check_keys, self.alert_cursor, self.base)
+        return alerts.record(self.base.alerts.duckdb_path, found, self.base.alerts.webhook_url,
+                             self.base.alerts.webhook_timeout_seconds)
+
+    def line(self, night: dt.date, result, label: str = "") -> None:
+        meta = _metadata(result)
+        raw, scores = meta.get("raw_transactions", {}), meta.get("risk_scores", {})
+        errors, warns = _failed(result, dg.AssetCheckSeverity.ERROR), _failed(result, dg.AssetCheckSeverity.WARN)
+        status = f"scored {scores['scored_customers']:>6}" if "risk_scores" in meta else "BLOCKED     "
+        new = self.new_alerts()
+        self.say(f"{night}{label:<9} {raw.get('received', '-'):>6} rows  {status}  "
+                 f"alerts {len(new):>2}  "
+                 + (f"ERROR: {', '.join(errors)}" if errors else "all ERROR checks passed")
+                 + (f"  WARN: {', '.join(warns)}" if warns else ""))
+
+    # ------------------------------------------------------------------ cost of a bad night
+    def bad_scores(self, night: dt.date) -> pd.Series | None:
+        """The scores the blocked night would have written (from its stored features)."""
+        with warehouse.connect(self.base.warehouse.duckdb_path) as conn:
+            path = conn.execute("SELECT path FROM model_registry WHERE deployed_at IS NOT NULL "
+                                "ORDER BY deployed_at DESC LIMIT 1").fetchall()[0][0]
+            served = conn.execute("SELECT * FROM serving_features WHERE partition = ? ORDER BY customer_id",
+                                  [night]).df()
+        if served.empty:
+            return None
+        booster, card = model_lib.load(path)
+        encoded, _ = encode(served.drop(columns=["partition"]), card.enc)
+        return pd.Series(model_lib.predict(booster, encoded, card), index=encoded["customer_id"])
+
+    def cost(self, night: dt.date, bad: pd.Series | None) -> str:
+        with warehouse.connect(self.base.warehouse.duckdb_path) as conn:
+            clean = conn.execute("SELECT customer_id, score FROM risk_scores WHERE partition = ?", [night]).df()
+            b = window_bounds(night, self.base.calendar.timezone)
+            truth = {r[0] for r in conn.execute(
+                "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
+                [b["as_of"], b["label_end"]]).fetchall()}
+        if bad is None or clean.empty:
+            return "  (no counterfactual: nothing was computed for this night)"
+        clean = clean.set_index("customer_id")["score"]
+        budget = self.base.scoring.review_budget
+        k = int(np.ceil(budget * len(clean)))
+        flagged_clean = set(clean.nlargest(k).index)
+        flagged_bad = set(bad.nlargest(int(np.ceil(budget * len(bad)))).index)
+        p_clean = len(flagged_clean & truth) / max(len(flagged_clean), 1)
+        p_bad = len(flagged_bad & truth) / max(len(flagged_bad), 1)
+        flips = len(flagged_clean ^ flagged_bad)
+        return (f"  cost had it been written: {flips} customers' review flag flips; precision in the top "
+                f"{budget:.0%} {p_bad:.3f} instead of {p_clean:.3f}")
+
+    # ------------------------------------------------------------------ the story
+    def main(self, nights: int) -> int:
+        s = self.base
+        self.say(f"risk_assets demo — {s.world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
+                 f"DAGSTER_HOME {self.instance.root_directory}")
+        t0 = time.perf_counter()
+        if not self.run(s, REFERENCE_JOB).success:
+            return 1
+        history = self.run(s, HISTORY_JOB, tags={
+            ASSET_PARTITION_RANGE_START_TAG: s.calendar.partitions_start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()})
+        self.say(f"[1/3] reference data and raw history {s.calendar.partitions_start}..{HISTORY_END}: "
+                 f"{'ok' if history.success else 'FAILED'} ({time.perf_counter() - t0:.0f}s)")
+        if not history.success:
+            return 1
+        t0 = time.perf_counter()
+        trained = self.run(s, TRAINING_JOB)
+        if not trained.success:
+            return 1
+        m = _metadata(trained)["risk_model"]
+        self.say(f"[2/3] model {m['model_version']} trained and deployed ({time.perf_counter() - t0:.0f}s): "
+                 f"validation ROC AUC {m['validation_roc_auc']:.3f}, PR AUC {m['validation_pr_auc']:.3f}, "
+                 f"precision in top {m['review_budget']:.0%} {m['validation_precision_at_budget']:.3f} "
+                 f"(base rate {m['validation_base_rate']:.3f})")
+        self.say(f"[3/3] {nights} nights from {FIRST_NIGHT}; incidents: skewed serving build on {SKEW_NIGHT}, "
+                 f"product change from {CHANGE_NIGHT}, missingness burst {BURST[0]}..{BURST[1]}")
+        self.say()
+        blocked_at_end = 0
+        for i in range(nights):
+            night = FIRST_NIGHT + dt.timedelta(days=i)
+            skew = night == SKEW_NIGHT
+            result = self.night(night, self.settings_for(night, skew=skew))
+            self.line(night, result)
+            if result.success:
+                continue
+            bad = self.bad_scores(night)
+            fixed = self.remediate(night, result)
+            if fixed is None:
+                blocked_at_end += 1
+                continue
+            self.line(night, fixed, label=" re-run")
+            self.say(self.cost(night, bad))
+        self.say()
+        stored = alerts.read(s.alerts.duckdb_path)
+        self.say(f"alerts table {s.alerts.duckdb_path}: {len(stored)} alert(s) "
+                 f"({', '.join(f'{k}: {v}' for k, v in stored['kind'].value_counts().items()) or 'none'})")
+        self.say("audit trail:  .venv/bin/risk-assets audit --format table    (same history as above)")
+        self.say("see it in the UI:  DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -h 127.0.0.1 -p 3000")
+        return 1 if blocked_at_end else 0
+
+    def remediate(self, night: dt.date, result) -> dg.ExecuteInProcessResult | None:
+        failed = _failed(result, dg.AssetCheckSeverity.ERROR)
+        if "feature_parity" in failed:
+            self.say("  remediation: roll the serving build back (windows end at as_of again), re-run the night")
+            return self.night(night, self.settings_for(night))
+        if "category_coverage" in failed:
+            evaluation = next(e for e in result.get_asset_check_evaluations()
+                              if e.check_name == "category_coverage" and not e.passed)
+            toml = evaluation.metadata["suggested_aliases"].value
+            pairs = toml.split("{", 1)[1].rsplit("}", 1)[0].split(",")
+            self.aliases.update(dict(p.strip().replace('"', "").split(" = ") for p in pairs if "=" in p))
+            self.say(f"  remediation: review and apply the suggested aliases (new mapping version): "
+                     f"{toml.splitlines()[-1]}")
+            settings = self.settings_for(night)
+            self.run(settings, TRAINING_JOB, asset_selection=[dg.AssetKey("category_mapping")])
+            return self.night(night, settings)
+        if {"imputation_ceiling", "missingness_pattern"} & set(failed):
+            self.say("  remediation: the source re-delivers the days with the missing channel; re-ingest and re-run")
+            settings = self.settings_for(night, burst=False)
+            first = max(BURST[0], night - dt.timedelta(days=29))
+            self.run(settings, HISTORY_JOB, tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                                                  ASSET_PARTITION_RANGE_END_TAG: night.isoformat()})
+            return self.night(night, settings)
+        self.say(f"  no automatic remediation for {', '.join(failed)}: the night stays blocked")
+        return None
+
+
+def run_demo(settings: Settings, instance: dg.DagsterInstance, nights: int, out: TextIO) -> int:
+    return Demo(settings, instance, out).main(nights)

@@ -243,6 +243,20 @@ class AlertSettings(_Section):
     freshness check fails: a night that never ran is as loud as one that failed."""
 
 
+class OverrideSettings(_Section):
+    """A deliberate override: who relaxed which thresholds, and why. When set, every
+    check result carries it, so the audit trail shows it next to the thresholds used."""
+
+    by: str | None = None
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> OverrideSettings:
+        if bool(self.by) != bool(self.reason):
+            raise ValueError("an override needs both 'by' and 'reason'")
+        return self
+
+
 class Settings(_Section):
     source: SourceSettings = SourceSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
@@ -255,6 +269,7 @@ class Settings(_Section):
     serving_skew: ServingSkewSettings = ServingSkewSettings()
     checks: CheckSettings = CheckSettings()
     alerts: AlertSettings = AlertSettings()
+    override: OverrideSettings = OverrideSettings()
 
     @property
     def tz(self) -> ZoneInfo:

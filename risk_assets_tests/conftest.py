@@ -45,18 +45,16 @@ def run_night(
     run_config: dict | None = None,
     raw_only: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """One nightly partition; ``raw_only`` materialises just the raw layer."""
+    """One nightly partition; ``raw_only`` loads just the raw layer (the history job)."""
+    from risk_assets.defs.factory import HISTORY_JOB
+
     defs = build_definitions(settings)
-    return defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
+    return defs.resolve_job_def(HISTORY_JOB if raw_only else NIGHTLY_JOB).execute_in_process(
         instance=instance,
         partition_key=day.isoformat(),
         raise_on_error=raise_on_error,
         run_config=run_config,
-        asset_selection=RAW_ONLY if raw_only else None,
     )
-
-
-RAW_ONLY = [dg.AssetKey("raw_transactions"), dg.AssetKey("rejected_transactions")]
 
 
 # --------------------------------------------------------------------------- trained world

@@ -71,3 +71,30 @@ def test_audit_cli_prints_json_from_dagster_home(world_copy, tmp_path, monkeypat
     assert {r["check"] for r in rows} >= {"feature_parity", "imputation_ceiling", "drift_bounds", "scores_schema"}
     assert {r["status"] for r in rows} == {"PASSED"}
     assert cli.main(["audit", "--home", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_deliberate_override_is_recorded_in_the_audit_trail(world_copy, instance):
+    start = FIRST_NIGHT - dt.timedelta(days=6)
+    burst = {"missingness": {"enabled": True, "date": start.isoformat(), "share": 0.12,
+                             "concentrate_in": "segment:smb"}}
+    from risk_assets_tests.test_incidents import reingest
+
+    red = world_copy(world=burst)
+    reingest(red, instance, start, FIRST_NIGHT - dt.timedelta(days=1))
+    assert not run_night(red, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False).success
+    overridden = world_copy(world=burst, checks={"imputation_ceiling": 0.5, "missingness_min_cells": 1_000_000},
+                            override={"by": "j.doe", "reason": "INC-1234 feed outage, reviewed by hand"})
+    assert run_night(overridden, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False).success
+    rows = audit_rows(instance, check_keys(build_definitions(overridden)))
+    ceiling = rows[(rows["check"] == "imputation_ceiling") & (rows["partition"] == FIRST_NIGHT.isoformat())]
+    assert list(ceiling["status"]) == ["FAILED", "PASSED"]
+    assert list(ceiling["override"]) == ["-", "j.doe: INC-1234 feed outage, reviewed by hand"]
+    assert json.loads(ceiling.iloc[1]["thresholds"])["ceiling"] == 0.5
+    assert ceiling.iloc[0]["settings_version"] != ceiling.iloc[1]["settings_version"]
+
+
+def test_an_override_needs_a_name_and_a_reason():
+    from risk_assets.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="override"):
+        Settings().with_overrides(override={"by": "j.doe"})

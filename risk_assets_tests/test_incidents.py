@@ -159,6 +159,9 @@ def test_unmodified_paths_pass_parity(world_copy, instance):
         settings.checks.parity_sample, parity.metadata["sample"].value)
     assert failed_errors(result) == set()
     assert scores_written(settings, N) > 0
+    reconcile = checks(result)[("raw_transactions", "rows_reconcile")]
+    assert reconcile.passed and reconcile.partition == N.isoformat()
+    assert reconcile.metadata["received"].value == reconcile.metadata["stored_accepted"].value > 0
 
 
 def test_a_gap_in_the_raw_history_blocks_the_night(world_copy, instance):

@@ -23,15 +23,13 @@ def test_several_days_reconcile_with_what_the_world_generated(settings, instance
     source = EmbeddedSource(settings)
     for day in DAYS:
         result = run_night(settings, instance, day, raw_only=True)
-        [check] = result.get_asset_check_evaluations()
-        assert check.passed and check.partition == day.isoformat()
+        assert result.success
         assert stored(settings, "raw_transactions", day) == len(source.transactions(day))
         assert stored(settings, "rejected_transactions", day) == 0
+        with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+            load = conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]).fetchall()
+        assert load == [(len(source.transactions(day)), len(source.transactions(day)), 0)]
     assert stored(settings, "customers") == settings.world.n_customers
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("raw_transactions"), "rows_reconcile"), limit=10
-    )
-    assert {h.partition for h in history} == {d.isoformat() for d in DAYS}
 
 
 def test_rerunning_a_partition_replaces_it(settings, instance):
@@ -82,8 +80,7 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
     bad.to_parquet(folder / "part-1.parquet", index=False)
     run_reference(settings, instance)
     result = run_night(settings, instance, day, raw_only=True)
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed
+    assert result.success
     received = len(good) + len(bad)
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["received"].value == received

@@ -55,6 +55,27 @@ def build_checks(settings: Settings) -> list:
         return dg.asset_check(name=name, asset=asset, partitions_def=partitions, blocking=blocking, **kwargs)
 
     # ------------------------------------------------------------------ raw layer
+    @check(name="rows_reconcile", asset="raw_transactions",
+           description="received = accepted + rejected: the counts recorded at load time against the "
+           "rows stored in raw_transactions and rejected_transactions.")
+    def rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        day = partition_day(context.partition_key)
+        with open_warehouse(duckdb) as conn:
+            load = conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]).fetchall()
+            accepted = warehouse.count(conn, "raw_transactions", day)
+            rejected = warehouse.count(conn, "rejected_transactions", day)
+        received = load[0][0] if load else 0
+        passed = bool(load) and received == accepted + rejected == load[0][1] + load[0][2]
+        outcome = Outcome(
+            passed=passed, severity="ERROR",
+            summary=(f"received {received} = {accepted} accepted + {rejected} rejected" if passed else
+                     f"received {received} but stored {accepted} accepted + {rejected} rejected"
+                     if load else "no load recorded for this partition"),
+            metadata={"received": received, "stored_accepted": accepted, "stored_rejected": rejected,
+                      "unaccounted": received - accepted - rejected},
+        )
+        return check_result(outcome, settings)
+
     @check(name="raw_schema", asset="raw_transactions", description="Pandera schema of the stored partition: types, ranges, "
            "unique ids, timestamps inside the partition.")
     def raw_schema_check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -220,6 +241,6 @@ def build_checks(settings: Settings) -> list:
         return check_result(outcome, settings, model_version=card.version,
                             nights_from=str(nightly["partition"].min()) if len(nightly) else "-")
 
-    return [raw_schema_check, rejection_rate, category_coverage_raw, lookback_complete, feature_parity, encoded_schema_check,
+    return [rows_reconcile, raw_schema_check, rejection_rate, category_coverage_raw, lookback_complete, feature_parity, encoded_schema_check,
             category_coverage_features, imputation_ceiling_check, missingness_pattern_check,
             drift_bounds_check, drift_direction_check]

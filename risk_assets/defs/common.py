@@ -91,6 +91,8 @@ def check_result(
 
     metadata = {"summary": outcome.summary, **outcome.metadata, **extra,
                 "spec_version": SPEC_VERSION, "settings_version": settings.version()}
+    if settings.override.by:
+        metadata |= {"override_by": settings.override.by, "override_reason": settings.override.reason}
     for name, table in outcome.tables.items():
         metadata[name] = md_table(table, max_rows=15)
     return dg.AssetCheckResult(

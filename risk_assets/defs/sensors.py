@@ -43,7 +43,7 @@ def check_alerts(instance: dg.DagsterInstance, check_keys, cursor: dict, setting
                 found.append(alerts.Alert(kind="check_failed", reason=reason, partition=r.partition,
                                           asset=key.asset_key.to_user_string(), check_name=key.name,
                                           severity=severity, run_id=r.run_id, run_url=_run_url(settings, r.run_id)))
-            elif r.status == AssetCheckExecutionRecordStatus.PLANNED:
+            elif r.status == AssetCheckExecutionRecordStatus.PLANNED and not _blocked(instance, r.run_id):
                 found.append(alerts.Alert(kind="did_not_evaluate", reason="the run ended before this check produced a result",
                                           partition=r.partition, asset=key.asset_key.to_user_string(),
                                           check_name=key.name, severity="ERROR", run_id=r.run_id,
@@ -52,6 +52,21 @@ def check_alerts(instance: dg.DagsterInstance, check_keys, cursor: dict, setting
         if done:
             new_cursor[name] = min([max(done)] + [p - 1 for p in pending])
     return found, new_cursor
+
+
+_BLOCKED: dict[str, bool] = {}
+
+
+def _blocked(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Did a blocking ERROR check stop this run? Then its downstream checks were skipped
+    by design (the night_blocked alert covers it); otherwise a PLANNED check crashed."""
+    if run_id not in _BLOCKED:
+        _BLOCKED[run_id] = any(
+            not r.dagster_event.event_specific_data.passed
+            and r.dagster_event.event_specific_data.severity == dg.AssetCheckSeverity.ERROR
+            for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        )
+    return _BLOCKED[run_id]
 
 
 def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
