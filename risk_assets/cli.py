@@ -65,6 +65,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.SupersessionWarning)
     from risk_assets.audit import audit_rows, check_keys, filtered
     from risk_assets.defs.factory import build_definitions
     from risk_assets.settings import load_settings

@@ -103,7 +103,7 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
       category (or pair) is missing tonight, and
     * amounts — the unseen rows' log-amounts under the vanished category's training
       distribution (a normal fit; a two-component mixture for a pair), relative to the
-      distribution of all categories.
+      mixture of all categories' distributions.
 
     A match must beat "genuinely new" (score > 0). Unseen categories left over are *new*:
     the suggestion is the existing category with the closest amount profile, marked
@@ -112,16 +112,19 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
     vol = volumes.set_index("canonical")
     deficit = (vol["expected_rows"] - vol["observed_rows"]).clip(lower=0.0)
     vanished = list(vol.index[(vol["observed_rows"] == 0) & (vol["expected_rows"] >= 1)])
-    w = vol["expected_rows"] / vol["expected_rows"].sum()
-    pooled_mean = float((w * vol["log_amount_mean"]).sum())
-    pooled_std = float(np.sqrt((w * (vol["log_amount_std"] ** 2 + vol["log_amount_mean"] ** 2)).sum() - pooled_mean**2))
+    shares = vol["expected_rows"] / vol["expected_rows"].sum()
+
+    def density(x: np.ndarray, names, weights) -> np.ndarray:
+        return sum(wt * norm.pdf(x, vol.at[c, "log_amount_mean"], max(vol.at[c, "log_amount_std"], 0.1))
+                   for wt, c in zip(weights, names))
 
     def amount_loglik(x: np.ndarray, names: tuple[str, ...]) -> float:
+        """Log-likelihood ratio against "a category like any other": the mixture of every
+        category's amount distribution, weighted by its share."""
         weights = np.array([max(deficit[c], 0.5) for c in names])
-        weights = weights / weights.sum()
-        dens = sum(wt * norm.pdf(x, vol.at[c, "log_amount_mean"], max(vol.at[c, "log_amount_std"], 0.1))
-                   for wt, c in zip(weights, names))
-        return float(np.sum(np.log(np.maximum(dens, 1e-300))) - np.sum(norm.logpdf(x, pooled_mean, max(pooled_std, 0.1))))
+        mine = density(x, names, weights / weights.sum())
+        anyone = density(x, shares.index, shares.to_numpy())
+        return float(np.sum(np.log(np.maximum(mine, 1e-300)) - np.log(np.maximum(anyone, 1e-300))))
 
     amounts = {c: np.log(r["amount_cents"].to_numpy(dtype="float64")) for c, r in unseen_rows.groupby("category")}
     hypotheses = [(c,) for c in vanished] + list(itertools.combinations(vanished, 2))

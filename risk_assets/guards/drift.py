@@ -51,8 +51,8 @@ def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, erro
                      "reference_days": len(daily)})
     table = pd.DataFrame(rows).sort_values("distance", key=lambda s: -s / pd.DataFrame(rows)["error_at"])
     errors, warns = table[table["band"] == "ERROR"], table[table["band"] == "WARN"]
-    severity = "ERROR" if len(errors) else "WARN"
     passed = errors.empty and warns.empty
+    severity = "WARN" if len(warns) and errors.empty else "ERROR"
     worst = (errors if len(errors) else warns if len(warns) else table.head(1))
     return Outcome(
         passed=passed,
