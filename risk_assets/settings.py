@@ -243,6 +243,16 @@ class AlertSettings(_Section):
     freshness check fails: a night that never ran is as loud as one that failed."""
 
 
+class DeploymentSettings(_Section):
+    """The gate a newly trained model must pass before serving uses it."""
+
+    min_validation_roc_auc: Annotated[float, Field(ge=0.5, le=1.0)] = 0.70
+    min_precision_lift: Annotated[float, Field(ge=1.0)] = 2.0
+    """Precision at the review budget on validation, divided by the base rate."""
+    parity_nights: PositiveInt = 3
+    """The most recent loaded nights on which serving and training paths must agree."""
+
+
 class OverrideSettings(_Section):
     """A deliberate override: who relaxed which thresholds, and why. When set, every
     check result carries it, so the audit trail shows it next to the thresholds used."""
@@ -269,6 +279,7 @@ class Settings(_Section):
     serving_skew: ServingSkewSettings = ServingSkewSettings()
     checks: CheckSettings = CheckSettings()
     alerts: AlertSettings = AlertSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
     override: OverrideSettings = OverrideSettings()
 
     @property

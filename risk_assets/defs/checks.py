@@ -7,7 +7,6 @@ step of the run, so a bad night never reaches ``risk_scores``."""
 import datetime as dt
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
@@ -19,15 +18,13 @@ from risk_assets.defs.common import (
     partition_day,
     partition_window,
 )
-from risk_assets.defs.features import current_mapping_version, deployed_model
-from risk_assets.features import sql as feature_sql
+from risk_assets.defs.features import current_mapping_version, deployed_model, sample_parity
 from risk_assets.features.encoding import UNSEEN_CATEGORY
 from risk_assets.features.spec import LOOKBACK_DAYS, NUMERIC, window_bounds
 from risk_assets.guards import Outcome
 from risk_assets.guards.coverage import category_coverage
 from risk_assets.guards.drift import drift_bounds, drift_direction
 from risk_assets.guards.imputation import category_usage, imputation_ceiling, missingness_pattern
-from risk_assets.guards.parity import parity
 from risk_assets.guards.schemas import encoded_schema, raw_schema
 from risk_assets.settings import Settings
 
@@ -143,13 +140,8 @@ def build_checks(settings: Settings) -> list:
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
             served = conn.execute("SELECT * FROM serving_features WHERE partition = ? ORDER BY customer_id", [day]).df()
-            rng = np.random.default_rng([c.parity_seed, day.toordinal()])
-            n = min(c.parity_sample, len(served))
-            sample = sorted(rng.choice(served["customer_id"].to_numpy(), size=n, replace=False)) if n else []
             mapping_version = served.at[0, "mapping_version"] if len(served) else current_mapping_version(conn)
-            recomputed = feature_sql.training_features(conn, [day], tz, mapping_version, customers=sample)
-        outcome = parity(served[served["customer_id"].isin(sample)], recomputed, c.parity_atol, c.parity_rtol,
-                         c.parity_bias_alpha, c.parity_min_nonzero, c.parity_categorical_tolerance)
+            outcome = sample_parity(conn, settings, day, mapping_version, served=served)
         return check_result(outcome, settings, weekday=day.strftime("%A"), mapping_version=mapping_version)
 
     # ------------------------------------------------------------------ encoded features

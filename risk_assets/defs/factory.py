@@ -52,8 +52,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     training_job = dg.define_asset_job(
         TRAINING_JOB,
-        selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model"),
-        description="Category mapping, point-in-time training features and the LightGBM model.",
+        selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model", "deployed_model"),
+        description="Category mapping, point-in-time training features, the LightGBM model and the "
+        "deployment gate.",
     )
     schedules, sensors = build_automation(settings, nightly_job, list(freshness))
     return dg.Definitions(

@@ -4,6 +4,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
@@ -38,6 +39,27 @@ def deployed_model(conn) -> tuple:
     if not rows:
         raise dg.Failure(description="no deployed model: materialise `risk_model` first (training_job)")
     return model_lib.load(rows[0][0])
+
+
+def sample_parity(conn, settings: Settings, day: dt.date, mapping_version: str | None = None,
+                  served: pd.DataFrame | None = None):
+    """Recompute a seeded sample of a night's customers with the training path and compare
+    it with the serving path (the stored serving features, or computed now if ``served``
+    is None and none are stored). Shared by the nightly parity check and the deployment gate."""
+    from risk_assets.guards.parity import parity
+
+    c = settings.checks
+    tz = settings.calendar.timezone
+    mapping_version = mapping_version or current_mapping_version(conn)
+    if served is None:
+        skew = feature_sql.ServingSkew(settings.serving_skew.end_shift_hours, settings.serving_skew.window_days_offset)
+        served = feature_sql.serving_features(conn, day, tz, mapping_version, skew)
+    rng = np.random.default_rng([c.parity_seed, day.toordinal()])
+    n = min(c.parity_sample, len(served))
+    sample = sorted(rng.choice(served["customer_id"].to_numpy(), size=n, replace=False)) if n else []
+    recomputed = feature_sql.training_features(conn, [day], tz, mapping_version, customers=sample)
+    return parity(served[served["customer_id"].isin(sample)], recomputed, c.parity_atol, c.parity_rtol,
+                  c.parity_bias_alpha, c.parity_min_nonzero, c.parity_categorical_tolerance)
 
 
 def build_feature_assets(settings: Settings) -> list:
@@ -132,7 +154,7 @@ def build_feature_assets(settings: Settings) -> list:
                 "encoded_features",
                 group_name="features",
                 kinds={"duckdb"},
-                code_version="1",
+                code_version=SPEC_VERSION,
                 partitions_def=partitions,
                 deps=[serving_features, "risk_model"],
                 description="Serving features on the deployed model's vocabulary: unseen levels "

@@ -10,7 +10,8 @@ from dagster_duckdb import DuckDBResource
 from risk_assets import model as model_lib
 from risk_assets import warehouse
 from risk_assets.defs.common import check_result, daily_partitions, md_table, open_warehouse, partition_day
-from risk_assets.defs.features import current_mapping_version, deployed_model
+from risk_assets.defs.features import current_mapping_version, sample_parity
+from risk_assets.defs.features import deployed_model as load_deployed_model
 from risk_assets.features import sql as feature_sql
 from risk_assets.features.encoding import encode, fit_encoding
 from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION
@@ -74,7 +75,8 @@ def build_model_assets(settings: Settings) -> list:
         code_version="1",
         deps=[training_features],
         description="LightGBM binary classifier, validated on the later held-out period; saved as "
-        "LightGBM text plus a JSON card (features, vocabulary, versions, reference profile).",
+        "LightGBM text plus a JSON card (features, vocabulary, versions, reference profile). "
+        "Registered, not deployed: `deployed_model` decides.",
     )
     def risk_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with open_warehouse(duckdb) as conn:
@@ -98,7 +100,7 @@ def build_model_assets(settings: Settings) -> list:
                     "version": card.version, "path": str(folder.resolve()), "trained_at": now,
                     "spec_version": SPEC_VERSION, "mapping_version": mapping_version,
                     "roc_auc": val["roc_auc"], "pr_auc": val["pr_auc"],
-                    "precision_at_budget": val["precision_at_budget"], "deployed_at": now,
+                    "precision_at_budget": val["precision_at_budget"], "deployed_at": None,
                 }]))
         importance = pd.DataFrame({"feature": booster.feature_name(),
                                    "gain": booster.feature_importance("gain")}).sort_values("gain", ascending=False)
@@ -124,11 +126,66 @@ def build_model_assets(settings: Settings) -> list:
         )
 
     @dg.asset(
+        group_name="training",
+        kinds={"lightgbm"},
+        code_version=SPEC_VERSION,
+        deps=[risk_model],
+        description="The deployment gate. Promotes the newest trained model only if its validation "
+        "metrics meet the settings, it was trained on the feature spec the code computes now, and "
+        "serving and training paths agree on the most recent loaded nights. Serving always uses "
+        "the deployed model; a refused model leaves the previous one in place.",
+    )
+    def deployed_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        d = settings.deployment
+        with open_warehouse(duckdb) as conn:
+            rows = conn.execute("SELECT version, path FROM model_registry ORDER BY trained_at DESC, version LIMIT 1").fetchall()
+            if not rows:
+                raise dg.Failure(description="no trained model: materialise `risk_model` first")
+            version, path = rows[0]
+            _, card = model_lib.load(path)
+            nights = [r[0] for r in conn.execute(
+                "SELECT partition FROM raw_loads ORDER BY partition DESC LIMIT ?", [d.parity_nights]).fetchall()]
+            parity_results = []
+            for night in nights:
+                outcome = sample_parity(conn, settings, night, card.mapping_version)
+                parity_results.append({"night": str(night), "passed": outcome.passed, "summary": outcome.summary})
+            val = card.metrics["validation"]
+            lift = val["precision_at_budget"] / val["base_rate"] if val["base_rate"] else 0.0
+            reasons = []
+            if val["roc_auc"] < d.min_validation_roc_auc:
+                reasons.append(f"validation ROC AUC {val['roc_auc']:.3f} < {d.min_validation_roc_auc}")
+            if lift < d.min_precision_lift:
+                reasons.append(f"precision lift {lift:.2f} < {d.min_precision_lift}")
+            if card.spec_version != SPEC_VERSION:
+                reasons.append(f"trained on feature spec {card.spec_version}, the code computes {SPEC_VERSION}: retrain")
+            if not nights:
+                reasons.append("no loaded night to verify serving/training parity on")
+            reasons += [f"parity failed on {r['night']}: {r['summary']}" for r in parity_results if not r["passed"]]
+            meta = {
+                "candidate_version": version, "validation_roc_auc": val["roc_auc"], "precision_lift": lift,
+                "candidate_spec_version": card.spec_version, "code_spec_version": SPEC_VERSION,
+                "parity_nights": md_table(pd.DataFrame(parity_results)),
+                "min_validation_roc_auc": d.min_validation_roc_auc, "min_precision_lift": d.min_precision_lift,
+            }
+            if reasons:
+                current = conn.execute("SELECT version FROM model_registry WHERE deployed_at IS NOT NULL "
+                                       "ORDER BY deployed_at DESC LIMIT 1").fetchall()
+                raise dg.Failure(
+                    description=f"model {version} refused: " + "; ".join(reasons)
+                    + f". Serving keeps {current[0][0] if current else 'no model'}.",
+                    metadata=meta | {"still_deployed": current[0][0] if current else "-"},
+                )
+            conn.execute("UPDATE model_registry SET deployed_at = ? WHERE version = ?",
+                         [pd.Timestamp.now("UTC").tz_localize(None), version])
+        context.log.info(f"model {version} promoted")
+        return dg.MaterializeResult(metadata=meta | {"model_version": version, "decision": "promoted"})
+
+    @dg.asset(
         group_name="scores",
         kinds={"duckdb"},
-        code_version="1",
+        code_version=SPEC_VERSION,
         partitions_def=partitions,
-        deps=["encoded_features"],
+        deps=["encoded_features", deployed_model],
         output_required=False,
         check_specs=[
             dg.AssetCheckSpec("scores_schema", asset="risk_scores", blocking=True, partitions_def=partitions,
@@ -144,7 +201,7 @@ def build_model_assets(settings: Settings) -> list:
     def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
-            booster, card = deployed_model(conn)
+            booster, card = load_deployed_model(conn)
             encoded = conn.execute(
                 "SELECT * FROM encoded_features WHERE partition = ? ORDER BY customer_id", [day]
             ).df()
@@ -182,4 +239,4 @@ def build_model_assets(settings: Settings) -> list:
             }
         )
 
-    return [training_features, risk_model, risk_scores]
+    return [training_features, risk_model, deployed_model, risk_scores]
