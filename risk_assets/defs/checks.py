@@ -17,6 +17,7 @@ from risk_assets.defs.common import (
     open_warehouse,
     partition_day,
     partition_window,
+    read_partition,
 )
 from risk_assets.defs.features import current_mapping_version, deployed_model, sample_parity
 from risk_assets.features.encoding import UNSEEN_CATEGORY
@@ -139,14 +140,14 @@ def build_checks(settings: Settings) -> list:
     def feature_parity(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
-            served = conn.execute("SELECT * FROM serving_features WHERE partition = ? ORDER BY customer_id", [day]).df()
+            served = read_partition(conn, "serving_features", day, required=False)
             mapping_version = served.at[0, "mapping_version"] if len(served) else current_mapping_version(conn)
             outcome = sample_parity(conn, settings, day, mapping_version, served=served)
         return check_result(outcome, settings, weekday=day.strftime("%A"), mapping_version=mapping_version)
 
     # ------------------------------------------------------------------ encoded features
     def _encoded(conn, day):
-        return conn.execute("SELECT * FROM encoded_features WHERE partition = ? ORDER BY customer_id", [day]).df()
+        return read_partition(conn, "encoded_features", day)
 
     def _ledger(conn, day):
         return conn.execute("SELECT * FROM imputation_log WHERE partition = ?", [day]).df()

@@ -103,3 +103,14 @@ def check_result(
         description=outcome.summary,
         metadata=metadata,
     )
+
+
+def read_partition(conn, table: str, day: dt.date, required: bool = True) -> pd.DataFrame:
+    """One partition of a per-customer table, ordered by customer; empty is a clear failure
+    when the step cannot go on without it."""
+    frame = conn.execute(
+        f"SELECT * FROM {warehouse.table(table)} WHERE partition = ? ORDER BY customer_id", [day]
+    ).df()
+    if required and frame.empty:
+        raise dg.Failure(description=f"{table}[{day}] is empty: materialise it first")
+    return frame

@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets import model as model_lib
 from risk_assets import warehouse
-from risk_assets.defs.common import daily_partitions, md_table, open_warehouse, partition_day
+from risk_assets.defs.common import daily_partitions, md_table, open_warehouse, partition_day, read_partition
 from risk_assets.features import sql as feature_sql
 from risk_assets.features.encoding import encode, ledger_rates
 from risk_assets.features.mapping import build_mapping
@@ -177,11 +177,7 @@ def build_feature_assets(settings: Settings) -> list:
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
             _, card = deployed_model(conn)
-            served = conn.execute(
-                "SELECT * FROM serving_features WHERE partition = ? ORDER BY customer_id", [day]
-            ).df()
-            if served.empty:
-                raise dg.Failure(description=f"serving_features[{day}] is empty: nothing to encode")
+            served = read_partition(conn, "serving_features", day)
             mapping_version = served.at[0, "mapping_version"]
             encoded, ledger = encode(served.drop(columns=["partition"]), card.enc)
             versions = {"spec_version": SPEC_VERSION, "mapping_version": mapping_version,

@@ -9,7 +9,14 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets import model as model_lib
 from risk_assets import warehouse
-from risk_assets.defs.common import check_result, daily_partitions, md_table, open_warehouse, partition_day
+from risk_assets.defs.common import (
+    check_result,
+    daily_partitions,
+    md_table,
+    open_warehouse,
+    partition_day,
+    read_partition,
+)
 from risk_assets.defs.features import current_mapping_version, sample_parity
 from risk_assets.defs.features import deployed_model as load_deployed_model
 from risk_assets.features import sql as feature_sql
@@ -202,11 +209,7 @@ def build_model_assets(settings: Settings) -> list:
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
             booster, card = load_deployed_model(conn)
-            encoded = conn.execute(
-                "SELECT * FROM encoded_features WHERE partition = ? ORDER BY customer_id", [day]
-            ).df()
-            if encoded.empty:
-                raise dg.Failure(description=f"encoded_features[{day}] is empty: nothing to score")
+            encoded = read_partition(conn, "encoded_features", day)
             if set(encoded["model_version"]) != {card.version}:
                 raise dg.Failure(description=f"encoded_features[{day}] was encoded for model "
                                  f"{sorted(set(encoded['model_version']))}, the deployed model is {card.version}")
