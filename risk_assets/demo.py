@@ -33,6 +33,7 @@ FIRST_NIGHT = dt.date(2026, 8, 1)
 SKEW_NIGHT = dt.date(2026, 8, 6)
 CHANGE_NIGHT = dt.date(2026, 8, 10)
 BURST = (dt.date(2026, 8, 14), dt.date(2026, 8, 16))
+LATE_FROM = dt.date(2026, 8, 18)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -66,7 +67,8 @@ class Demo:
         print(msg, file=self.out, flush=True)
 
     def settings_for(self, night: dt.date, skew: bool = False, burst: bool = True) -> Settings:
-        world = {"product_change": {"enabled": True, "date": CHANGE_NIGHT.isoformat()}}
+        world = {"product_change": {"enabled": True, "date": CHANGE_NIGHT.isoformat()},
+                 "late_arrival": {"enabled": True, "date": LATE_FROM.isoformat(), "share": 0.05}}
         if burst:
             world["missingness"] = {"enabled": True, "date": BURST[0].isoformat(),
                                     "days": (BURST[1] - BURST[0]).days + 1, "share": 0.12,
@@ -165,7 +167,8 @@ class Demo:
                  f"precision in top {m['review_budget']:.0%} {m['validation_precision_at_budget']:.3f} "
                  f"(base rate {m['validation_base_rate']:.3f})")
         self.say(f"[3/3] {nights} nights from {FIRST_NIGHT}; incidents: skewed serving build on {SKEW_NIGHT}, "
-                 f"product change from {CHANGE_NIGHT}, missingness burst {BURST[0]}..{BURST[1]}")
+                 f"product change from {CHANGE_NIGHT}, missingness burst {BURST[0]}..{BURST[1]}, "
+                 f"5% of each day arriving late from {LATE_FROM}")
         self.say()
         blocked_at_end = 0
         for i in range(nights):

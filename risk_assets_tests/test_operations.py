@@ -126,3 +126,23 @@ def test_an_unreachable_webhook_is_recorded_not_swallowed(tmp_path):
     alert = alerts.Alert(kind="check_failed", reason="x", partition="2026-08-14", run_id="r1")
     alerts.record(tmp_path / "a.duckdb", [alert], webhook_url="http://127.0.0.1:9/none", webhook_timeout=1)
     assert alerts.read(tmp_path / "a.duckdb").iloc[0]["webhook_status"].startswith("failed")
+
+
+def test_late_data_is_reconciled_the_next_night_as_a_warn(world_copy, instance):
+    late = {"late_arrival": {"enabled": True, "date": FIRST_NIGHT.isoformat(), "share": 0.2}}
+    settings = world_copy(world=late)
+
+    def cutoff(night):
+        at = dt.datetime.combine(night + dt.timedelta(days=1), dt.time(2, 30)).isoformat()
+        return {**QUIET, "ops": {"raw_transactions": {"config": {"read_at": at}}}}
+
+    first = run_night(settings, instance, FIRST_NIGHT, run_config=cutoff(FIRST_NIGHT))
+    assert first.success
+    second = run_night(settings, instance, FIRST_NIGHT + dt.timedelta(days=1),
+                       run_config=cutoff(FIRST_NIGHT + dt.timedelta(days=1)))
+    assert second.success  # a WARN never blocks
+    [check] = [e for e in second.get_asset_check_evaluations() if e.check_name == "late_arrivals"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert 0.1 < check.metadata["late_share"].value < 0.3
+    assert check.metadata["affected_customers"].value > 0
+    assert check.metadata["reconciled_partition"].value == FIRST_NIGHT.isoformat()

@@ -28,6 +28,7 @@ from risk_assets.guards.drift import drift_bounds, drift_direction
 from risk_assets.guards.imputation import category_usage, imputation_ceiling, missingness_pattern
 from risk_assets.guards.schemas import encoded_schema, raw_schema
 from risk_assets.settings import Settings
+from risk_assets.sources import make_source
 
 
 def _night(conn, day: dt.date) -> pd.DataFrame:
@@ -112,6 +113,42 @@ def build_checks(settings: Settings) -> list:
             outcome = _coverage(conn, partition_day(context.partition_key), c.coverage_max_unmapped_share)
             version = current_mapping_version(conn)
         return check_result(outcome, settings, mapping_version=version)
+
+    @check(name="late_arrivals", asset="raw_transactions", blocking=False,
+           description="Reconciles last night: re-reads the previous partition from the source with "
+           "tonight's cut-off; rows that arrived after it was served are late data, and the customers "
+           "they belong to were scored on incomplete windows. WARN with the affected share.")
+    def late_arrivals(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        day = partition_day(context.partition_key)
+        previous = day - dt.timedelta(days=1)
+        with open_warehouse(duckdb) as conn:
+            loads = dict(conn.execute("SELECT partition, read_at FROM raw_loads WHERE partition IN (?, ?)",
+                                      [previous, day]).fetchall())
+            if previous not in loads:
+                outcome = Outcome(True, "WARN", f"nothing to reconcile: {previous} was never loaded",
+                                  {"late_rows": 0, "reconciled_partition": str(previous)})
+                return check_result(outcome, settings)
+            stored = {r[0] for r in conn.execute(
+                "SELECT transaction_id FROM raw_transactions WHERE partition = ? UNION "
+                "SELECT record_key FROM rejected_transactions WHERE partition = ?", [previous, previous]).fetchall()}
+            scored = {r[0] for r in conn.execute(
+                "SELECT customer_id FROM risk_scores WHERE partition = ?", [previous]).fetchall()}
+        cutoff = loads.get(day)
+        now = make_source(settings).transactions(previous, read_at=pd.Timestamp(cutoff) if cutoff else None)
+        late = now[~now["transaction_id"].isin(stored)]
+        affected = set(late["customer_id"]) & scored
+        share = len(late) / max(len(now), 1)
+        outcome = Outcome(
+            passed=late.empty, severity="WARN",
+            summary=(f"{len(late)} row(s) of {previous} arrived after it was served ({share:.2%}); "
+                     f"{len(affected)} scored customer(s) affected — re-run {previous} to refresh"
+                     if len(late) else f"{previous}: no late rows by tonight's cut-off"),
+            metadata={"reconciled_partition": str(previous), "late_rows": len(late), "late_share": share,
+                      "affected_customers": len(affected),
+                      "affected_share": len(affected) / len(scored) if scored else 0.0,
+                      "cutoff": cutoff or "(all arrived)"},
+        )
+        return check_result(outcome, settings)
 
     # ------------------------------------------------------------------ serving features
     @check(name="lookback_complete", asset="serving_features",
@@ -234,6 +271,6 @@ def build_checks(settings: Settings) -> list:
         return check_result(outcome, settings, model_version=card.version,
                             nights_from=str(nightly["partition"].min()) if len(nightly) else "-")
 
-    return [rows_reconcile, raw_schema_check, rejection_rate, category_coverage_raw, lookback_complete, feature_parity, encoded_schema_check,
+    return [rows_reconcile, raw_schema_check, rejection_rate, category_coverage_raw, late_arrivals, lookback_complete, feature_parity, encoded_schema_check,
             category_coverage_features, imputation_ceiling_check, missingness_pattern_check,
             drift_bounds_check, drift_direction_check]
