@@ -216,6 +216,8 @@ class CheckSettings(_Section):
     """Share of sampled rows whose categorical features may differ between the paths."""
     parity_bias_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
     parity_min_nonzero: PositiveInt = 10
+    realised_auc_drop_warn: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """WARN when a night's realised ROC AUC is this far below the validation ROC AUC."""
     score_psi_warn: Annotated[float, Field(gt=0.0)] = 0.25
     high_band_max_share: Share = 0.05
     """WARN when more than this share of customers scores above the validation p98."""

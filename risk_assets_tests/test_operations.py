@@ -6,6 +6,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from risk_assets import alerts
@@ -146,3 +147,35 @@ def test_late_data_is_reconciled_the_next_night_as_a_warn(world_copy, instance):
     assert 0.1 < check.metadata["late_share"].value < 0.3
     assert check.metadata["affected_customers"].value > 0
     assert check.metadata["reconciled_partition"].value == FIRST_NIGHT.isoformat()
+
+
+def test_realised_performance_closes_the_loop_with_a_warn_check(world_copy, instance):
+    settings = world_copy()
+    assert run_night(settings, instance, FIRST_NIGHT, run_config=QUIET).success
+    defs = build_definitions(settings)
+    result = defs.resolve_job_def("performance_job").execute_in_process(
+        instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert 0.5 < meta["realised_roc_auc"].value <= 1.0 and meta["positives"].value > 0
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "realised_vs_validation" and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["validation_roc_auc"].value > 0.5
+    strict = world_copy(checks={"realised_auc_drop_warn": 0.0})
+    stricter = build_definitions(strict).resolve_job_def("performance_job").execute_in_process(
+        instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET)
+    [check] = stricter.get_asset_check_evaluations()
+    realised, validation = check.metadata["realised_roc_auc"].value, check.metadata["validation_roc_auc"].value
+    assert check.passed == (realised >= validation)
+
+
+def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed():
+    schedule = build_definitions(Settings()).get_schedule_def("performance_schedule")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance,
+                                            scheduled_execution_time=dt.datetime(2026, 9, 10, 6, 0, tzinfo=dt.timezone.utc))
+        request = schedule(context)
+    from risk_assets.features.spec import window_bounds
+
+    assert request.partition_key == "2026-08-10"  # its labels end 2026-09-10 00:00, before the 06:00 tick
+    assert window_bounds(dt.date(2026, 8, 10), "UTC")["label_end"] <= pd.Timestamp("2026-09-10 06:00")
+    assert window_bounds(dt.date(2026, 8, 11), "UTC")["label_end"] > pd.Timestamp("2026-09-10 06:00")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
 from risk_assets.defs.checks import build_checks
@@ -10,11 +12,13 @@ from risk_assets.defs.features import build_feature_assets
 from risk_assets.defs.model import build_model_assets
 from risk_assets.defs.raw import build_raw_assets
 from risk_assets.defs.sensors import build_automation
+from risk_assets.features.spec import LABEL_HORIZON_DAYS
 from risk_assets.settings import Settings
 
 REFERENCE_JOB = "reference_job"
 TRAINING_JOB = "training_job"
 HISTORY_JOB = "raw_history_job"
+PERFORMANCE_JOB = "performance_job"
 NIGHTLY_JOB = "nightly_job"
 
 
@@ -57,12 +61,27 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         "deployment gate.",
     )
     schedules, sensors = build_automation(settings, nightly_job, list(freshness))
+    performance_job = dg.define_asset_job(
+        PERFORMANCE_JOB,
+        selection=dg.AssetSelection.assets("realised_performance"),
+        description="Realised performance of a scored night whose 30-day label horizon has passed.",
+    )
+    @dg.schedule(job=performance_job, cron_schedule="0 6 * * *", name="performance_schedule",
+                 execution_timezone=settings.calendar.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="Daily at 06:00: the night whose 30-day label horizon has just passed.")
+    def performance_schedule(context: dg.ScheduleEvaluationContext):
+        night = context.scheduled_execution_time.date() - dt.timedelta(days=LABEL_HORIZON_DAYS + 1)
+        if night < settings.calendar.partitions_start:
+            return dg.SkipReason(f"{night} is before the first partition")
+        return dg.RunRequest(partition_key=night.isoformat(), run_key=night.isoformat())
+
+    schedules.append(performance_schedule)
     return dg.Definitions(
         assets=assets,
         asset_checks=[*build_checks(settings), *freshness],
         schedules=schedules,
         sensors=sensors,
-        jobs=[reference_job, history_job, training_job, nightly_job],
+        jobs=[reference_job, history_job, training_job, nightly_job, performance_job],
         resources={"duckdb": duckdb_resource(settings)},
         # DuckDB allows one writing process per file: run every step in-process.
         executor=dg.in_process_executor,

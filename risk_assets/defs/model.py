@@ -21,7 +21,8 @@ from risk_assets.defs.features import current_mapping_version, sample_parity
 from risk_assets.defs.features import deployed_model as load_deployed_model
 from risk_assets.features import sql as feature_sql
 from risk_assets.features.encoding import encode, fit_encoding
-from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION
+from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION, window_bounds
+from risk_assets.guards import Outcome
 from risk_assets.guards.schemas import scores_schema
 from risk_assets.guards.scores import score_sanity
 from risk_assets.settings import Settings
@@ -242,4 +243,55 @@ def build_model_assets(settings: Settings) -> list:
             }
         )
 
-    return [training_features, risk_model, deployed_model, risk_scores]
+    @dg.asset(
+        group_name="scores",
+        kinds={"duckdb"},
+        code_version="1",
+        partitions_def=partitions,
+        deps=[risk_scores, "irregularities"],
+        output_required=False,
+        check_specs=[dg.AssetCheckSpec("realised_vs_validation", asset="realised_performance",
+                                       partitions_def=partitions,
+                                       description="Realised ROC AUC and precision vs the model's validation "
+                                       "figures (WARN).")],
+        description="How night P's scores did, once its 30-day label horizon has passed: realised ROC AUC "
+        "and precision at the review budget from the irregularities — the loop from validation metrics "
+        "to production performance.",
+    )
+    def realised_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        day = partition_day(context.partition_key)
+        bounds = window_bounds(day, tz)
+        now = pd.Timestamp.now("UTC").tz_localize(None)
+        if bounds["label_end"] > now:
+            context.log.info(f"{day}: label horizon ends {bounds['label_end']} (UTC); nothing to measure yet")
+            return
+        with open_warehouse(duckdb) as conn:
+            scores = read_partition(conn, "risk_scores", day)
+            hit = {r[0] for r in conn.execute(
+                "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
+                [bounds["as_of"], bounds["label_end"]]).fetchall()}
+            path = conn.execute("SELECT path FROM model_registry WHERE version = ?",
+                                [scores.at[0, "model_version"]]).fetchall()[0][0]
+        _, card = model_lib.load(path)
+        labels = scores["customer_id"].isin(hit).to_numpy()
+        realised = model_lib.evaluate(labels, scores["score"].to_numpy(), settings.scoring.review_budget)
+        validation = card.metrics["validation"]
+        drop = validation["roc_auc"] - realised["roc_auc"]
+        limit = settings.checks.realised_auc_drop_warn
+        yield check_result(Outcome(
+            passed=bool(drop <= limit), severity="WARN",
+            summary=f"realised ROC AUC {realised['roc_auc']:.3f} vs validation {validation['roc_auc']:.3f}"
+            + (f": {drop:.3f} below, more than {limit}" if drop > limit else ""),
+            metadata={"realised_roc_auc": realised["roc_auc"], "validation_roc_auc": validation["roc_auc"],
+                      "realised_precision_at_budget": realised["precision_at_budget"],
+                      "validation_precision_at_budget": validation["precision_at_budget"],
+                      "auc_drop_warn_at": limit, "positives": realised["positives"]},
+        ), settings, check_name="realised_vs_validation", model_version=card.version)
+        yield dg.MaterializeResult(metadata={
+            "realised_roc_auc": realised["roc_auc"], "realised_pr_auc": realised["pr_auc"],
+            "realised_precision_at_budget": realised["precision_at_budget"], "base_rate": realised["base_rate"],
+            "scored_customers": realised["rows"], "positives": realised["positives"],
+            "label_horizon_end": str(bounds["label_end"]), "model_version": card.version,
+        })
+
+    return [training_features, risk_model, deployed_model, risk_scores, realised_performance]
