@@ -179,3 +179,28 @@ def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed()
     assert request.partition_key == "2026-08-10"  # its labels end 2026-09-10 00:00, before the 06:00 tick
     assert window_bounds(dt.date(2026, 8, 10), "UTC")["label_end"] <= pd.Timestamp("2026-09-10 06:00")
     assert window_bounds(dt.date(2026, 8, 11), "UTC")["label_end"] > pd.Timestamp("2026-09-10 06:00")
+
+
+def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
+    import os
+
+    from risk_assets.sources import export_landing
+
+    root = tmp_path / "landing"
+    days = [dt.date(2025, 3, 1), dt.date(2025, 3, 2)]
+    base = Settings().with_overrides(world={"n_customers": 300})
+    export_landing(base, root, days)
+    settings = base.with_overrides(source={"kind": "landing", "landing_dir": str(root)})
+    defs = build_definitions(settings)
+    sensor = defs.get_sensor_def("landing_sensor")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        first = sensor.evaluate_tick(context)
+        assert sorted(r.partition_key for r in first.run_requests) == ["2025-03-01", "2025-03-02"]
+        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
+        assert again.run_requests == []
+        late_file = root / "transactions" / "date=2025-03-02" / "part-1.parquet"
+        late_file.write_bytes((root / "transactions" / "date=2025-03-02" / "part-0.parquet").read_bytes())
+        os.utime(late_file, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+        third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
+        assert [r.partition_key for r in third.run_requests] == ["2025-03-02"]
