@@ -47,8 +47,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from risk_assets.settings import load_settings
 
     settings = load_settings()
-    instance = dg.DagsterInstance.get()
-    return run_demo(settings, instance, nights=args.nights, out=sys.stdout)
+    with dg.DagsterInstance.get() as instance:
+        return run_demo(settings, instance, nights=args.nights, out=sys.stdout)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

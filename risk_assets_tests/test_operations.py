@@ -18,11 +18,11 @@ from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 @pytest.mark.parametrize("timezone", ["UTC", "Europe/Berlin"])
 def test_the_0230_tick_requests_yesterdays_partition(timezone):
     settings = Settings().with_overrides(calendar={"timezone": timezone})
-    schedule = build_definitions(settings).get_schedule_def("nightly_schedule")
-    assert schedule.cron_schedule == "30 2 * * *" and schedule.execution_timezone == timezone
     tick = dt.datetime(2026, 8, 2, 2, 30, tzinfo=dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo(timezone))
     tick = tick.replace(hour=2, minute=30)
     with dg.instance_for_test() as instance:
+        schedule = build_definitions(settings).get_schedule_def("nightly_schedule")
+        assert schedule.cron_schedule == "30 2 * * *" and schedule.execution_timezone == timezone
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
         result = schedule.evaluate_tick(context)
     [request] = result.run_requests
@@ -169,8 +169,8 @@ def test_realised_performance_closes_the_loop_with_a_warn_check(world_copy, inst
 
 
 def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed():
-    schedule = build_definitions(Settings()).get_schedule_def("performance_schedule")
     with dg.instance_for_test() as instance:
+        schedule = build_definitions(Settings()).get_schedule_def("performance_schedule")
         context = dg.build_schedule_context(instance=instance,
                                             scheduled_execution_time=dt.datetime(2026, 9, 10, 6, 0, tzinfo=dt.timezone.utc))
         request = schedule(context)
@@ -191,9 +191,9 @@ def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
     base = Settings().with_overrides(world={"n_customers": 300})
     export_landing(base, root, days)
     settings = base.with_overrides(source={"kind": "landing", "landing_dir": str(root)})
-    defs = build_definitions(settings)
-    sensor = defs.get_sensor_def("landing_sensor")
     with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        sensor = defs.get_sensor_def("landing_sensor")
         context = dg.build_sensor_context(instance=instance, definitions=defs)
         first = sensor.evaluate_tick(context)
         assert sorted(r.partition_key for r in first.run_requests) == ["2025-03-01", "2025-03-02"]
