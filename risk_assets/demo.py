@@ -204,8 +204,11 @@ class Demo:
             toml = evaluation.metadata["suggested_aliases"].value
             pairs = toml.split("{", 1)[1].rsplit("}", 1)[0].split(",")
             self.aliases.update(dict(p.strip().replace('"', "").split(" = ") for p in pairs if "=" in p))
-            self.say(f"  remediation: review and apply the suggested aliases (new mapping version): "
-                     f"{toml.splitlines()[-1]}")
+            rows = [line.strip("| ").split(" | ") for line in evaluation.metadata["suggestions"].value.splitlines()[2:]
+                    if line.startswith("|")]
+            reviewed = ", ".join(f"{r[0]} -> {r[3]} ({r[1]}, {r[7].split(':')[0]})" for r in rows if len(r) >= 8)
+            self.say(f"  remediation: apply the suggested aliases as a new mapping version — an operator "
+                     f"would review the weak ones first: {reviewed}")
             settings = self.settings_for(night)
             self.run(settings, TRAINING_JOB, asset_selection=[dg.AssetKey("category_mapping")])
             return self.night(night, settings)
