@@ -15,7 +15,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 AUDIT_COLUMNS = ["partition", "asset", "check", "status", "severity", "blocking", "summary", "figures",
                  "thresholds", "override", "run_id", "time", "spec_version", "mapping_version", "model_version",
                  "settings_version"]
-_THRESHOLD_WORDS = ("threshold", "ceiling", "alpha", "_at", "tolerance", "atol", "rtol", "min_", "warn", "k", "h")
+_THRESHOLD_KEYS = {"k", "h", "ceiling", "atol", "rtol"}
+_THRESHOLD_PARTS = ("threshold", "alpha", "_at", "tolerance", "min_", "warn")
 _LIMIT = 100_000
 
 
@@ -38,7 +39,7 @@ def _plain(value) -> object:
 
 
 def _is_threshold(key: str) -> bool:
-    return key in ("k", "h") or any(w in key for w in _THRESHOLD_WORDS if len(w) > 1)
+    return key in _THRESHOLD_KEYS or any(part in key for part in _THRESHOLD_PARTS)
 
 
 def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool]) -> pd.DataFrame:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
 from typing import TextIO
 
 import dagster as dg
@@ -35,13 +34,6 @@ CHANGE_NIGHT = dt.date(2026, 8, 10)
 BURST = (dt.date(2026, 8, 14), dt.date(2026, 8, 16))
 LATE_FROM = dt.date(2026, 8, 18)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-@dataclass
-class Night:
-    night: dt.date
-    result: dg.ExecuteInProcessResult
-    note: str = ""
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:

@@ -109,7 +109,7 @@ def reference_profile(
     for name in CATEGORICAL:
         levels = encoding.vocab[name]
         index = {level: i for i, level in enumerate(levels)}
-        codes = encoded_train[name].map(lambda v: index.get(v, len(levels) - 1)).to_numpy()
+        codes = np.array([index.get(v, len(levels) - 1) for v in encoded_train[name]])
         counts = np.zeros((n_days, len(levels)))
         np.add.at(counts, (day_index, codes), 1)
         categorical[name] = {"levels": levels, "shares": (counts.sum(0) / counts.sum()).tolist()}

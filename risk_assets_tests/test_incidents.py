@@ -6,7 +6,6 @@ the clean nights around them must pass."""
 import datetime as dt
 
 import dagster as dg
-import pandas as pd
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 

@@ -20,7 +20,7 @@ from risk_assets.defs.common import (
 from risk_assets.defs.features import current_mapping_version, sample_parity
 from risk_assets.defs.features import deployed_model as load_deployed_model
 from risk_assets.features import sql as feature_sql
-from risk_assets.features.encoding import encode, fit_encoding
+from risk_assets.features.encoding import fit_encoding
 from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION, window_bounds
 from risk_assets.guards import Outcome
 from risk_assets.guards.schemas import scores_schema

@@ -51,9 +51,7 @@ def _split_metadata(split: Split, settings: Settings) -> dict:
     }
 
 
-def _reconcile_result(
-    asset_key: str, received: int, accepted: int, rejected: int, partition: str | None = None
-) -> dg.AssetCheckResult:
+def _reconcile_result(asset_key: str, received: int, accepted: int, rejected: int) -> dg.AssetCheckResult:
     passed = received == accepted + rejected
     return dg.AssetCheckResult(
         asset_key=asset_key,
@@ -65,7 +63,6 @@ def _reconcile_result(
             "stored_accepted": accepted,
             "stored_rejected": rejected,
             "unaccounted": received - accepted - rejected,
-            **({"partition": partition} if partition else {}),
         },
         description=None if passed else "rows were lost or duplicated between source and warehouse",
     )

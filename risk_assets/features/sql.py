@@ -22,7 +22,6 @@ import pandas as pd
 
 from risk_assets.features.spec import (
     BOUND_COLUMNS,
-    FEATURE_NAMES,
     FEATURES,
     LOOKBACK_DAYS,
     window_bounds,
@@ -32,7 +31,7 @@ _TX_AGGS = ",\n    ".join(f"{f.sql} AS {f.name}" for f in FEATURES if f.origin =
 _SELECT = ", ".join(
     f"f.{f.name}" if f.origin == "transactions" else f"{f.sql} AS {f.name}" for f in FEATURES
 )
-_MAPPED_TX = f"""
+_MAPPED_TX = """
     SELECT r.customer_id, r.event_ts, r.amount_cents, r.channel,
            coalesce(m.canonical, r.category) AS canonical, m.canonical IS NOT NULL AS mapped
     FROM raw_transactions r
