@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from risk_assets import warehouse
+
 ALERT_COLUMNS = ["alert_id", "created_at", "kind", "partition", "asset", "check_name", "severity",
                  "reason", "run_id", "run_url", "webhook_status"]
 _DDL = """CREATE TABLE IF NOT EXISTS alerts (
@@ -52,8 +54,7 @@ class Alert:
 
 
 def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path))
+    conn = warehouse.open_file(path)  # sensors and runs take turns on the file
     conn.execute(_DDL)
     return conn
 

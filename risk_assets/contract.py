@@ -77,14 +77,29 @@ class Split:
 # --------------------------------------------------------------------------- coercion
 def _coerce_text(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
     values = frame[column]
-    bad = values.map(lambda v: v is not None and not _is_missing(v) and not isinstance(v, str))
-    for i in frame.index[bad]:
-        reasons[i].append(f"{column}: not a string")
-    frame[column] = values.where(~bad & values.map(lambda v: isinstance(v, str)), None).astype(object)
+    problem = values.map(_text_problem)
+    for i in frame.index[problem.notna()]:
+        reasons[i].append(f"{column}: {problem[i]}")
+    frame[column] = values.where(problem.isna() & values.map(lambda v: isinstance(v, str)), None).astype(object)
+
+
+def _text_problem(value: object) -> str | None:
+    """Why ``value`` is not acceptable text (None when it is text or missing)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "not valid UTF-8 text"
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return "not a string (binary)"
+    if _is_missing(value):
+        return None
+    return "not a string"
 
 
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value))
 
 
 def _coerce_number(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:

@@ -44,6 +44,9 @@ class SourceSettings(_Section):
 class WarehouseSettings(_Section):
     duckdb_path: Path = Path(".risk_assets/warehouse.duckdb")
     """The DuckDB file every asset is stored in (one writing process at a time)."""
+    lock_timeout_seconds: Annotated[float, Field(gt=0.0, le=86_400.0)] = 600.0
+    """How long a step waits for another process's lock on the file before it fails
+    (concurrent runs take turns; README: Concurrency)."""
 
 
 class CalendarSettings(_Section):

@@ -10,7 +10,9 @@ so a crash leaves the previous partition or the new one, never half of either
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,15 +103,64 @@ def table(name: str) -> str:
     return f'"{name}"'
 
 
-def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+class WarehouseBusy(RuntimeError):
+    """The DuckDB file stayed locked by another process for longer than the lock timeout."""
+
+
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+
+
+def open_file(
+    path: str | Path,
+    read_only: bool = False,
+    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Connect to a DuckDB file, waiting while another process holds its lock.
+
+    DuckDB lets one process at a time open a file for writing. Runs launched side by
+    side (a UI backfill, a re-run during the nightly run, the tests) therefore take turns:
+    a refused connection is retried with jittered exponential back-off (50 ms .. 2 s)
+    until ``lock_timeout_seconds``; ``on_wait`` hears about the first wait (the steps log
+    it), and the timeout raises :class:`WarehouseBusy` naming the file and the holder."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    # Same configuration as dagster-duckdb's DuckDBResource: DuckDB refuses a second
-    # connection to one file in one process with a different configuration.
-    conn = duckdb.connect(str(path), read_only=read_only, config={"custom_user_agent": "dagster"})
-    if not read_only:
-        ensure_tables(conn)
+    deadline = time.monotonic() + lock_timeout_seconds
+    delay, waits = 0.05, 0
+    while True:
+        try:
+            # Same configuration as dagster-duckdb's DuckDBResource: DuckDB refuses a
+            # second connection to one file in one process with a different configuration.
+            return duckdb.connect(str(path), read_only=read_only, config={"custom_user_agent": "dagster"})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() + delay > deadline:
+                raise WarehouseBusy(
+                    f"{path} stayed locked by another process for {lock_timeout_seconds:g} s "
+                    f"({waits} retries): {exc}. Raise warehouse.lock_timeout_seconds or limit "
+                    "concurrent runs (README: Concurrency)."
+                ) from exc
+            if waits == 0 and on_wait is not None:
+                on_wait(f"{path} is locked by another process; waiting up to {lock_timeout_seconds:g} s: {exc}")
+            waits += 1
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+
+
+def connect(path: str | Path, read_only: bool = False, ensure: bool = True,
+            lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+            on_wait: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
+    """The warehouse: :func:`open_file`, then (unless read-only) its tables created or
+    verified against this code's schema."""
+    conn = open_file(path, read_only, lock_timeout_seconds, on_wait)
+    if ensure and not read_only:
+        try:
+            ensure_tables(conn)
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from risk_assets.defs.factory import NIGHTLY_JOB, REFERENCE_JOB, build_definitions
 from risk_assets.settings import Settings
+
+# Property tests are deterministic in CI (same examples every run); RISK_ASSETS_SLOW=1
+# explores new random examples with larger counts (see test_bad_input.py).
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("slow", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("slow" if os.environ.get("RISK_ASSETS_SLOW") == "1" else "ci")
 
 SMALL = {"n_customers": 1500}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -38,8 +37,15 @@ def partition_window(partitions: dg.DailyPartitionsDefinition, key: str) -> Wind
     return Window(utc(tw.start), utc(tw.end))
 
 
-def duckdb_resource(settings: Settings) -> DuckDBResource:
-    return DuckDBResource(database=str(settings.warehouse.duckdb_path))
+class WarehouseResource(DuckDBResource):
+    """dagster-duckdb's resource plus how long to wait for another process's lock."""
+
+    lock_timeout_seconds: float = warehouse.DEFAULT_LOCK_TIMEOUT_SECONDS
+
+
+def duckdb_resource(settings: Settings) -> WarehouseResource:
+    return WarehouseResource(database=str(settings.warehouse.duckdb_path),
+                             lock_timeout_seconds=settings.warehouse.lock_timeout_seconds)
 
 
 _ENSURED: set[str] = set()
@@ -48,17 +54,20 @@ _ENSURED: set[str] = set()
 
 @contextmanager
 def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
-    Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
-    with resource.get_connection() as conn:
-        # DuckDBResource closes its connection only on success; close it on errors
-        # too, or a failed step keeps the file open in this process.
-        try:
-            if resource.database not in _ENSURED:
-                warehouse.ensure_tables(conn)
-                _ENSURED.add(resource.database)
-            yield conn
-        finally:
-            conn.close()
+    """A connection to the warehouse file for one step, closed on success and on error.
+
+    Not ``DuckDBResource.get_connection``: that one gives up on a locked file after a
+    fixed un-jittered back-off and leaves the connection open when the step raises.
+    Here a file locked by a concurrent run is waited for (:func:`warehouse.open_file`,
+    logged) up to the resource's ``lock_timeout_seconds``."""
+    timeout = getattr(resource, "lock_timeout_seconds", warehouse.DEFAULT_LOCK_TIMEOUT_SECONDS)
+    conn = warehouse.connect(resource.database, ensure=resource.database not in _ENSURED,
+                             lock_timeout_seconds=timeout, on_wait=dg.get_dagster_logger().warning)
+    _ENSURED.add(resource.database)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def md_table(frame: pd.DataFrame, max_rows: int = 10) -> dg.MetadataValue:

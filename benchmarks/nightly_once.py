@@ -1,0 +1,88 @@
+"""One nightly partition through Dagster in a fresh process, with or without the checks.
+
+    python -m benchmarks.nightly_once --folder DIR --customers N --night YYYY-MM-DD [--without-checks]
+
+Run by :mod:`benchmarks.run` once per measurement, so that the peak RSS it reports is
+the nightly run's own (imports included), not the benchmark's. Prints one JSON line:
+wall seconds of ``execute_in_process``, every step's duration from the event log,
+whether the run succeeded and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import time
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+from benchmarks import world
+from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
+
+NIGHTLY_ASSETS = ("raw_transactions", "rejected_transactions", "serving_features",
+                  "encoded_features", "imputation_log", "risk_scores")
+WITHOUT_CHECKS_JOB = "nightly_job_without_checks"
+
+
+def step_durations(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    starts, durations = {}, {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = record.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
+            durations[event.step_key] = round(record.timestamp - starts[event.step_key], 3)
+    return durations
+
+
+def is_check_step(step_key: str) -> bool:
+    """Asset steps are named after their (first) asset; every other step is an asset check."""
+    return step_key not in NIGHTLY_ASSETS
+
+
+def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True) -> dict:
+    settings = world.settings_for(folder, customers, night)
+    defs = build_definitions(settings)
+    name = NIGHTLY_JOB
+    if not checks:
+        # The same assets without their asset checks (rows_reconcile and the scores'
+        # schema run inside their assets and stay: they are part of the assets' work).
+        name = WITHOUT_CHECKS_JOB
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(
+            WITHOUT_CHECKS_JOB, selection=dg.AssetSelection.assets(*NIGHTLY_ASSETS).without_checks().required_multi_asset_neighbors())]))
+    with dg.instance_for_test() as instance:
+        job = defs.resolve_job_def(name)
+        t0 = time.perf_counter()
+        result = job.execute_in_process(instance=instance, run_config=world.QUIET,
+                                        partition_key=night.isoformat(), raise_on_error=False)
+        seconds = time.perf_counter() - t0
+        steps = step_durations(instance, result.run_id)
+        failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    return {
+        "checks": checks, "success": result.success, "seconds": round(seconds, 3), "steps_seconds": steps,
+        "check_steps_seconds": round(sum(v for k, v in steps.items() if is_check_step(k)), 3),
+        "failed_checks": failed_checks,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--customers", type=int, required=True)
+    parser.add_argument("--night", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--without-checks", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    print(json.dumps(run_night(args.folder, args.customers, args.night, checks=not args.without_checks)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Bad input, property-based (issue 7): whatever mix of malformed rows and files a feed
+sends, every row is accepted or rejected with a reason, and a file the contract cannot
+read stops the partition with a message naming the file and the column.
+
+Two levels:
+* the contract (:func:`split_transactions`) on generated batches — many examples, fast;
+* the raw asset through Dagster on generated landing folders — files written as parquet,
+  read by the landing source, stored in DuckDB, re-counted.
+
+``RISK_ASSETS_SLOW=1`` runs more examples (CI keeps the counts modest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from risk_assets import warehouse
+from risk_assets.contract import Window, split_transactions
+from risk_assets_tests.conftest import run_night, run_reference, small_settings
+
+SLOW = os.environ.get("RISK_ASSETS_SLOW") == "1"
+WINDOW = Window(pd.Timestamp("2025-03-03"), pd.Timestamp("2025-03-04"))
+MAX_AMOUNT, MAX_TEXT = 1e6, 64
+KNOWN = {"C1", "C2", "C3"}
+STORED = {"STORED-1": "2025-03-01"}
+HOSTILE = [
+    "'); DROP TABLE raw_transactions; --",
+    '"; DELETE FROM customers; --',
+    "Robert'); DROP TABLE students;--",
+    "x' OR '1'='1",
+    "raw_transactions",
+    "| pipe | table |",
+    "NUL\x00inside",
+    "emoji 🧾 ünïcödé",
+    "${jndi:ldap://x}",
+    "\\'; SELECT 1; --",
+]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One way a row can break the contract, and the reason it must be rejected with."""
+
+    column: str
+    apply: Callable[[dict], dict]
+    reason: str
+    alone: bool = False
+    """Only diagnosable on an otherwise-valid row (duplicates are judged among clean rows)."""
+
+
+def _set(column: str, value: object) -> Callable[[dict], dict]:
+    return lambda row: {**row, column: value}
+
+
+KINDS: dict[str, Kind] = {
+    "null transaction_id": Kind("transaction_id", _set("transaction_id", None), "transaction_id: missing"),
+    "null customer_id": Kind("customer_id", _set("customer_id", None), "customer_id: missing"),
+    "null event_ts": Kind("event_ts", _set("event_ts", None), "event_ts: missing"),
+    "null amount": Kind("amount", _set("amount", None), "amount: missing"),
+    "NaN amount": Kind("amount", _set("amount", float("nan")), "amount: missing"),
+    "null category": Kind("category", _set("category", None), "category: missing"),
+    "int transaction_id": Kind("transaction_id", _set("transaction_id", 12345), "transaction_id: not a string"),
+    "float customer_id": Kind("customer_id", _set("customer_id", 3.5), "customer_id: not a string"),
+    "text amount": Kind("amount", _set("amount", "12,50"), "amount: not a number"),
+    "bool amount": Kind("amount", _set("amount", True), "amount: not a number"),
+    "+inf amount": Kind("amount", _set("amount", float("inf")), "amount: above max_amount"),
+    "-inf amount": Kind("amount", _set("amount", float("-inf")), "amount: must be > 0"),
+    "negative amount": Kind("amount", _set("amount", -0.01), "amount: must be > 0"),
+    "zero amount": Kind("amount", _set("amount", 0.0), "amount: must be > 0"),
+    "huge amount": Kind("amount", _set("amount", 1e15), "amount: above max_amount"),
+    "event_ts before partition": Kind("event_ts", _set("event_ts", WINDOW.start - pd.Timedelta(microseconds=1)),
+                                      "event_ts: inside partition"),
+    "event_ts at partition end": Kind("event_ts", _set("event_ts", WINDOW.end), "event_ts: inside partition"),
+    "event_ts aware, outside in UTC": Kind(
+        "event_ts", _set("event_ts", pd.Timestamp("2025-03-03 02:00", tz="Asia/Kolkata")), "event_ts: inside partition"),
+    "garbage event_ts": Kind("event_ts", _set("event_ts", "yesterday-ish"), "event_ts: not a timestamp"),
+    "epoch-number event_ts": Kind("event_ts", _set("event_ts", 1741000000), "event_ts: not a timestamp"),
+    "long category": Kind("category", _set("category", "c" * (MAX_TEXT + 1)), "category: str_length"),
+    "empty category": Kind("category", _set("category", ""), "category: str_length"),
+    "binary category": Kind("category", _set("category", b"\xff\xfe\x00"), "category: not a string (binary)"),
+    "surrogate category": Kind("category", _set("category", "bad\udcff"), "category: not valid UTF-8 text"),
+    "int channel": Kind("channel", _set("channel", 7), "channel: not a string"),
+    "unknown customer": Kind("customer_id", _set("customer_id", "C404"), "customer_id: not in customers"),
+    "long customer_id": Kind("customer_id", _set("customer_id", "C" * 200), "customer_id: str_length"),
+    "duplicate within batch": Kind("transaction_id", _set("transaction_id", "ANCHOR"), "duplicate transaction_id",
+                                   alone=True),
+    "duplicate across partitions": Kind("transaction_id", _set("transaction_id", "STORED-1"),
+                                        "duplicate of transaction already stored in partition 2025-03-01"),
+}
+assert len(KINDS) >= 20
+
+
+def _valid_rows() -> st.SearchStrategy[dict]:
+    micros = int((WINDOW.end - WINDOW.start) / pd.Timedelta(microseconds=1))
+    text = st.one_of(st.text(min_size=1, max_size=MAX_TEXT), st.sampled_from(HOSTILE))
+    return st.fixed_dictionaries({
+        "customer_id": st.sampled_from(sorted(KNOWN)),
+        "event_ts": st.integers(0, micros - 1).map(lambda us: WINDOW.start + pd.Timedelta(microseconds=us)),
+        "amount": st.floats(0.01, MAX_AMOUNT, allow_nan=False),
+        "category": text,
+        "channel": st.one_of(st.none(), text),
+    })
+
+
+@st.composite
+def batches(draw) -> tuple[list[dict], list[frozenset[str]]]:
+    """Rows and, per row, the kinds of damage done to it (empty: a valid row)."""
+    rows = [{"transaction_id": "ANCHOR", **draw(_valid_rows())}]
+    damage: list[frozenset[str]] = [frozenset()]
+    for i in range(draw(st.integers(0, 40))):
+        row = {"transaction_id": f"T{i}", **draw(_valid_rows())}
+        kinds = draw(st.sets(st.sampled_from(sorted(KINDS)), max_size=3))
+        chosen: dict[str, str] = {}
+        for name in sorted(kinds):  # at most one kind per column
+            chosen.setdefault(KINDS[name].column, name)
+        for name in chosen.values():
+            row = KINDS[name].apply(row)
+        rows.append(row)
+        damage.append(frozenset(chosen.values()))
+    return rows, damage
+
+
+def _split(rows: list[dict]):
+    return split_transactions(pd.DataFrame(rows), WINDOW, max_amount=MAX_AMOUNT, max_text=MAX_TEXT,
+                              known_customers=KNOWN, stored_elsewhere=STORED)
+
+
+@settings(max_examples=400 if SLOW else 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_every_row_is_accepted_or_rejected_with_its_reasons(batch):
+    rows, damage = batch
+    split = _split(rows)
+    assert split.received == len(rows) == len(split.accepted) + len(split.rejected)
+
+    rejected = {int(r.source_row): r for r in split.rejected.itertuples()}
+    for i, kinds in enumerate(damage):
+        if not kinds:
+            assert i not in rejected, f"valid row {rows[i]!r} rejected: {rejected[i].reasons}"
+            continue
+        assert i in rejected, f"row damaged by {sorted(kinds)} was accepted: {rows[i]!r}"
+        for name in kinds:
+            kind = KINDS[name]
+            if kind.alone and len(kinds) > 1:
+                continue
+            assert kind.reason in rejected[i].reasons, (name, rejected[i].reasons)
+    for r in split.rejected.itertuples():
+        assert r.reasons.strip(), "a rejection without a reason"
+        json.loads(r.raw_record)  # the original values survive as JSON
+
+    accepted = split.accepted
+    assert accepted["transaction_id"].is_unique
+    assert ((accepted["event_ts"] >= WINDOW.start) & (accepted["event_ts"] < WINDOW.end)).all()
+    assert (accepted["amount_cents"] > 0).all() and accepted["amount_cents"].dtype == "int64"
+    assert accepted["category"].map(lambda v: isinstance(v, str) and 0 < len(v) <= MAX_TEXT).all()
+
+
+@settings(max_examples=100 if SLOW else 25, deadline=None)
+@given(st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=10))
+def test_hostile_text_is_accepted_verbatim_and_stored_verbatim(values):
+    """SQL-looking, pipe, NUL and non-ASCII strings are data: stored exactly, never executed."""
+    rows = [{"transaction_id": f"H{i}", "customer_id": "C1", "event_ts": WINDOW.start, "amount": 1.0,
+             "category": v, "channel": v} for i, v in enumerate(values)]
+    split = _split(rows)
+    assert len(split.accepted) == len(values)
+    with warehouse.connect(":memory:") as conn:
+        warehouse.insert(conn, "raw_transactions", split.accepted.rename(columns={"_source_file": "source_file"})
+                         .assign(partition=WINDOW.start.date()))
+        stored = [r[0] for r in conn.execute("SELECT category FROM raw_transactions ORDER BY transaction_id").fetchall()]
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert sorted(stored) == sorted(values)
+    assert set(warehouse.TABLES) <= tables
+
+
+# --------------------------------------------------------------------------- through Dagster
+LANDING_DAYS = itertools.count()
+FIRST_LANDING_DAY = dt.date(2025, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory):
+    """A landing folder with 50 customers, loaded once; each example writes its own day."""
+    from risk_assets.sources import export_landing
+
+    folder = tmp_path_factory.mktemp("landing_world")
+    root = folder / "landing"
+    export_landing(small_settings(folder, world={"n_customers": 50}), root, [])
+    s = small_settings(folder, world={"n_customers": 50}, source={"kind": "landing", "landing_dir": str(root)})
+    with dg.instance_for_test() as instance:
+        assert run_reference(s, instance).success
+        customers = pd.read_parquet(root / "customers.parquet")["customer_id"].tolist()
+        yield s, root, customers, instance
+
+
+FILE_KINDS = ["good", "nulls everywhere", "text amounts", "text timestamps", "aware timestamps", "empty",
+              "extra columns", "binary category", "bad amounts", "outside partition", "long strings", "hostile",
+              "duplicate of another file", "missing column", "not parquet"]
+FATAL = {"missing column": "column 'amount' is required", "not parquet": "cannot be read as parquet"}
+
+
+def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: np.random.Generator) -> pd.DataFrame | bytes:
+    start = pd.Timestamp(day)
+    frame = pd.DataFrame({
+        "transaction_id": [f"{tag}-{i}" for i in range(n)],
+        "customer_id": rng.choice(customers, size=n),
+        "event_ts": start + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s"),
+        "amount": np.round(rng.uniform(1, 500, size=n), 2),
+        "category": rng.choice(["groceries", "fuel", "travel"], size=n),
+        "channel": rng.choice(["online", "pos"], size=n),
+    })
+    match kind:
+        case "nulls everywhere":
+            for column in frame.columns:
+                frame.loc[rng.random(n) < 0.3, column] = None
+        case "text amounts":
+            frame["amount"] = [str(a) if i % 3 else "12,50" for i, a in enumerate(frame["amount"])]
+        case "text timestamps":
+            frame["event_ts"] = [ts.isoformat() if i % 3 else "not a time" for i, ts in enumerate(frame["event_ts"])]
+        case "aware timestamps":
+            frame["event_ts"] = frame["event_ts"].dt.tz_localize("UTC").dt.tz_convert("America/New_York")
+        case "empty":
+            frame = frame.iloc[0:0]
+        case "extra columns":
+            frame["merchant"] = "m"
+            frame["score_hint"] = 0.5
+        case "binary category":
+            frame["category"] = [b"\xff\xfe" if i % 2 else c.encode() for i, c in enumerate(frame["category"])]
+        case "bad amounts":
+            frame["amount"] = [[np.nan, np.inf, -np.inf, -5.0, 0.0, 1e15][i % 6] for i in range(n)]
+        case "outside partition":
+            frame["event_ts"] = frame["event_ts"] + pd.Timedelta(days=1)
+        case "long strings":
+            frame["category"] = "k" * 500
+        case "hostile":
+            frame["category"] = [HOSTILE[i % len(HOSTILE)] for i in range(n)]
+            frame["channel"] = [HOSTILE[(i + 3) % len(HOSTILE)] for i in range(n)]
+        case "duplicate of another file":
+            frame["transaction_id"] = [f"{tag.rsplit('-', 1)[0]}-f0-{i}" for i in range(n)]
+        case "missing column":
+            frame = frame.drop(columns="amount")
+        case "not parquet":
+            return b"PAR1 this is not a parquet file at all"
+    return frame
+
+
+@st.composite
+def landing_days(draw) -> list[tuple[str, int]]:
+    """Zero or more files for one day, each of a kind and a size (0 files: a day without data)."""
+    return draw(st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.integers(1, 30)), max_size=4))
+
+
+@settings(max_examples=40 if SLOW else 8, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(files=landing_days(), seed=st.integers(0, 2**16))
+def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, files, seed):
+    s, root, customers, instance = landing
+    day = FIRST_LANDING_DAY + dt.timedelta(days=next(LANDING_DAYS))
+    folder = root / "transactions" / f"date={day}"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    written = 0
+    for j, (kind, n) in enumerate(files):
+        content = _file(kind, day, customers, n, f"{day}-f{j}", rng)
+        path = folder / f"part-{j}.parquet"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            content.to_parquet(path, index=False)
+            written += len(content)
+    fatal = [(j, kind) for j, (kind, _) in enumerate(files) if kind in FATAL]
+
+    result = run_night(s, instance, day, raw_only=True, raise_on_error=False)
+    with warehouse.connect(s.warehouse.duckdb_path, read_only=True) as conn:
+        loads = conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]).fetchall()
+        accepted = warehouse.count(conn, "raw_transactions", day)
+        reasons = [r[0] for r in conn.execute(
+            "SELECT reasons FROM rejected_transactions WHERE partition = ?", [day]).fetchall()]
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert set(warehouse.TABLES) <= tables
+
+    if fatal:
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        message = failure.step_failure_data.error.message if failure.step_failure_data.error else ""
+        description = failure.step_failure_data.user_failure_data.description
+        j, kind = fatal[0]
+        assert f"part-{j}.parquet" in description, description
+        assert FATAL[kind] in description, description
+        assert "Traceback" not in description and message  # a sentence, not only a stack trace
+        assert loads == [] and accepted == 0 and reasons == []  # nothing of the day was written
+        return
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert loads == [(written, accepted, len(reasons))]
+    assert written == accepted + len(reasons)
+    assert all(r.strip() for r in reasons)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks.get("rows_reconcile") is None or checks["rows_reconcile"].passed
