@@ -18,6 +18,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -246,6 +247,16 @@ class AlertSettings(_Section):
     scores_deadline_cron: str = "0 7 * * *"
     """risk_scores for yesterday must exist by this time (business timezone), or the
     freshness check fails: a night that never ran is as loud as one that failed."""
+
+    @field_validator("webhook_url", "ui_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # urllib would also open file:// and ftp:// URLs: only web addresses are accepted.
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        if value is not None and not urlsplit(value).netloc:
+            raise ValueError(f"has no host: {value!r}")
+        return value
 
 
 class DeploymentSettings(_Section):
