@@ -148,3 +148,22 @@ def test_only_active_customers_appear():
     f = both_paths(conn, version, DAY)
     assert list(f.index) == ["C1"]
     assert set(FEATURE_NAMES) <= set(f.columns)
+
+
+def test_top_category_ties_and_distinct_categories():
+    """Largest amount wins; among equal amounts the latest; among equal amount and time
+    the alphabetically last. Distinct categories count only the 30-day window (0 when empty)."""
+    t = AS_OF - pd.Timedelta(days=2)
+    conn, version = make_db([
+        ("C1", t, 50.0, "gambling", "online"),
+        ("C1", t - pd.Timedelta(hours=1), 50.0, "groceries", "online"),   # same amount, earlier
+        ("C1", t - pd.Timedelta(days=3), 10.0, "groceries", "online"),
+        ("C2", t, 20.0, "cash_withdrawal", "pos"),
+        ("C2", t, 20.0, "money_transfer", "transfer"),                     # same amount, same time
+        ("C2", AS_OF - pd.Timedelta(days=45), 99.0, "gambling", "online"),  # outside 30 days
+        ("C3", AS_OF - pd.Timedelta(days=45), 99.0, "gambling", "online"),  # nothing in 30 days
+    ])
+    f = both_paths(conn, version, DAY)
+    assert f.loc["C1", "top_category_30d"] == "gambling" and f.loc["C1", "n_categories_30d"] == 2
+    assert f.loc["C2", "top_category_30d"] == "money_transfer" and f.loc["C2", "n_categories_30d"] == 2
+    assert f.loc["C3", "top_category_30d"] == "__none__" and f.loc["C3", "n_categories_30d"] == 0

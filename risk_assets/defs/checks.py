@@ -24,7 +24,7 @@ from risk_assets.features.encoding import UNSEEN_CATEGORY
 from risk_assets.features.spec import LOOKBACK_DAYS, NUMERIC, window_bounds
 from risk_assets.guards import Outcome
 from risk_assets.guards.coverage import category_coverage
-from risk_assets.guards.drift import drift_bounds, drift_direction
+from risk_assets.guards.drift import drift_bounds, drift_direction, monitored_features
 from risk_assets.guards.imputation import category_usage, imputation_ceiling, missingness_pattern
 from risk_assets.guards.schemas import encoded_schema, raw_schema
 from risk_assets.settings import Settings
@@ -251,7 +251,8 @@ def build_checks(settings: Settings) -> list:
     def drift_bounds_check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
         with open_warehouse(duckdb) as conn:
             _, card = deployed_model(conn)
-            frame = _encoded(conn, partition_day(context.partition_key))
+            frame = read_partition(conn, "encoded_features", partition_day(context.partition_key),
+                                   columns=monitored_features())
         outcome = drift_bounds(frame, card.reference, c.drift_warn_alpha, c.drift_error_alpha)
         return check_result(outcome, settings, model_version=card.version)
 

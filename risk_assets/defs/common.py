@@ -114,12 +114,20 @@ def check_result(
     )
 
 
-def read_partition(conn, table: str, day: dt.date, required: bool = True) -> pd.DataFrame:
-    """One partition of a per-customer table, ordered by customer; empty is a clear failure
-    when the step cannot go on without it."""
-    frame = conn.execute(
-        f"SELECT * FROM {warehouse.table(table)} WHERE partition = ? ORDER BY customer_id", [day]
-    ).df()
+def read_partition(conn, table: str, day: dt.date, required: bool = True,
+                   columns: list[str] | None = None) -> pd.DataFrame:
+    """One partition of a per-customer table, ordered by customer (``columns``: only
+    these, spec or table names only); empty is a clear failure when the step cannot go
+    on without it."""
+    wanted = "*"
+    if columns is not None:
+        unknown = set(columns) - set(warehouse.COLUMNS[table])
+        if unknown:
+            raise ValueError(f"{table} has no columns {sorted(unknown)}")
+        wanted = ", ".join(f'"{c}"' for c in ["customer_id", *columns])
+    frame = warehouse.frame(
+        conn, f"SELECT {wanted} FROM {warehouse.table(table)} WHERE partition = ? ORDER BY customer_id", [day]
+    )
     if required and frame.empty:
         raise dg.Failure(description=f"{table}[{day}] is empty: materialise it first")
     return frame

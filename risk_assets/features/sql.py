@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from risk_assets import warehouse
 from risk_assets.features.spec import (
     BOUND_COLUMNS,
     FEATURES,
@@ -99,7 +100,7 @@ FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
 ORDER BY f.customer_id"""
     params = {f"b_{c}": bounds[c].to_pydatetime() for c in BOUND_COLUMNS}
     params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last}
-    return _finish(conn.execute(sql, params).df())
+    return _finish(warehouse.frame(conn, sql, params))
 
 
 def _finish(frame: pd.DataFrame) -> pd.DataFrame:
@@ -143,9 +144,9 @@ SELECT f.customer_id, f.as_of, {_SELECT}
 FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
 ORDER BY f.as_of, f.customer_id"""
     try:
-        return _finish(conn.execute(
-            sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last}
-        ).df())
+        return _finish(warehouse.frame(
+            conn, sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last}
+        ))
     finally:
         conn.unregister("_spine")
         if customers is not None:
