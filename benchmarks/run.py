@@ -50,6 +50,7 @@ import pandas as pd
 
 from benchmarks import world
 from benchmarks.machine import describe
+from benchmarks.nightly_once import peak_rss_mb
 from risk_assets import model as model_lib
 from risk_assets.defs.common import duckdb_resource, open_warehouse, read_partition
 from risk_assets.defs.features import current_mapping_version, deployed_model
@@ -111,7 +112,6 @@ def build_world(folder: Path, customers: int, night: dt.date, reuse: bool) -> di
 def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     settings = world.settings_for(folder, customers, night)
     tz = settings.calendar.timezone
-    spine, _ = training_days(Settings())  # the production spine, not the benchmark model's
     out: dict = {"customers": customers}
     with open_warehouse(duckdb_resource(settings)) as conn:
         out["transactions_in_warehouse"] = int(conn.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0])
@@ -121,14 +121,9 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         out["serving_features"]["rows"] = len(served)
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
-        out["training_features"], frame = timed(
-            lambda: feature_sql.training_features(conn, spine, tz, version), min(repeats, 3))
-        out["training_features"] |= {"rows": len(frame), "as_of_days": len(spine),
-                                     "spine": f"{spine[0]} .. {spine[-1]} every {Settings().training.asof_step_days} days"}
-        print(f"[{customers}] training features: {out['training_features']}", flush=True)
-        del frame
 
-    # 5 and 6: fresh processes; a warm-up run first loads the night's raw partition.
+    # 5 and 6: fresh processes (before this one grows with the training frame); a
+    # warm-up run first loads the night's raw partition.
     nightly(folder, customers, night, checks=True)
     runs = {True: [], False: []}
     for _ in range(repeats):
@@ -145,6 +140,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     out["nightly_without_checks"] = {
         "median_s": med(r["seconds"] for r in bare), "runs_s": [r["seconds"] for r in bare],
         "success": all(r["success"] for r in bare), "peak_rss_mb": max(r["peak_rss_mb"] for r in bare),
+        "steps_median_s": {k: med(r["steps_seconds"].get(k, 0.0) for r in bare) for k in bare[0]["steps_seconds"]},
     }
     out["all_checks"] = {"median_s": med(r["check_steps_seconds"] for r in guarded),
                          "runs_s": [r["check_steps_seconds"] for r in guarded],
@@ -162,6 +158,21 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     c = settings.checks
     out["drift_check_only"], _ = timed(
         lambda: drift_bounds(encoded, card.reference, c.drift_warn_alpha, c.drift_error_alpha), repeats)
+    encoded = None  # free it before the training frame
+
+    spine, _ = training_days(Settings())  # the production spine, not the benchmark model's
+    rss_before = peak_rss_mb()
+    with open_warehouse(duckdb_resource(settings)) as conn:
+        out["training_features"], frame = timed(
+            lambda: feature_sql.training_features(conn, spine, tz, version), min(repeats, 3))
+    out["training_features"] |= {
+        "rows": len(frame), "as_of_days": len(spine),
+        "spine": f"{spine[0]} .. {spine[-1]} every {Settings().training.asof_step_days} days",
+        "frame_mb": round(frame.memory_usage(deep=True).sum() / 1024**2, 1),
+        "process_peak_rss_mb": peak_rss_mb(), "process_peak_rss_mb_before": rss_before,
+    }
+    print(f"[{customers}] training features: {out['training_features']}", flush=True)
+    del frame
     return out
 
 
@@ -201,7 +212,7 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
         _, card = deployed_model(conn)
     as_of = pd.Timestamp(b["as_of"])
     ours_timing, _ = timed(lambda: feature_sql.serving_features(duckdb_conn(settings), night, tz, version), repeats)
-    rolling_timing, rolled = timed(lambda: pandas_rolling(tx, as_of), repeats)
+    rolling_timing, rolled = timed(lambda: pandas_rolling(tx, as_of), min(repeats, 3))
     mine = ours.loc[rolled.index, rolled.columns].fillna(0.0)
     agree = bool(np.allclose(mine.to_numpy(float), rolled.fillna(0.0).to_numpy(float), rtol=1e-9, atol=1e-6))
     out["features"] = {

@@ -192,6 +192,9 @@ class CheckSettings(_Section):
 
     max_rejected_share: Share = 0.01
     """raw: rows rejected by the contract, as a share of rows received (ERROR above)."""
+    min_volume_share: Share = 0.5
+    """raw: rows accepted as a share of the median of the previous 28 loaded days (ERROR
+    below; a day with no rows at all is always an ERROR)."""
     coverage_max_unmapped_share: Share = 0.005
     """Share of the night's rows whose category has no mapping (ERROR above)."""
     coverage_max_customer_share: Share = 0.02

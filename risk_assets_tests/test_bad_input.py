@@ -306,3 +306,30 @@ def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, fil
     assert all(r.strip() for r in reasons)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks.get("rows_reconcile") is None or checks["rows_reconcile"].passed
+
+
+def test_a_day_without_any_transactions_completes_and_is_blocked_by_row_volume(world_copy, tmp_path):
+    """Zero rows break no contract, so the raw layer accepts the empty day (received 0 =
+    0 + 0); the blocking row_volume check is what keeps the night from being scored on
+    windows that silently lost a day."""
+    from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
+    from risk_assets.sources import export_landing
+    from risk_assets_tests.conftest import FIRST_NIGHT, QUIET
+
+    root = tmp_path / "landing"
+    export_landing(world_copy(), root, [FIRST_NIGHT])
+    for part in (root / "transactions" / f"date={FIRST_NIGHT}").glob("*.parquet"):
+        part.unlink()
+    s = world_copy(source={"kind": "landing", "landing_dir": str(root)})
+    with dg.instance_for_test() as instance:
+        result = build_definitions(s).resolve_job_def(NIGHTLY_JOB).execute_in_process(
+            instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET, raise_on_error=False)
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    volume = checks[("raw_transactions", "row_volume")]
+    assert not volume.passed and "no rows were received" in volume.description
+    assert checks[("raw_transactions", "rows_reconcile")].passed
+    assert ("encoded_features", "drift_bounds") not in checks  # nothing downstream ran
+    with warehouse.connect(s.warehouse.duckdb_path, read_only=True) as conn:
+        assert conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?",
+                            [FIRST_NIGHT]).fetchall() == [(0, 0, 0)]
+        assert warehouse.count(conn, "risk_scores", FIRST_NIGHT) == 0

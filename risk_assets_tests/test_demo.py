@@ -38,4 +38,4 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
     for r in rows:
         if r["partition"] != "-":
             per_night.setdefault(r["partition"], set()).add((r["asset"], r["check"]))
-    assert len({len(v) for v in per_night.values()}) == 1 and len(next(iter(per_night.values()))) == 15
+    assert len({len(v) for v in per_night.values()}) == 1 and len(next(iter(per_night.values()))) == 16

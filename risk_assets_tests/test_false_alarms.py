@@ -27,7 +27,7 @@ def test_sixty_clean_nights_raise_at_most_one_error(world_copy, instance, record
                 continue
             key = f"{e.asset_key.to_user_string()}.{e.check_name}"
             (errors if e.severity == dg.AssetCheckSeverity.ERROR else warns)[key] += 1
-    assert evaluations == NIGHTS * 15  # all 15 checks ran every night
+    assert evaluations == NIGHTS * 16  # all 16 checks ran every night
     report = (f"{NIGHTS} clean nights, {evaluations} check results: "
               f"{sum(errors.values())} ERROR {dict(errors)}, {sum(warns.values())} WARN {dict(warns)}")
     print(report)

@@ -10,6 +10,7 @@ from risk_assets.guards.drift import calibrated_threshold, cusum, drift_bounds, 
 from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
 from risk_assets.guards.parity import parity
 from risk_assets.guards.scores import score_sanity
+from risk_assets.guards.volume import row_volume
 
 RNG = np.random.default_rng(5)
 
@@ -175,3 +176,17 @@ def test_score_sanity_warns_on_a_shifted_score_distribution():
     assert score_sanity(RNG.beta(1, 20, 3000), quantiles, 0.25, 0.05).passed
     outcome = score_sanity(RNG.beta(2, 10, 3000), quantiles, 0.25, 0.05)
     assert not outcome.passed and outcome.severity == "WARN"
+
+
+WEEKS = [16_000, 16_500, 15_800, 16_200, 16_100, 11_000, 10_500] * 4  # weekdays and a weekend
+
+
+def test_row_volume_passes_weekends_and_blocks_empty_or_thin_days():
+    assert row_volume(11_000, 11_000, WEEKS, 0.5).passed  # a weekend day is not an incident
+    empty = row_volume(0, 0, WEEKS, 0.5)
+    assert not empty.passed and empty.severity == "ERROR" and "no rows were received" in empty.summary
+    thin = row_volume(6_000, 6_000, WEEKS, 0.5)  # e.g. one of two export files missing
+    assert not thin.passed and thin.metadata["share_of_median"] < 0.5
+    assert not row_volume(500, 0, WEEKS, 0.5).passed  # everything received was rejected
+    assert row_volume(100, 100, WEEKS[:3], 0.5).passed  # too little history to judge a thin day
+    assert not row_volume(0, 0, [], 0.5).passed  # but never an empty one

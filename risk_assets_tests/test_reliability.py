@@ -16,6 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from risk_assets import warehouse
 from risk_assets.defs.factory import HISTORY_JOB, NIGHTLY_JOB, build_definitions
@@ -125,15 +129,18 @@ def _concurrently(folder: Path, job_name: str, days: list[dt.date], workers: int
 
 
 def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(world_copy):
-    """Three processes run 30 partitions side by side on one DuckDB file (first the raw
-    layer, then the nightly job): every run succeeds, none fails on a lock, and the
+    """Three processes run the nightly job for 30 partitions side by side on one DuckDB
+    file (after the raw days are loaded, so no look-back is incomplete): every run succeeds, none fails on a lock, and the
     processes demonstrably waited for each other. Re-running five of the nights — three
     whole, one asset at a time for two — leaves every table bit-identical."""
     settings = world_copy()
     nights = [FIRST_NIGHT + dt.timedelta(days=i) for i in range(30)]
-    runs = []
-    for job_name in (HISTORY_JOB, NIGHTLY_JOB):
-        runs += _concurrently(world_copy.folder, job_name, nights, workers=3)
+    with dg.instance_for_test() as instance:  # the raw days first (one range run), so every look-back is complete
+        assert build_definitions(settings).resolve_job_def(HISTORY_JOB).execute_in_process(
+            instance=instance, run_config=QUIET,
+            tags={ASSET_PARTITION_RANGE_START_TAG: nights[0].isoformat(),
+                  ASSET_PARTITION_RANGE_END_TAG: nights[-1].isoformat()}).success
+    runs = _concurrently(world_copy.folder, NIGHTLY_JOB, nights, workers=3)
     failed = [(day, errors) for day, ok, errors, _ in runs if not ok]
     assert not failed, failed
     assert not [e for *_, errors, _ in runs for e in errors if "lock" in e.lower()]
@@ -145,9 +152,8 @@ def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(wo
     assert before["raw_loads"]["partition"].nunique() == 30
     assert before["risk_scores"]["partition"].nunique() == 30
 
-    defs = build_definitions(settings)
-    job = defs.resolve_job_def(NIGHTLY_JOB)
     with dg.instance_for_test() as instance:
+        job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         for night in (nights[0], nights[13], nights[29]):
             assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
         for night in (nights[7], nights[21]):  # each asset on its own, in graph order

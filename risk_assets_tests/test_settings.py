@@ -1,8 +1,9 @@
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
-from risk_assets.settings import CONFIG_ENV_VAR, Settings, SettingsError, load_settings
+from risk_assets.settings import CONFIG_ENV_VAR, Settings, SettingsError, load_settings, settings_from_mapping
 
 
 def test_defaults_are_the_embedded_demo_world():
@@ -51,3 +52,13 @@ def test_missing_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(CONFIG_ENV_VAR, str(tmp_path / "nope.toml"))
     with pytest.raises(SettingsError, match="no settings file"):
         load_settings()
+
+
+def test_the_readme_settings_example_is_valid_and_shows_the_defaults():
+    import re
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [example] = re.findall(r"```toml\n(# risk_assets\.toml.*?)```", readme, flags=re.S)
+    documented = settings_from_mapping(tomllib.loads(example), origin="README.md")
+    assert documented == Settings(), "the README's settings example drifted from the defaults"

@@ -27,6 +27,7 @@ from risk_assets.guards.coverage import category_coverage
 from risk_assets.guards.drift import drift_bounds, drift_direction, monitored_features
 from risk_assets.guards.imputation import category_usage, imputation_ceiling, missingness_pattern
 from risk_assets.guards.schemas import encoded_schema, raw_schema
+from risk_assets.guards.volume import row_volume
 from risk_assets.settings import Settings
 from risk_assets.sources import make_source
 
@@ -103,6 +104,20 @@ def build_checks(settings: Settings) -> list:
             tables={"reasons": reasons},
         )
         return check_result(outcome, settings)
+
+    @check(name="row_volume", asset="raw_transactions",
+           description="A day with no rows, or far fewer than the recent median, stops the night: "
+           "zero rows break no contract but would silently shrink every window.")
+    def row_volume_check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        day = partition_day(context.partition_key)
+        with open_warehouse(duckdb) as conn:
+            loads = conn.execute(
+                "SELECT partition, received, accepted FROM raw_loads WHERE partition BETWEEN ? AND ? ORDER BY partition",
+                [day - dt.timedelta(days=28), day]).fetchall()
+        today = [r for r in loads if r[0] == day]
+        received, accepted = (today[0][1], today[0][2]) if today else (0, 0)
+        recent = [r[2] for r in loads if r[0] != day]
+        return check_result(row_volume(received, accepted, recent, c.min_volume_share), settings)
 
     @check(name="category_coverage", asset="raw_transactions", blocking=False, additional_deps=["category_mapping"],
            description="Unmapped categories among the night's raw rows, vanished categories and "
@@ -272,6 +287,6 @@ def build_checks(settings: Settings) -> list:
         return check_result(outcome, settings, model_version=card.version,
                             nights_from=str(nightly["partition"].min()) if len(nightly) else "-")
 
-    return [rows_reconcile, raw_schema_check, rejection_rate, category_coverage_raw, late_arrivals, lookback_complete, feature_parity, encoded_schema_check,
+    return [rows_reconcile, raw_schema_check, rejection_rate, row_volume_check, category_coverage_raw, late_arrivals, lookback_complete, feature_parity, encoded_schema_check,
             category_coverage_features, imputation_ceiling_check, missingness_pattern_check,
             drift_bounds_check, drift_direction_check]

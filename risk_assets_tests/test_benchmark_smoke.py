@@ -1,0 +1,36 @@
+"""The performance benchmark keeps working (issue 6): run at a tiny size, never timed.
+
+Asserts only that every measurement was taken and that the side-by-side comparison
+agrees on values — speed is reported by ``python -m benchmarks.run``, not tested."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASUREMENTS = ["serving_features", "training_features", "all_checks", "scoring",
+                "nightly_with_checks", "nightly_without_checks", "drift_check_only"]
+
+
+def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
+    out = tmp_path / "tiny.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--tiny", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cores"] and report["machine"]["dagster"]
+    [size] = report["sizes"].values()
+    for name in MEASUREMENTS:
+        assert size[name]["median_s"] > 0, name
+    assert size["nightly_with_checks"]["success"] and size["nightly_without_checks"]["success"]
+    assert size["serving_features"]["rows"] == size["scoring"]["rows"] > 0
+    assert size["training_features"]["rows"] > size["serving_features"]["rows"]
+    # the checks really were left out of the run without them
+    assert not any(k.startswith("encoded_features_") for k in size["nightly_without_checks"]["steps_median_s"])
+    features = report["side_by_side"]["features"]
+    assert features["values_agree"] and features["customers_compared"] > 0
+    evidently = report["side_by_side"]["drift"]["evidently"]
+    assert isinstance(evidently, dict) or evidently.startswith("skipped: evidently is not installed")
+    assert set(report["targets"]) >= {"serving_features_s", "training_features_s", "all_checks_s", "nightly_s",
+                                      "checks_share_of_nightly", "peak_rss_gb"}
