@@ -126,8 +126,20 @@ class LandingSource:
         return pd.concat(frames, ignore_index=True)
 
 
+_EMBEDDED: dict[str, EmbeddedSource] = {}
+
+
 def make_source(settings: Settings) -> Source:
-    return EmbeddedSource(settings) if settings.source.kind == "embedded" else LandingSource(settings)
+    """The configured source. Embedded worlds are shared per settings version within a
+    process (the raw asset and the late-arrival check read the same world; generating
+    300k customers again costs ~0.3 s); a landing folder is re-listed every time."""
+    if settings.source.kind != "embedded":
+        return LandingSource(settings)
+    key = settings.version()
+    if key not in _EMBEDDED:
+        _EMBEDDED.clear()  # one world at a time
+        _EMBEDDED[key] = EmbeddedSource(settings)
+    return _EMBEDDED[key]
 
 
 def export_landing(settings: Settings, root: Path, days: list[dt.date]) -> None:

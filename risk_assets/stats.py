@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import mannwhitneyu
 
@@ -30,10 +31,11 @@ def bin_shares(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 
 
 def level_shares(values: Sequence[str], levels: Sequence[str]) -> np.ndarray:
-    index = {level: i for i, level in enumerate(levels)}
-    counts = np.zeros(len(levels))
-    for value in values:
-        counts[index.get(value, len(levels) - 1)] += 1  # unknown values count as the last level
+    """Share of values per level; values outside ``levels`` (and missing ones) count as
+    the last level (``__unseen__`` in an encoding vocabulary)."""
+    codes = pd.Categorical(pd.Series(values, dtype=object), categories=list(levels)).codes
+    codes = np.where(codes < 0, len(levels) - 1, codes)
+    counts = np.bincount(codes, minlength=len(levels)).astype("float64")
     return counts / max(counts.sum(), 1)
 
 

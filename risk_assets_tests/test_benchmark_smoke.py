@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.report import render
+
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ["serving_features", "training_features", "all_checks", "scoring",
                 "nightly_with_checks", "nightly_without_checks", "drift_check_only"]
@@ -34,3 +36,5 @@ def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
     assert isinstance(evidently, dict) or evidently.startswith("skipped: evidently is not installed")
     assert set(report["targets"]) >= {"serving_features_s", "training_features_s", "all_checks_s", "nightly_s",
                                       "checks_share_of_nightly", "peak_rss_gb"}
+    table = render(report)
+    assert "serving features, one night" in table and "| target (issue 6) |" in table

@@ -167,3 +167,14 @@ def test_top_category_ties_and_distinct_categories():
     assert f.loc["C1", "top_category_30d"] == "gambling" and f.loc["C1", "n_categories_30d"] == 2
     assert f.loc["C2", "top_category_30d"] == "money_transfer" and f.loc["C2", "n_categories_30d"] == 2
     assert f.loc["C3", "top_category_30d"] == "__none__" and f.loc["C3", "n_categories_30d"] == 0
+
+
+def test_training_features_in_chunks_equal_one_query_over_the_whole_spine():
+    rows = [(f"C{i % 7}", AS_OF - pd.Timedelta(hours=13 * i), 1.0 + i, ["groceries", "gambling"][i % 2], "online")
+            for i in range(120)]
+    conn, version = make_db(rows)
+    days = [DAY - dt.timedelta(days=d) for d in (0, 3, 9, 20, 41, 55)]
+    whole = fsql.training_features(conn, days, "UTC", version, chunk_days=len(days))
+    chunked = fsql.training_features(conn, days, "UTC", version, chunk_days=4)
+    assert len(whole) > 20 and whole["as_of"].nunique() == len(days)
+    pd.testing.assert_frame_equal(chunked, whole, check_exact=True)

@@ -71,3 +71,11 @@ def test_clean_frames_leave_an_empty_ledger():
     enc = fit_encoding(_frame())
     encoded, ledger = encode(_frame(), enc)
     assert ledger.empty and list(ledger.columns)[:3] == ["customer_id", "feature", "reason"]
+
+
+def test_level_shares_count_unknown_and_missing_values_as_the_last_level():
+    levels = ["a", "b", "__unseen__"]
+    values = ["a", "b", "b", "zzz", None, float("nan"), "__unseen__", "a"]
+    # by hand: a=2, b=2, and zzz, None, NaN, __unseen__ in the last level
+    np.testing.assert_array_equal(stats.level_shares(values, levels), np.array([2, 2, 4]) / 8)
+    np.testing.assert_array_equal(stats.level_shares([], levels), np.zeros(3))

@@ -19,7 +19,7 @@ from risk_assets.defs.common import (
     partition_window,
     read_partition,
 )
-from risk_assets.defs.features import current_mapping_version, deployed_model, sample_parity
+from risk_assets.defs.features import current_mapping_version, deployed_model, sample_parity, stored_parity_sample
 from risk_assets.features.encoding import UNSEEN_CATEGORY
 from risk_assets.features.spec import LOOKBACK_DAYS, NUMERIC, window_bounds
 from risk_assets.guards import Outcome
@@ -192,7 +192,7 @@ def build_checks(settings: Settings) -> list:
     def feature_parity(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
         day = partition_day(context.partition_key)
         with open_warehouse(duckdb) as conn:
-            served = read_partition(conn, "serving_features", day, required=False)
+            served = stored_parity_sample(conn, settings, day)
             mapping_version = served.at[0, "mapping_version"] if len(served) else current_mapping_version(conn)
             outcome = sample_parity(conn, settings, day, mapping_version, served=served)
         return check_result(outcome, settings, weekday=day.strftime("%A"), mapping_version=mapping_version)
