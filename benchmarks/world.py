@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from risk_assets.defs.factory import HISTORY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
+from risk_assets.features.spec import LOOKBACK_DAYS
 from risk_assets.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -18,12 +19,17 @@ FIRST_NIGHT = dt.date(2025, 8, 1)
 """The first night after the raw history (the default world's incidents start in August 2026)."""
 
 
-def training_near(night: dt.date) -> dict:
-    """A small model trained shortly before ``night`` (nine as-of days, 100 rounds), with
-    validation days whose 30-day labels are in the world: enough to score with, cheap to
-    build at 300k customers. The production spine is measured separately."""
+def training_near(night: dt.date, world_start: dt.date = dt.date(2025, 1, 1)) -> dict:
+    """A small model trained shortly before ``night`` (up to nine as-of days, 100 rounds),
+    with validation days whose 30-day labels are in the world: enough to score with, cheap
+    to build at 300k customers. The production spine is measured separately.
+
+    No as-of day earlier than a full 90-day look-back after the world's start: a truncated
+    look-back makes early training days look different from every later night (fewer
+    active customers, shorter gaps), which the directional drift monitor rightly flags."""
     end = night - dt.timedelta(days=45)
-    return {"start": (end - dt.timedelta(days=96)).isoformat(), "end": end.isoformat(), "asof_step_days": 12,
+    start = max(end - dt.timedelta(days=96), world_start + dt.timedelta(days=LOOKBACK_DAYS + 1))
+    return {"start": start.isoformat(), "end": end.isoformat(), "asof_step_days": 12,
             "validation_start": (night - dt.timedelta(days=14)).isoformat(),
             "validation_end": (night - dt.timedelta(days=1)).isoformat(), "validation_step_days": 3,
             "num_boost_round": 100}
