@@ -113,6 +113,9 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     settings = world.settings_for(folder, customers, night)
     tz = settings.calendar.timezone
     out: dict = {"customers": customers}
+    # A warm-up run first loads the night's own raw partition: every measurement below
+    # sees the same night (serving features read it as the last day of the look-back).
+    nightly(folder, customers, night, checks=True)
     with open_warehouse(duckdb_resource(settings)) as conn:
         out["transactions_in_warehouse"] = int(conn.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0])
         version = current_mapping_version(conn)
@@ -122,9 +125,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
 
-    # 5 and 6: fresh processes (before this one grows with the training frame); a
-    # warm-up run first loads the night's raw partition.
-    nightly(folder, customers, night, checks=True)
+    # 5 and 6: fresh processes (before this one grows with the training frame).
     runs = {True: [], False: []}
     for _ in range(repeats):
         for checks in (True, False):

@@ -108,10 +108,9 @@ def _worker(folder: str, job_name: str, days: list[str]) -> list[tuple[str, bool
     import warnings
 
     warnings.simplefilter("ignore")
-    defs = build_definitions(trained_settings(Path(folder)))
-    job = defs.resolve_job_def(job_name)
     out = []
     with dg.instance_for_test() as instance:
+        job = build_definitions(trained_settings(Path(folder))).resolve_job_def(job_name)
         for day in days:
             result = job.execute_in_process(instance=instance, partition_key=day, run_config=QUIET,
                                             raise_on_error=False)
@@ -189,8 +188,8 @@ KILLED = textwrap.dedent("""
         return write(conn, name, frame)
 
     warehouse.insert = half_then_hang
-    job = build_definitions(trained_settings(folder)).resolve_job_def(NIGHTLY_JOB)
     with dg.instance_for_test() as instance:
+        job = build_definitions(trained_settings(folder)).resolve_job_def(NIGHTLY_JOB)
         job.execute_in_process(instance=instance, partition_key=night, run_config=QUIET)
 """)
 
@@ -199,8 +198,8 @@ KILLED = textwrap.dedent("""
 def test_a_run_killed_during_the_scores_write_leaves_the_old_partition_or_nothing(world_copy, previously_scored):
     settings = world_copy()
     night = FIRST_NIGHT
-    job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
     with dg.instance_for_test() as instance:
+        job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         if previously_scored:
             assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
     before = snapshot(settings.warehouse.duckdb_path, night, night)
@@ -230,6 +229,7 @@ def test_a_run_killed_during_the_scores_write_leaves_the_old_partition_or_nothin
         assert len(after["encoded_features"]) == scored
 
     with dg.instance_for_test() as instance:
+        job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
     rerun = snapshot(settings.warehouse.duckdb_path, night, night)
     assert len(rerun["risk_scores"]) == scored

@@ -94,9 +94,8 @@ def test_hostile_category_names_and_sql_looking_settings_are_only_ever_data(worl
     path = settings.warehouse.duckdb_path
     before = _tables_and_counts(path)
 
-    defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def(NIGHTLY_JOB).execute_in_process(
+        result = build_definitions(settings).resolve_job_def(NIGHTLY_JOB).execute_in_process(
             instance=instance, partition_key=night.isoformat(), run_config=QUIET, raise_on_error=False)
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
     coverage = checks[("encoded_features", "category_coverage")]
@@ -111,8 +110,8 @@ def test_hostile_category_names_and_sql_looking_settings_are_only_ever_data(worl
     assert set(HOSTILE) <= stored
 
     aliased = world_copy(mapping={"aliases": {HOSTILE[0]: "groceries"}})
-    mapping_job = build_definitions(aliased).resolve_job_def(TRAINING_JOB)
     with dg.instance_for_test() as instance:
+        mapping_job = build_definitions(aliased).resolve_job_def(TRAINING_JOB)
         assert mapping_job.execute_in_process(instance=instance, run_config=QUIET,
                                               asset_selection=[dg.AssetKey("category_mapping")]).success
     with warehouse.connect(path, read_only=True) as conn:
