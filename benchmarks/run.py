@@ -214,6 +214,7 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     as_of = pd.Timestamp(b["as_of"])
     ours_timing, _ = timed(lambda: feature_sql.serving_features(duckdb_conn(settings), night, tz, version), repeats)
     rolling_timing, rolled = timed(lambda: pandas_rolling(tx, as_of), min(repeats, 3))
+    # An empty window is 0 in the spec (coalesce) and NaN in pandas' rolling max: compare as 0.
     mine = ours.loc[rolled.index, rolled.columns].fillna(0.0)
     agree = bool(np.allclose(mine.to_numpy(float), rolled.fillna(0.0).to_numpy(float), rtol=1e-9, atol=1e-6))
     out["features"] = {
