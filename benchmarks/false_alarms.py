@@ -14,15 +14,14 @@ import collections
 import datetime as dt
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from benchmarks import world
 from benchmarks.machine import describe
+from risk_assets.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
-
 
 TRAINING = {"start": "2025-04-01", "end": "2025-05-31", "asof_step_days": 8,
             "validation_start": "2025-07-01", "validation_end": "2025-07-15", "validation_step_days": 3,
@@ -36,8 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--customers", type=int, default=4000)
     parser.add_argument("--nights", type=int, default=60)
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    quiet_dagster_warnings()
     settings = world.settings_for(Path(tempfile.mkdtemp(prefix="risk_assets_fa_")), args.customers).with_overrides(
         training=TRAINING)
     errors, warns, results = collections.Counter(), collections.Counter(), 0

@@ -14,12 +14,12 @@ import argparse
 import datetime as dt
 import json
 import time
-import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from benchmarks import world
+from risk_assets.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
 
 NIGHTLY_ASSETS = ("raw_transactions", "rejected_transactions", "serving_features",
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--night", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--without-checks", action="store_true")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    quiet_dagster_warnings()
     print(json.dumps(run_night(args.folder, args.customers, args.night, checks=not args.without_checks)))
 
 

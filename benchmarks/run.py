@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from benchmarks import world
 from benchmarks.machine import describe
 from benchmarks.nightly_once import peak_rss_mb
 from risk_assets import model as model_lib
+from risk_assets.cli import quiet_dagster_warnings
 from risk_assets.defs.common import duckdb_resource, open_warehouse, read_partition
 from risk_assets.defs.features import current_mapping_version, deployed_model
 from risk_assets.defs.model import training_days
@@ -201,7 +201,8 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     out: dict = {"customers": customers}
     with open_warehouse(duckdb_resource(settings)) as conn:
         version = current_mapping_version(conn)
-        ours = feature_sql.serving_features(conn, night, tz, version).set_index("customer_id")
+        ours_timing, ours = timed(lambda: feature_sql.serving_features(conn, night, tz, version), repeats)
+        ours = ours.set_index("customer_id")
         tx = conn.execute(
             "SELECT customer_id, event_ts, amount_cents / 100.0 AS amount FROM raw_transactions "
             "WHERE partition BETWEEN ? AND ? AND event_ts >= ? AND event_ts < ?",
@@ -212,7 +213,6 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
         encoded = read_partition(conn, "encoded_features", night)
         _, card = deployed_model(conn)
     as_of = pd.Timestamp(b["as_of"])
-    ours_timing, _ = timed(lambda: feature_sql.serving_features(duckdb_conn(settings), night, tz, version), repeats)
     rolling_timing, rolled = timed(lambda: pandas_rolling(tx, as_of), min(repeats, 3))
     # An empty window is 0 in the spec (coalesce) and NaN in pandas' rolling max: compare as 0.
     mine = ours.loc[rolled.index, rolled.columns].fillna(0.0)
@@ -245,19 +245,6 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     out["drift"]["evidently_over_ours"] = round(ev_timing["median_s"] / ours_drift["median_s"], 1)
     print(f"[compare] drift: {out['drift']}", flush=True)
     return out
-
-
-_CONN = {}
-
-
-def duckdb_conn(settings: Settings):
-    """One read connection kept open for repeated timing (opening is not what we measure)."""
-    import duckdb
-
-    path = str(settings.warehouse.duckdb_path)
-    if path not in _CONN:
-        _CONN[path] = duckdb.connect(path, config={"custom_user_agent": "dagster"})
-    return _CONN[path]
 
 
 def verdicts(sizes: dict[int, dict], comparison: dict | None) -> dict:
@@ -299,8 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.tiny:
         args.sizes, args.night, args.repeats = TINY["sizes"], TINY["night"], TINY["repeats"]
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    quiet_dagster_warnings()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="risk_assets_bench_"))
     started = time.perf_counter()
     report: dict = {"machine": describe(), "night": args.night.isoformat(), "repeats": args.repeats,

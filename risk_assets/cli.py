@@ -25,7 +25,7 @@ def _use_home(home: Path) -> None:
     os.environ["DAGSTER_HOME"] = str(home)
 
 
-def _quiet_dagster_warnings() -> None:
+def quiet_dagster_warnings() -> None:
     """Dagster 1.13 warns on every load about the preview/beta/superseded APIs this project
     uses on purpose (partitioned checks, look-back partition mapping, freshness-check
     builders — see DESIGN.md §6); they would bury the CLI's own output."""
@@ -43,7 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _use_home(Path(args.home))
     import dagster as dg
 
-    _quiet_dagster_warnings()
+    quiet_dagster_warnings()
     # Alerts are stored in the alerts table and counted per night in the demo's table;
     # under `dagster dev` they are also logged.
     logging.getLogger("risk_assets.alerts").setLevel(logging.ERROR)
@@ -66,7 +66,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     os.environ["DAGSTER_HOME"] = str(home.resolve())
     import dagster as dg
 
-    _quiet_dagster_warnings()
+    quiet_dagster_warnings()
     from risk_assets.audit import audit_rows, check_keys, filtered
     from risk_assets.defs.factory import build_definitions
     from risk_assets.settings import load_settings
