@@ -21,7 +21,8 @@ import dagster as dg
 from benchmarks import world
 from benchmarks.machine import describe
 from risk_assets.cli import quiet_dagster_warnings
-from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import NIGHTLY_JOB
 
 TRAINING = {"start": "2025-04-01", "end": "2025-05-31", "asof_step_days": 8,
             "validation_start": "2025-07-01", "validation_end": "2025-07-15", "validation_step_days": 3,

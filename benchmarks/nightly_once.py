@@ -20,7 +20,8 @@ import dagster as dg
 
 from benchmarks import world
 from risk_assets.cli import quiet_dagster_warnings
-from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import NIGHTLY_JOB
 
 NIGHTLY_ASSETS = ("raw_transactions", "rejected_transactions", "serving_features",
                   "encoded_features", "imputation_log", "risk_scores")

@@ -52,11 +52,13 @@ from benchmarks.machine import describe
 from benchmarks.nightly_once import peak_rss_mb
 from risk_assets import model as model_lib
 from risk_assets.cli import quiet_dagster_warnings
-from risk_assets.defs.common import duckdb_resource, open_warehouse, read_partition
-from risk_assets.defs.features import current_mapping_version, deployed_model
-from risk_assets.defs.model import training_days
-from risk_assets.features import sql as feature_sql
-from risk_assets.features.spec import window_bounds
+from risk_assets.defs.loaders import deployed_model
+from risk_assets.defs.model import training_nights
+from risk_assets.defs.resources import duckdb_resource, open_warehouse
+from risk_assets.night import Night
+from risk_assets.queries import features as feature_sql
+from risk_assets.queries.registry import current_mapping_version
+from risk_assets.queries.warehouse import read_partition
 from risk_assets.guards.drift import drift_bounds, monitored_features
 from risk_assets.settings import Settings
 
@@ -120,7 +122,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         out["transactions_in_warehouse"] = int(conn.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0])
         version = current_mapping_version(conn)
         out["serving_features"], served = timed(
-            lambda: feature_sql.serving_features(conn, night, tz, version), repeats)
+            lambda: feature_sql.serving_features(conn, Night(night, tz), version), repeats)
         out["serving_features"]["rows"] = len(served)
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
@@ -161,11 +163,11 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         lambda: drift_bounds(encoded, card.reference, c.drift_warn_alpha, c.drift_error_alpha), repeats)
     encoded = None  # free it before the training frame
 
-    spine, _ = training_days(Settings())  # the production spine, not the benchmark model's
+    spine, _ = training_nights(Settings())  # the production spine, not the benchmark model's
     rss_before = peak_rss_mb()
     with open_warehouse(duckdb_resource(settings)) as conn:
         out["training_features"], frame = timed(
-            lambda: feature_sql.training_features(conn, spine, tz, version), min(repeats, 3))
+            lambda: feature_sql.training_features(conn, spine, version), min(repeats, 3))
     out["training_features"] |= {
         "rows": len(frame), "as_of_days": len(spine),
         "spine": f"{spine[0]} .. {spine[-1]} every {Settings().training.asof_step_days} days",
@@ -197,11 +199,11 @@ def pandas_rolling(tx: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     settings = world.settings_for(folder, customers, night)
     tz = settings.calendar.timezone
-    b = window_bounds(night, tz)
+    b = Night(night, tz).bounds
     out: dict = {"customers": customers}
     with open_warehouse(duckdb_resource(settings)) as conn:
         version = current_mapping_version(conn)
-        ours_timing, ours = timed(lambda: feature_sql.serving_features(conn, night, tz, version), repeats)
+        ours_timing, ours = timed(lambda: feature_sql.serving_features(conn, Night(night, tz), version), repeats)
         ours = ours.set_index("customer_id")
         tx = conn.execute(
             "SELECT customer_id, event_ts, amount_cents / 100.0 AS amount FROM raw_transactions "

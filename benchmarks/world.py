@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-from risk_assets.defs.factory import HISTORY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
+from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import HISTORY_JOB, REFERENCE_JOB, TRAINING_JOB
 from risk_assets.features.spec import LOOKBACK_DAYS
 from risk_assets.settings import Settings
 
@@ -39,7 +40,7 @@ def settings_for(folder: Path, customers: int, night: dt.date = FIRST_NIGHT) -> 
     return Settings().with_overrides(
         warehouse={"duckdb_path": str(folder / "warehouse.duckdb")},
         scoring={"models_dir": str(folder / "models")},
-        world={"n_customers": customers},
+        scenario={"world": {"n_customers": customers}},
         training=training_near(night),
     )
 

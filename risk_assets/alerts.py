@@ -14,17 +14,9 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
-from risk_assets import warehouse
-
-ALERT_COLUMNS = ["alert_id", "created_at", "kind", "partition", "asset", "check_name", "severity",
-                 "reason", "run_id", "run_url", "webhook_status"]
-_DDL = """CREATE TABLE IF NOT EXISTS alerts (
-    alert_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, partition VARCHAR,
-    asset VARCHAR, check_name VARCHAR, severity VARCHAR, reason VARCHAR NOT NULL, run_id VARCHAR,
-    run_url VARCHAR, webhook_status VARCHAR)"""
+from risk_assets.queries import alerts as store
 
 log = logging.getLogger("risk_assets.alerts")
 
@@ -53,12 +45,6 @@ class Alert:
         return data
 
 
-def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
-    conn = warehouse.open_file(path)  # sensors and runs take turns on the file
-    conn.execute(_DDL)
-    return conn
-
-
 def post_webhook(url: str, alert: Alert, timeout: float) -> str:
     request = urllib.request.Request(
         url, data=json.dumps(alert.payload()).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -77,10 +63,8 @@ def record(path: str | Path, alerts: list[Alert], webhook_url: str | None = None
     """Store new alerts (ids already stored are skipped), log them, post them. Returns the new ones."""
     if not alerts:
         return []
-    with connect(path) as conn:
-        known = {r[0] for r in conn.execute(
-            "SELECT alert_id FROM alerts WHERE alert_id IN (SELECT unnest(?))", [[a.alert_id for a in alerts]]
-        ).fetchall()}
+    with store.connect(path) as conn:
+        known = store.known_ids(conn, [a.alert_id for a in alerts])
         fresh = [a for a in {a.alert_id: a for a in alerts}.values() if a.alert_id not in known]
         rows = []
         for alert in fresh:
@@ -89,15 +73,10 @@ def record(path: str | Path, alerts: list[Alert], webhook_url: str | None = None
             status = post_webhook(webhook_url, alert, webhook_timeout) if webhook_url else None
             rows.append(alert.payload() | {"created_at": alert.created_at, "webhook_status": status})
         if rows:
-            frame = pd.DataFrame(rows)[ALERT_COLUMNS]
-            conn.register("_new_alerts", frame)
-            conn.execute(f"INSERT INTO alerts SELECT {', '.join(ALERT_COLUMNS)} FROM _new_alerts")
-            conn.unregister("_new_alerts")
+            store.insert(conn, pd.DataFrame(rows))
     return fresh
 
 
 def read(path: str | Path) -> pd.DataFrame:
-    if not Path(path).exists():
-        return pd.DataFrame(columns=ALERT_COLUMNS)
-    with connect(path) as conn:
-        return conn.execute("SELECT * FROM alerts ORDER BY created_at, alert_id").df()
+    """Every stored alert, oldest first."""
+    return store.read(path)

@@ -10,25 +10,26 @@ import json
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from risk_assets.defs.render import RESERVED
+from risk_assets.defs.sensors import FAILED, PLANNED, SUCCEEDED, record_status
 
 AUDIT_COLUMNS = ["partition", "asset", "check", "status", "severity", "blocking", "summary", "figures",
                  "thresholds", "override", "run_id", "time", "spec_version", "mapping_version", "model_version",
                  "settings_version"]
-_THRESHOLD_KEYS = {"k", "h", "ceiling", "atol", "rtol"}
-_THRESHOLD_PARTS = ("threshold", "alpha", "_at", "tolerance", "min_", "warn")
 _LIMIT = 100_000
 
 
 def _status(instance: dg.DagsterInstance, record) -> str:
-    if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+    status = record_status(record)
+    if status == SUCCEEDED:
         return "PASSED"
-    if record.status == AssetCheckExecutionRecordStatus.FAILED:
+    if status == FAILED:
         return "FAILED"
-    if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+    if status == PLANNED:
         run = instance.get_run_by_id(record.run_id)
         return "RUNNING" if run is not None and not run.is_finished else "DID NOT EVALUATE"
-    return str(record.status.value)
+    return status
 
 
 def _plain(value) -> object:
@@ -36,10 +37,6 @@ def _plain(value) -> object:
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
     return None  # tables and markdown stay in the UI
-
-
-def _is_threshold(key: str) -> bool:
-    return key in _THRESHOLD_KEYS or any(part in key for part in _THRESHOLD_PARTS)
 
 
 def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool]) -> pd.DataFrame:
@@ -51,12 +48,16 @@ def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool
             if record.event is not None and record.event.dagster_event is not None:
                 data = record.event.dagster_event.event_specific_data
                 evaluation = data if hasattr(data, "passed") else None
-            metadata = {k: _plain(v) for k, v in (evaluation.metadata if evaluation else {}).items()}
+            raw = dict(evaluation.metadata) if evaluation else {}
+            thresholds = raw.pop("thresholds", None)
+            # figures: the result's scalar entries (tables and JSON data stay in the UI)
+            metadata = {k: _plain(v) for k, v in raw.items()}
             metadata = {k: v for k, v in metadata.items() if v is not None}
-            versions = {v: metadata.pop(v, None) for v in ("spec_version", "mapping_version", "model_version",
-                                                            "settings_version")}
-            summary = metadata.pop("summary", None) or (evaluation.description if evaluation else None)
-            by, why = metadata.pop("override_by", None), metadata.pop("override_reason", None)
+            versions = {v: metadata.get(v) for v in ("spec_version", "mapping_version", "model_version",
+                                                      "settings_version")}
+            summary = metadata.get("summary") or (evaluation.description if evaluation else None)
+            by, why = metadata.get("override_by"), metadata.get("override_reason")
+            figures = {k: v for k, v in metadata.items() if k not in RESERVED}
             rows.append({
                 "partition": record.partition or "-",
                 "asset": key.asset_key.to_user_string(),
@@ -65,8 +66,8 @@ def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool
                 "severity": evaluation.severity.value if evaluation else "-",
                 "blocking": blocking,
                 "summary": summary or "-",
-                "figures": json.dumps({k: v for k, v in metadata.items() if not _is_threshold(k)}, sort_keys=True),
-                "thresholds": json.dumps({k: v for k, v in metadata.items() if _is_threshold(k)}, sort_keys=True),
+                "figures": json.dumps(figures, sort_keys=True),
+                "thresholds": json.dumps(thresholds.value if thresholds is not None else {}, sort_keys=True),
                 "override": f"{by}: {why}" if by else "-",
                 "run_id": record.run_id,
                 "time": dt.datetime.fromtimestamp(record.create_timestamp, dt.timezone.utc).isoformat(timespec="seconds"),

@@ -28,7 +28,7 @@ def _use_home(home: Path) -> None:
 def quiet_dagster_warnings() -> None:
     """Dagster 1.13 warns on every load about the preview/beta/superseded APIs this project
     uses on purpose (partitioned checks, look-back partition mapping, freshness-check
-    builders — see DESIGN.md §6); they would bury the CLI's own output."""
+    builders — see docs/dagster-notes.md); they would bury the CLI's own output."""
     import dagster as dg
 
     for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
@@ -88,7 +88,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_export_landing(args: argparse.Namespace) -> int:
     from risk_assets.settings import load_settings
-    from risk_assets.sources import export_landing
+    from risk_assets.scenario.source import export_landing
 
     settings = load_settings()
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)

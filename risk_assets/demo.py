@@ -14,17 +14,20 @@ import datetime as dt
 import time
 from typing import TextIO
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from risk_assets import alerts, warehouse
+from risk_assets import alerts
 from risk_assets import model as model_lib
-from risk_assets.defs.factory import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, build_definitions
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
 from risk_assets.defs.sensors import check_alerts
 from risk_assets.features.encoding import encode
-from risk_assets.features.spec import window_bounds
+from risk_assets.night import Night
+from risk_assets.queries import registry, warehouse
 from risk_assets.settings import Settings
 
 HISTORY_END = dt.date(2026, 7, 31)
@@ -66,9 +69,8 @@ class Demo:
                                     "days": (BURST[1] - BURST[0]).days + 1, "share": 0.12,
                                     "concentrate_in": "segment:smb"}
         return self.base.with_overrides(
-            world=world,
+            scenario={"world": world, "serving_skew": {"end_shift_hours": -3.0 if skew else 0.0}},
             mapping={"aliases": dict(self.aliases)},
-            serving_skew={"end_shift_hours": -3.0 if skew else 0.0},
         )
 
     def run(self, settings: Settings, job: str, **kwargs) -> dg.ExecuteInProcessResult:
@@ -79,7 +81,7 @@ class Demo:
             instance=self.instance, raise_on_error=False, **{"run_config": QUIET, **kwargs})
 
     def night(self, night: dt.date, settings: Settings) -> dg.ExecuteInProcessResult:
-        read_at = dt.datetime.combine(night + dt.timedelta(days=1), dt.time(2, 30)).isoformat()
+        read_at = Night.of(night, self.base.calendar).morning_after(dt.time(2, 30)).isoformat()
         return self.run(settings, NIGHTLY_JOB, partition_key=night.isoformat(),
                         run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}})
 
@@ -104,23 +106,19 @@ class Demo:
     def bad_scores(self, night: dt.date) -> pd.Series | None:
         """The scores the blocked night would have written (from its stored features)."""
         with warehouse.connect(self.base.warehouse.duckdb_path) as conn:
-            path = conn.execute("SELECT path FROM model_registry WHERE deployed_at IS NOT NULL "
-                                "ORDER BY deployed_at DESC LIMIT 1").fetchall()[0][0]
-            served = conn.execute("SELECT * FROM serving_features WHERE partition = ? ORDER BY customer_id",
-                                  [night]).df()
-        if served.empty:
+            deployed = registry.deployed_model(conn)
+            served = warehouse.read_partition(conn, "serving_features", night, required=False)
+        if served.empty or deployed is None:
             return None
-        booster, card = model_lib.load(path)
+        booster, card = model_lib.load(Path(deployed.path))
         encoded, _ = encode(served.drop(columns=["partition"]), card.enc)
         return pd.Series(model_lib.predict(booster, encoded, card), index=encoded["customer_id"])
 
     def cost(self, night: dt.date, bad: pd.Series | None) -> str:
+        n = Night.of(night, self.base.calendar)
         with warehouse.connect(self.base.warehouse.duckdb_path) as conn:
-            clean = conn.execute("SELECT customer_id, score FROM risk_scores WHERE partition = ?", [night]).df()
-            b = window_bounds(night, self.base.calendar.timezone)
-            truth = {r[0] for r in conn.execute(
-                "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
-                [b["as_of"], b["label_end"]]).fetchall()}
+            clean = warehouse.scores(conn, night)
+            truth = warehouse.irregular_customers(conn, n.as_of, n.label_end)
         if bad is None or clean.empty:
             return "  (no counterfactual: nothing was computed for this night)"
         clean = clean.set_index("customer_id")["score"]
@@ -137,14 +135,12 @@ class Demo:
     # ------------------------------------------------------------------ the story
     def main(self, nights: int) -> int:
         s = self.base
-        self.say(f"risk_assets demo — {s.world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
+        self.say(f"risk_assets demo — {s.scenario.world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
                  f"DAGSTER_HOME {self.instance.root_directory}")
         t0 = time.perf_counter()
         if not self.run(s, REFERENCE_JOB).success:
             return 1
-        history = self.run(s, HISTORY_JOB, tags={
-            ASSET_PARTITION_RANGE_START_TAG: s.calendar.partitions_start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()})
+        history = self.run(s, HISTORY_JOB, tags=range_tags(s.calendar.partitions_start, HISTORY_END))
         self.say(f"[1/3] reference data and raw history {s.calendar.partitions_start}..{HISTORY_END}: "
                  f"{'ok' if history.success else 'FAILED'} ({time.perf_counter() - t0:.0f}s)")
         if not history.success:
@@ -193,12 +189,10 @@ class Demo:
         if "category_coverage" in failed:
             evaluation = next(e for e in result.get_asset_check_evaluations()
                               if e.check_name == "category_coverage" and not e.passed)
-            toml = evaluation.metadata["suggested_aliases"].value
-            pairs = toml.split("{", 1)[1].rsplit("}", 1)[0].split(",")
-            self.aliases.update(dict(p.strip().replace('"', "").split(" = ") for p in pairs if "=" in p))
-            rows = [line.strip("| ").split(" | ") for line in evaluation.metadata["suggestions"].value.splitlines()[2:]
-                    if line.startswith("|")]
-            reviewed = ", ".join(f"{r[0]} -> {r[3]} ({r[1]}, {r[7].split(':')[0]})" for r in rows if len(r) >= 8)
+            self.aliases.update(evaluation.metadata["suggested_aliases"].value)
+            rows = [r.data for r in evaluation.metadata["suggestions"].value.records]
+            reviewed = ", ".join(f"{r['category']} -> {r['alias_to']} ({r['kind']}, {r['confidence'].split(':')[0]})"
+                                 for r in rows)
             self.say(f"  remediation: apply the suggested aliases as a new mapping version — an operator "
                      f"would review the weak ones first: {reviewed}")
             settings = self.settings_for(night)
@@ -207,9 +201,8 @@ class Demo:
         if {"imputation_ceiling", "missingness_pattern"} & set(failed):
             self.say("  remediation: the source re-delivers the days with the missing channel; re-ingest and re-run")
             settings = self.settings_for(night, burst=False)
-            first = max(BURST[0], night - dt.timedelta(days=29))
-            self.run(settings, HISTORY_JOB, tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-                                                  ASSET_PARTITION_RANGE_END_TAG: night.isoformat()})
+            first = max(BURST[0], Night.of(night, self.base.calendar).days_back(29))
+            self.run(settings, HISTORY_JOB, tags=range_tags(first, night))
             return self.night(night, settings)
         self.say(f"  no automatic remediation for {', '.join(failed)}: the night stays blocked")
         return None

@@ -1,8 +1,14 @@
 """All settings of risk_assets in one typed object.
 
-Defaults are the embedded demo world. A TOML file named by the environment variable
+Defaults run the embedded demo world. A TOML file named by the environment variable
 ``RISK_ASSETS_CONFIG`` overrides any of them; unknown keys and invalid values fail at
-load time with a message that names the key (``world.n_customers: ...``).
+load time with a message that names the key (``checks.imputation_ceiling: ...``).
+
+These are the *production* settings: source, warehouse, calendar, raw contract,
+mapping, training, scoring, checks, alerts, deployment and overrides. The embedded
+world and its fault injection are one opaque section, ``[scenario]``, owned by
+:mod:`risk_assets.scenario`; only the embedded source reads it, and a settings file
+that enables a fault with any other source is refused.
 
 Every threshold lives here so that check results can write the value they used into
 their metadata, and :func:`Settings.version` gives a short, stable fingerprint of the
@@ -22,6 +28,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from risk_assets.scenario.settings import ScenarioSettings
 
 CONFIG_ENV_VAR = "RISK_ASSETS_CONFIG"
 
@@ -65,65 +73,6 @@ class CalendarSettings(_Section):
         return value
 
 
-class ProductChangeSettings(_Section):
-    """Incident 1: from ``date`` on, the source emits new categories, renames one and
-    merges two (see :mod:`risk_assets.world`)."""
-
-    enabled: bool = False
-    date: dt.date = dt.date(2026, 8, 10)
-
-
-class MissingnessSettings(_Section):
-    """Incident 2: from ``date`` for ``days`` days, ``share`` of the day's rows lose
-    their ``channel``, concentrated in ``concentrate_in`` (``segment:NAME``,
-    ``category:NAME`` or ``all``)."""
-
-    enabled: bool = False
-    date: dt.date = dt.date(2026, 8, 14)
-    days: PositiveInt = 3650
-    share: Share = 0.12
-    concentrate_in: str = "segment:smb"
-
-    @field_validator("concentrate_in")
-    @classmethod
-    def _target_form(cls, value: str) -> str:
-        if value != "all" and not (value.startswith("segment:") or value.startswith("category:")):
-            raise ValueError("must be 'all', 'segment:NAME' or 'category:NAME'")
-        return value
-
-
-class LateArrivalSettings(_Section):
-    """From ``date`` on, ``share`` of each day's transactions arrive the next day at
-    noon UTC, after the nightly run has read the partition."""
-
-    enabled: bool = False
-    date: dt.date = dt.date(2026, 8, 18)
-    share: Share = 0.05
-
-
-class WorldSettings(_Section):
-    """The embedded synthetic world (deterministic from ``seed``)."""
-
-    seed: int = 20250101
-    n_customers: PositiveInt = 20_000
-    start: dt.date = dt.date(2025, 1, 1)
-    """First day with transactions."""
-    horizon: dt.date = dt.date(2027, 6, 30)
-    """Irregularity events are simulated up to this day."""
-    mean_daily_transactions: Annotated[float, Field(gt=0.0, le=50.0)] = 0.055
-    """Average transactions per customer per day (10M over 20 months at 300k customers)."""
-    irregularity_rate_per_year: Annotated[float, Field(gt=0.0, le=5.0)] = 0.30
-    product_change: ProductChangeSettings = ProductChangeSettings()
-    missingness: MissingnessSettings = MissingnessSettings()
-    late_arrival: LateArrivalSettings = LateArrivalSettings()
-
-    @model_validator(mode="after")
-    def _ordered(self) -> WorldSettings:
-        if self.horizon <= self.start:
-            raise ValueError("horizon must be after start")
-        return self
-
-
 class RawSettings(_Section):
     max_amount: Annotated[float, Field(gt=0.0)] = 1_000_000.0
     """Amounts above this (currency units) are rejected as implausible."""
@@ -157,11 +106,11 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _no_leakage(self) -> TrainingSettings:
-        from risk_assets.features.spec import LABEL_HORIZON_DAYS
+        from risk_assets.night import Night
 
         if self.end < self.start:
             raise ValueError("training.end is before training.start")
-        labels_end = self.end + dt.timedelta(days=LABEL_HORIZON_DAYS)
+        labels_end = Night(self.end).labels_known_after
         if self.validation_start <= labels_end:
             raise ValueError(
                 f"validation_start must be after the last training label ({labels_end}): "
@@ -177,14 +126,6 @@ class ScoringSettings(_Section):
     """Share of scored customers the risk team reviews each morning (band 'high')."""
     models_dir: Path = Path(".risk_assets/models")
     """Where trained models are saved (LightGBM text format + a JSON model card)."""
-
-
-class ServingSkewSettings(_Section):
-    """Fault injection: a serving build whose windows differ from the spec (incident 3).
-    Both 0 in production; the demo and tests switch them on."""
-
-    end_shift_hours: Annotated[float, Field(ge=-48.0, le=48.0)] = 0.0
-    window_days_offset: Annotated[int, Field(ge=-3, le=3)] = 0
 
 
 class CheckSettings(_Section):
@@ -290,16 +231,26 @@ class Settings(_Section):
     source: SourceSettings = SourceSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     calendar: CalendarSettings = CalendarSettings()
-    world: WorldSettings = WorldSettings()
     raw: RawSettings = RawSettings()
     mapping: MappingSettings = MappingSettings()
     training: TrainingSettings = TrainingSettings()
     scoring: ScoringSettings = ScoringSettings()
-    serving_skew: ServingSkewSettings = ServingSkewSettings()
     checks: CheckSettings = CheckSettings()
     alerts: AlertSettings = AlertSettings()
     deployment: DeploymentSettings = DeploymentSettings()
     override: OverrideSettings = OverrideSettings()
+    scenario: ScenarioSettings = ScenarioSettings()
+    """The embedded world and its faults (``[scenario]``); read only by the embedded source."""
+
+    @model_validator(mode="after")
+    def _faults_only_in_the_embedded_world(self) -> Settings:
+        faults = self.scenario.faults()
+        if faults and self.source.kind != "embedded":
+            raise ValueError(
+                f"{', '.join(faults)} switch(es) on fault injection, which exists only in the "
+                f"embedded world; source.kind is {self.source.kind!r}"
+            )
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -332,7 +283,19 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+MOVED_KEYS: dict[str, str] = {
+    "world": "scenario.world",
+    "serving_skew": "scenario.serving_skew",
+}
+"""Top-level sections that moved: old key -> new key (a clear error, not a silent ignore)."""
+
+
 def settings_from_mapping(data: dict, origin: str = "settings") -> Settings:
+    moved = [f"{old}: the section [{old}] moved to [{new}] (the embedded world's scenario lives apart "
+             f"from production settings); rename it, keys unchanged: {old}.KEY -> {new}.KEY"
+             for old, new in MOVED_KEYS.items() if old in data]
+    if moved:
+        raise SettingsError(f"invalid {origin}:\n  " + "\n  ".join(moved))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""Where raw rows come from: the embedded world or a landing folder of parquet files.
+"""Where raw rows come from: a landing folder of parquet files, or the embedded world
+(:mod:`risk_assets.scenario.source`).
 
 Both sources hand back plain frames plus two bookkeeping columns, ``_source_file``
 and ``_source_row``, so every rejected row can be traced to its file and line. A file
@@ -23,12 +24,15 @@ from risk_assets.contract import (
     ContractError,
     require_columns,
 )
+from risk_assets.queries.features import ServingSkew
 from risk_assets.settings import Settings
-from risk_assets.world import World
 
 
 class Source(Protocol):
     name: str
+    serving_skew: ServingSkew | None
+    """Fault injection for the serving build (incident 3): only the embedded world's
+    scenario sets one; every real source has None."""
 
     def customers(self) -> pd.DataFrame: ...
 
@@ -37,39 +41,18 @@ class Source(Protocol):
     def transactions(self, day: dt.date, read_at: pd.Timestamp | None = None) -> pd.DataFrame: ...
 
 
-def _tag(frame: pd.DataFrame, file: str) -> pd.DataFrame:
+def tag(frame: pd.DataFrame, file: str) -> pd.DataFrame:
     frame = frame.copy()
     frame[SOURCE_FILE] = file
     frame[SOURCE_ROW] = range(len(frame))
     return frame
 
 
-class EmbeddedSource:
-    """The synthetic world as if it were a source system."""
-
-    name = "embedded"
-
-    def __init__(self, settings: Settings):
-        self.world = World(settings.world, settings.calendar.timezone)
-
-    def customers(self) -> pd.DataFrame:
-        return _tag(self.world.customers(), "embedded:customers")
-
-    def irregularities(self) -> pd.DataFrame:
-        return _tag(self.world.irregularities(), "embedded:irregularities")
-
-    def transactions(self, day: dt.date, read_at: pd.Timestamp | None = None) -> pd.DataFrame:
-        """``read_at`` (naive UTC): only rows that had arrived by then (late data)."""
-        frame = self.world.transactions(day)
-        if read_at is not None:
-            frame = frame[frame["arrival_ts"] <= read_at]
-        return _tag(frame.drop(columns="arrival_ts").reset_index(drop=True), f"embedded:{day}")
-
-
 class LandingSource:
     """Parquet files under ``landing_dir`` following the landing contract (README)."""
 
     name = "landing"
+    serving_skew = None
 
     def __init__(self, settings: Settings):
         self.root = Path(settings.source.landing_dir).resolve()
@@ -87,7 +70,7 @@ class LandingSource:
         except Exception as exc:  # noqa: BLE001 - re-raised with the file named
             raise ContractError(str(path), "(file)", f"cannot be read as parquet: {exc}") from exc
         require_columns(frame, required, str(path))
-        return _tag(frame, str(path.relative_to(self.root)))
+        return tag(frame, str(path.relative_to(self.root)))
 
     def customers(self) -> pd.DataFrame:
         return self._read(self.root / "customers.parquet", CUSTOMER_COLUMNS)
@@ -126,30 +109,12 @@ class LandingSource:
         return pd.concat(frames, ignore_index=True)
 
 
-_EMBEDDED: dict[str, EmbeddedSource] = {}
-
-
 def make_source(settings: Settings) -> Source:
-    """The configured source. Embedded worlds are shared per settings version within a
-    process (the raw asset and the late-arrival check read the same world; generating
-    300k customers again costs ~0.3 s); a landing folder is re-listed every time."""
-    if settings.source.kind != "embedded":
-        return LandingSource(settings)
-    key = settings.version()
-    if key not in _EMBEDDED:
-        _EMBEDDED.clear()  # one world at a time
-        _EMBEDDED[key] = EmbeddedSource(settings)
-    return _EMBEDDED[key]
+    """The configured source. The embedded world is built by :mod:`risk_assets.scenario`
+    (shared per settings version within a process); a landing folder is re-listed every
+    time."""
+    if settings.source.kind == "embedded":
+        from risk_assets.scenario.source import embedded_source
 
-
-def export_landing(settings: Settings, root: Path, days: list[dt.date]) -> None:
-    """Write the embedded world in the landing layout (an example of the contract)."""
-    world = World(settings.world, settings.calendar.timezone)
-    root.mkdir(parents=True, exist_ok=True)
-    world.customers().to_parquet(root / "customers.parquet", index=False)
-    world.irregularities().to_parquet(root / "irregularities.parquet", index=False)
-    for day in days:
-        folder = root / "transactions" / f"date={day:%Y-%m-%d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        frame = world.transactions(day).drop(columns="arrival_ts")
-        frame.to_parquet(folder / "part-0.parquet", index=False)
+        return embedded_source(settings)
+    return LandingSource(settings)

@@ -10,7 +10,8 @@ import dagster as dg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from risk_assets.defs.factory import NIGHTLY_JOB, REFERENCE_JOB, build_definitions
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import NIGHTLY_JOB, REFERENCE_JOB
 from risk_assets.settings import Settings
 
 # Property tests are deterministic in CI (same examples every run); RISK_ASSETS_SLOW=1
@@ -22,10 +23,18 @@ hypothesis_settings.load_profile("slow" if os.environ.get("RISK_ASSETS_SLOW") ==
 SMALL = {"n_customers": 1500}
 
 
+def scenario(sections: dict) -> dict:
+    """Tests say ``world=`` and ``serving_skew=``: both live in the ``[scenario]`` section."""
+    out = {"world": sections.pop("world", {})}
+    if "serving_skew" in sections:
+        out["serving_skew"] = sections.pop("serving_skew")
+    return out
+
+
 def small_settings(tmp_path: Path, **sections: dict) -> Settings:
-    world = {**SMALL, **sections.pop("world", {})}
+    sections["world"] = {**SMALL, **sections.get("world", {})}
     return Settings().with_overrides(
-        warehouse={"duckdb_path": str(tmp_path / "warehouse.duckdb")}, world=world, **sections
+        warehouse={"duckdb_path": str(tmp_path / "warehouse.duckdb")}, scenario=scenario(sections), **sections
     )
 
 
@@ -54,8 +63,7 @@ def run_night(
     raw_only: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """One nightly partition; ``raw_only`` loads just the raw layer (the history job)."""
-    from risk_assets.defs.factory import HISTORY_JOB
-
+    from risk_assets.defs.jobs import HISTORY_JOB
     defs = build_definitions(settings)
     return defs.resolve_job_def(HISTORY_JOB if raw_only else NIGHTLY_JOB).execute_in_process(
         instance=instance,
@@ -90,6 +98,7 @@ def trained_settings(folder: Path, **sections: dict) -> Settings:
     return Settings().with_overrides(
         warehouse={"duckdb_path": str(folder / "warehouse.duckdb")},
         scoring={"models_dir": str(folder / "models")},
+        scenario=scenario(merged),
         **merged,
     )
 
@@ -97,9 +106,9 @@ def trained_settings(folder: Path, **sections: dict) -> Settings:
 @pytest.fixture(scope="session")
 def trained_world(tmp_path_factory) -> Path:
     """Folder with warehouse.duckdb (raw history, mapping, training features, a deployed model)."""
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from risk_assets.defs.factory import HISTORY_JOB, TRAINING_JOB
+    from risk_assets.defs.jobs import HISTORY_JOB, TRAINING_JOB
+    from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+    from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
     folder = tmp_path_factory.mktemp("trained")
     settings = trained_settings(folder)

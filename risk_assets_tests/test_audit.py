@@ -7,6 +7,7 @@ import pytest
 
 from risk_assets import cli
 from risk_assets.audit import audit_rows, check_keys, filtered
+from risk_assets.defs.catalogue import declared
 from risk_assets.defs.factory import build_definitions
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 
@@ -31,7 +32,7 @@ def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(wor
     failed = rows[(rows["partition"] == bad_night.isoformat()) & (rows["status"] == "FAILED")]
     coverage = failed[(failed["check"] == "category_coverage") & (failed["asset"] == "encoded_features")].iloc[0]
     assert coverage["severity"] == "ERROR" and coverage["blocking"]
-    assert json.loads(coverage["thresholds"])["threshold_unmapped_share"] == 0.005
+    assert json.loads(coverage["thresholds"])["max_unmapped_share"] == 0.005
     assert json.loads(coverage["figures"])["unmapped_rows"] > 0
     assert coverage["mapping_version"] and coverage["spec_version"] and coverage["settings_version"]
     assert filtered(rows, bad_night.isoformat(), bad_night.isoformat(), "encoded_features.category_coverage").shape[0] == 1
@@ -43,7 +44,7 @@ def test_a_check_that_crashed_reads_did_not_evaluate(world_copy, instance, monke
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash inside the drift check")
 
-    monkeypatch.setattr("risk_assets.defs.checks.drift_bounds", crash)
+    monkeypatch.setattr(declared("encoded_features", "drift_bounds"), "guard", crash)
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert not result.success
     rows = audit_rows(instance, check_keys(build_definitions(settings)))

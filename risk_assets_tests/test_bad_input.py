@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from risk_assets import warehouse
+from risk_assets.queries import warehouse
 from risk_assets.contract import Window, split_transactions
 from risk_assets_tests.conftest import run_night, run_reference, small_settings
 
@@ -191,7 +191,7 @@ FIRST_LANDING_DAY = dt.date(2025, 3, 1)
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory):
     """A landing folder with 50 customers, loaded once; each example writes its own day."""
-    from risk_assets.sources import export_landing
+    from risk_assets.scenario.source import export_landing
 
     folder = tmp_path_factory.mktemp("landing_world")
     root = folder / "landing"
@@ -312,8 +312,9 @@ def test_a_day_without_any_transactions_completes_and_is_blocked_by_row_volume(w
     """Zero rows break no contract, so the raw layer accepts the empty day (received 0 =
     0 + 0); the blocking row_volume check is what keeps the night from being scored on
     windows that silently lost a day."""
-    from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
-    from risk_assets.sources import export_landing
+    from risk_assets.defs.factory import build_definitions
+    from risk_assets.defs.jobs import NIGHTLY_JOB
+    from risk_assets.scenario.source import export_landing
     from risk_assets_tests.conftest import FIRST_NIGHT, QUIET
 
     root = tmp_path / "landing"

@@ -8,7 +8,7 @@ from risk_assets import cli
 
 def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypatch, capsys):
     config = tmp_path / "small.toml"
-    config.write_text("[world]\nn_customers = 1500\n[training]\nnum_boost_round = 40\n")
+    config.write_text("[scenario.world]\nn_customers = 1500\n[training]\nnum_boost_round = 40\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RISK_ASSETS_CONFIG", str(config))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)

@@ -8,10 +8,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from risk_assets import warehouse
-from risk_assets.features import sql as fsql
+from risk_assets.queries import warehouse
+from risk_assets.queries import features as fsql
 from risk_assets.features.mapping import build_mapping
-from risk_assets.features.spec import FEATURE_NAMES, window_bounds
+from risk_assets.features.spec import FEATURE_NAMES
+from risk_assets.night import Night
 
 US = pd.Timedelta(microseconds=1)
 
@@ -45,8 +46,8 @@ def make_db(rows: list[tuple], timezone: str = "UTC", aliases=None) -> tuple[duc
 
 
 def both_paths(conn, version, day, timezone="UTC") -> pd.DataFrame:
-    serving = fsql.serving_features(conn, day, timezone, version).set_index("customer_id")
-    training = fsql.training_features(conn, [day], timezone, version).set_index("customer_id")
+    serving = fsql.serving_features(conn, Night(day, timezone), version).set_index("customer_id")
+    training = fsql.training_features(conn, [Night(day, timezone)], version).set_index("customer_id")
     pd.testing.assert_frame_equal(serving, training, check_exact=True)
     return serving
 
@@ -56,7 +57,7 @@ AS_OF = pd.Timestamp("2025-03-06 00:00")
 
 
 def test_bounds_follow_the_time_contract():
-    b = window_bounds(DAY, "UTC")
+    b = Night(DAY, "UTC").bounds
     assert b["as_of"] == AS_OF
     assert b["start_7"] == AS_OF - pd.Timedelta(days=7)
     assert b["start_30"] == AS_OF - pd.Timedelta(days=30)
@@ -95,7 +96,7 @@ def test_weekend_days_count_as_calendar_days():
 def test_dst_change_in_a_non_utc_business_timezone():
     tz = "America/New_York"
     day = dt.date(2025, 3, 9)  # clocks spring forward: a 23-hour business day
-    b = window_bounds(day, tz)
+    b = Night(day, tz).bounds
     assert b["as_of"] == pd.Timestamp("2025-03-10 04:00")  # 00:00 EDT
     assert b["start_7"] == pd.Timestamp("2025-03-03 05:00")  # 00:00 EST, 7 calendar days before
     rows = [
@@ -174,7 +175,7 @@ def test_training_features_in_chunks_equal_one_query_over_the_whole_spine():
             for i in range(120)]
     conn, version = make_db(rows)
     days = [DAY - dt.timedelta(days=d) for d in (0, 3, 9, 20, 41, 55)]
-    whole = fsql.training_features(conn, days, "UTC", version, chunk_days=len(days))
-    chunked = fsql.training_features(conn, days, "UTC", version, chunk_days=4)
+    whole = fsql.training_features(conn, [Night(d) for d in days], version, chunk_days=len(days))
+    chunked = fsql.training_features(conn, [Night(d) for d in days], version, chunk_days=4)
     assert len(whole) > 20 and whole["as_of"].nunique() == len(days)
     pd.testing.assert_frame_equal(chunked, whole, check_exact=True)

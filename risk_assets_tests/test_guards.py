@@ -37,20 +37,21 @@ def _night(counts: dict[str, tuple[int, float]]) -> pd.DataFrame:
 def test_coverage_passes_a_night_of_known_categories():
     night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
     outcome = category_coverage(night, _mapping(), 0.005)
-    assert outcome.passed and outcome.metadata["unmapped_rows"] == 0
+    assert outcome.passed and outcome.figures["unmapped_rows"] == 0
 
 
 def test_coverage_names_new_categories_and_suggests_rename_and_merge():
     night = _night({"groceries": (600, 3.0), "fuel": (210, 3.5), "p2p": (95, 4.5), "trips": (88, 5.8)})
     outcome = category_coverage(night, _mapping(), 0.005)
     assert not outcome.passed and outcome.severity == "ERROR"
-    assert set(outcome.metadata["unseen_categories"].split(", ")) == {"p2p", "trips"}
+    assert set(outcome.figures["unseen_categories"].split(", ")) == {"p2p", "trips"}
     suggestions = outcome.tables["suggestions"].set_index("category")
     assert suggestions.at["p2p", "kind"] == "rename" and suggestions.at["p2p", "alias_to"] == "transfer"
     assert suggestions.at["trips", "kind"] == "merge" and suggestions.at["trips", "replaces"] == "hotels + travel"
     assert suggestions.at["trips", "alias_to"] == "travel"
-    assert 'p2p = "transfer"' in outcome.metadata["suggested_aliases"]
-    assert "transfer (vanished)" in outcome.metadata["vanished_or_collapsed"]
+    assert outcome.data["suggested_aliases"]["p2p"] == "transfer"
+    assert 'p2p = "transfer"' in outcome.data["suggested_aliases_toml"]
+    assert "transfer (vanished)" in outcome.figures["vanished_or_collapsed"]
 
 
 def test_a_genuinely_new_category_is_marked_for_review():
@@ -74,9 +75,9 @@ def _groups(n=1000):
 
 def test_imputation_ceiling_reports_every_feature_and_fails_above_it():
     outcome = imputation_ceiling(_ledger([f"C{i}" for i in range(30)]), rows=1000, ceiling=0.02)
-    assert not outcome.passed and outcome.metadata["worst_feature"] == "online_share_30d"
-    assert outcome.metadata["rate.online_share_30d"] == 0.03
-    assert all(f"rate.{f}" in outcome.metadata for f in FEATURE_NAMES)
+    assert not outcome.passed and outcome.figures["worst_feature"] == "online_share_30d"
+    assert outcome.figures["rate.online_share_30d"] == 0.03
+    assert all(f"rate.{f}" in outcome.figures for f in FEATURE_NAMES)
     assert imputation_ceiling(_ledger([f"C{i}" for i in range(20)]), rows=1000, ceiling=0.02).passed
 
 
@@ -159,14 +160,14 @@ def test_parity_passes_identical_paths_and_catches_mismatch_bias_and_missing_row
     off = serving.copy()
     off.loc[3, "amount_sum_7d"] += 5
     outcome = parity(off, serving, 1e-9, 1e-9, 0.001, 10)
-    assert not outcome.passed and outcome.metadata["features_with_mismatches"] == 1
+    assert not outcome.passed and outcome.figures["features_with_mismatches"] == 1
     biased = serving.copy()
     biased["amount_mean_30d"] = biased["amount_mean_30d"] * 0.999  # inside a 1% tolerance, always lower
     outcome = parity(biased, serving, 0.0, 0.01, 0.001, 10)
-    assert outcome.metadata["features_with_mismatches"] == 0 and outcome.metadata["features_biased"] == 1
+    assert outcome.figures["features_with_mismatches"] == 0 and outcome.figures["features_biased"] == 1
     assert not outcome.passed
     outcome = parity(serving.iloc[1:], serving, 1e-9, 1e-9, 0.001, 10)
-    assert not outcome.passed and outcome.metadata["only_in_training"] == 1
+    assert not outcome.passed and outcome.figures["only_in_training"] == 1
 
 
 # --------------------------------------------------------------------------- scores
@@ -186,7 +187,7 @@ def test_row_volume_passes_weekends_and_blocks_empty_or_thin_days():
     empty = row_volume(0, 0, WEEKS, 0.5)
     assert not empty.passed and empty.severity == "ERROR" and "no rows were received" in empty.summary
     thin = row_volume(6_000, 6_000, WEEKS, 0.5)  # e.g. one of two export files missing
-    assert not thin.passed and thin.metadata["share_of_median"] < 0.5
+    assert not thin.passed and thin.figures["share_of_median"] < 0.5
     assert not row_volume(500, 0, WEEKS, 0.5).passed  # everything received was rejected
     assert row_volume(100, 100, WEEKS[:3], 0.5).passed  # too little history to judge a thin day
     assert not row_volume(0, 0, [], 0.5).passed  # but never an empty one

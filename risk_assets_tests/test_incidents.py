@@ -4,14 +4,16 @@ Each runs the real nightly job through Dagster on a copy of the small trained wo
 the clean nights around them must pass."""
 
 import datetime as dt
+import tomllib
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-from risk_assets import warehouse
-from risk_assets.defs.factory import HISTORY_JOB, TRAINING_JOB, build_definitions
-from risk_assets.world import NEW_CATEGORIES
+from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+from risk_assets.queries import warehouse
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import HISTORY_JOB, TRAINING_JOB
+from risk_assets.scenario.world import NEW_CATEGORIES
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 
 D = FIRST_NIGHT + dt.timedelta(days=2)  # incident 1: two clean nights run first
@@ -61,12 +63,14 @@ def test_incident_1_product_change_is_stopped_on_its_first_night(world_copy, ins
     unseen = evaluation.metadata["unseen_categories"].value
     for name in (*NEW_CATEGORIES, "p2p_payments", "travel_and_lodging"):
         assert name in unseen
-    assert 'p2p_payments = "money_transfer"' in evaluation.metadata["suggested_aliases"].value
-    assert evaluation.metadata["threshold_unmapped_share"].value == settings.checks.coverage_max_unmapped_share
+    assert evaluation.metadata["suggested_aliases"].value["p2p_payments"] == "money_transfer"
+    assert 'p2p_payments = "money_transfer"' in evaluation.metadata["suggested_aliases_toml"].value
+    assert evaluation.metadata["thresholds"].value["max_unmapped_share"] == settings.checks.coverage_max_unmapped_share
 
     # Remediation: apply the suggested aliases -> a new mapping version -> the night passes.
-    toml = evaluation.metadata["suggested_aliases"].value
-    aliases = dict(part.strip().replace('"', "").split(" = ") for part in toml.split("{")[1].rstrip(" }").split(","))
+    # exactly what an operator pastes into the settings file
+    aliases = tomllib.loads(evaluation.metadata["suggested_aliases_toml"].value)["mapping"]["aliases"]
+    assert aliases == evaluation.metadata["suggested_aliases"].value
     fixed = world_copy(world={"product_change": {"enabled": True, "date": D.isoformat()}}, mapping={"aliases": aliases})
     defs = build_definitions(fixed)
     remap = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
@@ -96,7 +100,7 @@ def test_incident_2_concentrated_missingness_breaks_the_ceiling_and_the_pattern(
     ceiling = checks(result)[("encoded_features", "imputation_ceiling")]
     assert ceiling.metadata["worst_feature"].value == "online_share_30d"
     assert ceiling.metadata["rate.online_share_30d"].value > settings.checks.imputation_ceiling
-    assert ceiling.metadata["ceiling"].value == settings.checks.imputation_ceiling
+    assert ceiling.metadata["thresholds"].value["ceiling"] == settings.checks.imputation_ceiling
     pattern = checks(result)[("encoded_features", "missingness_pattern")]
     assert "segment=smb" in pattern.description
     # the ledger holds exactly one row per substituted cell

@@ -174,21 +174,21 @@ def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed()
         context = dg.build_schedule_context(instance=instance,
                                             scheduled_execution_time=dt.datetime(2026, 9, 10, 6, 0, tzinfo=dt.timezone.utc))
         request = schedule(context)
-    from risk_assets.features.spec import window_bounds
+    from risk_assets.night import Night
 
     assert request.partition_key == "2026-08-10"  # its labels end 2026-09-10 00:00, before the 06:00 tick
-    assert window_bounds(dt.date(2026, 8, 10), "UTC")["label_end"] <= pd.Timestamp("2026-09-10 06:00")
-    assert window_bounds(dt.date(2026, 8, 11), "UTC")["label_end"] > pd.Timestamp("2026-09-10 06:00")
+    assert Night(dt.date(2026, 8, 10), "UTC").bounds["label_end"] <= pd.Timestamp("2026-09-10 06:00")
+    assert Night(dt.date(2026, 8, 11), "UTC").bounds["label_end"] > pd.Timestamp("2026-09-10 06:00")
 
 
 def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
     import os
 
-    from risk_assets.sources import export_landing
+    from risk_assets.scenario.source import export_landing
 
     root = tmp_path / "landing"
     days = [dt.date(2025, 3, 1), dt.date(2025, 3, 2)]
-    base = Settings().with_overrides(world={"n_customers": 300})
+    base = Settings().with_overrides(scenario={"world": {"n_customers": 300}})
     export_landing(base, root, days)
     settings = base.with_overrides(source={"kind": "landing", "landing_dir": str(root)})
     with dg.instance_for_test() as instance:

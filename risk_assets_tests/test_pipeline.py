@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 from risk_assets import model as model_lib
-from risk_assets import warehouse
-from risk_assets.features import sql as fsql
+from risk_assets.queries import warehouse
+from risk_assets.queries import features as fsql
 from risk_assets.features.encoding import MISSING, UNSEEN_CATEGORY
-from risk_assets.features.spec import FEATURE_NAMES, LABEL_HORIZON_DAYS, SPEC_VERSION, window_bounds
+from risk_assets.features.spec import FEATURE_NAMES, LABEL_HORIZON_DAYS, SPEC_VERSION
+from risk_assets.night import Night
 from risk_assets.settings import SettingsError
-from risk_assets.world import NEW_CATEGORIES, emitted_category_names
+from risk_assets.scenario.world import NEW_CATEGORIES, emitted_category_names
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night, trained_settings
 
 
@@ -63,7 +64,7 @@ def test_a_night_scores_every_active_customer_once_with_versions(world_copy, ins
     settings = world_copy()
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET)
     assert result.success
-    b = window_bounds(FIRST_NIGHT, settings.calendar.timezone)
+    b = Night(FIRST_NIGHT, settings.calendar.timezone).bounds
     active = query(settings, "SELECT count(DISTINCT customer_id) FROM raw_transactions WHERE event_ts >= ? AND event_ts < ?",
                    [b["start_90"], b["as_of"]]).iloc[0, 0]
     scores = query(settings, "SELECT * FROM risk_scores WHERE partition = ?", [FIRST_NIGHT])
@@ -89,9 +90,9 @@ def test_both_paths_agree_on_a_sample_of_the_embedded_world(world_copy, instance
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
         version = conn.execute("SELECT DISTINCT version FROM category_mapping").fetchall()[0][0]
         for day in days:
-            serving = fsql.serving_features(conn, day, tz, version)
+            serving = fsql.serving_features(conn, Night(day, tz), version)
             sample = serving["customer_id"].sample(300, random_state=1).sort_values().tolist()
-            training = fsql.training_features(conn, [day], tz, version, customers=sample)
+            training = fsql.training_features(conn, [Night(day, tz)], version, customers=sample)
             expected = serving[serving["customer_id"].isin(sample)].reset_index(drop=True)
             pd.testing.assert_frame_equal(expected, training.reset_index(drop=True), check_exact=True)
 

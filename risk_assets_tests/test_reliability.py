@@ -16,13 +16,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
+from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
-from risk_assets import warehouse
-from risk_assets.defs.factory import HISTORY_JOB, NIGHTLY_JOB, build_definitions
+from risk_assets.queries import warehouse
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, trained_settings
 
 WALL_CLOCK = {"raw_loads": ["loaded_at"]}
@@ -171,8 +170,9 @@ KILLED = textwrap.dedent("""
     from pathlib import Path
     warnings.simplefilter("ignore")
     import dagster as dg
-    from risk_assets import warehouse
-    from risk_assets.defs.factory import NIGHTLY_JOB, build_definitions
+    from risk_assets.queries import warehouse
+    from risk_assets.defs.factory import build_definitions
+    from risk_assets.defs.jobs import NIGHTLY_JOB
     from risk_assets_tests.conftest import QUIET, trained_settings
 
     folder, night, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])

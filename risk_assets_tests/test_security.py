@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from risk_assets import warehouse
-from risk_assets.defs.factory import NIGHTLY_JOB, TRAINING_JOB, build_definitions
+from risk_assets.queries import warehouse
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import NIGHTLY_JOB, TRAINING_JOB
 from risk_assets.settings import Settings, SettingsError, settings_from_mapping
-from risk_assets.sources import export_landing
+from risk_assets.scenario.source import export_landing
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET
 from risk_assets_tests.test_bad_input import HOSTILE
 
@@ -140,7 +141,7 @@ NONSENSE = [
     ({"alerts": {"ui_base_url": "javascript:alert(1)"}}, "alerts.ui_base_url"),
     ({"override": {"by": "me"}}, "needs both 'by' and 'reason'"),
     ({"calendar": {"timezone": "Europe/Nowhere"}}, "calendar.timezone"),
-    ({"world": {"n_customers": "many"}}, "world.n_customers"),
+    ({"scenario": {"world": {"n_customers": "many"}}}, "scenario.world.n_customers"),
 ]
 
 

@@ -9,7 +9,7 @@ from risk_assets.settings import CONFIG_ENV_VAR, Settings, SettingsError, load_s
 def test_defaults_are_the_embedded_demo_world():
     s = load_settings(None) if not __import__("os").environ.get(CONFIG_ENV_VAR) else Settings()
     assert s.source.kind == "embedded"
-    assert s.world.n_customers == 20_000
+    assert s.scenario.world.n_customers == 20_000
     assert s.calendar.timezone == "UTC"
     assert len(s.version()) == 12
 
@@ -19,12 +19,12 @@ def test_toml_file_from_env_var_overrides_and_resolves_paths(tmp_path, monkeypat
     cfg.write_text(
         '[warehouse]\nduckdb_path = "data/w.duckdb"\n'
         '[calendar]\ntimezone = "Europe/Berlin"\n'
-        "[world]\nn_customers = 300\n[world.product_change]\nenabled = true\ndate = 2026-01-05\n"
+        "[scenario.world]\nn_customers = 300\n[scenario.world.product_change]\nenabled = true\ndate = 2026-01-05\n"
     )
     monkeypatch.setenv(CONFIG_ENV_VAR, str(cfg))
     s = load_settings()
-    assert s.world.n_customers == 300
-    assert s.world.product_change.enabled and s.world.product_change.date == dt.date(2026, 1, 5)
+    assert s.scenario.world.n_customers == 300
+    assert s.scenario.world.product_change.enabled and s.scenario.world.product_change.date == dt.date(2026, 1, 5)
     assert s.calendar.timezone == "Europe/Berlin"
     assert s.warehouse.duckdb_path == tmp_path / "data" / "w.duckdb"
     assert s.version() != Settings().version()
@@ -33,10 +33,12 @@ def test_toml_file_from_env_var_overrides_and_resolves_paths(tmp_path, monkeypat
 @pytest.mark.parametrize(
     "toml, key",
     [
-        ("[world]\nn_customers = -5\n", "world.n_customers"),
+        ("[scenario.world]\nn_customers = -5\n", "scenario.world.n_customers"),
         ("[calendar]\ntimezone = \"Mars/Olympus\"\n", "calendar.timezone"),
-        ("[world.missingness]\nshare = 1.5\n", "world.missingness.share"),
-        ("[world]\nno_such_key = 1\n", "world.no_such_key"),
+        ("[scenario.world.missingness]\nshare = 1.5\n", "scenario.world.missingness.share"),
+        ("[scenario.world]\nno_such_key = 1\n", "scenario.world.no_such_key"),
+        ("[world]\nn_customers = 300\n", "the section [world] moved to [scenario.world]"),
+        ("[serving_skew]\nend_shift_hours = -3\n", "the section [serving_skew] moved to [scenario.serving_skew]"),
         ("[source]\nkind = \"s3\"\n", "source.kind"),
     ],
 )

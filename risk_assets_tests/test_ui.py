@@ -41,7 +41,7 @@ def _toml(settings_dir: Path) -> str:
         f'[warehouse]\nduckdb_path = "{settings_dir / "warehouse.duckdb"}"\n'
         f'[scoring]\nmodels_dir = "{settings_dir / "models"}"\n'
         f'[alerts]\nduckdb_path = "{settings_dir / "alerts.duckdb"}"\n'
-        f'[world]\nn_customers = {TRAINED_OVERRIDES["world"]["n_customers"]}\n'
+        f'[scenario.world]\nn_customers = {TRAINED_OVERRIDES["world"]["n_customers"]}\n'
         "[training]\n" + "".join(f"{k} = {v if isinstance(v, int) else v}\n" for k, v in t.items())
     )
 

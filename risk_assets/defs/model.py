@@ -1,297 +1,242 @@
-"""Training features (point in time, with labels), the LightGBM model, and nightly scores."""
+"""Training features (point in time, with labels), the LightGBM model, the deployment
+gate, nightly scores and realised performance."""
 
-import datetime as dt
+
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from risk_assets import model as model_lib
-from risk_assets import warehouse
-from risk_assets.defs.common import (
-    check_result,
-    daily_partitions,
-    md_table,
-    open_warehouse,
-    partition_day,
-    read_partition,
-)
-from risk_assets.defs.features import current_mapping_version, sample_parity
-from risk_assets.defs.features import deployed_model as load_deployed_model
-from risk_assets.features import sql as feature_sql
+from risk_assets.defs import render
+from risk_assets.defs.catalogue import declared
+from risk_assets.defs.checks import check_specs
+from risk_assets.defs.loaders import deployed_model, parity_inputs
+from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
 from risk_assets.features.encoding import fit_encoding
-from risk_assets.features.spec import LABEL_HORIZON_DAYS, NONE, SPEC_VERSION, window_bounds
-from risk_assets.guards import Outcome
-from risk_assets.guards.schemas import scores_schema
-from risk_assets.guards.scores import score_sanity
+from risk_assets.features.spec import NONE, SPEC_VERSION
+from risk_assets.guards import Verdict
+from risk_assets.guards.model import deployment_gate
+from risk_assets.guards.parity import parity
+from risk_assets.night import Night
+from risk_assets.queries import features as feature_sql
+from risk_assets.queries import registry, warehouse
 from risk_assets.settings import Settings
+from risk_assets.sources import make_source
 
 
-def _days(start: dt.date, end: dt.date, step: int) -> list[dt.date]:
-    return [start + dt.timedelta(days=i) for i in range(0, (end - start).days + 1, step)]
-
-
-def training_days(settings: Settings) -> tuple[list[dt.date], list[dt.date]]:
+def training_nights(settings: Settings) -> tuple[list[Night], list[Night]]:
+    """The as-of nights of the training spine and of the validation period."""
     t = settings.training
-    return _days(t.start, t.end, t.asof_step_days), _days(t.validation_start, t.validation_end, t.validation_step_days)
+
+    def every(start, end, step) -> list[Night]:
+        first = Night.of(start, settings.calendar)
+        return [first.shifted(i) for i in range(0, (end - start).days + 1, step)]
+
+    return (every(t.start, t.end, t.asof_step_days),
+            every(t.validation_start, t.validation_end, t.validation_step_days))
 
 
-def build_model_assets(settings: Settings) -> list:
-    partitions = daily_partitions(settings)
-    tz = settings.calendar.timezone
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now("UTC").tz_localize(None)
 
-    @dg.asset(
-        group_name="training",
-        kinds={"duckdb"},
-        code_version=SPEC_VERSION,
-        deps=["raw_transactions", "customers", "irregularities", "category_mapping"],
-        description="Point-in-time features for (active customer, as-of day) pairs over the training "
-        "and validation periods, with labels (irregularity within 30 days after as_of).",
-    )
-    def training_features(duckdb: DuckDBResource) -> dg.MaterializeResult:
-        train_days, valid_days = training_days(settings)
-        with open_warehouse(duckdb) as conn:
-            mapping_version = current_mapping_version(conn)
-            frames = []
-            for split, days in (("train", train_days), ("validation", valid_days)):
-                frame = feature_sql.training_features(conn, days, tz, mapping_version)
-                frame["label"] = feature_sql.labels(conn, frame, tz)
-                frames.append(frame.assign(split=split))
-            frame = pd.concat(frames, ignore_index=True).assign(
-                spec_version=SPEC_VERSION, mapping_version=mapping_version
-            )
-            warehouse.replace_table(conn, {"training_features": frame})
-        by_split = frame.groupby("split").agg(rows=("label", "size"), positives=("label", "sum"),
-                                              as_of_days=("as_of", "nunique")).reset_index()
-        labels_end = settings.training.end + dt.timedelta(days=LABEL_HORIZON_DAYS)
-        return dg.MaterializeResult(
-            metadata={
-                "rows": len(frame),
-                "by_split": md_table(by_split),
-                "training_as_of": f"{train_days[0]} .. {train_days[-1]} every {settings.training.asof_step_days} days",
-                "validation_as_of": f"{valid_days[0]} .. {valid_days[-1]} every {settings.training.validation_step_days} days",
-                "training_labels_end": labels_end.isoformat(),
-                "spec_version": SPEC_VERSION,
-                "mapping_version": mapping_version,
-            }
-        )
 
-    @dg.asset(
-        group_name="training",
-        kinds={"lightgbm"},
-        code_version="1",
-        deps=[training_features],
-        description="LightGBM binary classifier, validated on the later held-out period; saved as "
-        "LightGBM text plus a JSON card (features, vocabulary, versions, reference profile). "
-        "Registered, not deployed: `deployed_model` decides.",
-    )
-    def risk_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with open_warehouse(duckdb) as conn:
-            frame = conn.execute("SELECT * FROM training_features ORDER BY as_of, customer_id").df()
-            if frame.empty:
-                raise dg.Failure(description="training_features is empty: materialise it first")
-            levels = [r[0] for r in conn.execute("SELECT DISTINCT canonical FROM category_mapping").fetchall()]
-            mapping_version = frame.at[0, "mapping_version"]
-            train, valid = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-            encoding = fit_encoding(train, extra_levels={"top_category_30d": levels + [NONE]})
-            booster, card, ledgers = model_lib.train(
-                train, valid, encoding, settings.training, settings.scoring.review_budget,
-                SPEC_VERSION, mapping_version,
-            )
-            folder = model_lib.save(booster, card, settings.scoring.models_dir)
-            now = pd.Timestamp.now("UTC").tz_localize(None)
-            val = card.metrics["validation"]
-            with warehouse.transaction(conn):
-                conn.execute("DELETE FROM model_registry WHERE version = ?", [card.version])
-                warehouse.insert(conn, "model_registry", pd.DataFrame([{
-                    "version": card.version, "path": str(folder.resolve()), "trained_at": now,
-                    "spec_version": SPEC_VERSION, "mapping_version": mapping_version,
-                    "roc_auc": val["roc_auc"], "pr_auc": val["pr_auc"],
-                    "precision_at_budget": val["precision_at_budget"], "deployed_at": None,
-                }]))
-        importance = pd.DataFrame({"feature": booster.feature_name(),
-                                   "gain": booster.feature_importance("gain")}).sort_values("gain", ascending=False)
-        context.log.info(f"model {card.version}: validation ROC AUC {val['roc_auc']:.3f}")
-        return dg.MaterializeResult(
-            metadata={
-                "model_version": card.version,
-                "path": str(folder),
-                "validation_roc_auc": val["roc_auc"],
-                "validation_pr_auc": val["pr_auc"],
-                "validation_precision_at_budget": val["precision_at_budget"],
-                "validation_base_rate": val["base_rate"],
-                "review_budget": settings.scoring.review_budget,
-                "training_rows": card.metrics["training"]["rows"],
-                "validation_rows": val["rows"],
-                "training_as_of": " .. ".join(card.periods["training_as_of"]),
-                "validation_as_of": " .. ".join(card.periods["validation_as_of"]),
-                "top_features": md_table(importance.head(10)),
-                "spec_version": SPEC_VERSION,
-                "mapping_version": mapping_version,
-                **ledgers,
-            }
-        )
+# --------------------------------------------------------------------------- bodies
+def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+    train, valid = training_nights(settings)
+    mapping_version = registry.current_mapping_version(conn)
+    frames = []
+    for split, nights in (("train", train), ("validation", valid)):
+        frame = feature_sql.training_features(conn, nights, mapping_version)
+        frame["label"] = feature_sql.labels(conn, frame, settings.calendar.timezone)
+        frames.append(frame.assign(split=split))
+    frame = pd.concat(frames, ignore_index=True).assign(spec_version=SPEC_VERSION, mapping_version=mapping_version)
+    warehouse.replace_table(conn, {"training_features": frame})
+    by_split = frame.groupby("split").agg(rows=("label", "size"), positives=("label", "sum"),
+                                          as_of_days=("as_of", "nunique")).reset_index()
+    t = settings.training
+    return {
+        "rows": len(frame),
+        "by_split": by_split,
+        "training_as_of": f"{train[0].key} .. {train[-1].key} every {t.asof_step_days} days",
+        "validation_as_of": f"{valid[0].key} .. {valid[-1].key} every {t.validation_step_days} days",
+        "training_labels_end": str(Night.of(t.end, settings.calendar).label_end.date()),
+        "spec_version": SPEC_VERSION,
+        "mapping_version": mapping_version,
+    }
 
-    @dg.asset(
-        group_name="training",
-        kinds={"lightgbm"},
-        code_version=SPEC_VERSION,
-        deps=[risk_model],
-        description="The deployment gate. Promotes the newest trained model only if its validation "
-        "metrics meet the settings, it was trained on the feature spec the code computes now, and "
-        "serving and training paths agree on the most recent loaded nights. Serving always uses "
-        "the deployed model; a refused model leaves the previous one in place.",
-    )
-    def deployed_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        d = settings.deployment
-        with open_warehouse(duckdb) as conn:
-            rows = conn.execute("SELECT version, path FROM model_registry ORDER BY trained_at DESC, version LIMIT 1").fetchall()
-            if not rows:
-                raise dg.Failure(description="no trained model: materialise `risk_model` first")
-            version, path = rows[0]
-            _, card = model_lib.load(path)
-            nights = [r[0] for r in conn.execute(
-                "SELECT partition FROM raw_loads ORDER BY partition DESC LIMIT ?", [d.parity_nights]).fetchall()]
-            parity_results = []
-            for night in nights:
-                outcome = sample_parity(conn, settings, night, card.mapping_version)
-                parity_results.append({"night": str(night), "passed": outcome.passed, "summary": outcome.summary})
-            val = card.metrics["validation"]
-            lift = val["precision_at_budget"] / val["base_rate"] if val["base_rate"] else 0.0
-            reasons = []
-            if val["roc_auc"] < d.min_validation_roc_auc:
-                reasons.append(f"validation ROC AUC {val['roc_auc']:.3f} < {d.min_validation_roc_auc}")
-            if lift < d.min_precision_lift:
-                reasons.append(f"precision lift {lift:.2f} < {d.min_precision_lift}")
-            if card.spec_version != SPEC_VERSION:
-                reasons.append(f"trained on feature spec {card.spec_version}, the code computes {SPEC_VERSION}: retrain")
-            if not nights:
-                reasons.append("no loaded night to verify serving/training parity on")
-            reasons += [f"parity failed on {r['night']}: {r['summary']}" for r in parity_results if not r["passed"]]
-            meta = {
-                "candidate_version": version, "validation_roc_auc": val["roc_auc"], "precision_lift": lift,
-                "candidate_spec_version": card.spec_version, "code_spec_version": SPEC_VERSION,
-                "parity_nights": md_table(pd.DataFrame(parity_results)),
-                "min_validation_roc_auc": d.min_validation_roc_auc, "min_precision_lift": d.min_precision_lift,
-            }
-            if reasons:
-                current = conn.execute("SELECT version FROM model_registry WHERE deployed_at IS NOT NULL "
-                                       "ORDER BY deployed_at DESC LIMIT 1").fetchall()
-                raise dg.Failure(
-                    description=f"model {version} refused: " + "; ".join(reasons)
-                    + f". Serving keeps {current[0][0] if current else 'no model'}.",
-                    metadata=meta | {"still_deployed": current[0][0] if current else "-"},
-                )
-            conn.execute("UPDATE model_registry SET deployed_at = ? WHERE version = ?",
-                         [pd.Timestamp.now("UTC").tz_localize(None), version])
-        context.log.info(f"model {version} promoted")
-        return dg.MaterializeResult(metadata=meta | {"model_version": version, "decision": "promoted"})
 
-    @dg.asset(
-        group_name="scores",
-        kinds={"duckdb"},
-        code_version=SPEC_VERSION,
-        partitions_def=partitions,
-        deps=["encoded_features", deployed_model],
-        output_required=False,
-        check_specs=[
-            dg.AssetCheckSpec("scores_schema", asset="risk_scores", blocking=True, partitions_def=partitions,
-                              description="One row per encoded customer, score in [0, 1], unique ranks, "
-                              "versions present. Evaluated before the write: a failing night writes nothing."),
-            dg.AssetCheckSpec("score_sanity", asset="risk_scores", partitions_def=partitions,
-                              description="Score distribution vs the validation scores (WARN)."),
-        ],
-        description="One score per active customer for night P: score, rank, risk band and the "
-        "model, feature-spec and mapping versions that produced it. Written only after every "
-        "upstream blocking check and its own schema check passed.",
-    )
-    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
-        day = partition_day(context.partition_key)
-        with open_warehouse(duckdb) as conn:
-            booster, card = load_deployed_model(conn)
-            encoded = read_partition(conn, "encoded_features", day)
-            if set(encoded["model_version"]) != {card.version}:
-                raise dg.Failure(description=f"encoded_features[{day}] was encoded for model "
-                                 f"{sorted(set(encoded['model_version']))}, the deployed model is {card.version}")
-            scores = model_lib.predict(booster, encoded, card)
-            rank, band = model_lib.risk_bands(scores, settings.scoring.review_budget)
-            out = pd.DataFrame({
-                "customer_id": encoded["customer_id"], "score": scores, "risk_band": band, "rank": rank,
-                "model_version": card.version, "spec_version": encoded["spec_version"],
-                "mapping_version": encoded["mapping_version"],
-            })
-            schema = scores_schema(out, len(encoded))
-            c = settings.checks
-            sanity = score_sanity(scores, card.reference["validation_scores"]["quantiles"], c.score_psi_warn,
-                                  c.high_band_max_share)
-            yield check_result(schema, settings, check_name="scores_schema")
-            yield check_result(sanity, settings, check_name="score_sanity")
-            if not schema.passed:
-                context.log.error(f"risk_scores[{day}] not written: {schema.summary}")
-                return
-            warehouse.replace_partition(conn, day, {"risk_scores": out})
-        yield dg.MaterializeResult(
-            metadata={
-                "scored_customers": len(out),
-                "high_band": int((band == "high").sum()),
-                "mean_score": float(np.mean(scores)),
-                "p99_score": float(np.quantile(scores, 0.99)),
-                "model_version": card.version,
-                "spec_version": SPEC_VERSION,
-                "mapping_version": str(out.at[0, "mapping_version"]),
-            }
-        )
+def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+    """Train on the training split, validate on the later one, save (LightGBM text +
+    card) and register — not deploy."""
+    frame = warehouse.training_frame(conn)
+    levels = registry.canonical_levels(conn)
+    mapping_version = frame.at[0, "mapping_version"]
+    train, valid = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
+    encoding = fit_encoding(train, extra_levels={"top_category_30d": levels + [NONE]})
+    booster, card, ledgers = model_lib.train(train, valid, encoding, settings.training,
+                                             settings.scoring.review_budget, SPEC_VERSION, mapping_version)
+    folder = model_lib.save(booster, card, settings.scoring.models_dir)
+    val = card.metrics["validation"]
+    registry.register_model(conn, {
+        "version": card.version, "path": str(folder.resolve()), "trained_at": _now(), "spec_version": SPEC_VERSION,
+        "mapping_version": mapping_version, "roc_auc": val["roc_auc"], "pr_auc": val["pr_auc"],
+        "precision_at_budget": val["precision_at_budget"]})
+    importance = pd.DataFrame({"feature": booster.feature_name(),
+                               "gain": booster.feature_importance("gain")}).sort_values("gain", ascending=False)
+    return {
+        "model_version": card.version, "path": str(folder),
+        "validation_roc_auc": val["roc_auc"], "validation_pr_auc": val["pr_auc"],
+        "validation_precision_at_budget": val["precision_at_budget"], "validation_base_rate": val["base_rate"],
+        "review_budget": settings.scoring.review_budget, "training_rows": card.metrics["training"]["rows"],
+        "validation_rows": val["rows"], "training_as_of": " .. ".join(card.periods["training_as_of"]),
+        "validation_as_of": " .. ".join(card.periods["validation_as_of"]), "top_features": importance.head(10),
+        "spec_version": SPEC_VERSION, "mapping_version": mapping_version, **ledgers,
+    }
 
-    @dg.asset(
-        group_name="scores",
-        kinds={"duckdb"},
-        code_version="1",
-        partitions_def=partitions,
-        deps=[risk_scores, "irregularities"],
-        output_required=False,
-        check_specs=[dg.AssetCheckSpec("realised_vs_validation", asset="realised_performance",
-                                       partitions_def=partitions,
-                                       description="Realised ROC AUC and precision vs the model's validation "
-                                       "figures (WARN).")],
-        description="How night P's scores did, once its 30-day label horizon has passed: realised ROC AUC "
-        "and precision at the review budget from the irregularities — the loop from validation metrics "
-        "to production performance.",
-    )
-    def realised_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
-        day = partition_day(context.partition_key)
-        bounds = window_bounds(day, tz)
-        now = pd.Timestamp.now("UTC").tz_localize(None)
-        if bounds["label_end"] > now:
-            context.log.info(f"{day}: label horizon ends {bounds['label_end']} (UTC); nothing to measure yet")
-            return
-        with open_warehouse(duckdb) as conn:
-            scores = read_partition(conn, "risk_scores", day)
-            hit = {r[0] for r in conn.execute(
-                "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
-                [bounds["as_of"], bounds["label_end"]]).fetchall()}
-            path = conn.execute("SELECT path FROM model_registry WHERE version = ?",
-                                [scores.at[0, "model_version"]]).fetchall()[0][0]
-        _, card = model_lib.load(path)
-        labels = scores["customer_id"].isin(hit).to_numpy()
-        realised = model_lib.evaluate(labels, scores["score"].to_numpy(), settings.scoring.review_budget)
-        validation = card.metrics["validation"]
-        drop = validation["roc_auc"] - realised["roc_auc"]
-        limit = settings.checks.realised_auc_drop_warn
-        yield check_result(Outcome(
-            passed=bool(drop <= limit), severity="WARN",
-            summary=f"realised ROC AUC {realised['roc_auc']:.3f} vs validation {validation['roc_auc']:.3f}"
-            + (f": {drop:.3f} below, more than {limit}" if drop > limit else ""),
-            metadata={"realised_roc_auc": realised["roc_auc"], "validation_roc_auc": validation["roc_auc"],
-                      "realised_precision_at_budget": realised["precision_at_budget"],
-                      "validation_precision_at_budget": validation["precision_at_budget"],
-                      "auc_drop_warn_at": limit, "positives": realised["positives"]},
-        ), settings, check_name="realised_vs_validation", model_version=card.version)
-        yield dg.MaterializeResult(metadata={
-            "realised_roc_auc": realised["roc_auc"], "realised_pr_auc": realised["pr_auc"],
+
+def gate_newest_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[Verdict, str]:
+    """Judge the newest trained model with the deployment gate (parity re-checked on the
+    most recent loaded nights through the serving path as the source builds it) and
+    promote it if it passes. Returns the verdict and the version serving uses now."""
+    d = settings.deployment
+    entry = registry.newest_model(conn)
+    _, card = model_lib.load(Path(entry.path))
+    skew = make_source(settings).serving_skew
+    nights = []
+    for day in warehouse.recent_loaded_partitions(conn, d.parity_nights):
+        outcome = parity(**parity_inputs(conn, Night.of(day, settings.calendar), settings, card.mapping_version,
+                                         skew=skew),
+                         **declared("serving_features", "feature_parity").thresholds(settings))
+        nights.append({"night": str(day), "passed": outcome.passed, "summary": outcome.summary})
+    verdict = deployment_gate(entry.version, card.metrics["validation"], card.spec_version, SPEC_VERSION, nights,
+                              d.min_validation_roc_auc, d.min_precision_lift)
+    if verdict.passed:
+        registry.promote(conn, entry.version, _now())
+    serving = registry.deployed_model(conn)
+    return verdict, serving.version if serving else "no model"
+
+
+def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings
+                ) -> tuple[Verdict, Verdict, pd.DataFrame, dict]:
+    """Score the night's encoded customers with the deployed model. Returns the two
+    pre-write verdicts (schema, sanity), the scores and their metadata; writes nothing."""
+    booster, card = deployed_model(conn)
+    encoded = warehouse.read_partition(conn, "encoded_features", night.day)
+    if set(encoded["model_version"]) != {card.version}:
+        raise warehouse.NotMaterialised(
+            f"encoded_features[{night.key}] was encoded for model {sorted(set(encoded['model_version']))}, "
+            f"the deployed model is {card.version}: re-materialise encoded_features")
+    scores = model_lib.predict(booster, encoded, card)
+    rank, band = model_lib.risk_bands(scores, settings.scoring.review_budget)
+    out = pd.DataFrame({
+        "customer_id": encoded["customer_id"], "score": scores, "risk_band": band, "rank": rank,
+        "model_version": card.version, "spec_version": encoded["spec_version"],
+        "mapping_version": encoded["mapping_version"],
+    })
+    schema = declared("risk_scores", "scores_schema").judge({"frame": out, "expected_customers": len(encoded)},
+                                                            settings)
+    sanity = declared("risk_scores", "score_sanity").judge(
+        {"scores": scores, "validation_quantiles": card.reference["validation_scores"]["quantiles"]}, settings)
+    meta = {"scored_customers": len(out), "high_band": int((band == "high").sum()),
+            "mean_score": float(np.mean(scores)), "p99_score": float(np.quantile(scores, 0.99)),
+            "model_version": card.version, "spec_version": SPEC_VERSION,
+            "mapping_version": str(out.at[0, "mapping_version"])}
+    return schema, sanity, out, meta
+
+
+def measure_realised(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings) -> tuple[Verdict, dict]:
+    """How the night's scores did against the irregularities of its label horizon."""
+    scores = warehouse.scores(conn, night.day)
+    if scores.empty:
+        raise warehouse.NotMaterialised(f"risk_scores[{night.key}] is empty: the night was never scored")
+    hit = warehouse.irregular_customers(conn, night.as_of, night.label_end)
+    version = scores.at[0, "model_version"]
+    _, card = model_lib.load(Path(registry.model_path(conn, version)))
+    realised = model_lib.evaluate(scores["customer_id"].isin(hit).to_numpy(), scores["score"].to_numpy(),
+                                  settings.scoring.review_budget)
+    verdict = declared("realised_performance", "realised_vs_validation").judge(
+        {"realised": realised, "validation": card.metrics["validation"]}, settings)
+    meta = {"realised_roc_auc": realised["roc_auc"], "realised_pr_auc": realised["pr_auc"],
             "realised_precision_at_budget": realised["precision_at_budget"], "base_rate": realised["base_rate"],
             "scored_customers": realised["rows"], "positives": realised["positives"],
-            "label_horizon_end": str(bounds["label_end"]), "model_version": card.version,
-        })
+            "label_horizon_end": str(night.label_end), "model_version": card.version}
+    return verdict, meta
 
-    return [training_features, risk_model, deployed_model, risk_scores, realised_performance]
+
+# --------------------------------------------------------------------------- factory
+def build_model_assets(settings: Settings) -> list:
+    partitions = daily_partitions(settings)
+
+    @dg.asset(group_name="training", kinds={"duckdb"}, code_version=SPEC_VERSION,
+              deps=["raw_transactions", "customers", "irregularities", "category_mapping"],
+              description="Point-in-time features for (active customer, as-of day) pairs over the training "
+              "and validation periods, with labels (irregularity within 30 days after as_of).")
+    def training_features(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with render.clear_failure(), open_warehouse(duckdb) as conn:
+            return dg.MaterializeResult(metadata=render.metadata(build_training_features(conn, settings)))
+
+    @dg.asset(group_name="training", kinds={"lightgbm"}, code_version="1", deps=[training_features],
+              description="LightGBM binary classifier, validated on the later held-out period; saved as "
+              "LightGBM text plus a JSON card (features, vocabulary, versions, reference profile). "
+              "Registered, not deployed: `deployed_model` decides.")
+    def risk_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with render.clear_failure(), open_warehouse(duckdb) as conn:
+            meta = train_model(conn, settings)
+        context.log.info(f"model {meta['model_version']}: validation ROC AUC {meta['validation_roc_auc']:.3f}")
+        return dg.MaterializeResult(metadata=render.metadata(meta))
+
+    @dg.asset(name="deployed_model", group_name="training", kinds={"lightgbm"}, code_version=SPEC_VERSION,
+              deps=[risk_model], description="The deployment gate. Promotes the newest trained model only if its validation "
+              "metrics meet the settings, it was trained on the feature spec the code computes now, and "
+              "serving and training paths agree on the most recent loaded nights. Serving always uses "
+              "the deployed model; a refused model leaves the previous one in place.")
+    def deployed_model_asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with render.clear_failure(), open_warehouse(duckdb) as conn:
+            verdict, serving = gate_newest_model(conn, settings)
+        meta = render.check_metadata(verdict, settings)
+        if not verdict.passed:
+            raise dg.Failure(description=f"{verdict.summary}. Serving keeps {serving}.",
+                             metadata=meta | {"still_deployed": serving})
+        context.log.info(verdict.summary)
+        return dg.MaterializeResult(metadata=meta | {"model_version": serving, "decision": "promoted"})
+
+    @dg.asset(group_name="scores", kinds={"duckdb"}, code_version=SPEC_VERSION, partitions_def=partitions,
+              deps=["encoded_features", deployed_model_asset], output_required=False,
+              check_specs=check_specs("risk_scores", settings),
+              description="One score per active customer for night P: score, rank, risk band and the "
+              "model, feature-spec and mapping versions that produced it. Written only after every "
+              "upstream blocking check and its own schema check passed.")
+    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        night = night_of(context, settings)
+        with render.clear_failure(), open_warehouse(duckdb) as conn:
+            schema, sanity, out, meta = score_night(conn, night, settings)
+            yield render.check_result(schema, settings, check_name="scores_schema")
+            yield render.check_result(sanity, settings, check_name="score_sanity")
+            if not schema.passed:
+                context.log.error(f"risk_scores[{night.key}] not written: {schema.summary}")
+                return
+            warehouse.replace_partition(conn, night.day, {"risk_scores": out})
+        yield dg.MaterializeResult(metadata=render.metadata(meta))
+
+    @dg.asset(group_name="scores", kinds={"duckdb"}, code_version="1", partitions_def=partitions,
+              deps=[risk_scores, "irregularities"], output_required=False,
+              check_specs=check_specs("realised_performance", settings),
+              description="How night P's scores did, once its 30-day label horizon has passed: realised ROC AUC "
+              "and precision at the review budget from the irregularities — the loop from validation metrics "
+              "to production performance.")
+    def realised_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        night = night_of(context, settings)
+        if night.label_end > _now():
+            context.log.info(f"{night.key}: label horizon ends {night.label_end} (UTC); nothing to measure yet")
+            return
+        with render.clear_failure(), open_warehouse(duckdb) as conn:
+            verdict, meta = measure_realised(conn, night, settings)
+        yield render.check_result(verdict, settings, check_name="realised_vs_validation",
+                                  versions={"model_version": meta["model_version"]})
+        yield dg.MaterializeResult(metadata=render.metadata(meta))
+
+    return [training_features, risk_model, deployed_model_asset, risk_scores, realised_performance]

@@ -1,16 +1,25 @@
 """Schedule, sensors and alerts: the guards run by themselves and shout when they fail,
 when they only warn, and when a night never ran."""
 
+
 import json
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from risk_assets import alerts
+from risk_assets.night import Night
 from risk_assets.settings import Settings
 from risk_assets.sources import LandingSource
 
 HISTORY_LIMIT = 200
+
+# Statuses of an asset-check execution record, by value (the enum itself is not part of
+# Dagster's public API): PLANNED, SUCCEEDED, FAILED.
+PLANNED, SUCCEEDED, FAILED = "PLANNED", "SUCCEEDED", "FAILED"
+
+
+def record_status(record) -> str:
+    return record.status.value
 
 
 def _run_url(settings: Settings, run_id: str | None) -> str | None:
@@ -31,19 +40,19 @@ def check_alerts(instance: dg.DagsterInstance, check_keys, cursor: dict, setting
         name = key.to_user_string()
         last = cursor.get(name, 0)
         records = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_LIMIT)
-        pending = [r.id for r in records if r.id > last and r.status == AssetCheckExecutionRecordStatus.PLANNED
+        pending = [r.id for r in records if r.id > last and record_status(r) == PLANNED
                    and not _finished(instance, r.run_id)]
         for r in sorted(records, key=lambda r: r.id):
             if r.id <= last or r.id in pending:
                 continue
-            if r.status == AssetCheckExecutionRecordStatus.FAILED:
+            if record_status(r) == FAILED:
                 evaluation = r.event.dagster_event.event_specific_data if r.event and r.event.dagster_event else None
                 severity = evaluation.severity.value if evaluation else "ERROR"
                 reason = (evaluation.description if evaluation and evaluation.description else "check failed")
                 found.append(alerts.Alert(kind="check_failed", reason=reason, partition=r.partition,
                                           asset=key.asset_key.to_user_string(), check_name=key.name,
                                           severity=severity, run_id=r.run_id, run_url=_run_url(settings, r.run_id)))
-            elif r.status == AssetCheckExecutionRecordStatus.PLANNED and not _blocked(instance, r.run_id):
+            elif record_status(r) == PLANNED and not _blocked(instance, r.run_id):
                 found.append(alerts.Alert(kind="did_not_evaluate", reason="the run ended before this check produced a result",
                                           partition=r.partition, asset=key.asset_key.to_user_string(),
                                           check_name=key.name, severity="ERROR", run_id=r.run_id,
@@ -74,7 +83,38 @@ def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is None or run.is_finished
 
 
-def build_automation(settings: Settings, nightly_job, asset_checks: list) -> tuple[list, list]:
+def night_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure: str, settings: Settings) -> alerts.Alert:
+    """The alert for a failed nightly run: ``night_blocked`` naming the blocking checks
+    that stopped it, or ``run_failed`` with the error when no check did."""
+    failed = set()
+    for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.add(f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}")
+    common = {"partition": run.tags.get("dagster/partition"), "severity": "ERROR", "run_id": run.run_id,
+              "run_url": _run_url(settings, run.run_id)}
+    if failed:
+        return alerts.Alert(kind="night_blocked", reason=f"scores not written; failed: {', '.join(sorted(failed))}",
+                            **common)
+    return alerts.Alert(kind="run_failed", reason=failure, **common)
+
+
+def landing_requests(source: LandingSource, seen: dict[str, int]) -> tuple[list[dg.RunRequest], dict[str, int]]:
+    """A run request for every landing day whose files are new or changed since ``seen``
+    (day -> newest file mtime); returns the requests and the new cursor."""
+    seen, requests = dict(seen), []
+    for day in source.available_days():
+        files = source.transaction_files(day)
+        if not files:
+            continue
+        stamp = max(f.stat().st_mtime_ns for f in files)
+        if seen.get(day.isoformat()) != stamp:
+            seen[day.isoformat()] = stamp
+            requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}"))
+    return requests, seen
+
+
+def build_automation(settings: Settings, nightly_job, performance_job, asset_checks: list) -> tuple[list, list]:
     """Returns (schedules, sensors)."""
     nightly = dg.build_schedule_from_partitioned_job(
         nightly_job,
@@ -101,22 +141,8 @@ def build_automation(settings: Settings, nightly_job, asset_checks: list) -> tup
                            description="One alert per failed nightly run: which blocking checks stopped it, "
                            "or the error if it crashed.")
     def blocked_night_sensor(context: dg.RunFailureSensorContext):
-        run = context.dagster_run
-        partition = run.tags.get("dagster/partition")
-        failed = []
-        for record in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-            evaluation = record.dagster_event.event_specific_data
-            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-                failed.append(f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}")
-        if failed:
-            alert = alerts.Alert(kind="night_blocked", partition=partition, severity="ERROR",
-                                 reason=f"scores not written; failed: {', '.join(sorted(set(failed)))}",
-                                 run_id=run.run_id, run_url=_run_url(settings, run.run_id))
-        else:
-            message = context.failure_event.message if context.failure_event else "run failed"
-            alert = alerts.Alert(kind="run_failed", partition=partition, severity="ERROR", reason=message,
-                                 run_id=run.run_id, run_url=_run_url(settings, run.run_id))
-        _record(settings, [alert])
+        message = context.failure_event.message if context.failure_event else "run failed"
+        _record(settings, [night_alert(context.instance, context.dagster_run, message, settings)])
 
     @dg.sensor(name="landing_sensor", job=nightly_job, minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -124,21 +150,20 @@ def build_automation(settings: Settings, nightly_job, asset_checks: list) -> tup
     def landing_sensor(context: dg.SensorEvaluationContext):
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
-        source = LandingSource(settings)
-        seen = json.loads(context.cursor or "{}")
-        requests = []
-        for day in source.available_days():
-            files = source.transaction_files(day)
-            if not files:
-                continue
-            stamp = max(f.stat().st_mtime_ns for f in files)
-            if seen.get(day.isoformat()) != stamp:
-                seen[day.isoformat()] = stamp
-                requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}"))
+        requests, seen = landing_requests(LandingSource(settings), json.loads(context.cursor or "{}"))
         context.update_cursor(json.dumps(seen))
         return requests or dg.SkipReason("no new landing files")
+
+    @dg.schedule(job=performance_job, cron_schedule="0 6 * * *", name="performance_schedule",
+                 execution_timezone=settings.calendar.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="Daily at 06:00: the night whose 30-day label horizon has just passed.")
+    def performance_schedule(context: dg.ScheduleEvaluationContext):
+        night = Night.horizon_passed(context.scheduled_execution_time.date(), settings.calendar)
+        if night.day < settings.calendar.partitions_start:
+            return dg.SkipReason(f"{night.key} is before the first partition")
+        return dg.RunRequest(partition_key=night.key, run_key=night.key)
 
     freshness_sensor = dg.build_sensor_for_freshness_checks(
         freshness_checks=asset_checks, name="freshness_sensor", default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    return [nightly], [check_alerts_sensor, blocked_night_sensor, landing_sensor, freshness_sensor]
+    return [nightly, performance_schedule], [check_alerts_sensor, blocked_night_sensor, landing_sensor, freshness_sensor]

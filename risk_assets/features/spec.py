@@ -9,10 +9,10 @@ a look-back, with the window bounds in a relation ``b``:
   and logs the original;
 * ``b``: ``as_of, start_7, start_14, start_30, start_90`` (naive UTC timestamps).
 
-The time contract (DESIGN §2): partition ``P`` describes a customer as of
-``as_of = (P + 1 day) 00:00`` in the business timezone; a ``w``-day window is
-``[as_of − w calendar days, as_of)``. :func:`window_bounds` computes these bounds once,
-in Python, for both executions (:mod:`risk_assets.features.sql`).
+The time contract (``docs/time-contract.md``): partition ``P`` describes a customer as
+of ``as_of = (P + 1 day) 00:00`` in the business timezone; a ``w``-day window is
+``[as_of − w calendar days, as_of)``. :class:`risk_assets.night.Night` computes these
+bounds once, in Python, for both executions (:mod:`risk_assets.queries.features`).
 
 Definitions where a denominator is zero (documented here, not imputed):
 
@@ -30,13 +30,10 @@ A customer is *active* on ``P`` when it has at least one accepted transaction in
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-import pandas as pd
 
 WINDOWS: tuple[int, ...] = (7, 14, 30)
 LOOKBACK_DAYS = 90
@@ -170,31 +167,5 @@ SPEC_VERSION: str = hashlib.sha256(
 """Fingerprint of every feature's definition; changes whenever a window or formula does."""
 
 
-def _utc(local: dt.datetime) -> pd.Timestamp:
-    return pd.Timestamp(local).tz_convert("UTC").tz_localize(None)
-
-
-def as_of(day: dt.date, timezone: str) -> pd.Timestamp:
-    """End of business day ``day``: ``(day + 1) 00:00`` local, as naive UTC."""
-    return _utc(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=ZoneInfo(timezone)))
-
-
-def window_bounds(day: dt.date, timezone: str) -> dict[str, pd.Timestamp]:
-    """``as_of``, each window's start, the look-back start and the label end, naive UTC.
-
-    Windows are calendar days in the business timezone, so across a DST change a
-    7-day window is 7×24 h ± 1 h of UTC time."""
-    tz = ZoneInfo(timezone)
-    end = day + dt.timedelta(days=1)
-
-    def local_midnight(d: dt.date) -> pd.Timestamp:
-        return _utc(dt.datetime.combine(d, dt.time(0), tzinfo=tz))
-
-    bounds = {"as_of": local_midnight(end)}
-    for w in (*WINDOWS, LOOKBACK_DAYS):
-        bounds[f"start_{w}"] = local_midnight(end - dt.timedelta(days=w))
-    bounds["label_end"] = local_midnight(end + dt.timedelta(days=LABEL_HORIZON_DAYS))
-    return bounds
-
-
 BOUND_COLUMNS: tuple[str, ...] = ("as_of", *(f"start_{w}" for w in (*WINDOWS, LOOKBACK_DAYS)))
+"""Columns of the bounds relation ``b`` every aggregate reads (built by ``Night.bound_row``)."""

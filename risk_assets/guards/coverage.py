@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, poisson
 
-from risk_assets.guards import Outcome
+from risk_assets.guards import Verdict
 
 MIN_EXPECTED = 3.0  # below this many expected rows a vanished category is not news
 COLLAPSE_P = 1e-3
+SUGGESTION_COLUMNS = ["category", "kind", "replaces", "alias_to", "rows", "missing_rows", "margin", "confidence"]
 
 
 def _poisson_p(observed: int, expected: float) -> float:
@@ -21,7 +22,7 @@ def _poisson_p(observed: int, expected: float) -> float:
     return float(min(1.0, 2 * min(poisson.cdf(observed, expected), poisson.sf(observed - 1, expected))))
 
 
-def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_share: float) -> Outcome:
+def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_share: float) -> Verdict:
     """``night``: the partition's rows (transaction_id, category, amount_cents).
     ``mapping``: the current category mapping with its training volumes and amounts."""
     n = len(night)
@@ -63,33 +64,52 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
 
     suggestions = suggest_aliases(unmapped, ref.reset_index())
     aliases = {s["category"]: s["alias_to"] for s in suggestions if s["alias_to"] != "-"}
-    toml = "[mapping]\naliases = { " + ", ".join(f'{k} = "{v}"' for k, v in aliases.items()) + " }" if aliases else ""
     passed = share <= max_unmapped_share
     summary = (
         f"{share:.2%} of {n} rows have unmapped categories (threshold {max_unmapped_share:.2%})"
         + (f": {', '.join(unseen['category'])}" if len(unseen) else "")
     )
-    return Outcome(
+    return Verdict(
         passed=passed,
         severity="ERROR",
         summary=summary,
-        metadata={
+        figures={
             "rows": n,
             "unmapped_rows": len(unmapped),
             "unmapped_share": share,
             "unmapped_amount_share": amount_share,
-            "threshold_unmapped_share": max_unmapped_share,
             "unseen_categories": ", ".join(unseen["category"]) or "-",
             "vanished_or_collapsed": ", ".join(f"{r.canonical} ({r.status})" for r in lost.itertuples()) or "-",
-            "suggested_aliases": toml or "-",
         },
+        thresholds={"max_unmapped_share": max_unmapped_share},
+        data={"suggested_aliases": aliases, "suggested_aliases_toml": aliases_toml(aliases) if aliases else "-"},
         tables={
             "unseen": unseen[["category", "rows", "share", "mean_amount", "sample_ids"]],
-            "vanished_or_collapsed": lost[["canonical", "status", "expected_rows", "observed_rows", "mean_amount", "p_value"]]
+            "lost_categories": lost[["canonical", "status", "expected_rows", "observed_rows", "mean_amount", "p_value"]]
             if len(lost) else pd.DataFrame(),
-            "suggestions": pd.DataFrame(suggestions),
+            "suggestions": pd.DataFrame(suggestions, columns=SUGGESTION_COLUMNS),
         },
     )
+
+
+def coverage_with_customers(night: pd.DataFrame, mapping: pd.DataFrame, customers_with_unseen: int,
+                            scored_customers: int, max_unmapped_share: float,
+                            max_customer_share: float) -> Verdict:
+    """The row-level coverage verdict, plus the share of scored customers whose features
+    hold an unseen category (from the imputation ledger): either one fails it."""
+    verdict = category_coverage(night, mapping, max_unmapped_share)
+    share = customers_with_unseen / scored_customers if scored_customers else 0.0
+    verdict.figures |= {"customers_with_unseen": int(customers_with_unseen), "customer_share": share}
+    verdict.thresholds |= {"max_customer_share": max_customer_share}
+    if share > max_customer_share:
+        verdict.passed = False
+        verdict.summary += f"; {share:.2%} of scored customers have an unseen category"
+    return verdict
+
+
+def aliases_toml(aliases: dict[str, str]) -> str:
+    """The ``[mapping]`` section that applies ``aliases``, ready to paste."""
+    return "[mapping]\naliases = { " + ", ".join(f'{k} = "{v}"' for k, v in aliases.items()) + " }"
 
 
 def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[dict]:

@@ -8,7 +8,7 @@ from scipy.stats import norm
 
 from risk_assets import stats
 from risk_assets.features.spec import BY_NAME, CATEGORICAL, NUMERIC
-from risk_assets.guards import Outcome
+from risk_assets.guards import Verdict
 
 
 def monitored_features() -> list[str]:
@@ -37,7 +37,7 @@ def distance(encoded: pd.DataFrame, feature: str, reference: dict) -> float:
     return stats.js_distance(ref["shares"], stats.level_shares(encoded[feature], ref["levels"]))
 
 
-def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, error_alpha: float) -> Outcome:
+def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, error_alpha: float) -> Verdict:
     features = monitored_features()
     rows = []
     for f in features:
@@ -54,21 +54,20 @@ def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, erro
     passed = errors.empty and warns.empty
     severity = "WARN" if len(warns) and errors.empty else "ERROR"
     worst = (errors if len(errors) else warns if len(warns) else table.head(1))
-    return Outcome(
+    return Verdict(
         passed=passed,
         severity=severity,
         summary=(f"{len(errors)} feature(s) beyond the ERROR band, {len(warns)} in the WARN band"
                  + (f": {', '.join(worst['feature'])}" if not passed else "")),
-        metadata={
+        figures={
             "features_monitored": len(features),
             "error_band": len(errors),
             "warn_band": len(warns),
-            "warn_alpha_per_night": warn_alpha,
-            "error_alpha_per_night": error_alpha,
-            "calibration": "log-normal fit to leave-one-day-out training-day and out-of-time validation-day "
-            "distances, Bonferroni across features",
             **{f"distance.{r['feature']}": float(r["distance"]) for r in rows},
         },
+        thresholds={"warn_alpha_per_night": warn_alpha, "error_alpha_per_night": error_alpha},
+        data={"calibration": "log-normal fit to leave-one-day-out training-day and out-of-time validation-day "
+              "distances, Bonferroni across features; per-feature bands in the features table"},
         tables={"features": table},
     )
 
@@ -84,7 +83,7 @@ def cusum(z: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
     return up, down
 
 
-def drift_direction(nightly_means: pd.DataFrame, reference: dict, k: float, h: float) -> Outcome:
+def drift_direction(nightly_means: pd.DataFrame, reference: dict, k: float, h: float) -> Verdict:
     """Does a feature's nightly mean keep moving one way, even inside the drift bands?
 
     ``nightly_means``: one row per night (``partition`` sorted), one column per numeric
@@ -110,12 +109,14 @@ def drift_direction(nightly_means: pd.DataFrame, reference: dict, k: float, h: f
                      "cusum_up": float(up[-1]), "cusum_down": float(down[-1])})
     table = pd.DataFrame(rows)
     alarms = table[(table["cusum_up"] > h) | (table["cusum_down"] > h)] if len(table) else table
-    return Outcome(
+    return Verdict(
         passed=alarms.empty,
         severity="WARN",
         summary=(f"{len(alarms)} feature(s) drifting one way: " + ", ".join(
             f"{r.feature} ({'up' if r.cusum_up > h else 'down'})" for r in alarms.itertuples())
             if len(alarms) else f"no one-sided drift over {len(nightly_means)} night(s)"),
-        metadata={"k": k, "h": h, "alarms": len(alarms), "nights": len(nightly_means)},
+        figures={"alarms": len(alarms), "nights": len(nightly_means),
+                 "nights_from": str(nightly_means["partition"].min()) if len(nightly_means) else "-"},
+        thresholds={"k": k, "h": h},
         tables={"cusum": table.sort_values("cusum_up", ascending=False) if len(table) else table},
     )

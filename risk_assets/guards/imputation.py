@@ -7,10 +7,10 @@ import pandas as pd
 from scipy.stats import chi2_contingency
 
 from risk_assets.features.spec import FEATURE_NAMES
-from risk_assets.guards import Outcome
+from risk_assets.guards import Verdict
 
 
-def imputation_ceiling(ledger: pd.DataFrame, rows: int, ceiling: float) -> Outcome:
+def imputation_ceiling(ledger: pd.DataFrame, rows: int, ceiling: float) -> Verdict:
     """Per feature: substituted cells / rows ≤ ceiling. Every feature's rate is reported."""
     counts = ledger.groupby("feature").size().reindex(list(FEATURE_NAMES), fill_value=0)
     reasons = ledger.groupby(["feature", "reason"]).size().unstack(fill_value=0) if len(ledger) else pd.DataFrame()
@@ -20,21 +20,21 @@ def imputation_ceiling(ledger: pd.DataFrame, rows: int, ceiling: float) -> Outco
         table[reason] = reasons[reason].reindex(counts.index, fill_value=0).to_numpy()
     over = table[table["rate"] > ceiling].sort_values("rate", ascending=False)
     worst = table.sort_values("rate", ascending=False).iloc[0]
-    return Outcome(
+    return Verdict(
         passed=over.empty,
         severity="ERROR",
         summary=(f"{len(over)} feature(s) above the {ceiling:.1%} imputation ceiling"
                  + (f": {', '.join(over['feature'])}" if len(over) else "")
                  + f"; worst {worst['feature']} at {worst['rate']:.2%}"),
-        metadata={
+        figures={
             "rows": rows,
-            "ceiling": ceiling,
             "features_over_ceiling": len(over),
             "substituted_cells": int(counts.sum()),
             "worst_feature": str(worst["feature"]),
             "worst_rate": float(worst["rate"]),
             **{f"rate.{f}": float(r) for f, r in zip(table["feature"], table["rate"])},
         },
+        thresholds={"ceiling": ceiling},
         tables={"rates": table.sort_values("rate", ascending=False)},
     )
 
@@ -45,7 +45,7 @@ def missingness_pattern(
     alpha: float,
     min_lift: float,
     min_cells: int,
-) -> Outcome:
+) -> Verdict:
     """Is a feature's missingness concentrated in one group, rather than random?
 
     ``groups``: one row per scored customer (``customer_id`` plus grouping columns —
@@ -87,23 +87,21 @@ def missingness_pattern(
         frame = frame.sort_values(["flagged", "p_value"], ascending=[False, True])
     flagged = frame[frame["flagged"]] if len(frame) else frame
     top = flagged.drop_duplicates("feature") if len(flagged) else flagged
-    return Outcome(
+    return Verdict(
         passed=flagged.empty,
         severity="ERROR",
         summary=("missingness is concentrated: " + "; ".join(
             f"{r.feature} in {r.grouping}={r.group} ({r.cells_in_group}/{r.cells} cells, lift {r.lift:.1f})"
             for r in top.itertuples()) if len(flagged) else
             f"no concentrated missingness ({len(frame)} tests, {len(features)} feature(s) with ≥ {min_cells} cells)"),
-        metadata={
+        figures={
             "tests": len(frame),
             "bonferroni_level": level,
-            "alpha": alpha,
-            "min_lift": min_lift,
-            "min_cells": min_cells,
             "flagged": len(flagged),
             "features_tested": len(features),
         },
-        tables={"tests": frame.head(20) if len(frame) else pd.DataFrame()},
+        thresholds={"alpha": alpha, "min_lift": min_lift, "min_cells": min_cells},
+        tables={"concentration_tests": frame.head(20) if len(frame) else pd.DataFrame()},
     )
 
 

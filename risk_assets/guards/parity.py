@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
 from risk_assets.features.spec import CATEGORICAL, NUMERIC
-from risk_assets.guards import Outcome
+from risk_assets.guards import Verdict
+
+
+def parity_sample(ids, size: int, seed: int, day: dt.date) -> list[str]:
+    """The night's seeded sample of customer ids: the same night always draws the same
+    sample, and every night a new one (so every weekday is covered over time)."""
+    rng = np.random.default_rng([seed, day.toordinal()])
+    ids = np.asarray(ids, dtype=object)
+    n = min(size, len(ids))
+    return sorted(rng.choice(ids, size=n, replace=False)) if n else []
 
 
 def parity(
@@ -18,7 +29,7 @@ def parity(
     bias_alpha: float,
     min_nonzero: int,
     categorical_tolerance: float = 0.0,
-) -> Outcome:
+) -> Verdict:
     """Fails on any numeric difference beyond ``atol + rtol·|training|``, on a categorical
     feature differing in more than ``categorical_tolerance`` of the rows, on customers
     present on one side only, or on a significant one-sided bias (paired sign test,
@@ -64,21 +75,20 @@ def parity(
         f"{int(table['beyond_tolerance'].sum())} feature(s) differ beyond tolerance, "
         f"{int(table['biased'].sum())} with a one-sided bias, {missing} customer(s) on one side only"
         + (f": {', '.join(bad['feature'].head(8))}" if len(bad) else ""))
-    return Outcome(
+    return Verdict(
         passed=passed,
         severity="ERROR",
         summary=summary,
-        metadata={
+        figures={
             "sample": int(len(serving)),
             "compared": int(len(common)),
             "only_in_serving": len(only_serving),
             "only_in_training": len(only_training),
             "features_with_mismatches": int(table["beyond_tolerance"].sum()),
-            "categorical_tolerance": categorical_tolerance,
             "features_biased": int(table["biased"].sum()),
-            "atol": atol, "rtol": rtol,
-            "bias_alpha": bias_alpha, "bias_level_per_feature": level, "min_nonzero": min_nonzero,
             "max_mismatch_share": float(table["mismatch_share"].max()) if len(table) else 0.0,
         },
+        thresholds={"atol": atol, "rtol": rtol, "categorical_tolerance": categorical_tolerance,
+                    "bias_alpha": bias_alpha, "bias_level_per_feature": level, "min_nonzero": min_nonzero},
         tables={"features": table.sort_values(["beyond_tolerance", "biased", "mismatches"], ascending=False)},
     )

@@ -8,10 +8,10 @@ import pandera.pandas as pa
 
 from risk_assets.contract import Window, transaction_schema
 from risk_assets.features.spec import CATEGORICAL, NUMERIC
-from risk_assets.guards import Outcome
+from risk_assets.guards import Verdict
 
 
-def _validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> Outcome:
+def _validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> Verdict:
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -21,18 +21,18 @@ def _validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> Outcome:
             failures=("failure_case", "size"),
             examples=("failure_case", lambda s: ", ".join(map(str, s.head(3)))),
         ).reset_index().sort_values("failures", ascending=False))
-        return Outcome(
+        return Verdict(
             passed=False,
             severity="ERROR",
             summary=f"{schema.name}: {len(cases)} failure case(s) in {len(summary)} rule(s): "
             + "; ".join(f"{r.column} {r.check}" for r in summary.head(5).itertuples()),
-            metadata={"rows": len(frame), "failure_cases": len(cases), "rules_failed": len(summary)},
+            figures={"rows": len(frame), "failure_cases": len(cases), "rules_failed": len(summary)},
             tables={"failures": summary},
         )
-    return Outcome(True, "ERROR", f"{schema.name}: {len(frame)} rows valid", {"rows": len(frame), "failure_cases": 0})
+    return Verdict(True, "ERROR", f"{schema.name}: {len(frame)} rows valid", {"rows": len(frame), "failure_cases": 0})
 
 
-def raw_schema(frame: pd.DataFrame, window: Window, max_amount: float, max_text: int) -> Outcome:
+def raw_schema(frame: pd.DataFrame, window: Window, max_amount: float, max_text: int) -> Verdict:
     schema = transaction_schema(window, max_amount, max_text)
     schema = schema.update_columns({"transaction_id": {"unique": True}}).add_columns({
         "amount_cents": pa.Column("int64", pa.Check.gt(0)),
@@ -40,7 +40,7 @@ def raw_schema(frame: pd.DataFrame, window: Window, max_amount: float, max_text:
     return _validate(frame, schema)
 
 
-def encoded_schema(frame: pd.DataFrame, vocab: dict[str, list[str]], model_version: str) -> Outcome:
+def encoded_schema(frame: pd.DataFrame, vocab: dict[str, list[str]], model_version: str) -> Verdict:
     columns = {
         "customer_id": pa.Column(object, unique=True, nullable=False),
         "model_version": pa.Column(object, pa.Check.isin([model_version]), nullable=False),
@@ -54,7 +54,7 @@ def encoded_schema(frame: pd.DataFrame, vocab: dict[str, list[str]], model_versi
     return _validate(frame, pa.DataFrameSchema(columns, name="encoded_features"))
 
 
-def scores_schema(frame: pd.DataFrame, expected_customers: int) -> Outcome:
+def scores_schema(frame: pd.DataFrame, expected_customers: int) -> Verdict:
     schema = pa.DataFrameSchema(
         {
             "customer_id": pa.Column(object, unique=True, nullable=False),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from risk_assets import stats
-from risk_assets.guards import Outcome
+from risk_assets.guards import Verdict
 
 
 def score_sanity(scores: np.ndarray, validation_quantiles: list[float], psi_warn: float,
-                 high_band_max_share: float) -> Outcome:
+                 high_band_max_share: float) -> Verdict:
     q = np.asarray(validation_quantiles)
     edges = list(q[1:-1])
     ref = np.full(len(edges) + 1, 1.0 / (len(edges) + 1))
@@ -21,16 +21,15 @@ def score_sanity(scores: np.ndarray, validation_quantiles: list[float], psi_warn
         problems.append(f"score PSI {value:.3f} > {psi_warn}")
     if high_share > high_band_max_share:
         problems.append(f"{high_share:.1%} of customers score above the validation p98 (> {high_band_max_share:.0%})")
-    return Outcome(
+    return Verdict(
         passed=not problems,
         severity="WARN",
         summary="; ".join(problems) or f"score distribution in line with validation (PSI {value:.3f})",
-        metadata={
+        figures={
             "score_psi": value,
-            "psi_warn": psi_warn,
             "share_above_validation_p98": high_share,
-            "high_share_warn": high_band_max_share,
             "mean_score": float(np.mean(scores)) if len(scores) else 0.0,
             "validation_mean_score": float(np.mean(q)),
         },
+        thresholds={"psi_warn": psi_warn, "high_share_warn": high_band_max_share},
     )

@@ -1,7 +1,12 @@
-"""The DuckDB warehouse: table definitions and atomic partition writes.
+"""The DuckDB warehouse: table definitions, atomic partition writes, and every query
+the pipeline runs against its tables (the feature executions are in
+:mod:`risk_assets.queries.features`, the model registry and category mapping in
+:mod:`risk_assets.queries.registry`).
 
-Only identifiers from :data:`TABLES` are ever interpolated into SQL; every value
-travels as a parameter or a registered frame. A partition is replaced with
+Functions here take a connection and plain values (dates, ids, frames) and return
+frames, sets or numbers — no Dagster types — so a second engine can implement the same
+functions. Only identifiers from :data:`TABLES` (and feature names from the spec) are
+ever interpolated into SQL; every value travels as a parameter or a registered frame. A partition is replaced with
 ``DELETE`` + ``INSERT`` inside *one* transaction for all the tables an asset writes,
 so a crash leaves the previous partition or the new one, never half of either
 (``DuckDBPandasIOManager`` does not give that guarantee).
@@ -19,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from risk_assets.features.spec import FEATURES
+from risk_assets.features.spec import FEATURES, NUMERIC
 
 _FEATURE_DDL = ", ".join(
     f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES
@@ -245,3 +250,155 @@ def count(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date | None 
     if partition is None:
         return scalar(conn, f"SELECT count(*) FROM {table(name)}")
     return scalar(conn, f"SELECT count(*) FROM {table(name)} WHERE partition = ?", [partition])
+
+
+# =========================================================================== reads and writes
+class NotMaterialised(LookupError):
+    """A step needs rows another asset has not written yet (the message says which)."""
+
+
+def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, required: bool = True,
+                   columns: list[str] | None = None) -> pd.DataFrame:
+    """One partition of a per-customer table, ordered by customer (``columns``: only
+    these, table columns only); empty is :class:`NotMaterialised` when ``required``."""
+    wanted = "*"
+    if columns is not None:
+        unknown = set(columns) - set(COLUMNS[name])
+        if unknown:
+            raise ValueError(f"{name} has no columns {sorted(unknown)}")
+        wanted = ", ".join(f'"{c}"' for c in ["customer_id", *columns])
+    out = frame(conn, f"SELECT {wanted} FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
+    if required and out.empty:
+        raise NotMaterialised(f"{name}[{day}] is empty: materialise it first")
+    return out
+
+
+# --------------------------------------------------------------------------- raw layer
+def customer_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT customer_id FROM customers").fetchall()}
+
+
+def stored_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> dict[str, str]:
+    """transaction_id -> partition, for ids of this batch stored in another partition."""
+    if ids.empty:
+        return {}
+    batch = pd.DataFrame({"transaction_id": ids.map(lambda v: v if isinstance(v, str) else None)})
+    conn.register("_batch_ids", batch)
+    try:
+        rows = conn.execute(
+            """SELECT r.transaction_id, CAST(r.partition AS VARCHAR) FROM raw_transactions r
+               JOIN (SELECT DISTINCT transaction_id FROM _batch_ids) b USING (transaction_id)
+               WHERE r.partition <> ?""",
+            [day],
+        ).fetchall()
+    finally:
+        conn.unregister("_batch_ids")
+    return dict(rows)
+
+
+def raw_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    return conn.execute("SELECT * FROM raw_transactions WHERE partition = ?", [day]).df()
+
+
+def night_categories(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """The partition's rows as the coverage check needs them."""
+    return conn.execute(
+        "SELECT transaction_id, category, amount_cents FROM raw_transactions WHERE partition = ?", [day]).df()
+
+
+def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp,
+                      first: dt.date, last: dt.date) -> pd.DataFrame:
+    """Distinct (customer_id, category) with an event in ``[start, end)``, scanning
+    partitions ``first .. last``."""
+    return conn.execute(
+        "SELECT DISTINCT customer_id, category FROM raw_transactions WHERE event_ts >= ? "
+        "AND event_ts < ? AND partition BETWEEN ? AND ?", [start, end, first, last]).df()
+
+
+def stored_record_keys(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str]:
+    """Every transaction id of a partition, accepted or rejected."""
+    return {r[0] for r in conn.execute(
+        "SELECT transaction_id FROM raw_transactions WHERE partition = ? UNION "
+        "SELECT record_key FROM rejected_transactions WHERE partition = ?", [day, day]).fetchall()}
+
+
+def rejection_reasons(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """``reasons, rows`` of the partition's rejected rows, most frequent first."""
+    return conn.execute(
+        "SELECT reasons, count(*) AS rows FROM rejected_transactions WHERE partition = ? "
+        "GROUP BY reasons ORDER BY rows DESC, reasons", [day]).df()
+
+
+def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The load ledger ``raw_loads`` for partitions ``first .. last``, by partition."""
+    out = conn.execute(
+        "SELECT partition, received, accepted, rejected, read_at FROM raw_loads "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last]).df()
+    out["partition"] = pd.to_datetime(out["partition"]).dt.date
+    return out
+
+
+def recent_loaded_partitions(conn: duckdb.DuckDBPyConnection, limit: int) -> list[dt.date]:
+    return [r[0] for r in conn.execute(
+        "SELECT partition FROM raw_loads ORDER BY partition DESC LIMIT ?", [limit]).fetchall()]
+
+
+def irregular_customers(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
+    """Customers with an irregularity event in ``[start, end)``."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
+        [start, end]).fetchall()}
+
+
+# --------------------------------------------------------------------------- features
+def serving_customer_ids(conn: duckdb.DuckDBPyConnection, day: dt.date) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT customer_id FROM serving_features WHERE partition = ? ORDER BY customer_id", [day]).fetchall()]
+
+
+def serving_rows(conn: duckdb.DuckDBPyConnection, day: dt.date, customers: list[str]) -> pd.DataFrame:
+    """Stored serving features of these customers only."""
+    conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
+    try:
+        return frame(conn, "SELECT s.* FROM serving_features s JOIN _wanted_ids USING (customer_id) "
+                           "WHERE s.partition = ? ORDER BY s.customer_id", [day])
+    finally:
+        conn.unregister("_wanted_ids")
+
+
+def imputation_ledger(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    return conn.execute("SELECT * FROM imputation_log WHERE partition = ?", [day]).df()
+
+
+def customer_groups(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """``customer_id, segment, region`` of the night's encoded customers."""
+    return conn.execute(
+        "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id",
+        [day]).df()
+
+
+def nightly_means(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, model_version: str) -> pd.DataFrame:
+    """Per night, the mean of every numeric feature as encoded for ``model_version``."""
+    means = ", ".join(f"avg({f}) AS {f}" for f in NUMERIC)  # spec names only
+    return conn.execute(
+        f"SELECT partition, {means} FROM encoded_features WHERE partition BETWEEN ? AND ? "
+        "AND model_version = ? GROUP BY partition ORDER BY partition", [first, last, model_version]).df()
+
+
+def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    out = conn.execute("SELECT * FROM training_features ORDER BY as_of, customer_id").df()
+    if out.empty:
+        raise NotMaterialised("training_features is empty: materialise it first")
+    return out
+
+
+# --------------------------------------------------------------------------- scores
+def scores(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """``customer_id, score, model_version`` of a scored night (empty when not scored)."""
+    return conn.execute(
+        "SELECT customer_id, score, model_version FROM risk_scores WHERE partition = ? ORDER BY customer_id",
+        [day]).df()
+
+
+def scored_customers(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT customer_id FROM risk_scores WHERE partition = ?", [day]).fetchall()}

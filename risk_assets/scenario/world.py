@@ -11,7 +11,7 @@ transactions, larger amounts, more money moving through cash, transfers and
 gambling. That ramp is what a model on 7/14/30-day windows can learn; the remaining
 20% of events have no visible precursor, which keeps the problem honest.
 
-Scenario knobs (all off by default, see ``risk_assets.settings``):
+Scenario knobs (all off by default, see ``risk_assets.scenario.settings``):
 
 * product change — from its date the source renames ``money_transfer`` to
   ``p2p_payments``, merges ``travel`` and ``hotels`` into ``travel_and_lodging`` and
@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from risk_assets.settings import WorldSettings
+from risk_assets.scenario.settings import WorldSettings
 
 BASE_CATEGORIES: tuple[str, ...] = (
     "groceries",

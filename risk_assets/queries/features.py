@@ -1,4 +1,5 @@
-"""The two executions of the feature spec, both compiled from :data:`spec.FEATURES`.
+"""The two executions of the feature spec, both compiled from :data:`spec.FEATURES`
+(warehouse reads: raw transactions, the category mapping, customers, irregularities).
 
 * :func:`serving_features` — every active customer for one business day; the window
   bounds are one constant row, the scan is pruned to the look-back's partitions.
@@ -20,13 +21,9 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from risk_assets import warehouse
-from risk_assets.features.spec import (
-    BOUND_COLUMNS,
-    FEATURES,
-    LOOKBACK_DAYS,
-    window_bounds,
-)
+from risk_assets.features.spec import BOUND_COLUMNS, FEATURES, LOOKBACK_DAYS
+from risk_assets.night import Night
+from risk_assets.queries import warehouse
 
 _TX_AGGS = ",\n    ".join(f"{f.sql} AS {f.name}" for f in FEATURES if f.origin == "transactions")
 _SELECT = ", ".join(
@@ -57,8 +54,8 @@ class ServingSkew:
         return bool(self.end_shift_hours or self.window_days_offset)
 
 
-def serving_bounds(day: dt.date, timezone: str, skew: ServingSkew | None = None) -> dict[str, pd.Timestamp]:
-    bounds = window_bounds(day, timezone)
+def serving_bounds(night: Night, skew: ServingSkew | None = None) -> dict[str, pd.Timestamp]:
+    bounds = night.bound_row()
     if skew and skew.active:
         shift = pd.Timedelta(hours=skew.end_shift_hours)
         bounds = {
@@ -68,22 +65,20 @@ def serving_bounds(day: dt.date, timezone: str, skew: ServingSkew | None = None)
     return bounds
 
 
-def _partition_range(days: Iterable[dt.date]) -> tuple[dt.date, dt.date]:
-    days = sorted(days)
-    # Partitions are business days and event_ts is UTC: one spare day on each side.
-    return days[0] - dt.timedelta(days=LOOKBACK_DAYS + 1), days[-1] + dt.timedelta(days=1)
+def _partition_range(nights: Iterable[Night]) -> tuple[dt.date, dt.date]:
+    nights = sorted(nights, key=lambda n: n.day)
+    return nights[0].scan_range()[0], nights[-1].scan_range()[1]
 
 
 def serving_features(
     conn: duckdb.DuckDBPyConnection,
-    day: dt.date,
-    timezone: str,
+    night: Night,
     mapping_version: str,
     skew: ServingSkew | None = None,
 ) -> pd.DataFrame:
-    """Features of every active customer as of the end of business day ``day``."""
-    bounds = serving_bounds(day, timezone, skew)
-    first, last = _partition_range([day])
+    """Features of every active customer as of the end of business day ``night``."""
+    bounds = serving_bounds(night, skew)
+    first, last = night.scan_range()
     b_row = ", ".join(f"$b_{c}::TIMESTAMP AS {c}" for c in BOUND_COLUMNS)
     sql = f"""
 WITH b AS (SELECT {b_row}),
@@ -124,31 +119,29 @@ memory bounded (``benchmarks/run.py``)."""
 
 def training_features(
     conn: duckdb.DuckDBPyConnection,
-    days: Sequence[dt.date],
-    timezone: str,
+    nights: Sequence[Night],
     mapping_version: str,
     customers: Sequence[str] | None = None,
     chunk_days: int = TRAINING_CHUNK_DAYS,
 ) -> pd.DataFrame:
-    """Point-in-time features for every (active customer, as-of day) pair, ordered by
+    """Point-in-time features for every (active customer, as-of night) pair, ordered by
     as-of day then customer.
 
     ``customers``: restrict to these ids (the parity sample); all active otherwise."""
-    days = sorted(days)
-    chunks = [_training_chunk(conn, days[i:i + chunk_days], timezone, mapping_version, customers)
-              for i in range(0, len(days), chunk_days)]
+    nights = sorted(nights, key=lambda n: n.day)
+    chunks = [_training_chunk(conn, nights[i:i + chunk_days], mapping_version, customers)
+              for i in range(0, len(nights), chunk_days)]
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
 def _training_chunk(
     conn: duckdb.DuckDBPyConnection,
-    days: Sequence[dt.date],
-    timezone: str,
+    nights: Sequence[Night],
     mapping_version: str,
     customers: Sequence[str] | None,
 ) -> pd.DataFrame:
-    spine = pd.DataFrame([window_bounds(d, timezone) for d in days])[list(BOUND_COLUMNS)]
-    first, last = _partition_range(days)
+    spine = pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
+    first, last = _partition_range(nights)
     conn.register("_spine", spine)
     sample_filter = ""
     if customers is not None:
@@ -178,7 +171,8 @@ ORDER BY f.as_of, f.customer_id"""
 def labels(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, timezone: str) -> pd.Series:
     """1 when the customer has an irregularity in ``[as_of, as_of + 30 days)``."""
     keys = frame[["customer_id", "as_of"]].copy()
-    keys["label_end"] = [_label_end(a, timezone) for a in keys["as_of"]]
+    label_end = {a: Night.from_as_of(a, timezone).label_end for a in keys["as_of"].unique()}
+    keys["label_end"] = keys["as_of"].map(label_end)
     keys["_row"] = range(len(keys))
     conn.register("_keys", keys)
     try:
@@ -192,14 +186,3 @@ def labels(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, timezone: str) 
     result = pd.Series(0, index=frame.index, dtype="int64")
     result.iloc[hit.to_numpy()] = 1
     return result
-
-
-_LABEL_END_CACHE: dict[tuple[pd.Timestamp, str], pd.Timestamp] = {}
-
-
-def _label_end(as_of: pd.Timestamp, timezone: str) -> pd.Timestamp:
-    key = (as_of, timezone)
-    if key not in _LABEL_END_CACHE:
-        local_day = as_of.tz_localize("UTC").tz_convert(timezone).date() - dt.timedelta(days=1)
-        _LABEL_END_CACHE[key] = window_bounds(local_day, timezone)["label_end"]
-    return _LABEL_END_CACHE[key]

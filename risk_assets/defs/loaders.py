@@ -1,0 +1,174 @@
+"""What each check loads: one function per check, from the warehouse to the keyword
+arguments of its guard. Plain Python (queries in, plain values out; no Dagster types);
+the catalogue (``catalogue.py``) pairs each loader with its guard and its settings.
+
+A loader returns :class:`Inputs`: the guard's arguments, plus extras recorded next to
+the verdict (the mapping or model version it was judged against)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import pandas as pd
+
+from risk_assets import model as model_lib
+from risk_assets.features.encoding import UNSEEN_CATEGORY
+from risk_assets.guards.drift import monitored_features
+from risk_assets.guards.imputation import category_usage
+from risk_assets.guards.parity import parity_sample
+from risk_assets.night import Night
+from risk_assets.queries import features as feature_sql
+from risk_assets.queries import registry, warehouse
+from risk_assets.queries.features import ServingSkew
+from risk_assets.queries.warehouse import NotMaterialised
+from risk_assets.settings import Settings
+from risk_assets.sources import make_source
+
+VOLUME_HISTORY_DAYS = 28
+"""Days of load history ``row_volume`` compares a day with."""
+
+
+@dataclass
+class Inputs:
+    args: dict
+    extras: dict = field(default_factory=dict)
+
+
+def deployed_model(conn) -> tuple[lgb.Booster, model_lib.ModelCard]:
+    entry = registry.deployed_model(conn)
+    if entry is None:
+        raise NotMaterialised("no deployed model: materialise `risk_model` and `deployed_model` first (training_job)")
+    return model_lib.load(Path(entry.path))
+
+
+# --------------------------------------------------------------------------- raw layer
+def reconcile(conn, night: Night, settings: Settings) -> Inputs:
+    ledger = warehouse.loads(conn, night.day, night.day)
+    row = ledger.iloc[0] if len(ledger) else None
+    return Inputs({
+        "received": int(row["received"]) if row is not None else None,
+        "stored_accepted": warehouse.count(conn, "raw_transactions", night.day),
+        "stored_rejected": warehouse.count(conn, "rejected_transactions", night.day),
+        "recorded_accepted": int(row["accepted"]) if row is not None else None,
+        "recorded_rejected": int(row["rejected"]) if row is not None else None,
+    })
+
+
+def raw_partition(conn, night: Night, settings: Settings) -> Inputs:
+    return Inputs({"frame": warehouse.raw_partition(conn, night.day), "window": night.window}, {"partition": night.key})
+
+
+def rejections(conn, night: Night, settings: Settings) -> Inputs:
+    return Inputs({"accepted": warehouse.count(conn, "raw_transactions", night.day),
+                   "reasons": warehouse.rejection_reasons(conn, night.day)})
+
+
+def volume(conn, night: Night, settings: Settings) -> Inputs:
+    ledger = warehouse.loads(conn, night.days_back(VOLUME_HISTORY_DAYS), night.day)
+    today = ledger[ledger["partition"] == night.day]
+    return Inputs({
+        "received": int(today["received"].iloc[0]) if len(today) else 0,
+        "accepted": int(today["accepted"].iloc[0]) if len(today) else 0,
+        "recent_accepted": ledger.loc[ledger["partition"] != night.day, "accepted"].astype(int).tolist(),
+    })
+
+
+def coverage(conn, night: Night, settings: Settings) -> Inputs:
+    return Inputs({"night": warehouse.night_categories(conn, night.day), "mapping": registry.mapping(conn)},
+                  {"mapping_version": registry.current_mapping_version(conn)})
+
+
+def late_rows(conn, night: Night, settings: Settings) -> Inputs:
+    previous = night.previous.day
+    ledger = warehouse.loads(conn, previous, night.day)
+    read_at = dict(zip(ledger["partition"], ledger["read_at"]))
+    loaded = previous in read_at
+    cutoff = read_at.get(night.day)
+    cutoff = cutoff if isinstance(cutoff, str) and cutoff else None
+    rows_now = (make_source(settings).transactions(previous, read_at=pd.Timestamp(cutoff) if cutoff else None)
+                if loaded else pd.DataFrame(columns=["transaction_id", "customer_id"]))
+    return Inputs({
+        "reconciled": previous, "loaded": loaded, "rows_now": rows_now,
+        "stored_ids": warehouse.stored_record_keys(conn, previous) if loaded else set(),
+        "scored": warehouse.scored_customers(conn, previous) if loaded else set(),
+        "cutoff": cutoff,
+    })
+
+
+# --------------------------------------------------------------------------- serving features
+def lookback(conn, night: Night, settings: Settings) -> Inputs:
+    expected = night.lookback_partitions
+    return Inputs({"expected": expected,
+                   "loaded": warehouse.loads(conn, expected[0], expected[-1])["partition"].tolist()})
+
+
+def parity_inputs(conn, night: Night, settings: Settings, mapping_version: str,
+                  served: pd.DataFrame | None = None, skew: ServingSkew | None = None) -> dict:
+    """The parity guard's frames for one night: a seeded sample of the served rows
+    (``served``; computed now by the serving path, with ``skew``, when None) and the
+    same customers recomputed by the training path. Shared by the nightly parity check
+    and the deployment gate."""
+    c = settings.checks
+    if served is None:
+        served = feature_sql.serving_features(conn, night, mapping_version, skew)
+    sample = parity_sample(served["customer_id"].to_numpy(), c.parity_sample, c.parity_seed, night.day)
+    recomputed = feature_sql.training_features(conn, [night], mapping_version, customers=sample)
+    return {"serving": served[served["customer_id"].isin(sample)], "training": recomputed}
+
+
+def parity(conn, night: Night, settings: Settings) -> Inputs:
+    c = settings.checks
+    ids = warehouse.serving_customer_ids(conn, night.day)
+    # only the sample's stored rows are read, not every customer's
+    served = warehouse.serving_rows(conn, night.day, parity_sample(ids, c.parity_sample, c.parity_seed, night.day))
+    version = served.at[0, "mapping_version"] if len(served) else registry.current_mapping_version(conn)
+    return Inputs(parity_inputs(conn, night, settings, version, served=served),
+                  {"mapping_version": version, "weekday": night.weekday})
+
+
+# --------------------------------------------------------------------------- encoded features
+def encoded(conn, night: Night, settings: Settings) -> Inputs:
+    _, card = deployed_model(conn)
+    return Inputs({"frame": warehouse.read_partition(conn, "encoded_features", night.day),
+                   "vocab": card.enc.vocab, "model_version": card.version}, {"model_version": card.version})
+
+
+def coverage_and_customers(conn, night: Night, settings: Settings) -> Inputs:
+    ledger = warehouse.imputation_ledger(conn, night.day)
+    base = coverage(conn, night, settings)
+    return Inputs(base.args | {
+        "customers_with_unseen": int(ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()),
+        "scored_customers": warehouse.count(conn, "encoded_features", night.day),
+    }, base.extras)
+
+
+def ledger(conn, night: Night, settings: Settings) -> Inputs:
+    return Inputs({"ledger": warehouse.imputation_ledger(conn, night.day),
+                   "rows": warehouse.count(conn, "encoded_features", night.day)})
+
+
+def missingness(conn, night: Night, settings: Settings) -> Inputs:
+    cells = warehouse.imputation_ledger(conn, night.day)
+    groups = warehouse.customer_groups(conn, night.day)
+    if (cells.groupby("feature").size() >= settings.checks.missingness_min_cells).any():
+        # only a night with enough substituted cells needs the category-usage groups
+        first, last = night.scan_range(30)
+        window = warehouse.window_categories(conn, night.window_start(30), night.as_of, first, last)
+        groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
+    return Inputs({"ledger": cells, "groups": groups})
+
+
+def drift_frame(conn, night: Night, settings: Settings) -> Inputs:
+    _, card = deployed_model(conn)
+    frame = warehouse.read_partition(conn, "encoded_features", night.day, columns=monitored_features())
+    return Inputs({"encoded": frame, "reference": card.reference}, {"model_version": card.version})
+
+
+def drift_history(conn, night: Night, settings: Settings) -> Inputs:
+    _, card = deployed_model(conn)
+    first = night.days_back(settings.checks.cusum_nights - 1)
+    return Inputs({"nightly_means": warehouse.nightly_means(conn, first, night.day, card.version),
+                   "reference": card.reference}, {"model_version": card.version})
+

@@ -1,0 +1,65 @@
+"""The embedded world as a source system, and its export in the landing layout."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from risk_assets.queries.features import ServingSkew
+from risk_assets.scenario.world import World
+from risk_assets.settings import Settings
+from risk_assets.sources import tag
+
+
+class EmbeddedSource:
+    """The synthetic world as if it were a source system; its scenario's serving-skew
+    fault is the only fault the production path can see (through ``serving_skew``)."""
+
+    name = "embedded"
+
+    def __init__(self, settings: Settings):
+        scenario = settings.scenario
+        self.world = World(scenario.world, settings.calendar.timezone)
+        skew = ServingSkew(scenario.serving_skew.end_shift_hours, scenario.serving_skew.window_days_offset)
+        self.serving_skew = skew if skew.active else None
+
+    def customers(self) -> pd.DataFrame:
+        return tag(self.world.customers(), "embedded:customers")
+
+    def irregularities(self) -> pd.DataFrame:
+        return tag(self.world.irregularities(), "embedded:irregularities")
+
+    def transactions(self, day: dt.date, read_at: pd.Timestamp | None = None) -> pd.DataFrame:
+        """``read_at`` (naive UTC): only rows that had arrived by then (late data)."""
+        frame = self.world.transactions(day)
+        if read_at is not None:
+            frame = frame[frame["arrival_ts"] <= read_at]
+        return tag(frame.drop(columns="arrival_ts").reset_index(drop=True), f"embedded:{day}")
+
+
+_EMBEDDED: dict[str, EmbeddedSource] = {}
+
+
+def embedded_source(settings: Settings) -> EmbeddedSource:
+    """Shared per settings version within a process: the raw asset and the late-arrival
+    check read the same world, and generating 300k customers again costs ~0.3 s."""
+    key = settings.version()
+    if key not in _EMBEDDED:
+        _EMBEDDED.clear()  # one world at a time
+        _EMBEDDED[key] = EmbeddedSource(settings)
+    return _EMBEDDED[key]
+
+
+def export_landing(settings: Settings, root: Path, days: list[dt.date]) -> None:
+    """Write the embedded world in the landing layout (an example of the contract)."""
+    world = World(settings.scenario.world, settings.calendar.timezone)
+    root.mkdir(parents=True, exist_ok=True)
+    world.customers().to_parquet(root / "customers.parquet", index=False)
+    world.irregularities().to_parquet(root / "irregularities.parquet", index=False)
+    for day in days:
+        folder = root / "transactions" / f"date={day:%Y-%m-%d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = world.transactions(day).drop(columns="arrival_ts")
+        frame.to_parquet(folder / "part-0.parquet", index=False)
