@@ -32,7 +32,7 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
             assert (night, check.strip()) in failed
     coverage = next(r for r in rows if r["partition"] == "2026-08-10" and r["check"] == "category_coverage"
                     and r["status"] == "FAILED")
-    assert json.loads(coverage["thresholds"])["threshold_unmapped_share"] == 0.005
+    assert json.loads(coverage["thresholds"])["max_unmapped_share"] == 0.005
     # every night: every nightly check has a result
     per_night = {}
     for r in rows:

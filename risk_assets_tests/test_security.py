@@ -153,16 +153,26 @@ def test_settings_refuse_nonsense_naming_the_key(data, named):
 
 
 def test_every_share_and_threshold_in_settings_refuses_negative_values():
-    """Walks the settings model: no number whose lower bound is zero or more accepts -1."""
+    """Walks the settings model (nested sections too): no number whose lower bound is zero
+    or more accepts -1."""
     refused = 0
-    for section_name, section in Settings.model_fields.items():
-        model = section.annotation
+
+    def walk(model, path: tuple[str, ...]):
+        nonlocal refused
         for field_name, field in getattr(model, "model_fields", {}).items():
+            if hasattr(field.annotation, "model_fields"):
+                walk(field.annotation, (*path, field_name))
+                continue
             bounds = [m for m in field.metadata if getattr(m, "ge", getattr(m, "gt", None)) is not None
                       and getattr(m, "ge", getattr(m, "gt", None)) >= 0]
             if field.annotation not in (float, int) or not bounds:
                 continue
-            with pytest.raises(SettingsError, match=f"{section_name}.{field_name}"):
-                settings_from_mapping({section_name: {field_name: -1}}, origin="test.toml")
+            data: dict = {field_name: -1}
+            for part in reversed(path):
+                data = {part: data}
+            with pytest.raises(SettingsError, match=".".join((*path, field_name))):
+                settings_from_mapping(data, origin="test.toml")
             refused += 1
+
+    walk(Settings, ())
     assert refused >= 25
