@@ -122,7 +122,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         out["transactions_in_warehouse"] = int(conn.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0])
         version = current_mapping_version(conn)
         out["serving_features"], served = timed(
-            lambda: feature_sql.serving_features(conn, Night(night, tz), version), repeats)
+            lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()), repeats)
         out["serving_features"]["rows"] = len(served)
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
@@ -167,7 +167,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     rss_before = peak_rss_mb()
     with open_warehouse(duckdb_resource(settings)) as conn:
         out["training_features"], frame = timed(
-            lambda: feature_sql.training_features(conn, spine, version), min(repeats, 3))
+            lambda: feature_sql.training_features(conn, spine, version, settings.features.vocabulary()), min(repeats, 3))
     out["training_features"] |= {
         "rows": len(frame), "as_of_days": len(spine),
         "spine": f"{spine[0]} .. {spine[-1]} every {Settings().training.asof_step_days} days",
@@ -203,7 +203,7 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     out: dict = {"customers": customers}
     with open_warehouse(duckdb_resource(settings)) as conn:
         version = current_mapping_version(conn)
-        ours_timing, ours = timed(lambda: feature_sql.serving_features(conn, Night(night, tz), version), repeats)
+        ours_timing, ours = timed(lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()), repeats)
         ours = ours.set_index("customer_id")
         tx = conn.execute(
             "SELECT customer_id, event_ts, amount_cents / 100.0 AS amount FROM raw_transactions "

@@ -38,6 +38,10 @@ class ModelCard:
     metrics: dict
     periods: dict
     reference: dict = field(default_factory=dict)
+    feature_vocabulary: dict = field(default_factory=dict)
+    """The values each share feature counted in training (``FeatureVocabulary.as_dict``)."""
+    constant_features: list = field(default_factory=list)
+    """Numeric features with one value over the whole training period: they carry no signal."""
 
     @property
     def enc(self) -> Encoding:
@@ -148,6 +152,7 @@ def train(
     review_budget: float,
     spec_version: str,
     mapping_version: str,
+    feature_vocabulary: dict | None = None,
 ) -> tuple[lgb.Booster, ModelCard, dict]:
     """Fit on the training frame, evaluate on the later validation frame.
 
@@ -183,9 +188,16 @@ def train(
         metrics=metrics,
         periods=periods,
         reference=reference_profile(enc_train, encoding, val_scores, enc_valid),
+        feature_vocabulary=feature_vocabulary or {},
+        constant_features=constant_features(train_frame),
     )
     ledgers = {"training_cells_substituted": len(ledger_train), "validation_cells_substituted": len(ledger_valid)}
     return booster, card, ledgers
+
+
+def constant_features(frame: pd.DataFrame) -> list[str]:
+    """Numeric features that take a single value (NULLs aside) in ``frame``."""
+    return [f for f in NUMERIC if frame[f].nunique(dropna=True) <= 1]
 
 
 def save(booster: lgb.Booster, card: ModelCard, models_dir: Path) -> Path:

@@ -62,6 +62,23 @@ class CalendarSettings(_Section):
     timezone: str = "UTC"
     """Business timezone of the daily partitions (IANA name)."""
     partitions_start: dt.date = dt.date(2025, 1, 1)
+    holidays_country: str | None = None
+    """ISO country code for public holidays (the ``holidays`` package, offline), e.g. "AT".
+    Level checks judge a holiday as a holiday. None: no public holidays."""
+    holidays_subdivision: str | None = None
+    """State or region within the country, when its holidays differ (e.g. "BY" in "DE")."""
+    extra_holidays: tuple[dt.date, ...] = ()
+    """Further closing days of the business (judged like public holidays)."""
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None:
+            import holidays
+
+            if value not in holidays.list_supported_countries():
+                raise ValueError(f"unknown holiday country {value!r} (ISO 3166 code supported by `holidays`)")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -86,6 +103,23 @@ class MappingSettings(_Section):
     aliases: dict[str, str] = {}
     """Raw category names mapped onto an existing canonical category (renames and
     merges). Adding one creates a new mapping version."""
+
+
+class FeatureSettings(_Section):
+    """Which of the source's values the share features count. Defaults: the embedded
+    world's names; a source with other names sets its own (training refuses a group that
+    names a value the training period never saw)."""
+
+    cash_categories: tuple[str, ...] = ("cash_withdrawal",)
+    transfer_categories: tuple[str, ...] = ("money_transfer",)
+    gambling_categories: tuple[str, ...] = ("gambling",)
+    online_channels: tuple[str, ...] = ("online", "transfer")
+
+    def vocabulary(self):
+        from risk_assets.features.spec import FeatureVocabulary
+
+        return FeatureVocabulary(cash=self.cash_categories, transfer=self.transfer_categories,
+                                 gambling=self.gambling_categories, online=self.online_channels)
 
 
 class TrainingSettings(_Section):
@@ -134,8 +168,13 @@ class CheckSettings(_Section):
     max_rejected_share: Share = 0.01
     """raw: rows rejected by the contract, as a share of rows received (ERROR above)."""
     min_volume_share: Share = 0.5
-    """raw: rows accepted as a share of the median of the previous 28 loaded days (ERROR
-    below; a day with no rows at all is always an ERROR)."""
+    """raw: rows accepted as a share of the median of the same weekday in the previous
+    weeks, holidays apart (ERROR below; a day with no rows at all is always an ERROR)."""
+    holiday_min_volume_share: Share = 0.15
+    """raw: the same on a public holiday (``calendar.holidays_country``), which is quiet by nature."""
+    max_amount_factor: Annotated[float, Field(gt=1.0)] = 4.0
+    """raw: ERROR when the night's amounts sit this many times above (or below) the recent
+    level of the same categories — a unit change (cents for euros) states its factor."""
     coverage_max_unmapped_share: Share = 0.005
     """Share of the night's rows whose category has no mapping (ERROR above)."""
     coverage_max_customer_share: Share = 0.02
@@ -219,11 +258,16 @@ class OverrideSettings(_Section):
 
     by: str | None = None
     reason: str | None = None
+    accept_days: tuple[dt.date, ...] = ()
+    """Quarantined raw days accepted as they are: the nights whose look-back reads them are
+    no longer blocked by ``lookback_health`` (the day's own failed checks stay on record)."""
 
     @model_validator(mode="after")
     def _both(self) -> OverrideSettings:
         if bool(self.by) != bool(self.reason):
             raise ValueError("an override needs both 'by' and 'reason'")
+        if self.accept_days and not self.by:
+            raise ValueError("accept_days is an override: it needs 'by' and 'reason'")
         return self
 
 
@@ -233,6 +277,7 @@ class Settings(_Section):
     calendar: CalendarSettings = CalendarSettings()
     raw: RawSettings = RawSettings()
     mapping: MappingSettings = MappingSettings()
+    features: FeatureSettings = FeatureSettings()
     training: TrainingSettings = TrainingSettings()
     scoring: ScoringSettings = ScoringSettings()
     checks: CheckSettings = CheckSettings()

@@ -10,9 +10,11 @@ import pytest
 
 from risk_assets.queries import warehouse
 from risk_assets.queries import features as fsql
-from risk_assets.features.mapping import build_mapping
-from risk_assets.features.spec import FEATURE_NAMES
+from risk_assets.features.mapping import build_mapping, channel_vocabulary
+from risk_assets.features.spec import FEATURE_NAMES, FeatureVocabulary
 from risk_assets.night import Night
+
+VOCAB = FeatureVocabulary()  # the embedded world's names
 
 US = pd.Timedelta(microseconds=1)
 
@@ -39,15 +41,17 @@ def make_db(rows: list[tuple], timezone: str = "UTC", aliases=None) -> tuple[duc
         warehouse.insert(conn, "raw_transactions", tx)
     seen = pd.DataFrame({"raw_category": ["groceries", "gambling", "cash_withdrawal", "money_transfer"],
                          "rows": 1, "amount_cents": 100, "log_amount_mean": 4.6, "log_amount_std": 0.5})
-    mapping = build_mapping(seen, aliases or {})
+    channels = pd.DataFrame({"channel": ["atm", "card_present", "online", "transfer"], "rows": 1})
+    mapping = build_mapping(seen, aliases or {}, channels)
     with warehouse.transaction(conn):
         warehouse.insert(conn, "category_mapping", mapping)
+        warehouse.insert(conn, "channel_vocabulary", channel_vocabulary(mapping.at[0, "version"], channels))
     return conn, mapping.at[0, "version"]
 
 
 def both_paths(conn, version, day, timezone="UTC") -> pd.DataFrame:
-    serving = fsql.serving_features(conn, Night(day, timezone), version).set_index("customer_id")
-    training = fsql.training_features(conn, [Night(day, timezone)], version).set_index("customer_id")
+    serving = fsql.serving_features(conn, Night(day, timezone), version, VOCAB).set_index("customer_id")
+    training = fsql.training_features(conn, [Night(day, timezone)], version, VOCAB).set_index("customer_id")
     pd.testing.assert_frame_equal(serving, training, check_exact=True)
     return serving
 
@@ -127,6 +131,26 @@ def test_zero_denominators_have_one_definition_and_nulls_mark_the_unknown():
     assert pd.isna(f.loc["C3", "online_share_30d"]) and f.loc["C3", "share_cash_30d"] == 0.0
 
 
+def test_an_unseen_channel_is_unknown_not_offline_and_the_shares_follow_the_vocabulary():
+    conn, version = make_db([
+        ("C1", AS_OF - pd.Timedelta(days=2), 10.0, "groceries", "online"),
+        ("C1", AS_OF - pd.Timedelta(days=3), 30.0, "groceries", "card_present"),
+        ("C2", AS_OF - pd.Timedelta(days=2), 10.0, "groceries", "online"),
+        ("C2", AS_OF - pd.Timedelta(days=3), 30.0, "gambling", "wallet_pay"),   # a channel training never saw
+    ])
+    f = both_paths(conn, version, DAY)
+    assert f.loc["C1", "online_share_30d"] == 0.25
+    assert pd.isna(f.loc["C2", "online_share_30d"])          # unknown, never "not online"
+    # another source's names: the same spec counts what the vocabulary names
+    other = FeatureVocabulary(cash=("groceries",), gambling=("gambling",), online=("card_present",))
+    served = fsql.serving_features(conn, Night(DAY), version, other).set_index("customer_id")
+    trained = fsql.training_features(conn, [Night(DAY)], version, other).set_index("customer_id")
+    pd.testing.assert_frame_equal(served, trained, check_exact=True)
+    assert served.loc["C1", "share_cash_30d"] == 1.0 and served.loc["C1", "online_share_30d"] == 0.75
+    assert served.loc["C2", "share_gambling_30d"] == 0.75
+    assert other.absent({"groceries", "gambling"}, {"card_present"}) == {"share_transfer_30d": ["money_transfer"]}
+
+
 def test_an_alias_maps_a_renamed_category_onto_its_canonical():
     rows = [("C1", AS_OF - pd.Timedelta(days=1), 5.0, "p2p_payments", "transfer")]
     conn, version = make_db(rows, aliases={"p2p_payments": "money_transfer"})
@@ -175,7 +199,7 @@ def test_training_features_in_chunks_equal_one_query_over_the_whole_spine():
             for i in range(120)]
     conn, version = make_db(rows)
     days = [DAY - dt.timedelta(days=d) for d in (0, 3, 9, 20, 41, 55)]
-    whole = fsql.training_features(conn, [Night(d) for d in days], version, chunk_days=len(days))
-    chunked = fsql.training_features(conn, [Night(d) for d in days], version, chunk_days=4)
+    whole = fsql.training_features(conn, [Night(d) for d in days], version, VOCAB, chunk_days=len(days))
+    chunked = fsql.training_features(conn, [Night(d) for d in days], version, VOCAB, chunk_days=4)
     assert len(whole) > 20 and whole["as_of"].nunique() == len(days)
     pd.testing.assert_frame_equal(chunked, whole, check_exact=True)

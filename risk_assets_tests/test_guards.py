@@ -1,5 +1,8 @@
 """The guards' statistics on small hand-made frames: each must pass clean data and fail dirty data."""
 
+import datetime as dt
+import tomllib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,7 +53,7 @@ def test_coverage_names_new_categories_and_suggests_rename_and_merge():
     assert suggestions.at["trips", "kind"] == "merge" and suggestions.at["trips", "replaces"] == "hotels + travel"
     assert suggestions.at["trips", "alias_to"] == "travel"
     assert outcome.data["suggested_aliases"]["p2p"] == "transfer"
-    assert 'p2p = "transfer"' in outcome.data["suggested_aliases_toml"]
+    assert tomllib.loads(outcome.data["suggested_aliases_toml"])["mapping"]["aliases"]["p2p"] == "transfer"
     assert "transfer (vanished)" in outcome.figures["vanished_or_collapsed"]
 
 
@@ -59,6 +62,34 @@ def test_a_genuinely_new_category_is_marked_for_review():
                     "fuel": (210, 3.5), "bnpl": (30, 3.4)})
     suggestion = category_coverage(night, _mapping(), 0.005).tables["suggestions"].iloc[0]
     assert suggestion["kind"] == "new" and suggestion["confidence"].startswith("weak")
+
+
+def test_a_merge_is_never_split_into_a_rename_and_a_newcomer_claiming_the_other_half():
+    # "trips" holds travel + hotels; "crypto" is new with roughly hotels' volume
+    night = _night({"groceries": (600, 3.0), "transfer": (100, 4.5), "fuel": (210, 3.5), "trips": (90, 5.8),
+                    "crypto": (40, 5.3)})
+    suggestions = category_coverage(night, _mapping(), 0.005).tables["suggestions"].set_index("category")
+    assert suggestions.at["trips", "kind"] == "merge" and suggestions.at["trips", "replaces"] == "hotels + travel"
+    assert suggestions.at["crypto", "kind"] == "new" and not suggestions.at["crypto", "confidence"].startswith("strong")
+
+
+def test_case_and_whitespace_variants_are_aliases_of_their_normal_form():
+    night = _night({"groceries": (580, 3.0), "Groceries": (10, 3.0), "groceries ": (10, 3.0), "travel": (50, 6.0),
+                    "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
+    outcome = category_coverage(night, _mapping(), 0.005)
+    suggestions = outcome.tables["suggestions"].set_index("category")
+    assert suggestions.at["Groceries", "kind"] == "variant" and suggestions.at["Groceries", "alias_to"] == "groceries"
+    assert suggestions.at["groceries ", "alias_to"] == "groceries"
+    assert outcome.data["suggested_aliases"] == {"Groceries": "groceries", "groceries ": "groceries"}
+
+
+def test_suggested_aliases_are_valid_toml_for_any_name():
+    hostile = ["'); DROP TABLE raw_transactions; --", 'quo"te', "back\\slash", "pipe|tab\t", "ünïcödé", "x = 1"]
+    night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5),
+                    "fuel": (210, 3.5), **{name: (8, 3.5) for name in hostile}})
+    outcome = category_coverage(night, _mapping(), 0.005)
+    parsed = tomllib.loads(outcome.data["suggested_aliases_toml"])["mapping"]["aliases"]
+    assert parsed == outcome.data["suggested_aliases"] and set(parsed) == set(hostile)
 
 
 # --------------------------------------------------------------------------- imputation
@@ -179,15 +210,37 @@ def test_score_sanity_warns_on_a_shifted_score_distribution():
     assert not outcome.passed and outcome.severity == "WARN"
 
 
-WEEKS = [16_000, 16_500, 15_800, 16_200, 16_100, 11_000, 10_500] * 4  # weekdays and a weekend
+def _weeks(day, per_weekday=(16_000, 16_500, 15_800, 16_200, 16_100, 11_000, 3_000), weeks=8):
+    """Accepted rows of the ``weeks`` weeks before ``day``: a Sunday far below the rest."""
+    days = [day - dt.timedelta(days=i) for i in range(1, 7 * weeks + 1)]
+    return pd.DataFrame({"partition": days, "accepted": [per_weekday[d.weekday()] for d in days]})
 
 
-def test_row_volume_passes_weekends_and_blocks_empty_or_thin_days():
-    assert row_volume(11_000, 11_000, WEEKS, 0.5).passed  # a weekend day is not an incident
-    empty = row_volume(0, 0, WEEKS, 0.5)
+MONDAY, SUNDAY = dt.date(2025, 12, 1), dt.date(2025, 11, 30)
+NONE = frozenset()
+
+
+def test_row_volume_judges_a_day_against_its_own_weekday_and_blocks_empty_or_thin_days():
+    assert row_volume(3_000, 3_000, SUNDAY, _weeks(SUNDAY), NONE, 0.5, 0.15).passed  # a quiet Sunday is a Sunday
+    empty = row_volume(0, 0, MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15)
     assert not empty.passed and empty.severity == "ERROR" and "no rows were received" in empty.summary
-    thin = row_volume(6_000, 6_000, WEEKS, 0.5)  # e.g. one of two export files missing
-    assert not thin.passed and thin.figures["share_of_median"] < 0.5
-    assert not row_volume(500, 0, WEEKS, 0.5).passed  # everything received was rejected
-    assert row_volume(100, 100, WEEKS[:3], 0.5).passed  # too little history to judge a thin day
-    assert not row_volume(0, 0, [], 0.5).passed  # but never an empty one
+    thin = row_volume(6_000, 6_000, MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15)  # one of two export files missing
+    assert not thin.passed and thin.figures["share_of_expected"] < 0.5
+    assert "same weekday (Monday)" in thin.summary
+    assert not row_volume(500, 0, MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15).passed  # everything was rejected
+    assert row_volume(100, 100, MONDAY, _weeks(MONDAY, weeks=2), NONE, 0.5, 0.15).passed  # too little history
+    assert not row_volume(0, 0, MONDAY, _weeks(MONDAY, weeks=0), NONE, 0.5, 0.15).passed  # but never an empty day
+
+
+def test_a_public_holiday_is_judged_as_a_holiday_and_kept_out_of_the_expectation():
+    christmas = dt.date(2025, 12, 25)  # a Thursday
+    history = _weeks(christmas)
+    quiet = row_volume(4_000, 4_000, christmas, history, frozenset({christmas}), 0.5, 0.15)
+    assert quiet.passed and quiet.figures["holiday"]
+    assert not row_volume(4_000, 4_000, christmas, history, NONE, 0.5, 0.15).passed  # the same day, no calendar
+    assert not row_volume(1_000, 1_000, christmas, history, frozenset({christmas}), 0.5, 0.15).passed
+    # an earlier holiday in the history does not drag the expectation down
+    assumption = christmas - dt.timedelta(days=7)
+    history.loc[history["partition"] == assumption, "accepted"] = 100
+    assert row_volume(16_000, 16_000, christmas, history, frozenset({assumption}), 0.5, 0.15).figures[
+        "expected_accepted"] == 16_200

@@ -11,8 +11,10 @@ from risk_assets import model as model_lib
 from risk_assets.queries import warehouse
 from risk_assets.queries import features as fsql
 from risk_assets.features.encoding import MISSING, UNSEEN_CATEGORY
-from risk_assets.features.spec import FEATURE_NAMES, LABEL_HORIZON_DAYS, SPEC_VERSION
+from risk_assets.features.spec import FEATURE_NAMES, FeatureVocabulary, LABEL_HORIZON_DAYS, SPEC_VERSION
 from risk_assets.night import Night
+
+VOCAB = FeatureVocabulary()  # the embedded world's names
 from risk_assets.settings import SettingsError
 from risk_assets.scenario.world import NEW_CATEGORIES, emitted_category_names
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night, trained_settings
@@ -90,9 +92,9 @@ def test_both_paths_agree_on_a_sample_of_the_embedded_world(world_copy, instance
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
         version = conn.execute("SELECT DISTINCT version FROM category_mapping").fetchall()[0][0]
         for day in days:
-            serving = fsql.serving_features(conn, Night(day, tz), version)
+            serving = fsql.serving_features(conn, Night(day, tz), version, VOCAB)
             sample = serving["customer_id"].sample(300, random_state=1).sort_values().tolist()
-            training = fsql.training_features(conn, [Night(day, tz)], version, customers=sample)
+            training = fsql.training_features(conn, [Night(day, tz)], version, VOCAB, customers=sample)
             expected = serving[serving["customer_id"].isin(sample)].reset_index(drop=True)
             pd.testing.assert_frame_equal(expected, training.reset_index(drop=True), check_exact=True)
 

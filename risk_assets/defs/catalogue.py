@@ -18,17 +18,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import pandas as pd
+
 from risk_assets.defs import loaders
 from risk_assets.guards import Verdict
-from risk_assets.guards.coverage import category_coverage, coverage_with_customers
+from risk_assets.guards.coverage import category_coverage, coverage_with_customers, value_coverage
 from risk_assets.guards.drift import drift_bounds, drift_direction
 from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
 from risk_assets.guards.model import realised_vs_validation
 from risk_assets.guards.parity import parity
-from risk_assets.guards.raw import late_arrivals, lookback_complete, rejection_rate, rows_reconcile
+from risk_assets.guards.raw import amount_scale, late_arrivals, lookback_health, rejection_rate, rows_reconcile
 from risk_assets.guards.schemas import encoded_schema, raw_schema, scores_schema
 from risk_assets.guards.scores import score_sanity
 from risk_assets.guards.volume import row_volume
+from risk_assets.queries import warehouse
 from risk_assets.settings import Settings
 
 
@@ -49,6 +52,9 @@ class CheckDecl:
     partitioned: bool = True
     deps: tuple[str, ...] = ()
     """Other assets the check reads (shown as lineage in the UI)."""
+    quarantines: bool = False
+    """A raw day that fails this check is quarantined: judged again at every load and
+    recorded in ``raw_verdicts``, it blocks the nights whose look-back reads it."""
 
     @property
     def label(self) -> str:
@@ -61,6 +67,12 @@ class CheckDecl:
     def judge(self, args: Mapping, settings: Settings) -> Verdict:
         """Run the guard on loaded (or in-memory) inputs with the configured thresholds."""
         return self.guard(**args, **self.thresholds(settings))
+
+    def evaluate(self, conn, night, settings: Settings) -> tuple[Verdict, dict]:
+        """The check's body: its loader reads the warehouse, its guard judges with the
+        configured thresholds. Returns the verdict and the extras to record with it."""
+        inputs = self.load(conn, night, settings)
+        return self.judge(inputs.args, settings), inputs.extras
 
 
 _PARITY = {"atol": "checks.parity_atol", "rtol": "checks.parity_rtol", "bias_alpha": "checks.parity_bias_alpha",
@@ -75,35 +87,53 @@ CHECKS: tuple[CheckDecl, ...] = (
               description="received = accepted + rejected: rows read from the source against the rows "
               "stored in irregularities and rejected_irregularities."),
     # ------------------------------------------------------------------ raw layer
-    CheckDecl("rows_reconcile", "raw_transactions", rows_reconcile, load=loaders.reconcile,
+    CheckDecl("rows_reconcile", "raw_transactions", rows_reconcile, load=loaders.reconcile, quarantines=True,
               description="received = accepted + rejected: the counts recorded at load time against the "
               "rows stored in raw_transactions and rejected_transactions."),
     CheckDecl("raw_schema", "raw_transactions", raw_schema, load=loaders.raw_partition,
               settings={"max_amount": "raw.max_amount", "max_text": "raw.max_text_length"},
               description="Pandera schema of the stored partition: types, ranges, unique ids, timestamps "
               "inside the partition."),
-    CheckDecl("rejection_rate", "raw_transactions", rejection_rate, load=loaders.rejections,
+    CheckDecl("rejection_rate", "raw_transactions", rejection_rate, load=loaders.rejections, quarantines=True,
               settings={"max_rejected_share": "checks.max_rejected_share"},
               description="Share of received rows the contract rejected."),
-    CheckDecl("row_volume", "raw_transactions", row_volume, load=loaders.volume,
-              settings={"min_share": "checks.min_volume_share"},
-              description="A day with no rows, or far fewer than the recent median, stops the night: "
-              "zero rows break no contract but would silently shrink every window."),
+    CheckDecl("row_volume", "raw_transactions", row_volume, load=loaders.volume, quarantines=True,
+              settings={"min_share": "checks.min_volume_share",
+                        "holiday_min_share": "checks.holiday_min_volume_share"},
+              description="A day with no rows, or far fewer than the same weekday's recent median (public "
+              "holidays judged as holidays), stops the night: zero rows break no contract but would "
+              "silently shrink every window."),
+    CheckDecl("amount_scale", "raw_transactions", amount_scale, load=loaders.amount_levels, quarantines=True,
+              settings={"max_amount_factor": "checks.max_amount_factor"},
+              description="The night's amounts per category against the same categories' recent level: a "
+              "unit change (cents sent as euros) moves them all by one factor, which the result states."),
     CheckDecl("category_coverage", "raw_transactions", category_coverage, load=loaders.coverage,
               settings={"max_unmapped_share": "checks.coverage_max_unmapped_share"},
               blocking=False, deps=("category_mapping",),
               description="Unmapped categories among the night's raw rows, vanished categories and "
               "suggested aliases. ERROR but not blocking here, so the feature layer still shows the "
               "consequences; the blocking coverage check sits on encoded_features."),
+    CheckDecl("channel_coverage", "raw_transactions", value_coverage, load=loaders.channels,
+              settings={"max_unseen_share": "checks.coverage_max_unmapped_share"}, deps=("category_mapping",),
+              blocking=False,
+              description="Share of the night's rows whose channel the training period never saw (the channel "
+              "vocabulary is stored with the mapping version). ERROR but not blocking here (the mapping it "
+              "reads is downstream of this asset); its blocking twin sits on serving_features."),
     CheckDecl("late_arrivals", "raw_transactions", late_arrivals, load=loaders.late_rows,
               blocking=False, severity="WARN",
               description="Reconciles last night: re-reads the previous partition from the source with "
               "tonight's cut-off; rows that arrived after it was served are late data, and the customers "
               "they belong to were scored on incomplete windows. WARN with the affected share."),
     # ------------------------------------------------------------------ serving features
-    CheckDecl("lookback_complete", "serving_features", lookback_complete, load=loaders.lookback,
-              description="Every raw partition the night's 90-day look-back reads has been loaded "
-              "(a missing day would silently shrink every window)."),
+    CheckDecl("lookback_health", "serving_features", lookback_health, load=loaders.lookback,
+              description="Every raw partition the night's 90-day look-back reads has been loaded and passed "
+              "the raw layer's blocking checks on its latest load. A failed day is quarantined: it blocks "
+              "every night whose windows read it, naming the day and the check, until it is re-loaded and "
+              "passes or an override (override.accept_days, with by and reason) accepts it."),
+    CheckDecl("channel_coverage", "serving_features", value_coverage, load=loaders.channels,
+              settings={"max_unseen_share": "checks.coverage_max_unmapped_share"}, deps=("category_mapping",),
+              description="Blocking channel gate: the same statistic as on raw_transactions. An unseen channel "
+              "is never silently 'not online': the online share of its customers turns NULL and is counted."),
     CheckDecl("feature_parity", "serving_features", parity, load=loaders.parity, settings=_PARITY,
               description="A seeded sample of tonight's customers recomputed by the training path and "
               "compared row by row: tolerance, missing rows and one-sided bias."),
@@ -158,3 +188,19 @@ def declared(asset: str, name: str) -> CheckDecl:
 def in_asset(asset: str) -> list[CheckDecl]:
     """The checks an asset evaluates itself (no loader)."""
     return [c for c in CHECKS if c.asset == asset and c.load is None]
+
+
+QUARANTINING: tuple[CheckDecl, ...] = tuple(c for c in CHECKS if c.quarantines)
+
+
+def judge_raw_day(conn, night, settings: Settings) -> pd.DataFrame:
+    """A loaded raw day judged by every quarantining check (as recorded in ``raw_verdicts``)."""
+    rows = []
+    loaded_at = warehouse.loads(conn, night.day, night.day)["loaded_at"]
+    for decl in QUARANTINING:
+        verdict, _ = decl.evaluate(conn, night, settings)
+        rows.append({"partition": night.day, "check_name": decl.name, "passed": bool(verdict.passed),
+                     "severity": verdict.severity, "summary": verdict.summary,
+                     "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
+                     "settings_version": settings.version()})
+    return pd.DataFrame(rows)

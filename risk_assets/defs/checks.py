@@ -19,10 +19,9 @@ from risk_assets.settings import Settings
 
 
 def evaluate(decl: CheckDecl, conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings) -> tuple[Verdict, dict]:
-    """One check on one night: its loader reads the warehouse, its guard judges with the
-    configured thresholds. Returns the verdict and the extras to record with it."""
-    inputs = decl.load(conn, night, settings)
-    return decl.judge(inputs.args, settings), inputs.extras
+    """One check on one night (:meth:`CheckDecl.evaluate`): load, judge, return the
+    verdict and the extras to record with it."""
+    return decl.evaluate(conn, night, settings)
 
 
 def _asset_check(decl: CheckDecl, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:

@@ -10,7 +10,7 @@ from risk_assets.defs import render
 from risk_assets.defs.loaders import deployed_model
 from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
 from risk_assets.features.encoding import encode, ledger_rates
-from risk_assets.features.mapping import build_mapping
+from risk_assets.features.mapping import build_mapping, channel_vocabulary
 from risk_assets.features.spec import FEATURE_NAMES, LOOKBACK_DAYS, SPEC_VERSION
 from risk_assets.night import Night
 from risk_assets.queries import features as feature_sql
@@ -34,13 +34,16 @@ def build_category_mapping(conn: duckdb.DuckDBPyConnection, settings: Settings) 
     seen = registry.category_volumes(conn, first, t.end)
     if seen.empty:
         raise NotMaterialised(f"no raw transactions in the training period {t.start}..{t.end}")
-    mapping = build_mapping(seen, dict(settings.mapping.aliases))
-    new = registry.replace_mapping(conn, mapping, pd.Timestamp.now("UTC").tz_localize(None))
+    channels = registry.channel_volumes(conn, first, t.end)
+    mapping = build_mapping(seen, dict(settings.mapping.aliases), channels)
+    vocabulary = channel_vocabulary(mapping.at[0, "version"], channels)
+    new = registry.replace_mapping(conn, mapping, vocabulary, pd.Timestamp.now("UTC").tz_localize(None))
     return {
         "mapping_version": mapping.at[0, "version"],
         "canonical_categories": int(mapping["canonical"].nunique()),
         "aliases": int((mapping["origin"] == "alias").sum()),
         "mapping": mapping[["raw_category", "canonical", "code", "origin", "training_rows"]],
+        "channels": vocabulary[["channel", "training_rows"]],
         "new_version": new,
     }
 
@@ -49,7 +52,7 @@ def compute_serving_features(conn: duckdb.DuckDBPyConnection, night: Night, sett
                              skew: ServingSkew | None = None) -> dict:
     """Every active customer's features as of the night, written as its partition."""
     mapping_version = registry.current_mapping_version(conn)
-    frame = feature_sql.serving_features(conn, night, mapping_version, skew)
+    frame = feature_sql.serving_features(conn, night, mapping_version, settings.features.vocabulary(), skew)
     frame = frame.assign(spec_version=SPEC_VERSION, mapping_version=mapping_version)
     warehouse.replace_partition(conn, night.day, {"serving_features": frame})
     nulls = frame[list(FEATURE_NAMES)].isna().sum()

@@ -14,9 +14,10 @@ import lightgbm as lgb
 import pandas as pd
 
 from risk_assets import model as model_lib
+from risk_assets.calendar import holidays_between
 from risk_assets.features.encoding import UNSEEN_CATEGORY
 from risk_assets.guards.drift import monitored_features
-from risk_assets.guards.imputation import category_usage
+from risk_assets.guards.imputation import category_usage, coverage_cells
 from risk_assets.guards.parity import parity_sample
 from risk_assets.night import Night
 from risk_assets.queries import features as feature_sql
@@ -26,8 +27,10 @@ from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 from risk_assets.sources import make_source
 
-VOLUME_HISTORY_DAYS = 28
-"""Days of load history ``row_volume`` compares a day with."""
+VOLUME_HISTORY_DAYS = 56
+"""Days of load history ``row_volume`` compares a day with (eight of each weekday)."""
+AMOUNT_HISTORY_DAYS = 28
+"""Days of history ``amount_scale`` takes each category's level from."""
 
 
 @dataclass
@@ -66,18 +69,34 @@ def rejections(conn, night: Night, settings: Settings) -> Inputs:
 
 
 def volume(conn, night: Night, settings: Settings) -> Inputs:
-    ledger = warehouse.loads(conn, night.days_back(VOLUME_HISTORY_DAYS), night.day)
+    first = night.days_back(VOLUME_HISTORY_DAYS)
+    ledger = warehouse.loads(conn, first, night.day)
     today = ledger[ledger["partition"] == night.day]
     return Inputs({
         "received": int(today["received"].iloc[0]) if len(today) else 0,
         "accepted": int(today["accepted"].iloc[0]) if len(today) else 0,
-        "recent_accepted": ledger.loc[ledger["partition"] != night.day, "accepted"].astype(int).tolist(),
+        "day": night.day,
+        "history": ledger.loc[ledger["partition"] != night.day, ["partition", "accepted"]],
+        "holidays": holidays_between(settings.calendar, first, night.day),
     })
+
+
+def amount_levels(conn, night: Night, settings: Settings) -> Inputs:
+    return Inputs({"night": warehouse.night_categories(conn, night.day),
+                   "history": warehouse.category_log_amounts(conn, night.days_back(AMOUNT_HISTORY_DAYS),
+                                                             night.days_back(1))})
 
 
 def coverage(conn, night: Night, settings: Settings) -> Inputs:
     return Inputs({"night": warehouse.night_categories(conn, night.day), "mapping": registry.mapping(conn)},
                   {"mapping_version": registry.current_mapping_version(conn)})
+
+
+def channels(conn, night: Night, settings: Settings) -> Inputs:
+    version = registry.current_mapping_version(conn)
+    return Inputs({"values": warehouse.night_column(conn, night.day, "channel"),
+                   "vocabulary": registry.channels(conn, version), "column": "channel"},
+                  {"mapping_version": version})
 
 
 def late_rows(conn, night: Night, settings: Settings) -> Inputs:
@@ -99,9 +118,20 @@ def late_rows(conn, night: Night, settings: Settings) -> Inputs:
 
 # --------------------------------------------------------------------------- serving features
 def lookback(conn, night: Night, settings: Settings) -> Inputs:
+    """The look-back's load ledger and the raw verdicts recorded with each load; a day
+    whose verdicts are missing or older than its latest load is judged now (same guards)."""
+    from risk_assets.defs.catalogue import judge_raw_day  # the catalogue imports this module
+
     expected = night.lookback_partitions
-    return Inputs({"expected": expected,
-                   "loaded": warehouse.loads(conn, expected[0], expected[-1])["partition"].tolist()})
+    ledger = warehouse.loads(conn, expected[0], expected[-1])
+    verdicts = warehouse.raw_verdicts(conn, expected[0], expected[-1])
+    fresh = verdicts.merge(ledger[["partition", "loaded_at"]], on=["partition", "loaded_at"])
+    stale = [d for d in ledger["partition"] if d != night.day and d not in set(fresh["partition"])]
+    for day in stale:
+        fresh = pd.concat([fresh, judge_raw_day(conn, Night.of(day, settings.calendar), settings)], ignore_index=True)
+    return Inputs({"expected": expected, "loaded": ledger["partition"].tolist(), "verdicts": fresh,
+                   "accepted": {d: f"{settings.override.by}: {settings.override.reason}"
+                                for d in settings.override.accept_days}})
 
 
 def parity_inputs(conn, night: Night, settings: Settings, mapping_version: str,
@@ -110,11 +140,11 @@ def parity_inputs(conn, night: Night, settings: Settings, mapping_version: str,
     (``served``; computed now by the serving path, with ``skew``, when None) and the
     same customers recomputed by the training path. Shared by the nightly parity check
     and the deployment gate."""
-    c = settings.checks
+    c, vocabulary = settings.checks, settings.features.vocabulary()
     if served is None:
-        served = feature_sql.serving_features(conn, night, mapping_version, skew)
+        served = feature_sql.serving_features(conn, night, mapping_version, vocabulary, skew)
     sample = parity_sample(served["customer_id"].to_numpy(), c.parity_sample, c.parity_seed, night.day)
-    recomputed = feature_sql.training_features(conn, [night], mapping_version, customers=sample)
+    recomputed = feature_sql.training_features(conn, [night], mapping_version, vocabulary, customers=sample)
     return {"serving": served[served["customer_id"].isin(sample)], "training": recomputed}
 
 
@@ -137,10 +167,12 @@ def encoded(conn, night: Night, settings: Settings) -> Inputs:
 
 def coverage_and_customers(conn, night: Night, settings: Settings) -> Inputs:
     ledger = warehouse.imputation_ledger(conn, night.day)
+    unseen = ledger[ledger["reason"] == UNSEEN_CATEGORY]
     base = coverage(conn, night, settings)
     return Inputs(base.args | {
-        "customers_with_unseen": int(ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()),
+        "customers_with_unseen": int(unseen["customer_id"].nunique()),
         "scored_customers": warehouse.count(conn, "encoded_features", night.day),
+        "unseen_by_feature": {f: int(n) for f, n in unseen.groupby("feature")["customer_id"].nunique().items()},
     }, base.extras)
 
 
@@ -152,12 +184,20 @@ def ledger(conn, night: Night, settings: Settings) -> Inputs:
 def missingness(conn, night: Night, settings: Settings) -> Inputs:
     cells = warehouse.imputation_ledger(conn, night.day)
     groups = warehouse.customer_groups(conn, night.day)
-    if (cells.groupby("feature").size() >= settings.checks.missingness_min_cells).any():
-        # only a night with enough substituted cells needs the category-usage groups
+    excused = pd.Series(False, index=cells.index)
+    if len(cells):
+        # which NULLs are coverage's to judge: windows holding unmapped categories or unseen channels
         first, last = night.scan_range(30)
         window = warehouse.window_categories(conn, night.window_start(30), night.as_of, first, last)
-        groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
-    return Inputs({"ledger": cells, "groups": groups})
+        version = registry.current_mapping_version(conn)
+        unmapped = set(window.loc[~window["category"].isin(set(registry.mapping(conn)["raw_category"])), "customer_id"])
+        known = registry.channels(conn, version)
+        unseen = set(window.loc[window["channel"].notna() & ~window["channel"].isin(known), "customer_id"])
+        excused = coverage_cells(cells, unmapped, unseen)
+        if (cells[~excused].groupby("feature").size() >= settings.checks.missingness_min_cells).any():
+            # only a night with enough substituted cells needs the category-usage groups
+            groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
+    return Inputs({"ledger": cells, "groups": groups, "excused": excused})
 
 
 def drift_frame(conn, night: Night, settings: Settings) -> Inputs:

@@ -18,7 +18,7 @@ from risk_assets.defs.loaders import deployed_model, parity_inputs
 from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
 from risk_assets.features.encoding import fit_encoding
 from risk_assets.features.spec import NONE, SPEC_VERSION
-from risk_assets.guards import Verdict
+from risk_assets.guards import Refused, Verdict
 from risk_assets.guards.model import deployment_gate
 from risk_assets.guards.parity import parity
 from risk_assets.night import Night
@@ -48,9 +48,15 @@ def _now() -> pd.Timestamp:
 def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     train, valid = training_nights(settings)
     mapping_version = registry.current_mapping_version(conn)
+    vocabulary = settings.features.vocabulary()
+    absent = vocabulary.absent(set(registry.canonical_levels(conn)), registry.channels(conn, mapping_version))
+    if absent:
+        raise Refused("training refused: these share features name values the training period never holds "
+                      "(they could only ever be 0): " + "; ".join(f"{f}: {', '.join(v)}" for f, v in absent.items())
+                      + ". Set [features] to the source's own category and channel names.")
     frames = []
     for split, nights in (("train", train), ("validation", valid)):
-        frame = feature_sql.training_features(conn, nights, mapping_version)
+        frame = feature_sql.training_features(conn, nights, mapping_version, vocabulary)
         frame["label"] = feature_sql.labels(conn, frame, settings.calendar.timezone)
         frames.append(frame.assign(split=split))
     frame = pd.concat(frames, ignore_index=True).assign(spec_version=SPEC_VERSION, mapping_version=mapping_version)
@@ -78,7 +84,8 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     train, valid = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     encoding = fit_encoding(train, extra_levels={"top_category_30d": levels + [NONE]})
     booster, card, ledgers = model_lib.train(train, valid, encoding, settings.training,
-                                             settings.scoring.review_budget, SPEC_VERSION, mapping_version)
+                                             settings.scoring.review_budget, SPEC_VERSION, mapping_version,
+                                             settings.features.vocabulary().as_dict())
     folder = model_lib.save(booster, card, settings.scoring.models_dir)
     val = card.metrics["validation"]
     registry.register_model(conn, {
@@ -95,6 +102,8 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
         "validation_rows": val["rows"], "training_as_of": " .. ".join(card.periods["training_as_of"]),
         "validation_as_of": " .. ".join(card.periods["validation_as_of"]), "top_features": importance.head(10),
         "spec_version": SPEC_VERSION, "mapping_version": mapping_version, **ledgers,
+        "feature_vocabulary": card.feature_vocabulary,
+        "constant_features": ", ".join(card.constant_features) or "-",
     }
 
 
@@ -113,7 +122,10 @@ def gate_newest_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tu
                          **declared("serving_features", "feature_parity").thresholds(settings))
         nights.append({"night": str(day), "passed": outcome.passed, "summary": outcome.summary})
     verdict = deployment_gate(entry.version, card.metrics["validation"], card.spec_version, SPEC_VERSION, nights,
-                              d.min_validation_roc_auc, d.min_precision_lift)
+                              d.min_validation_roc_auc, d.min_precision_lift,
+                              candidate_vocabulary=card.feature_vocabulary,
+                              code_vocabulary=settings.features.vocabulary().as_dict(),
+                              constant_features=card.constant_features)
     if verdict.passed:
         registry.promote(conn, entry.version, _now())
     serving = registry.deployed_model(conn)
@@ -140,7 +152,8 @@ def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Setting
     schema = declared("risk_scores", "scores_schema").judge({"frame": out, "expected_customers": len(encoded)},
                                                             settings)
     sanity = declared("risk_scores", "score_sanity").judge(
-        {"scores": scores, "validation_quantiles": card.reference["validation_scores"]["quantiles"]}, settings)
+        {"scores": scores, "validation_quantiles": card.reference["validation_scores"]["quantiles"],
+         "validation_mean": card.reference["validation_scores"].get("mean")}, settings)
     meta = {"scored_customers": len(out), "high_band": int((band == "high").sum()),
             "mean_score": float(np.mean(scores)), "p99_score": float(np.quantile(scores, 0.99)),
             "model_version": card.version, "spec_version": SPEC_VERSION,

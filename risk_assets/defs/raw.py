@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets.contract import ContractError, Split, split_customers, split_irregularities, split_transactions
 from risk_assets.defs import render
-from risk_assets.defs.catalogue import declared
+from risk_assets.defs.catalogue import declared, judge_raw_day
 from risk_assets.defs.checks import check_specs
 from risk_assets.defs.resources import daily_partitions, open_warehouse
 from risk_assets.guards import Verdict
@@ -91,7 +91,7 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     known = warehouse.customer_ids(conn)
     if not known:
         raise warehouse.NotMaterialised("the customers table is empty: materialise `customers` first")
-    per_partition, reasons = [], {}
+    per_partition, reasons, unhealthy = [], {}, []
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None
     for night in nights:
@@ -118,6 +118,10 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
         if acc + rej != split.received:  # also judged per night by the rows_reconcile check
             raise RawDayError(f"partition {night.key}: received {split.received} rows but stored {acc} accepted "
                               f"+ {rej} rejected")
+        # the day's health, judged with its load: a failed day is quarantined for later nights
+        verdicts = judge_raw_day(conn, night, settings)
+        warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
+        unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
         totals = {"received": totals["received"] + split.received, "accepted": totals["accepted"] + acc,
                   "rejected": totals["rejected"] + rej}
         for reason, n in split.reasons.items():
@@ -129,7 +133,9 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     else:
         meta = {**totals, "partitions": len(nights), "rejection_reasons": _counts(reasons),
                 "per_partition": pd.DataFrame(per_partition), "settings_version": settings.version()}
-    return meta | {"source": source.name, "read_at": read_at or "(all arrived)"}
+    return meta | {"source": source.name, "read_at": read_at or "(all arrived)",
+                   "quarantined_days": len({u.split()[0] for u in unhealthy}),
+                   "failed_raw_checks": ", ".join(unhealthy[:20]) or "-"}
 
 
 # --------------------------------------------------------------------------- factory

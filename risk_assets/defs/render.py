@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from risk_assets.features.spec import SPEC_VERSION
-from risk_assets.guards import Verdict
+from risk_assets.guards import Refused, Verdict
 from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 
@@ -100,9 +100,9 @@ def check_result(verdict: Verdict, settings: Settings, check_name: str | None = 
 
 @contextmanager
 def clear_failure():
-    """Inside a step: an input that is not materialised fails the step with that
-    sentence (not a stack trace)."""
+    """Inside a step: an input that is not materialised, or a refusal, fails the step
+    with its sentence (not a stack trace)."""
     try:
         yield
-    except NotMaterialised as exc:
+    except (NotMaterialised, Refused) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc

@@ -22,9 +22,11 @@ class MappingError(ValueError):
     pass
 
 
-def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
+def build_mapping(seen: pd.DataFrame, aliases: dict[str, str], channels: pd.DataFrame | None = None) -> pd.DataFrame:
     """``seen``: ``raw_category, rows, amount_cents, log_amount_mean, log_amount_std`` over
-    the training period (volumes and amount profiles feed the coverage check)."""
+    the training period (volumes and amount profiles feed the coverage check).
+    ``channels``: ``channel, rows`` seen in the training period — part of the version, so
+    a new channel vocabulary is a new mapping version too."""
     seen = seen.sort_values("raw_category").reset_index(drop=True)
     canonical = list(seen["raw_category"])
     reserved = {UNSEEN, NONE} & set(canonical)
@@ -49,9 +51,17 @@ def build_mapping(seen: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
                      "training_log_amount_mean": None, "training_log_amount_std": None})
     frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS[1:])
     payload = frame[["raw_category", "canonical", "code"]].to_csv(index=False)
+    if channels is not None:
+        payload += "\nchannels:" + ",".join(sorted(channels["channel"]))
     frame.insert(0, "version", hashlib.sha256(payload.encode()).hexdigest()[:12])
     return frame
 
 
 def canonical_levels(mapping: pd.DataFrame) -> list[str]:
     return sorted(set(mapping["canonical"]))
+
+
+def channel_vocabulary(version: str, channels: pd.DataFrame) -> pd.DataFrame:
+    """The channels of the training period, stored with the mapping version."""
+    out = channels.rename(columns={"rows": "training_rows"}).sort_values("channel").reset_index(drop=True)
+    return out.assign(version=version)[["version", "channel", "training_rows"]]

@@ -3,7 +3,8 @@
 Each feature is one SQL aggregate over the transaction rows ``t`` of a customer inside
 a look-back, with the window bounds in a relation ``b``:
 
-* ``t``: ``customer_id, event_ts, amount_cents, channel, canonical, mapped`` — the
+* ``t``: ``customer_id, event_ts, amount_cents, channel, channel_known, canonical, mapped``
+  (``channel_known``: the channel is in the training period's channel vocabulary) — the
   category after the category mapping, or the raw name itself when the mapping has no
   entry for it (``mapped`` false). Encoding then turns such a name into ``__unseen__``
   and logs the original;
@@ -21,7 +22,8 @@ Definitions where a denominator is zero (documented here, not imputed):
 * shares are 0.0 when the 30-day amount is 0;
 * a category share is **NULL** when the window holds an unmapped category (the share
   cannot be known), and ``online_share_30d`` is **NULL** when the window holds a
-  transaction with unknown channel. NULLs are never filled here: encoding imputes them
+  transaction whose channel is missing or not in the channel vocabulary (an unseen
+  channel is never silently "not online"). NULLs are never filled here: encoding imputes them
   and writes every one to the imputation ledger.
 
 A customer is *active* on ``P`` when it has at least one accepted transaction in the
@@ -40,12 +42,42 @@ LOOKBACK_DAYS = 90
 LABEL_HORIZON_DAYS = 30
 UNSEEN = "__unseen__"
 NONE = "__none__"
-RISKY_SHARES: dict[str, tuple[str, ...]] = {
-    "cash": ("cash_withdrawal",),
-    "transfer": ("money_transfer",),
-    "gambling": ("gambling",),
-}
-ONLINE_CHANNELS: tuple[str, ...] = ("online", "transfer")
+SHARE_GROUPS: tuple[str, ...] = ("cash", "transfer", "gambling")
+
+
+@dataclass(frozen=True)
+class FeatureVocabulary:
+    """Which of the source's values the share features count: canonical categories per
+    share group, and the channels that count as online. They reach the SQL as parameters
+    (``$share_cash`` …, ``$online_channels``), so the spec's text — and ``SPEC_VERSION`` —
+    does not depend on one source's names; the model card records the vocabulary a model
+    was trained with. Defaults: the embedded world's names."""
+
+    cash: tuple[str, ...] = ("cash_withdrawal",)
+    transfer: tuple[str, ...] = ("money_transfer",)
+    gambling: tuple[str, ...] = ("gambling",)
+    online: tuple[str, ...] = ("online", "transfer")
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Feature group -> the values it names (``share_<group>_30d`` and ``online_share_30d``)."""
+        return {**{f"share_{g}_30d": getattr(self, g) for g in SHARE_GROUPS}, "online_share_30d": self.online}
+
+    def params(self) -> dict[str, list[str]]:
+        return {**{f"share_{g}": list(getattr(self, g)) for g in SHARE_GROUPS}, "online_channels": list(self.online)}
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {g: list(getattr(self, g)) for g in (*SHARE_GROUPS, "online")}
+
+    def absent(self, categories: set[str], channels: set[str]) -> dict[str, list[str]]:
+        """Per feature, the values it names that the training data never holds (a feature
+        that can only ever be 0)."""
+        out = {}
+        for feature, values in self.groups().items():
+            known = channels if feature == "online_share_30d" else categories
+            missing = [v for v in values if v not in known]
+            if missing:
+                out[feature] = missing
+        return out
 
 
 @dataclass(frozen=True)
@@ -58,16 +90,13 @@ class Feature:
     window_days: int | None = None
     drift: bool = True
     """Watched by the drift checks. Off only for features that move by construction."""
+    null_when: Literal["unmapped_category", "unknown_channel"] | None = None
+    """Why the feature can be NULL: its window holds an unmapped category (the coverage
+    check judges that cause) or a missing/unseen channel."""
 
 
 def _in30(cond: str = "") -> str:
     return "t.event_ts >= b.start_30" + (f" AND {cond}" if cond else "")
-
-
-def _sql_list(values: tuple[str, ...]) -> str:
-    for v in values:  # spec constants only; never user input
-        assert v.replace("_", "").isalnum(), v
-    return ", ".join(f"'{v}'" for v in values)
 
 
 def _window_features(w: int) -> list[Feature]:
@@ -87,16 +116,17 @@ def _window_features(w: int) -> list[Feature]:
     ]
 
 
-def _share(name: str, categories: tuple[str, ...]) -> Feature:
+def _share(name: str) -> Feature:
     total = f"sum(t.amount_cents) FILTER (WHERE {_in30()})"
-    part = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30(f't.canonical IN ({_sql_list(categories)})')}), 0)"
+    part = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30(f'list_contains($share_{name}, t.canonical)')}), 0)"
     unseen = f"count(*) FILTER (WHERE {_in30('NOT t.mapped')})"
     return Feature(
         f"share_{name}_30d",
         "numeric",
         f"CASE WHEN {unseen} > 0 THEN NULL WHEN coalesce({total}, 0) = 0 THEN 0.0 ELSE {part} / {total} END",
-        f"share of 30-day amount in {', '.join(categories)}; NULL if the window has an unmapped category",
-        window_days=30,
+        f"share of 30-day amount in the {name} categories (settings: features.{name}_categories); "
+        "NULL if the window has an unmapped category",
+        window_days=30, null_when="unmapped_category",
     )
 
 
@@ -114,10 +144,10 @@ def _features() -> tuple[Feature, ...]:
     features: list[Feature] = []
     for w in WINDOWS:
         features += _window_features(w)
-    features += [_share(name, cats) for name, cats in RISKY_SHARES.items()]
+    features += [_share(name) for name in SHARE_GROUPS]
     total = f"sum(t.amount_cents) FILTER (WHERE {_in30()})"
-    online = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30(f't.channel IN ({_sql_list(ONLINE_CHANNELS)})')}), 0)"
-    unknown = f"count(*) FILTER (WHERE {_in30('t.channel IS NULL')})"
+    online = f"coalesce(sum(t.amount_cents) FILTER (WHERE {_in30('list_contains($online_channels, t.channel)')}), 0)"
+    unknown = f"count(*) FILTER (WHERE {_in30('NOT t.channel_known')})"
     c7, c30 = "count(*) FILTER (WHERE t.event_ts >= b.start_7)", f"count(*) FILTER (WHERE {_in30()})"
     s7 = "coalesce(sum(t.amount_cents) FILTER (WHERE t.event_ts >= b.start_7), 0)"
     s30 = f"coalesce({total}, 0)"
@@ -125,8 +155,9 @@ def _features() -> tuple[Feature, ...]:
         Feature(
             "online_share_30d", "numeric",
             f"CASE WHEN {unknown} > 0 THEN NULL WHEN {s30} = 0 THEN 0.0 ELSE {online} / {total} END",
-            "share of 30-day amount through online/transfer channels; NULL if a channel is unknown",
-            window_days=30,
+            "share of 30-day amount through the online channels (settings: features.online_channels); NULL "
+            "if the window holds a missing channel or one the training period never saw",
+            window_days=30, null_when="unknown_channel",
         ),
         _ratio("count_velocity_7d_30d", c7, c30, "transaction count"),
         _ratio("amount_velocity_7d_30d", s7, s30, "amount"),

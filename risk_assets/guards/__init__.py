@@ -34,3 +34,7 @@ class Verdict:
     thresholds: dict[str, Scalar] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+class Refused(ValueError):
+    """A step declines to go on for a stated domain reason (the message names it)."""

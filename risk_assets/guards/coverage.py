@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -94,12 +95,15 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
 
 def coverage_with_customers(night: pd.DataFrame, mapping: pd.DataFrame, customers_with_unseen: int,
                             scored_customers: int, max_unmapped_share: float,
-                            max_customer_share: float) -> Verdict:
+                            max_customer_share: float, unseen_by_feature: dict[str, int] | None = None) -> Verdict:
     """The row-level coverage verdict, plus the share of scored customers whose features
-    hold an unseen category (from the imputation ledger): either one fails it."""
+    hold an unseen level of any categorical feature (category, segment, region; from the
+    imputation ledger, one figure per feature): either one fails it."""
     verdict = category_coverage(night, mapping, max_unmapped_share)
     share = customers_with_unseen / scored_customers if scored_customers else 0.0
     verdict.figures |= {"customers_with_unseen": int(customers_with_unseen), "customer_share": share}
+    verdict.figures |= {f"unseen_share.{f}": n / scored_customers if scored_customers else 0.0
+                        for f, n in (unseen_by_feature or {}).items()}
     verdict.thresholds |= {"max_customer_share": max_customer_share}
     if share > max_customer_share:
         verdict.passed = False
@@ -107,9 +111,32 @@ def coverage_with_customers(night: pd.DataFrame, mapping: pd.DataFrame, customer
     return verdict
 
 
+def value_coverage(values: pd.Series, vocabulary: set[str], column: str, max_unseen_share: float) -> Verdict:
+    """Share of the night's rows whose ``column`` holds a value the training period never
+    saw (missing values are not unseen: the missingness checks count those). A new
+    channel is a new kind of traffic, never silently "not online"."""
+    present = values.dropna()
+    unseen = present[~present.isin(vocabulary)]
+    share = len(unseen) / len(values) if len(values) else 0.0
+    counts = unseen.value_counts()
+    table = pd.DataFrame({column: counts.index.astype(str), "rows": counts.to_numpy()})
+    table["share"] = table["rows"] / max(len(values), 1)
+    return Verdict(
+        passed=share <= max_unseen_share, severity="ERROR",
+        summary=(f"{share:.2%} of {len(values)} rows have a {column} the training period never saw "
+                 f"(threshold {max_unseen_share:.2%})" + (f": {', '.join(table[column].head(8))}" if len(table) else "")),
+        figures={"rows": len(values), "unseen_rows": len(unseen), "unseen_share": share,
+                 "missing_rows": int(values.isna().sum()), f"unseen_{column}s": ", ".join(table[column]) or "-",
+                 "vocabulary_size": len(vocabulary)},
+        thresholds={"max_unseen_share": max_unseen_share},
+        tables={"unseen_values": table},
+    )
+
+
 def aliases_toml(aliases: dict[str, str]) -> str:
-    """The ``[mapping]`` section that applies ``aliases``, ready to paste."""
-    return "[mapping]\naliases = { " + ", ".join(f'{k} = "{v}"' for k, v in aliases.items()) + " }"
+    """The ``[mapping]`` section that applies ``aliases``, ready to paste: every key and
+    value a quoted TOML string (JSON's escapes are TOML's), so any name round-trips."""
+    return "[mapping]\naliases = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in aliases.items()) + " }"
 
 
 def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[dict]:
@@ -128,8 +155,17 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
     A match must beat "genuinely new" (score > 0). Unseen categories left over are *new*:
     the suggestion is the existing category with the closest amount profile, marked
     ``weak`` — mapping a new product onto an old category is an approximation to review.
-    ``margin`` is the match's score in nats; ``confidence`` is ``strong`` above 2."""
+    ``margin`` is the match's score in nats; ``confidence`` is ``strong`` above 2.
+
+    Before any of that, a name that is a case or whitespace *variant* of a known category
+    (``Groceries``, ``groceries ``) is suggested as an alias of it. After the matching, a
+    name explained better as the merge of two vanished categories than as the rename of
+    one of them is labelled a merge, and the name that had claimed the other half is left
+    ``new``: a category that vanished into a merge is never a strong rename target."""
     vol = volumes.set_index("canonical")
+    variants = {c: _normalised(c, set(vol.index)) for c in unseen_rows["category"].unique()}
+    variants = {c: target for c, target in variants.items() if target is not None}
+    unseen_rows = unseen_rows[~unseen_rows["category"].isin(set(variants))]
     deficit = (vol["expected_rows"] - vol["observed_rows"]).clip(lower=0.0)
     vanished = list(vol.index[(vol["observed_rows"] == 0) & (vol["expected_rows"] >= 1)])
     shares = vol["expected_rows"] / vol["expected_rows"].sum()
@@ -155,8 +191,10 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
             score = poisson.logpmf(len(x), lam) - poisson.logpmf(len(x), len(x)) + amount_loglik(x, hyp)
             if score > 0:
                 options.setdefault(category, []).append((score, hyp))
-    chosen = _best_assignment(options)
-    out = []
+    chosen = _prefer_merges(_best_assignment(options), options)
+    out = [{"category": c, "kind": "variant", "replaces": "-", "alias_to": target, "rows": 0, "missing_rows": 0.0,
+            "margin": 0.0, "confidence": "strong: the same name up to case and spaces"}
+           for c, target in sorted(variants.items())]
     for category in sorted(amounts):
         x = amounts[category]
         if category in chosen:
@@ -172,6 +210,34 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
                         "rows": len(x), "missing_rows": 0.0, "margin": round(amount_loglik(x, (nearest,)), 2),
                         "confidence": "weak: new product, closest amount profile; review"})
     return out
+
+
+def _normalised(name: str, known: set[str]) -> str | None:
+    """The known category ``name`` is a case/whitespace variant of (None: it is not)."""
+    key = " ".join(str(name).split()).casefold()
+    matches = [k for k in known if " ".join(str(k).split()).casefold() == key and k != name]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _prefer_merges(chosen: dict[str, tuple], options: dict[str, list]) -> dict[str, tuple]:
+    """Where a name renamed one vanished category but explains better as that category
+    merged with another one, which a second name claimed as a rename, the first becomes
+    the merge and the second is left unmatched (new)."""
+    chosen = dict(chosen)
+    for name, (score, hyp) in sorted(chosen.items()):
+        if len(hyp) != 1 or name not in chosen:
+            continue
+        merges = [(s, h) for s, h in options.get(name, []) if len(h) == 2 and hyp[0] in h and s > score]
+        for merge_score, pair in sorted(merges, reverse=True):
+            other = next(c for c in pair if c != hyp[0])
+            rivals = [n for n, (_, h) in chosen.items() if n != name and h == (other,)]
+            free = not any(other in h for n, (_, h) in chosen.items() if n != name and n not in rivals)
+            if free:
+                for rival in rivals:
+                    del chosen[rival]
+                chosen[name] = (merge_score, pair)
+                break
+    return chosen
 
 
 def _best_assignment(options: dict[str, list]) -> dict[str, tuple]:

@@ -118,5 +118,7 @@ def drift_direction(nightly_means: pd.DataFrame, reference: dict, k: float, h: f
         figures={"alarms": len(alarms), "nights": len(nightly_means),
                  "nights_from": str(nightly_means["partition"].min()) if len(nightly_means) else "-"},
         thresholds={"k": k, "h": h},
-        tables={"cusum": table.sort_values("cusum_up", ascending=False) if len(table) else table},
+        # the feature that raised the alarm on top, whichever way it drifts
+        tables={"cusum": table.assign(_worst=table[["cusum_up", "cusum_down"]].max(axis=1))
+                .sort_values("_worst", ascending=False).drop(columns="_worst") if len(table) else table},
     )

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency
 
-from risk_assets.features.spec import FEATURE_NAMES
+from risk_assets.features.encoding import UNSEEN_CATEGORY
+from risk_assets.features.spec import FEATURE_NAMES, FEATURES
 from risk_assets.guards import Verdict
 
 
@@ -39,14 +40,30 @@ def imputation_ceiling(ledger: pd.DataFrame, rows: int, ceiling: float) -> Verdi
     )
 
 
+def coverage_cells(ledger: pd.DataFrame, unmapped_customers: set[str], unseen_channel_customers: set[str]) -> pd.Series:
+    """The ledger cells whose cause is coverage's to judge: unseen categorical levels, and
+    NULLs a feature has *because* the customer's window holds an unmapped category or a
+    channel the training period never saw (``Feature.null_when``)."""
+    cause = ledger["feature"].map({f.name: f.null_when for f in FEATURES})
+    unmapped = (cause == "unmapped_category") & ledger["customer_id"].isin(unmapped_customers)
+    unseen_channel = (cause == "unknown_channel") & ledger["customer_id"].isin(unseen_channel_customers)
+    return (ledger["reason"] == UNSEEN_CATEGORY) | unmapped | unseen_channel
+
+
 def missingness_pattern(
     ledger: pd.DataFrame,
     groups: pd.DataFrame,
     alpha: float,
     min_lift: float,
     min_cells: int,
+    excused: pd.Series | None = None,
 ) -> Verdict:
     """Is a feature's missingness concentrated in one group, rather than random?
+
+    ``excused``: a mask over the ledger of the cells whose cause the coverage checks
+    judge (:func:`coverage_cells`). They are left out — one verdict per cause: a few rows
+    with odd category names, tolerated by coverage, must not block this night and the
+    thirty nights their windows still hold them.
 
     ``groups``: one row per scored customer (``customer_id`` plus grouping columns —
     segment, region and ``uses:<category>`` flags). For every feature with at least
@@ -55,6 +72,9 @@ def missingness_pattern(
     significant at ``alpha`` / number of tests (Bonferroni) *and* the worst group's
     rate is at least ``min_lift`` times the rate outside it — so it fires on
     concentration even when the overall rate is under the ceiling."""
+    excused_cells = int(excused.sum()) if excused is not None else 0
+    if excused is not None:
+        ledger = ledger[~excused.to_numpy()]
     customers = groups["customer_id"]
     grouping_cols = [c for c in groups.columns if c != "customer_id"]
     features = ledger.groupby("feature").size()
@@ -99,6 +119,7 @@ def missingness_pattern(
             "bonferroni_level": level,
             "flagged": len(flagged),
             "features_tested": len(features),
+            "cells_left_to_coverage": excused_cells,
         },
         thresholds={"alpha": alpha, "min_lift": min_lift, "min_cells": min_cells},
         tables={"concentration_tests": frame.head(20) if len(frame) else pd.DataFrame()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from risk_assets.guards import Verdict
@@ -30,8 +31,23 @@ def rows_reconcile(received: int | None, stored_accepted: int, stored_rejected: 
     )
 
 
+def reason_kinds(reasons: pd.DataFrame) -> pd.DataFrame:
+    """Rejections grouped by kind of reason (``duplicate transaction_id``, ``amount: must
+    be > 0`` …) with an example record, not one group per distinct message: a row's
+    reasons are split, and the details that differ per row (which file and row a
+    duplicate first appeared at, which partition holds it) are left out of the kind."""
+    if reasons.empty:
+        return pd.DataFrame(columns=["kind", "rows", "example"])
+    parts = reasons.assign(kind=reasons["reasons"].str.split("; ")).explode("kind")
+    parts["kind"] = (parts["kind"].str.replace(r"\s*\(first at [^)]*\)", "", regex=True)
+                     .str.replace(r"in partition \S+$", "in another partition", regex=True))
+    return (parts.groupby("kind").agg(rows=("rows", "sum"), example=("example", "first")).reset_index()
+            .sort_values(["rows", "kind"], ascending=[False, True], ignore_index=True))
+
+
 def rejection_rate(accepted: int, reasons: pd.DataFrame, max_rejected_share: float) -> Verdict:
-    """Share of received rows the contract rejected. ``reasons``: ``reasons, rows``."""
+    """Share of received rows the contract rejected. ``reasons``: ``reasons, rows, example``
+    per distinct reason text; the table groups them by kind."""
     rejected = int(reasons["rows"].sum()) if len(reasons) else 0
     total = accepted + rejected
     share = rejected / total if total else 0.0
@@ -40,7 +56,7 @@ def rejection_rate(accepted: int, reasons: pd.DataFrame, max_rejected_share: flo
         summary=f"{rejected} of {total} rows rejected ({share:.2%}, threshold {max_rejected_share:.2%})",
         figures={"accepted": accepted, "rejected": rejected, "rejected_share": share},
         thresholds={"max_rejected_share": max_rejected_share},
-        tables={"reasons": reasons},
+        tables={"reasons": reason_kinds(reasons)},
     )
 
 
@@ -66,15 +82,89 @@ def late_arrivals(reconciled: dt.date, loaded: bool, rows_now: pd.DataFrame, sto
     )
 
 
-def lookback_complete(expected: list[dt.date], loaded: Iterable[dt.date]) -> Verdict:
-    """Every raw partition of the look-back has been loaded (a gap shrinks every window)."""
-    loaded = set(loaded)
-    missing = [d for d in expected if d not in loaded]
+MIN_CATEGORY_ROWS = 5
+"""Rows a category needs tonight to take part in the amount-scale comparison."""
+MIN_REFERENCE_DAYS = 5
+"""Earlier days a category needs before its level is known."""
+
+
+def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: float) -> Verdict:
+    """Are tonight's amounts on the same scale as the recent days'? Per category, the
+    night's mean log-amount against the median of its recent daily means; the median of
+    those differences over categories is the night's factor. A unit change (cents sent as
+    euros, ×100) moves every category at once and states its factor; a category's own mix
+    moving does not.
+
+    ``night``: ``category, amount_cents``; ``history``: ``partition, category, rows,
+    mean_log`` of earlier days."""
+    tonight = (night.assign(log=np.log(night["amount_cents"].astype("float64")))
+               .groupby("category").agg(rows=("log", "size"), mean_log=("log", "mean")))
+    tonight = tonight[tonight["rows"] >= MIN_CATEGORY_ROWS]
+    usable = history[history["rows"] >= 3]
+    reference = usable.groupby("category")["mean_log"].median()
+    days = usable.groupby("category")["partition"].nunique()
+    reference = reference[days.reindex(reference.index).fillna(0) >= MIN_REFERENCE_DAYS]
+    common = tonight.index.intersection(reference.index)
+    table = pd.DataFrame({"category": common, "rows": tonight.loc[common, "rows"].to_numpy(),
+                          "factor": np.exp(tonight.loc[common, "mean_log"] - reference.loc[common]).to_numpy()})
+    figures = {"categories_compared": len(common), "history_days": int(history["partition"].nunique())}
+    thresholds = {"max_amount_factor": max_amount_factor, "min_category_rows": MIN_CATEGORY_ROWS}
+    if table.empty:
+        return Verdict(True, "ERROR", "no category with enough rows tonight and history to compare amounts with",
+                       figures | {"factor": None}, thresholds)
+    factor = float(np.exp(np.median(np.log(table["factor"]))))
+    figures["factor"] = factor
+    off = factor > max_amount_factor or factor < 1 / max_amount_factor
+    words = (f"{factor:.3g}× larger" if factor >= 1 else f"{1 / factor:.3g}× smaller")
     return Verdict(
-        passed=not missing, severity="ERROR",
-        summary=(f"{len(missing)} of {len(expected)} look-back day(s) never loaded: "
-                 + ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else ""))
-        if missing else f"all {len(expected)} look-back days loaded ({expected[0]} .. {expected[-1]})",
+        passed=not off, severity="ERROR",
+        summary=(f"amounts look {words} than in the recent days (median over {len(table)} categories; "
+                 f"a unit change?)" if off else f"amounts on the recent scale (factor {factor:.2f} over "
+                 f"{len(table)} categories)"),
+        figures=figures, thresholds=thresholds, tables={"categories": table.sort_values("rows", ascending=False)},
+    )
+
+
+
+def lookback_health(expected: list[dt.date], loaded: Iterable[dt.date], verdicts: pd.DataFrame,
+                    accepted: dict[dt.date, str]) -> Verdict:
+    """Every raw partition of the night's look-back was loaded *and* passed the raw
+    layer's blocking checks on its latest load (``verdicts``: ``partition, check_name, passed,
+    summary``; a day without verdicts has not been judged). A day that failed is
+    quarantined: the nights whose windows read it are blocked, naming the day and the
+    check, until it is re-loaded and passes, or ``accepted`` (an override with a name and
+    a reason) takes it as it is."""
+    loaded = set(loaded)
+    tonight = expected[-1]
+    missing = [d for d in expected if d not in loaded]
+    earlier = [d for d in expected[:-1] if d in loaded]
+    failed = verdicts[~verdicts["passed"] & verdicts["partition"].isin(earlier)]
+    judged = set(verdicts["partition"])
+    unjudged = [d for d in earlier if d not in judged]
+    sick = {d: list(g["check_name"] + ": " + g["summary"]) for d, g in failed.groupby("partition")}
+    waived = {d: accepted[d] for d in sorted(sick) if d in accepted}
+    quarantined = {d: why for d, why in sorted(sick.items()) if d not in accepted}
+    table = pd.DataFrame([{"partition": str(d), "problem": "; ".join(why), "accepted_by_override": d in waived}
+                          for d, why in sorted(sick.items())] + [
+        {"partition": str(d), "problem": "never loaded", "accepted_by_override": False} for d in missing] + [
+        {"partition": str(d), "problem": "loaded but never judged", "accepted_by_override": False} for d in unjudged])
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of {len(expected)} look-back day(s) never loaded: "
+                        + ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else ""))
+    if quarantined:
+        problems.append(f"{len(quarantined)} quarantined day(s) in the look-back: " + "; ".join(
+            f"{d} ({', '.join(why)})" for d, why in list(quarantined.items())[:5]))
+    if unjudged:
+        problems.append(f"{len(unjudged)} day(s) loaded but never judged: " + ", ".join(map(str, unjudged[:5])))
+    return Verdict(
+        passed=not problems, severity="ERROR",
+        summary="; ".join(problems) if problems else (
+            f"all {len(expected)} look-back days loaded and healthy ({expected[0]} .. {tonight})"
+            + (f"; {len(waived)} accepted by override" if waived else "")),
         figures={"lookback_days": len(expected), "missing_days": len(missing),
-                 "first_missing": str(missing[0]) if missing else "-"},
+                 "first_missing": str(missing[0]) if missing else "-", "quarantined_days": len(quarantined),
+                 "first_quarantined": str(next(iter(quarantined))) if quarantined else "-",
+                 "accepted_days": len(waived), "unjudged_days": len(unjudged)},
+        tables={"unhealthy_days": table},
     )

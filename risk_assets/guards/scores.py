@@ -9,7 +9,9 @@ from risk_assets.guards import Verdict
 
 
 def score_sanity(scores: np.ndarray, validation_quantiles: list[float], psi_warn: float,
-                 high_band_max_share: float) -> Verdict:
+                 high_band_max_share: float, validation_mean: float | None = None) -> Verdict:
+    """``validation_mean``: the validation scores' mean as stored in the model card (the
+    quantiles' mean is only an approximation of it, used for cards that lack it)."""
     q = np.asarray(validation_quantiles)
     edges = list(q[1:-1])
     ref = np.full(len(edges) + 1, 1.0 / (len(edges) + 1))
@@ -29,7 +31,7 @@ def score_sanity(scores: np.ndarray, validation_quantiles: list[float], psi_warn
             "score_psi": value,
             "share_above_validation_p98": high_share,
             "mean_score": float(np.mean(scores)) if len(scores) else 0.0,
-            "validation_mean_score": float(np.mean(q)),
+            "validation_mean_score": float(validation_mean) if validation_mean is not None else float(np.mean(q)),
         },
         thresholds={"psi_warn": psi_warn, "high_share_warn": high_band_max_share},
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from risk_assets.features.spec import BOUND_COLUMNS, FEATURES, LOOKBACK_DAYS
+from risk_assets.features.spec import BOUND_COLUMNS, FEATURES, LOOKBACK_DAYS, FeatureVocabulary
 from risk_assets.night import Night
 from risk_assets.queries import warehouse
 
@@ -30,11 +30,12 @@ _SELECT = ", ".join(
     f"f.{f.name}" if f.origin == "transactions" else f"{f.sql} AS {f.name}" for f in FEATURES
 )
 _MAPPED_TX = """
-    SELECT r.customer_id, r.event_ts, r.amount_cents, r.channel,
+    SELECT r.customer_id, r.event_ts, r.amount_cents, r.channel, cv.channel IS NOT NULL AS channel_known,
            coalesce(m.canonical, r.category) AS canonical, m.canonical IS NOT NULL AS mapped
     FROM raw_transactions r
     LEFT JOIN (SELECT raw_category, canonical FROM category_mapping WHERE version = $mapping) m
            ON m.raw_category = r.category
+    LEFT JOIN (SELECT channel FROM channel_vocabulary WHERE version = $mapping) cv ON cv.channel = r.channel
     WHERE r.partition BETWEEN $first_partition AND $last_partition"""
 
 
@@ -74,9 +75,11 @@ def serving_features(
     conn: duckdb.DuckDBPyConnection,
     night: Night,
     mapping_version: str,
+    vocabulary: FeatureVocabulary,
     skew: ServingSkew | None = None,
 ) -> pd.DataFrame:
-    """Features of every active customer as of the end of business day ``night``."""
+    """Features of every active customer as of the end of business day ``night``; the
+    share features count the values ``vocabulary`` names."""
     bounds = serving_bounds(night, skew)
     first, last = night.scan_range()
     b_row = ", ".join(f"$b_{c}::TIMESTAMP AS {c}" for c in BOUND_COLUMNS)
@@ -94,7 +97,7 @@ SELECT f.customer_id, f.as_of, {_SELECT}
 FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
 ORDER BY f.customer_id"""
     params = {f"b_{c}": bounds[c].to_pydatetime() for c in BOUND_COLUMNS}
-    params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last}
+    params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last, **vocabulary.params()}
     return _finish(warehouse.frame(conn, sql, params))
 
 
@@ -121,6 +124,7 @@ def training_features(
     conn: duckdb.DuckDBPyConnection,
     nights: Sequence[Night],
     mapping_version: str,
+    vocabulary: FeatureVocabulary,
     customers: Sequence[str] | None = None,
     chunk_days: int = TRAINING_CHUNK_DAYS,
 ) -> pd.DataFrame:
@@ -129,7 +133,7 @@ def training_features(
 
     ``customers``: restrict to these ids (the parity sample); all active otherwise."""
     nights = sorted(nights, key=lambda n: n.day)
-    chunks = [_training_chunk(conn, nights[i:i + chunk_days], mapping_version, customers)
+    chunks = [_training_chunk(conn, nights[i:i + chunk_days], mapping_version, vocabulary, customers)
               for i in range(0, len(nights), chunk_days)]
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
@@ -138,6 +142,7 @@ def _training_chunk(
     conn: duckdb.DuckDBPyConnection,
     nights: Sequence[Night],
     mapping_version: str,
+    vocabulary: FeatureVocabulary,
     customers: Sequence[str] | None,
 ) -> pd.DataFrame:
     spine = pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
@@ -160,7 +165,8 @@ FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
 ORDER BY f.as_of, f.customer_id"""
     try:
         return _finish(warehouse.frame(
-            conn, sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last}
+            conn, sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last,
+                        **vocabulary.params()}
         ))
     finally:
         conn.unregister("_spine")

@@ -27,6 +27,18 @@ def category_volumes(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.d
     ).df()
 
 
+def channel_volumes(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """``channel, rows`` of the non-null channels over partitions ``first .. last``."""
+    return conn.execute(
+        "SELECT channel, count(*) AS rows FROM raw_transactions WHERE partition BETWEEN ? AND ? "
+        "AND channel IS NOT NULL GROUP BY channel ORDER BY channel", [first, last]).df()
+
+
+def channels(conn: duckdb.DuckDBPyConnection, version: str) -> set[str]:
+    """The channel vocabulary of a mapping version."""
+    return {r[0] for r in conn.execute("SELECT channel FROM channel_vocabulary WHERE version = ?", [version]).fetchall()}
+
+
 def mapping(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The current category mapping (every row)."""
     return conn.execute("SELECT * FROM category_mapping ORDER BY raw_category").df()
@@ -44,14 +56,17 @@ def canonical_levels(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return sorted(r[0] for r in conn.execute("SELECT DISTINCT canonical FROM category_mapping").fetchall())
 
 
-def replace_mapping(conn: duckdb.DuckDBPyConnection, new: pd.DataFrame, now: pd.Timestamp) -> bool:
-    """Make ``new`` the current mapping; record its version in the history once.
-    Returns whether the version is new."""
+def replace_mapping(conn: duckdb.DuckDBPyConnection, new: pd.DataFrame, vocabulary: pd.DataFrame,
+                    now: pd.Timestamp) -> bool:
+    """Make ``new`` the current mapping (with its channel vocabulary); record its version
+    in the history once. Returns whether the version is new."""
     version = new.at[0, "version"]
     known = warehouse.scalar(conn, "SELECT count(*) FROM category_mapping_history WHERE version = ?", [version])
     with warehouse.transaction(conn):
         conn.execute("DELETE FROM category_mapping")
         warehouse.insert(conn, "category_mapping", new)
+        conn.execute("DELETE FROM channel_vocabulary WHERE version = ?", [version])
+        warehouse.insert(conn, "channel_vocabulary", vocabulary)
         if not known:
             warehouse.insert(conn, "category_mapping_history", new.assign(created_at=now))
     return not known

@@ -53,6 +53,9 @@ TABLES: dict[str, str] = {
         partition DATE NOT NULL, received BIGINT NOT NULL, accepted BIGINT NOT NULL,
         rejected BIGINT NOT NULL, source VARCHAR NOT NULL, read_at VARCHAR,
         loaded_at TIMESTAMP NOT NULL""",
+    "raw_verdicts": """
+        partition DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, severity VARCHAR NOT NULL,
+        summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL""",
     "category_mapping": """
         version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
         code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
@@ -62,6 +65,8 @@ TABLES: dict[str, str] = {
         code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
         training_amount_cents BIGINT, training_log_amount_mean DOUBLE, training_log_amount_std DOUBLE,
         created_at TIMESTAMP NOT NULL""",
+    "channel_vocabulary": """
+        version VARCHAR NOT NULL, channel VARCHAR NOT NULL, training_rows BIGINT NOT NULL""",
     "model_registry": """
         version VARCHAR NOT NULL, path VARCHAR NOT NULL, trained_at TIMESTAMP NOT NULL,
         spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL, roc_auc DOUBLE,
@@ -306,12 +311,19 @@ def night_categories(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFr
         "SELECT transaction_id, category, amount_cents FROM raw_transactions WHERE partition = ?", [day]).df()
 
 
+def night_column(conn: duckdb.DuckDBPyConnection, day: dt.date, column: str) -> pd.Series:
+    """One column of the partition's accepted rows (a column of raw_transactions only)."""
+    if column not in COLUMNS["raw_transactions"]:
+        raise ValueError(f"raw_transactions has no column {column!r}")
+    return conn.execute(f'SELECT "{column}" FROM raw_transactions WHERE partition = ?', [day]).df()[column]
+
+
 def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp,
                       first: dt.date, last: dt.date) -> pd.DataFrame:
-    """Distinct (customer_id, category) with an event in ``[start, end)``, scanning
-    partitions ``first .. last``."""
+    """Distinct (customer_id, category, channel) with an event in ``[start, end)``,
+    scanning partitions ``first .. last``."""
     return conn.execute(
-        "SELECT DISTINCT customer_id, category FROM raw_transactions WHERE event_ts >= ? "
+        "SELECT DISTINCT customer_id, category, channel FROM raw_transactions WHERE event_ts >= ? "
         "AND event_ts < ? AND partition BETWEEN ? AND ?", [start, end, first, last]).df()
 
 
@@ -323,17 +335,37 @@ def stored_record_keys(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str
 
 
 def rejection_reasons(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
-    """``reasons, rows`` of the partition's rejected rows, most frequent first."""
+    """``reasons, rows, example`` (a record key) of the partition's rejected rows, most
+    frequent first."""
     return conn.execute(
-        "SELECT reasons, count(*) AS rows FROM rejected_transactions WHERE partition = ? "
-        "GROUP BY reasons ORDER BY rows DESC, reasons", [day]).df()
+        "SELECT reasons, count(*) AS rows, min(record_key) AS example FROM rejected_transactions "
+        "WHERE partition = ? GROUP BY reasons ORDER BY rows DESC, reasons", [day]).df()
 
 
 def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The load ledger ``raw_loads`` for partitions ``first .. last``, by partition."""
     out = conn.execute(
-        "SELECT partition, received, accepted, rejected, read_at FROM raw_loads "
+        "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
         "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last]).df()
+    out["partition"] = pd.to_datetime(out["partition"]).dt.date
+    return out
+
+
+def category_log_amounts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """``partition, category, rows, mean_log`` (mean of ln(amount_cents)) per day and category."""
+    out = conn.execute(
+        "SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log FROM raw_transactions "
+        "WHERE partition BETWEEN ? AND ? GROUP BY partition, category ORDER BY partition, category",
+        [first, last]).df()
+    out["partition"] = pd.to_datetime(out["partition"]).dt.date
+    return out
+
+
+def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The raw layer's recorded verdicts (``partition, check_name, passed, summary, loaded_at``)."""
+    out = conn.execute(
+        "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name", [first, last]).df()
     out["partition"] = pd.to_datetime(out["partition"]).dt.date
     return out
 

@@ -10,7 +10,7 @@ non-embedded source.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -69,6 +69,9 @@ class ServingSkewSettings(_Section):
 class WorldSettings(_Section):
     """The embedded synthetic world (deterministic from ``seed``)."""
 
+    profile: Literal["embedded", "alpine"] = "embedded"
+    """Which source the world imitates: ``embedded`` (the default) or ``alpine``, a second
+    source that differs on purpose (names, rhythm, paydays, holidays, growth)."""
     seed: int = 20250101
     n_customers: PositiveInt = 20_000
     start: dt.date = dt.date(2025, 1, 1)

@@ -78,12 +78,86 @@ _HOUR_P = _HOUR_P / _HOUR_P.sum()
 _PRECURSOR_SHARE = 0.8
 
 
-def emitted_category_names(product_change: bool) -> list[str]:
+@dataclass(frozen=True)
+class Profile:
+    """What makes a world look like one source rather than another: its vocabulary, its
+    weekly and monthly rhythm, its public holidays, how its customer base grows and how
+    channels follow categories. Two profiles exist: the embedded world, and ``alpine``,
+    a second source that differs from it on purpose (see :data:`ALPINE`)."""
+
+    name: str
+    categories: tuple[str, ...]
+    weights: np.ndarray
+    amount_factor: np.ndarray
+    risky: tuple[str, ...]
+    risky_weights: np.ndarray
+    segments: tuple[str, ...]
+    segment_p: np.ndarray
+    segment_rate: np.ndarray
+    segment_amount: np.ndarray
+    segment_hazard: np.ndarray
+    regions: tuple[str, ...]
+    region_p: tuple[float, ...]
+    channels: tuple[str, ...]
+    weekday_factor: np.ndarray
+    renamed: dict
+    merged: dict
+    new_categories: tuple[str, ...]
+    new_from: dict
+    """new category -> (existing category it takes rows from, share of those rows)."""
+    amount_scale: float = 28.0
+    opened_before_share: float = 0.85
+    opened_within_days: int = 18 * 30
+    holidays: tuple[str, str | None] | None = None
+    """(country, subdivision) for the ``holidays`` package: volume drops on public holidays."""
+    holiday_factor: float = 1.0
+    payday_factor: float = 1.0
+    """Volume multiplier on the last weekday of the month and the 1st (salaries arrive)."""
+    customer_prefix: str = "C"
+    transaction_prefix: str = "TX"
+    timezone: str = "UTC"
+    """The business timezone a deployment of this source would use."""
+
+
+EMBEDDED = Profile(
+    name="embedded", categories=BASE_CATEGORIES, weights=_BASE_WEIGHTS, amount_factor=_AMOUNT_FACTOR,
+    risky=RISKY_CATEGORIES, risky_weights=_RISKY_WEIGHTS, segments=SEGMENTS, segment_p=_SEGMENT_P,
+    segment_rate=_SEGMENT_RATE, segment_amount=_SEGMENT_AMOUNT, segment_hazard=_SEGMENT_HAZARD,
+    regions=REGIONS, region_p=(0.24, 0.22, 0.2, 0.18, 0.16), channels=CHANNELS, weekday_factor=WEEKDAY_FACTOR,
+    renamed=RENAMED, merged=MERGED, new_categories=NEW_CATEGORIES,
+    new_from={"bnpl": ("retail", 0.30), "crypto": ("gambling", 0.40)},
+)
+
+_ALPINE_WEEKDAY = np.array([1.02, 1.0, 1.0, 1.04, 1.30, 1.12, 0.22])  # shops close on Sundays
+ALPINE = Profile(
+    name="alpine",
+    categories=("supermarket", "gastronomy", "petrol", "energy_bill", "fashion", "pharmacy", "travel_agency",
+                "streaming", "atm_cash", "sepa_transfer", "sports_betting", "insurance"),
+    weights=np.array([26, 11, 8, 5, 12, 6, 4, 6, 9, 7, 3, 3], dtype=float),
+    amount_factor=np.array([0.9, 0.9, 1.5, 3.0, 2.0, 0.7, 12.0, 0.4, 3.0, 5.0, 1.2, 4.0]),
+    risky=("atm_cash", "sepa_transfer", "sports_betting"), risky_weights=np.array([0.40, 0.40, 0.20]),
+    segments=("private", "business", "youth", "senior"), segment_p=np.array([0.55, 0.12, 0.13, 0.20]),
+    segment_rate=np.array([1.0, 2.2, 0.9, 0.6]), segment_amount=np.array([1.0, 3.5, 0.4, 0.9]),
+    segment_hazard=np.array([1.0, 1.4, 1.6, 0.5]),
+    regions=("wien", "tirol", "steiermark", "salzburg"), region_p=(0.40, 0.20, 0.25, 0.15),
+    channels=("pos", "ecommerce", "atm", "sepa", "mobile_wallet"),
+    weekday_factor=_ALPINE_WEEKDAY / _ALPINE_WEEKDAY.mean(),
+    renamed={"sepa_transfer": "instant_payment"}, merged={"travel_agency": "leisure", "streaming": "leisure"},
+    new_categories=("pay_later", "crypto_exchange"),
+    new_from={"pay_later": ("fashion", 0.35), "crypto_exchange": ("sports_betting", 0.45)},
+    amount_scale=41.0, opened_before_share=0.55, opened_within_days=900,
+    holidays=("AT", None), holiday_factor=0.3, payday_factor=1.45,
+    customer_prefix="K-", transaction_prefix="AT", timezone="Europe/Vienna",
+)
+PROFILES: dict[str, Profile] = {p.name: p for p in (EMBEDDED, ALPINE)}
+
+
+def emitted_category_names(product_change: bool, profile: Profile = EMBEDDED) -> list[str]:
     """Category strings the source emits before (False) or after (True) the change."""
     if not product_change:
-        return list(BASE_CATEGORIES)
-    names = [RENAMED.get(c, MERGED.get(c, c)) for c in BASE_CATEGORIES]
-    return list(dict.fromkeys(names + list(NEW_CATEGORIES)))
+        return list(profile.categories)
+    names = [profile.renamed.get(c, profile.merged.get(c, c)) for c in profile.categories]
+    return list(dict.fromkeys(names + list(profile.new_categories)))
 
 
 @dataclass(frozen=True)
@@ -113,30 +187,53 @@ class World:
     def __init__(self, settings: WorldSettings, timezone: str = "UTC"):
         self.settings = settings
         self.tz = ZoneInfo(timezone)
+        self.profile = PROFILES[settings.profile]
+
+    @cached_property
+    def _holidays(self) -> set[dt.date]:
+        p = self.profile
+        if p.holidays is None:
+            return set()
+        import holidays
+
+        years = range(self.settings.start.year, self.settings.horizon.year + 1)
+        return set(holidays.country_holidays(p.holidays[0], subdiv=p.holidays[1], years=years))
+
+    def day_factor(self, day: dt.date) -> float:
+        """Volume multiplier of a calendar day: public holidays and paydays (1.0 when the
+        profile has neither, so the embedded world's draws are unchanged)."""
+        p = self.profile
+        if day in self._holidays:
+            return p.holiday_factor
+        last = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        while last.weekday() >= 5:
+            last -= dt.timedelta(days=1)
+        return p.payday_factor if day in (last, day.replace(day=1)) else 1.0
 
     # ------------------------------------------------------------------ customers
     @cached_property
     def _customers(self) -> _Customers:
-        s = self.settings
+        s, p = self.settings, self.profile
         rng = np.random.default_rng([s.seed, 1])
         n = s.n_customers
-        segment = rng.choice(len(SEGMENTS), size=n, p=_SEGMENT_P)
-        region = rng.choice(len(REGIONS), size=n, p=[0.24, 0.22, 0.2, 0.18, 0.16])
-        # 85% opened before the world starts, 15% during its first 18 months.
-        before = rng.random(n) < 0.85
+        segment = rng.choice(len(p.segments), size=n, p=p.segment_p)
+        region = rng.choice(len(p.regions), size=n, p=list(p.region_p))
+        # Most accounts exist before the world starts, the rest open during it (the embedded
+        # world: 85% before, 15% in its first 18 months; alpine grows for 2.5 years).
+        before = rng.random(n) < p.opened_before_share
         opened_day = np.where(
-            before, -rng.integers(30, 8 * 365, size=n), rng.integers(0, 18 * 30, size=n)
+            before, -rng.integers(30, 8 * 365, size=n), rng.integers(0, p.opened_within_days, size=n)
         )
         opened_at = (
             np.datetime64(s.start, "s")
             + opened_day.astype("timedelta64[D]").astype("timedelta64[s]")
             + rng.integers(8 * 3600, 20 * 3600, size=n).astype("timedelta64[s]")
         )
-        rate = s.mean_daily_transactions * _SEGMENT_RATE[segment] * rng.lognormal(-0.32, 0.8, n)
+        rate = s.mean_daily_transactions * p.segment_rate[segment] * rng.lognormal(-0.32, 0.8, n)
         rate = rate * (s.mean_daily_transactions / max(rate.mean(), 1e-12))
-        amount_scale = 28.0 * _SEGMENT_AMOUNT[segment] * rng.lognormal(0.0, 0.45, n)
-        prefs = rng.dirichlet(_BASE_WEIGHTS * 1.5, size=n)
-        ids = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 7))
+        amount_scale = p.amount_scale * p.segment_amount[segment] * rng.lognormal(0.0, 0.45, n)
+        prefs = rng.dirichlet(p.weights * 1.5, size=n)
+        ids = np.char.add(p.customer_prefix, np.char.zfill(np.arange(1, n + 1).astype(str), 7))
         return _Customers(
             ids=ids,
             segment=segment,
@@ -153,8 +250,8 @@ class World:
         return pd.DataFrame(
             {
                 "customer_id": c.ids.astype(object),
-                "segment": np.array(SEGMENTS, dtype=object)[c.segment],
-                "region": np.array(REGIONS, dtype=object)[c.region],
+                "segment": np.array(self.profile.segments, dtype=object)[c.segment],
+                "region": np.array(self.profile.regions, dtype=object)[c.region],
                 "opened_at": pd.to_datetime(c.opened_at),
             }
         )
@@ -169,7 +266,7 @@ class World:
         hazard = (
             s.irregularity_rate_per_year
             / 365.0
-            * _SEGMENT_HAZARD[c.segment]
+            * self.profile.segment_hazard[c.segment]
             * rng.lognormal(-0.72, 1.2, c.ids.size)
         )
         # Busier customers carry a little more risk (a static signal).
@@ -223,7 +320,7 @@ class World:
         Columns: transaction_id, customer_id, event_ts (naive UTC), amount, category,
         channel, arrival_ts (naive UTC, when the row reaches the source).
         """
-        s = self.settings
+        s, p = self.settings, self.profile
         c = self._customers
         day_index = (day - s.start).days
         columns = ["transaction_id", "customer_id", "event_ts", "amount", "category", "channel"]
@@ -231,7 +328,10 @@ class World:
             return pd.DataFrame({k: pd.Series(dtype=object) for k in columns + ["arrival_ts"]})
         rng = np.random.default_rng([s.seed, 3, day_index])
         ramp = self._ramp(day_index)
-        rate = c.rate * WEEKDAY_FACTOR[day.weekday()] * (1.0 + ramp) * (c.opened_day <= day_index)
+        rate = c.rate * p.weekday_factor[day.weekday()] * (1.0 + ramp) * (c.opened_day <= day_index)
+        factor = self.day_factor(day)
+        if factor != 1.0:
+            rate = rate * factor
         counts = rng.poisson(rate)
         who = np.repeat(np.arange(c.ids.size), counts)
         n = who.size
@@ -241,36 +341,24 @@ class World:
         risky_p = np.clip(0.22 * r, 0.0, 0.8)
         u = rng.random(n)
         own = (c.pref_cum[who] < u[:, None]).sum(axis=1)
-        own = np.minimum(own, len(BASE_CATEGORIES) - 1)
-        risky = np.array([BASE_CATEGORIES.index(x) for x in RISKY_CATEGORIES])[
-            rng.choice(len(RISKY_CATEGORIES), size=n, p=_RISKY_WEIGHTS)
+        own = np.minimum(own, len(p.categories) - 1)
+        risky = np.array([p.categories.index(x) for x in p.risky])[
+            rng.choice(len(p.risky), size=n, p=p.risky_weights)
         ]
         cat_idx = np.where(rng.random(n) < risky_p, risky, own)
         amount = (
             c.amount_scale[who]
-            * _AMOUNT_FACTOR[cat_idx]
+            * p.amount_factor[cat_idx]
             * rng.lognormal(0.0, 0.7, n)
             * (1.0 + 0.45 * r)
         )
         amount = np.round(np.maximum(amount, 0.5), 2)
-        category = np.array(BASE_CATEGORIES, dtype=object)[cat_idx]
-
-        channel = np.where(rng.random(n) < 0.62, "card_present", "online").astype(object)
-        channel[category == "cash_withdrawal"] = "atm"
-        transfer = category == "money_transfer"
-        channel[transfer] = np.where(rng.random(transfer.sum()) < 0.8, "transfer", "online")
-        channel[np.isin(category, ["online_services", "gambling"])] = "online"
+        category = np.array(p.categories, dtype=object)[cat_idx]
+        channel = self._channels(rng, category)
 
         pc = s.product_change
         if pc.enabled and day >= pc.date:
-            category = np.array([RENAMED.get(x, MERGED.get(x, x)) for x in category], dtype=object)
-            to_bnpl = (category == "retail") & (rng.random(n) < 0.30)
-            to_crypto = ((category == "gambling") & (rng.random(n) < 0.40)) | (
-                (r > 0) & (category == "p2p_payments") & (rng.random(n) < 0.35)
-            )
-            category[to_bnpl] = "bnpl"
-            category[to_crypto] = "crypto"
-            channel[to_bnpl | to_crypto] = "online"
+            category, channel = self._product_change(rng, category, channel, r)
 
         # Timestamps: local hour profile, converted to naive UTC.
         seconds = rng.choice(24, size=n, p=_HOUR_P) * 3600 + rng.integers(0, 3600, size=n)
@@ -286,8 +374,8 @@ class World:
         if mi.enabled and mi.date <= day < mi.date + dt.timedelta(days=mi.days):
             target = self._missingness_target(mi.concentrate_in, who, category)
             share_in_target = target.mean() if n else 0.0
-            p = min(1.0, mi.share / share_in_target) if share_in_target > 0 else 0.0
-            channel[target & (rng.random(n) < p)] = None
+            prob = min(1.0, mi.share / share_in_target) if share_in_target > 0 else 0.0
+            channel[target & (rng.random(n) < prob)] = None
 
         arrival = event_ts + pd.to_timedelta(rng.integers(60, 3600, size=n), unit="s")
         la = s.late_arrival
@@ -310,7 +398,7 @@ class World:
         frame.insert(
             0,
             "transaction_id",
-            [f"TX{day:%Y%m%d}{i:07d}" for i in range(len(frame))],
+            [f"{p.transaction_prefix}{day:%Y%m%d}{i:07d}" for i in range(len(frame))],
         )
         return frame
 
@@ -319,5 +407,41 @@ class World:
             return np.ones(who.size, dtype=bool)
         kind, name = spec.split(":", 1)
         if kind == "segment":
-            return np.array(SEGMENTS, dtype=object)[self._customers.segment[who]] == name
+            return np.array(self.profile.segments, dtype=object)[self._customers.segment[who]] == name
+        if kind == "region":
+            return np.array(self.profile.regions, dtype=object)[self._customers.region[who]] == name
         return category == name
+
+    def _channels(self, rng: np.random.Generator, category: np.ndarray) -> np.ndarray:
+        n = category.size
+        if self.profile.name == "embedded":
+            channel = np.where(rng.random(n) < 0.62, "card_present", "online").astype(object)
+            channel[category == "cash_withdrawal"] = "atm"
+            transfer = category == "money_transfer"
+            channel[transfer] = np.where(rng.random(transfer.sum()) < 0.8, "transfer", "online")
+            channel[np.isin(category, ["online_services", "gambling"])] = "online"
+            return channel
+        # alpine: card at the till, web shops, a growing share of phone wallets
+        channel = np.array(["pos", "ecommerce", "mobile_wallet"], dtype=object)[
+            rng.choice(3, size=n, p=[0.55, 0.28, 0.17])]
+        channel[category == "atm_cash"] = "atm"
+        sepa = category == "sepa_transfer"
+        channel[sepa] = np.where(rng.random(sepa.sum()) < 0.85, "sepa", "mobile_wallet")
+        channel[np.isin(category, ["streaming", "sports_betting"])] = "ecommerce"
+        return channel
+
+    def _product_change(self, rng, category, channel, ramp) -> tuple[np.ndarray, np.ndarray]:
+        p = self.profile
+        n = category.size
+        category = np.array([p.renamed.get(x, p.merged.get(x, x)) for x in category], dtype=object)
+        online = "online" if p.name == "embedded" else "ecommerce"
+        renamed_risky = next(iter(p.renamed.values()))
+        moved = np.zeros(n, dtype=bool)
+        for new, (source, share) in p.new_from.items():
+            take = (category == source) & (rng.random(n) < share)
+            if new == p.new_categories[-1]:  # the risky newcomer also takes risky transfers
+                take |= (ramp > 0) & (category == renamed_risky) & (rng.random(n) < 0.35)
+            category[take] = new
+            moved |= take
+        channel[moved] = online
+        return category, channel
