@@ -190,11 +190,16 @@ class CheckSettings(_Section):
     """Nightly family-wise false-alarm rate that calibrates the WARN band."""
     drift_error_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
     """Nightly family-wise false-alarm rate that calibrates the ERROR band."""
-    cusum_k: Annotated[float, Field(ge=0.0)] = 0.5
-    cusum_h: Annotated[float, Field(gt=0.0)] = 4.0
-    cusum_nights: PositiveInt = 120
-    """Nights of history the directional monitor reads (each feature thinned to one
-    point per window length)."""
+    daily_k: Annotated[float, Field(ge=0.0)] = 0.5
+    """CUSUM slack of the daily drift monitor, in standard deviations of a daily statistic."""
+    daily_warn_arl: Annotated[float, Field(ge=10.0, le=100_000.0)] = 250.0
+    """In-control average run length (nights) to a false WARN; ``h`` is calibrated for it."""
+    daily_error_arl: Annotated[float, Field(ge=10.0, le=100_000.0)] = 1000.0
+    """In-control average run length (nights) to a false ERROR."""
+    daily_nights: PositiveInt = 120
+    """Nights the daily drift monitor looks back over (from the end of its calibration)."""
+    daily_calibration_days: Annotated[int, Field(ge=20)] = 100
+    """Raw days before the end of validation the monitor is calibrated on, at training."""
     parity_sample: PositiveInt = 2000
     parity_seed: int = 11
     parity_atol: Annotated[float, Field(ge=0.0)] = 1e-9

@@ -140,3 +140,58 @@ def world_copy(trained_world: Path, tmp_path: Path):
 
     make.folder = tmp_path
     return make
+
+
+# --------------------------------------------------------------------------- both worlds, through landing
+# The embedded world and the alpine world (risk_assets/scenario/worlds.py), each exported as
+# landing folders and run through the landing source — the way a new user's own data
+# arrives. Same thresholds for both.
+LANDING_CUSTOMERS = 4000
+LANDING_LAST_DAY = dt.date(2026, 1, 31)
+"""Nights after the history: 2025-12-01 .. 2026-01-31, holidays and month ends included."""
+
+
+def landing_settings(folder: Path, world: str, landing: Path | None = None, **sections: dict) -> Settings:
+    from risk_assets.scenario.worlds import landing_settings as settings_of
+
+    return settings_of(folder, world, LANDING_CUSTOMERS, TRAINED_OVERRIDES["training"], landing, **sections)
+
+
+@pytest.fixture(scope="session", params=["embedded", "alpine"])
+def landing_world(request, tmp_path_factory) -> tuple[str, Path]:
+    """(world name, folder): the world's landing folder (history and the nights after it)
+    loaded through the landing source, with a trained and deployed model."""
+    from risk_assets.scenario.worlds import build_landing_world
+
+    world = request.param
+    folder = tmp_path_factory.mktemp(f"landing_{world}")
+    with dg.instance_for_test() as instance:
+        build_landing_world(landing_settings(folder, world), instance, (HISTORY_START, HISTORY_END),
+                            LANDING_LAST_DAY, QUIET)
+    return world, folder
+@pytest.fixture
+def landing_copy(landing_world, tmp_path):
+    """A private copy of a landing world's warehouse and of the landing files of the days a
+    test touches; returns ``make(days, **sections) -> Settings`` and ``.world``."""
+    import shutil
+
+    world, source = landing_world
+    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        if (source / name).exists():
+            shutil.copy(source / name, tmp_path / name)
+    (tmp_path / "models").symlink_to(source / "models")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in ("customers.parquet", "irregularities.parquet"):
+        shutil.copy(source / "landing" / name, landing / name)
+
+    def make(days=(), **sections) -> Settings:
+        for day in days:
+            target = landing / "transactions" / f"date={day:%Y-%m-%d}"
+            if not target.exists():
+                shutil.copytree(source / "landing" / "transactions" / f"date={day:%Y-%m-%d}", target)
+        return landing_settings(tmp_path, world, landing, **sections)
+
+    make.world = world
+    make.landing = landing
+    return make

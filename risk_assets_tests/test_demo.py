@@ -4,6 +4,7 @@ import json
 import re
 
 from risk_assets import cli
+from risk_assets_tests.test_false_alarms import CHECKS_PER_NIGHT
 
 
 def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypatch, capsys):
@@ -38,4 +39,4 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
     for r in rows:
         if r["partition"] != "-":
             per_night.setdefault(r["partition"], set()).add((r["asset"], r["check"]))
-    assert len({len(v) for v in per_night.values()}) == 1 and len(next(iter(per_night.values()))) == 16
+    assert len({len(v) for v in per_night.values()}) == 1 and len(next(iter(per_night.values()))) == CHECKS_PER_NIGHT

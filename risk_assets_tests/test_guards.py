@@ -9,7 +9,8 @@ import pytest
 
 from risk_assets.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from risk_assets.guards.coverage import category_coverage
-from risk_assets.guards.drift import calibrated_threshold, cusum, drift_bounds, drift_direction, monitored_features
+from risk_assets.guards.daily import calibrate, daily_drift, daily_statistics
+from risk_assets.guards.drift import calibrated_threshold, drift_bounds, monitored_features
 from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
 from risk_assets.guards.parity import parity
 from risk_assets.guards.scores import score_sanity
@@ -158,24 +159,43 @@ def test_calibrated_threshold_grows_with_confidence():
         calibrated_threshold(daily[:3], 0.05, 20)
 
 
-def test_cusum_catches_a_small_one_sided_shift_that_no_single_night_shows():
-    reference, _ = _reference()
-    f = "txn_count_7d"
-    mean = np.mean(reference["daily"]["mean"][f])
-    sigma = np.std(reference["daily"]["mean"][f], ddof=1)
-    nights = pd.DataFrame({"partition": pd.date_range("2025-03-01", periods=120)})
-    for g in NUMERIC:
-        nights[g] = np.mean(reference["daily"]["mean"][g])
-    nights[f] = mean + 1.5 * sigma  # inside any 3-sigma band every night, always up
-    outcome = drift_direction(nights, reference, k=0.5, h=4.0)
-    assert not outcome.passed and outcome.severity == "WARN" and f"{f} (up)" in outcome.summary
-    nights[f] = mean + RNG.normal(0, sigma, 120)
-    assert drift_direction(nights, reference, k=0.5, h=4.0).passed
-    up, down = cusum(np.array([1.0, 1.0, -3.0]), 0.5)
-    assert list(up) == [0.5, 1.0, 0.0] and list(down) == [0.0, 0.0, 2.5]
+def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
+    """0.4% a day at the default world's volume (≈1,100 rows a day): WARN within 10
+    nights, ERROR before amounts are 10% off; clean nights raise nothing."""
+    rng = np.random.default_rng(11)
 
+    def days(start, n, drift=0.0, rows=1100):
+        out = []
+        for i in range(n):
+            x = rng.normal(drift * (i + 1), 0.7, rows)
+            out.append({"partition": start + dt.timedelta(days=i), "channel_rows": rows, "rows": rows, "dev_sum": x.sum(),
+                        "dev_sq": (x ** 2).sum(), "online_rows": rng.binomial(rows, 0.3),
+                        "risky_rows": rng.binomial(rows, 0.12)})
+        return pd.DataFrame(out)
 
-# --------------------------------------------------------------------------- parity
+    calibration = calibrate(daily_statistics(days(dt.date(2025, 8, 1), 100)), 0.5, 250, 1000)
+    assert calibration["arl_warn"] >= 250 and calibration["arl_error"] >= 1000
+    assert calibration["h_error"] > calibration["h_warn"]
+    start = dt.date(2025, 12, 1)
+
+    def alarms(drift, n):
+        nights = daily_statistics(days(start, n, drift))
+        verdicts = [daily_drift(nights[nights["partition"] < start + dt.timedelta(days=i)], calibration)
+                    for i in range(1, n + 1)]
+        warn = [i + 1 for i, v in enumerate(verdicts) if not v.passed]
+        error = [i + 1 for i, v in enumerate(verdicts) if not v.passed and v.severity == "ERROR"]
+        return warn, error
+
+    warn, error = alarms(0.0, 90)  # the issue's targets: <= 5% of clean nights WARN, <= 1 ERROR in 90
+    assert len(warn) <= 4 and len(error) <= 1, (warn, error)
+    warn, error = alarms(np.log(1.004), 30)
+    warn, error = (warn[0] if warn else None), (error[0] if error else None)
+    assert warn is not None and warn <= 10
+    assert error is not None and 1.004 ** error < 1.10
+    verdict = daily_drift(daily_statistics(days(start, 25, np.log(1.004))), calibration)
+    assert verdict.tables["statistics"].iloc[0]["statistic"] == "amount_level"  # the cause on top
+    assert "amount_level drifting up" in verdict.summary
+
 def _features(n=500):
     frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)]})
     for f in NUMERIC:

@@ -128,7 +128,7 @@ NONSENSE = [
     ({"checks": {"max_rejected_share": 2}}, "checks.max_rejected_share"),
     ({"checks": {"drift_warn_alpha": -0.05}}, "checks.drift_warn_alpha"),
     ({"checks": {"drift_warn_alpha": 0.001, "drift_error_alpha": 0.05}}, "drift_error_alpha must be smaller"),
-    ({"checks": {"cusum_h": -4}}, "checks.cusum_h"),
+    ({"checks": {"daily_warn_arl": -4}}, "checks.daily_warn_arl"),
     ({"checks": {"parity_atol": -1e-9}}, "checks.parity_atol"),
     ({"checks": {"parity_sample": 0}}, "checks.parity_sample"),
     ({"checks": {"missingness_min_lift": 0.5}}, "checks.missingness_min_lift"),

@@ -84,7 +84,7 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
               assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
                           {"key": {"path": ["encoded_features"]}})
         names = {c["name"]: c["blocking"] for c in checks["assetNodeOrError"]["assetChecksOrError"]["checks"]}
-        assert names["imputation_ceiling"] is True and names["drift_direction"] is False
+        assert names["imputation_ceiling"] is True and names["late_arrivals"] is False
         assert {"missingness_pattern", "drift_bounds", "category_coverage", "encoded_schema"} <= set(names)
 
         history = _graphql(port, """

@@ -23,7 +23,8 @@ import pandas as pd
 from risk_assets.defs import loaders
 from risk_assets.guards import Verdict
 from risk_assets.guards.coverage import category_coverage, coverage_with_customers, value_coverage
-from risk_assets.guards.drift import drift_bounds, drift_direction
+from risk_assets.guards.daily import daily_drift
+from risk_assets.guards.drift import drift_bounds
 from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
 from risk_assets.guards.model import realised_vs_validation
 from risk_assets.guards.parity import parity
@@ -162,10 +163,11 @@ CHECKS: tuple[CheckDecl, ...] = (
               description="Per-feature PSI (numeric) / Jensen-Shannon (categorical) against the model's "
               "reference profile; WARN and ERROR bands calibrated on the training period's day-to-day "
               "variability. Blocks on ERROR only."),
-    CheckDecl("drift_direction", "encoded_features", drift_direction, load=loaders.drift_history,
-              settings={"k": "checks.cusum_k", "h": "checks.cusum_h"}, blocking=False, severity="WARN",
-              description="CUSUM of each feature's nightly mean (standardised by the training period's "
-              "day-to-day spread): drift that stays inside the bands but keeps pointing one way. WARN only."),
+    CheckDecl("daily_drift", "encoded_features", daily_drift, load=loaders.daily_history, severity="WARN or ERROR",
+              description="Slow one-directional change: a two-sided CUSUM of independent daily statistics of the "
+              "raw layer (amount level against each category's training profile, online share, risky share), "
+              "standardised per weekday, with WARN and ERROR thresholds calibrated at training for a stated "
+              "in-control run length (in the result). Blocks on ERROR only."),
     # ------------------------------------------------------------------ scores (in the asset, before the write)
     CheckDecl("scores_schema", "risk_scores", scores_schema,
               description="One row per encoded customer, score in [0, 1], unique ranks, versions present. "

@@ -7,6 +7,7 @@ the verdict (the mapping or model version it was judged against)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from risk_assets import model as model_lib
 from risk_assets.calendar import holidays_between
 from risk_assets.features.encoding import UNSEEN_CATEGORY
 from risk_assets.guards.drift import monitored_features
+from risk_assets.guards import Refused
+from risk_assets.guards.daily import daily_statistics
 from risk_assets.guards.imputation import category_usage, coverage_cells
 from risk_assets.guards.parity import parity_sample
 from risk_assets.night import Night
@@ -27,8 +30,9 @@ from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 from risk_assets.sources import make_source
 
-VOLUME_HISTORY_DAYS = 56
-"""Days of load history ``row_volume`` compares a day with (eight of each weekday)."""
+VOLUME_HISTORY_DAYS = 120
+"""Days of load history ``row_volume`` learns a day's expectation from (eight weeks of
+weekdays, and the month starts and ends of four months)."""
 AMOUNT_HISTORY_DAYS = 28
 """Days of history ``amount_scale`` takes each category's level from."""
 
@@ -206,9 +210,27 @@ def drift_frame(conn, night: Night, settings: Settings) -> Inputs:
     return Inputs({"encoded": frame, "reference": card.reference}, {"model_version": card.version})
 
 
-def drift_history(conn, night: Night, settings: Settings) -> Inputs:
+def daily_aggregates(conn, first, last, settings: Settings) -> pd.DataFrame:
+    vocabulary = settings.features.vocabulary()
+    risky = [*vocabulary.cash, *vocabulary.transfer, *vocabulary.gambling]
+    return warehouse.daily_aggregates(conn, first, last, registry.current_mapping_version(conn),
+                                      list(vocabulary.online), risky)
+
+
+def daily_history(conn, night: Night, settings: Settings) -> Inputs:
+    """The daily statistics of the nights since the deployed model's drift calibration
+    (at most ``checks.daily_nights``), quarantined days left out (their own checks judged
+    them; one bad day must not hold the monitor for months)."""
     _, card = deployed_model(conn)
-    first = night.days_back(settings.checks.cusum_nights - 1)
-    return Inputs({"nightly_means": warehouse.nightly_means(conn, first, night.day, card.version),
-                   "reference": card.reference}, {"model_version": card.version})
+    calibration = card.reference.get("daily_drift")
+    if calibration is None:
+        raise Refused(f"model {card.version} has no daily drift calibration: retrain it")
+    first = max(dt.date.fromisoformat(calibration["last_day"]) + dt.timedelta(days=1),
+                night.days_back(settings.checks.daily_nights - 1))
+    days = daily_aggregates(conn, first, night.day, settings)
+    verdicts = warehouse.raw_verdicts(conn, first, night.day)
+    bad = set(verdicts.loc[~verdicts["passed"], "partition"]) - set(settings.override.accept_days)
+    days = days[~days["partition"].isin(bad)]
+    return Inputs({"nights": daily_statistics(days), "calibration": calibration},
+                  {"model_version": card.version, "quarantined_days_left_out": len(bad)})
 

@@ -2,6 +2,7 @@
 gate, nightly scores and realised performance."""
 
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -14,11 +15,12 @@ from risk_assets import model as model_lib
 from risk_assets.defs import render
 from risk_assets.defs.catalogue import declared
 from risk_assets.defs.checks import check_specs
-from risk_assets.defs.loaders import deployed_model, parity_inputs
+from risk_assets.defs.loaders import daily_aggregates, deployed_model, parity_inputs
 from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
 from risk_assets.features.encoding import fit_encoding
 from risk_assets.features.spec import NONE, SPEC_VERSION
 from risk_assets.guards import Refused, Verdict
+from risk_assets.guards.daily import calibrate, daily_statistics
 from risk_assets.guards.model import deployment_gate
 from risk_assets.guards.parity import parity
 from risk_assets.night import Night
@@ -86,6 +88,7 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     booster, card, ledgers = model_lib.train(train, valid, encoding, settings.training,
                                              settings.scoring.review_budget, SPEC_VERSION, mapping_version,
                                              settings.features.vocabulary().as_dict())
+    card.reference["daily_drift"] = calibrate_daily_drift(conn, settings)
     folder = model_lib.save(booster, card, settings.scoring.models_dir)
     val = card.metrics["validation"]
     registry.register_model(conn, {
@@ -105,6 +108,15 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
         "feature_vocabulary": card.feature_vocabulary,
         "constant_features": ", ".join(card.constant_features) or "-",
     }
+
+
+def calibrate_daily_drift(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+    """The daily drift monitor's levels and thresholds, from the raw days up to the end of
+    validation (stored in the model card; see :mod:`risk_assets.guards.daily`)."""
+    c, last = settings.checks, settings.training.validation_end
+    first = last - dt.timedelta(days=c.daily_calibration_days - 1)
+    days = daily_statistics(daily_aggregates(conn, first, last, settings))
+    return calibrate(days, c.daily_k, c.daily_warn_arl, c.daily_error_arl)
 
 
 def gate_newest_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[Verdict, str]:

@@ -1,4 +1,7 @@
-"""Drift bounds (calibrated WARN/ERROR bands) and the directional CUSUM monitor."""
+"""Drift bounds: calibrated WARN/ERROR bands of each feature's distance to the reference.
+
+Slow one-directional change is watched on independent daily statistics of the raw layer
+(:mod:`risk_assets.guards.daily`), not on the overlapping windows of these features."""
 
 from __future__ import annotations
 
@@ -69,56 +72,4 @@ def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, erro
         data={"calibration": "log-normal fit to leave-one-day-out training-day and out-of-time validation-day "
               "distances, Bonferroni across features; per-feature bands in the features table"},
         tables={"features": table},
-    )
-
-
-def cusum(z: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-sided upper and lower CUSUM paths of standardised values."""
-    up, down = np.zeros(len(z)), np.zeros(len(z))
-    s_up = s_down = 0.0
-    for i, value in enumerate(z):
-        s_up = max(0.0, s_up + value - k)
-        s_down = max(0.0, s_down - value - k)
-        up[i], down[i] = s_up, s_down
-    return up, down
-
-
-def drift_direction(nightly_means: pd.DataFrame, reference: dict, k: float, h: float) -> Verdict:
-    """Does a feature's nightly mean keep moving one way, even inside the drift bands?
-
-    ``nightly_means``: one row per night (``partition`` sorted), one column per numeric
-    feature. Consecutive nights share most of a rolling window, so each feature is
-    sampled once per window length (every 7th night for a 7-day feature, every 30th for
-    a 30-day one, counting back from tonight) to keep the points roughly independent.
-    Each point is standardised by the training period's spread of daily means; a
-    CUSUM above ``h`` (slack ``k``) in either direction raises a WARN."""
-    rows = []
-    nightly_means = nightly_means.reset_index(drop=True)
-    for f in monitored_features():
-        if f not in reference["numeric"] or f not in nightly_means or nightly_means.empty:
-            continue
-        daily = np.asarray(reference["daily"]["mean"][f])
-        sigma = daily.std(ddof=1) if daily.size > 1 else 0.0
-        if not np.isfinite(sigma) or sigma == 0:
-            continue
-        step = BY_NAME[f].window_days or 1
-        picked = nightly_means.iloc[::-1].iloc[::step].iloc[::-1]
-        z = (picked[f].to_numpy(dtype="float64") - daily.mean()) / sigma
-        up, down = cusum(z, k)
-        rows.append({"feature": f, "every_nth_night": step, "points": len(z), "last_z": float(z[-1]),
-                     "cusum_up": float(up[-1]), "cusum_down": float(down[-1])})
-    table = pd.DataFrame(rows)
-    alarms = table[(table["cusum_up"] > h) | (table["cusum_down"] > h)] if len(table) else table
-    return Verdict(
-        passed=alarms.empty,
-        severity="WARN",
-        summary=(f"{len(alarms)} feature(s) drifting one way: " + ", ".join(
-            f"{r.feature} ({'up' if r.cusum_up > h else 'down'})" for r in alarms.itertuples())
-            if len(alarms) else f"no one-sided drift over {len(nightly_means)} night(s)"),
-        figures={"alarms": len(alarms), "nights": len(nightly_means),
-                 "nights_from": str(nightly_means["partition"].min()) if len(nightly_means) else "-"},
-        thresholds={"k": k, "h": h},
-        # the feature that raised the alarm on top, whichever way it drifts
-        tables={"cusum": table.assign(_worst=table[["cusum_up", "cusum_down"]].max(axis=1))
-                .sort_values("_worst", ascending=False).drop(columns="_worst") if len(table) else table},
     )

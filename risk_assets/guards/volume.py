@@ -17,21 +17,54 @@ from risk_assets.guards import Verdict
 
 MIN_COMPARABLE_DAYS = 3
 """Same-weekday working days needed before a thin day is judged."""
+WEEKDAY_WEEKS = 8
+"""Recent weeks the weekday level is taken from."""
+MIN_POSITION_DAYS = 2
+"""Earlier month starts (or month ends) needed before their own level is learned."""
+
+
+def month_position(day: dt.date) -> str | None:
+    """``month_start`` (the 1st), ``month_end`` (the last weekday of the month) or None:
+    the days a source's paydays, billing runs and salary transfers move."""
+    if day.day == 1:
+        return "month_start"
+    last = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    while last.weekday() >= 5:
+        last -= dt.timedelta(days=1)
+    return "month_end" if day == last else None
 
 
 def expected_volume(day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.date]) -> tuple[float, int, str]:
-    """Median accepted rows of the comparable earlier days: the same weekday, not a
-    holiday. Returns (median, days used, basis)."""
+    """Accepted rows a day like ``day`` should have: the median of the same weekday in the
+    recent weeks (holidays and month starts/ends apart), times the factor the source's
+    own earlier month starts (or ends) showed against their weekday — learned from its
+    history, so paydays are expected where a source has them and nowhere else.
+    Returns (expected, days used, how it was formed)."""
     earlier = history[(history["partition"] < day) & ~history["partition"].isin(holidays)]
-    same = earlier[[d.weekday() == day.weekday() for d in earlier["partition"]]]
-    if len(same) >= MIN_COMPARABLE_DAYS:
-        return float(np.median(same["accepted"])), len(same), f"same weekday ({day:%A})"
-    return 0.0, len(same), "not enough comparable days"
+    positions = earlier["partition"].map(month_position)
+    ordinary = earlier[positions.isna()]
+    weekday_of = ordinary["partition"].map(lambda d: d.weekday())
+    same = ordinary[weekday_of == day.weekday()].tail(WEEKDAY_WEEKS)
+    if len(same) < MIN_COMPARABLE_DAYS:
+        return 0.0, len(same), "not enough comparable days"
+    expected = float(np.median(same["accepted"]))
+    basis = f"same weekday ({day:%A})"
+    position = month_position(day)
+    if position:
+        level = ordinary.groupby(weekday_of)["accepted"].median()
+        past = earlier[positions == position]
+        ratios = [a / level[d.weekday()] for d, a in zip(past["partition"], past["accepted"])
+                  if level.get(d.weekday(), 0) > 0]
+        if len(ratios) >= MIN_POSITION_DAYS:
+            factor = float(np.median(ratios))
+            expected *= factor
+            basis += f" × {factor:.2f} for a {position.replace('_', ' ')} (from {len(ratios)} earlier)"
+    return expected, len(same), basis
 
 
 def row_volume(received: int, accepted: int, day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.date],
                min_share: float, holiday_min_share: float) -> Verdict:
-    """``history``: ``partition, accepted`` of earlier loaded days (a few weeks).
+    """``history``: ``partition, accepted`` of earlier loaded days (a few months).
 
     ERROR when nothing was received, or when fewer rows were accepted than ``min_share``
     of the same weekday's recent median — ``holiday_min_share`` of it on a public

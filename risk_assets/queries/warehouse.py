@@ -361,6 +361,32 @@ def category_log_amounts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: 
     return out
 
 
+def daily_aggregates(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, mapping_version: str,
+                     online: list[str], risky: list[str]) -> pd.DataFrame:
+    """Per raw partition: ``all_rows``; ``rows`` (mapped categories with a training amount
+    profile), ``dev_sum`` and ``dev_sq`` of ln(amount) minus the category's training mean;
+    ``channel_rows`` (channel present) and ``online_rows`` (channel in ``online``);
+    ``risky_rows`` (mapped rows whose canonical category is in ``risky``) — the daily drift
+    monitor's statistics. Missing channels and unmapped categories stay out of the shares:
+    the missingness and coverage checks judge those."""
+    out = conn.execute(
+        """WITH m AS (SELECT raw_category, canonical FROM category_mapping WHERE version = $v),
+           ref AS (SELECT canonical, training_log_amount_mean AS mu FROM category_mapping
+                   WHERE version = $v AND origin = 'training')
+           SELECT r.partition, count(*) AS all_rows, count(ref.mu) AS rows,
+                  coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
+                  coalesce(sum((ln(r.amount_cents) - ref.mu) ^ 2), 0) AS dev_sq,
+                  count(r.channel) AS channel_rows,
+                  count(*) FILTER (WHERE list_contains($online, r.channel)) AS online_rows,
+                  count(ref.mu) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows
+           FROM raw_transactions r LEFT JOIN m ON m.raw_category = r.category
+           LEFT JOIN ref ON ref.canonical = m.canonical
+           WHERE r.partition BETWEEN $first AND $last GROUP BY r.partition ORDER BY r.partition""",
+        {"v": mapping_version, "online": online, "risky": risky, "first": first, "last": last}).df()
+    out["partition"] = pd.to_datetime(out["partition"]).dt.date
+    return out
+
+
 def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The raw layer's recorded verdicts (``partition, check_name, passed, summary, loaded_at``)."""
     out = conn.execute(
@@ -407,14 +433,6 @@ def customer_groups(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFra
     return conn.execute(
         "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id",
         [day]).df()
-
-
-def nightly_means(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, model_version: str) -> pd.DataFrame:
-    """Per night, the mean of every numeric feature as encoded for ``model_version``."""
-    means = ", ".join(f"avg({f}) AS {f}" for f in NUMERIC)  # spec names only
-    return conn.execute(
-        f"SELECT partition, {means} FROM encoded_features WHERE partition BETWEEN ? AND ? "
-        "AND model_version = ? GROUP BY partition ORDER BY partition", [first, last, model_version]).df()
 
 
 def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -1,0 +1,191 @@
+"""Every incident kind, on both worlds, delivered through the landing source.
+
+The embedded world and the alpine world (its own category, channel, segment and region
+names, Sunday closures, paydays, Austrian holidays, a growing base, Europe/Vienna) are
+each exported as a landing folder, loaded and trained through the landing source (the
+``landing_world`` fixture). Each test damages the landing files of a night the way a
+real source would, runs the real nightly job, and expects a blocking ERROR check to stop
+the night with no scores written — with the same thresholds on both worlds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from risk_assets.defs.jobs import HISTORY_JOB
+from risk_assets.queries import warehouse
+from risk_assets.scenario.world import PROFILES
+from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
+
+NEXT_NIGHT = FIRST_NIGHT + dt.timedelta(days=1)
+HOSTILE = ["'); DROP TABLE raw_transactions; --", "Groceries|x", "ünknown", "   ", "NULL", "a\tb"]
+
+
+def damage(landing, day: dt.date, change) -> None:
+    """Rewrite the day's landing files through ``change(frame, rng) -> frame``."""
+    rng = np.random.default_rng(day.toordinal())
+    for file in sorted((landing / "transactions" / f"date={day:%Y-%m-%d}").glob("*.parquet")):
+        change(pd.read_parquet(file), rng).to_parquet(file, index=False)
+
+
+def outcome(result) -> tuple[set[str], set[str]]:
+    """(blocking ERROR checks that failed, checks that passed)."""
+    failed = {f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations()
+              if not e.passed and e.severity.value == "ERROR"}
+    passed = {f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations()
+              if e.passed}
+    return failed, passed
+
+
+def evaluation(result, label: str):
+    return next(e for e in result.get_asset_check_evaluations()
+                if f"{e.asset_key.to_user_string()}.{e.check_name}" == label)
+
+
+def scored(settings, day: dt.date) -> int:
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        return warehouse.count(conn, "risk_scores", day)
+
+
+def assert_blocked(settings, result, day: dt.date, by: str) -> None:
+    failed, _ = outcome(result)
+    assert not result.success and by in failed, (by, failed)
+    assert scored(settings, day) == 0
+
+
+def test_a_clean_night_passes_every_check(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT])
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    failed, _ = outcome(result)
+    assert result.success and not failed, failed
+    assert scored(settings, FIRST_NIGHT) > 0
+
+
+def test_a_new_channel_value_is_never_silently_not_online(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT])
+
+    def new_channel(frame, rng):
+        frame.loc[rng.random(len(frame)) < 0.15, "channel"] = "wallet_pay_new"
+        return frame
+
+    damage(landing_copy.landing, FIRST_NIGHT, new_channel)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "serving_features.channel_coverage")
+    assert "wallet_pay_new" in evaluation(result, "serving_features.channel_coverage").description
+
+
+def test_a_truncated_day_blocks_itself_and_every_night_after_it_until_it_is_reloaded(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    original = {f: pd.read_parquet(f) for f in (landing_copy.landing / "transactions"
+                                                 / f"date={FIRST_NIGHT:%Y-%m-%d}").glob("*.parquet")}
+    damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
+    first = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, first, FIRST_NIGHT, "raw_transactions.row_volume")
+
+    after = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, after, NEXT_NIGHT, "serving_features.lookback_health")
+    health = evaluation(after, "serving_features.lookback_health")
+    assert str(FIRST_NIGHT) in health.description and "row_volume" in health.description
+
+    for file, frame in original.items():  # the source re-delivers the whole day
+        frame.to_parquet(file, index=False)
+    reload = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raw_only=True)
+    assert reload.success
+    again = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert again.success and scored(settings, NEXT_NIGHT) > 0
+
+
+def test_a_quarantined_day_can_be_accepted_deliberately(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
+    run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    accepted = landing_copy([], override={"by": "j.doe", "reason": "INC-7: export cut short, accepted",
+                                          "accept_days": [FIRST_NIGHT.isoformat()]})
+    result = run_night(accepted, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    health = evaluation(result, "serving_features.lookback_health")
+    assert result.success and health.passed and health.metadata["accepted_days"].value == 1
+    assert health.metadata["override_by"].value == "j.doe"
+
+
+def test_amounts_in_another_unit_fail_with_the_factor_stated(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT])
+
+    def cents(frame, rng):
+        frame["amount"] = frame["amount"] * 100
+        return frame
+
+    damage(landing_copy.landing, FIRST_NIGHT, cents)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "raw_transactions.amount_scale")
+    check = evaluation(result, "raw_transactions.amount_scale")
+    assert 60 < check.metadata["factor"].value < 160 and "larger" in check.description
+
+
+def test_a_rename_and_a_merge_of_categories_are_stopped_and_suggested(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT])
+    profile = PROFILES[settings.scenario.world.profile]
+    changes = {**profile.renamed, **profile.merged}
+
+    def product_change(frame, rng):
+        frame["category"] = frame["category"].map(lambda c: changes.get(c, c))
+        return frame
+
+    damage(landing_copy.landing, FIRST_NIGHT, product_change)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.category_coverage")
+    suggested = evaluation(result, "raw_transactions.category_coverage").metadata["suggested_aliases"].value
+    renamed_from, renamed_to = next(iter(profile.renamed.items()))
+    assert suggested.get(renamed_to) == renamed_from
+
+
+def test_hostile_category_strings_are_stopped_and_stored_verbatim(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT])
+
+    def hostile(frame, rng):
+        pick = np.flatnonzero(rng.random(len(frame)) < 0.03)
+        frame.loc[pick, "category"] = [HOSTILE[i % len(HOSTILE)] for i in range(len(pick))]
+        return frame
+
+    damage(landing_copy.landing, FIRST_NIGHT, hostile)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.category_coverage")
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        stored = {r[0] for r in conn.execute("SELECT DISTINCT category FROM raw_transactions WHERE partition = ?",
+                                             [FIRST_NIGHT]).fetchall()}
+    assert {h for h in HOSTILE if h.strip()} <= stored
+
+
+def test_a_missingness_burst_in_one_region_under_the_ceiling_is_stopped(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT])
+    customers = pd.read_parquet(landing_copy.landing / "customers.parquet")
+    region = PROFILES[settings.scenario.world.profile].regions[1]
+    in_region = set(customers.loc[customers["region"] == region, "customer_id"])
+
+    def burst(frame, rng):
+        rows = np.flatnonzero(frame["customer_id"].isin(in_region).to_numpy())
+        frame.loc[rng.permutation(rows)[:30], "channel"] = None
+        return frame
+
+    damage(landing_copy.landing, FIRST_NIGHT, burst)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.missingness_pattern")
+    assert evaluation(result, "encoded_features.imputation_ceiling").passed  # under the ceiling
+
+
+def test_a_few_odd_rows_tolerated_by_coverage_do_not_block_this_night_or_the_next(landing_copy, instance):
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+
+    def few(frame, rng):
+        frame.loc[rng.permutation(len(frame))[:max(1, len(frame) // 400)], "category"] = "odd_new_thing"
+        return frame
+
+    damage(landing_copy.landing, FIRST_NIGHT, few)
+    for night in (FIRST_NIGHT, NEXT_NIGHT):
+        result = run_night(settings, instance, night, run_config=QUIET, raise_on_error=False)
+        failed, _ = outcome(result)
+        assert result.success and not failed, (night, failed)
+    pattern = evaluation(result, "encoded_features.missingness_pattern")
+    assert pattern.metadata["cells_left_to_coverage"].value > 0
