@@ -190,6 +190,10 @@ class CheckSettings(_Section):
     """Nightly family-wise false-alarm rate that calibrates the WARN band."""
     drift_error_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.001
     """Nightly family-wise false-alarm rate that calibrates the ERROR band."""
+    drift_min_psi: Annotated[float, Field(ge=0.0)] = 0.02
+    """Materiality floor of a numeric feature's WARN band (PSI; the ERROR band's is 2.5×)."""
+    drift_min_js: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+    """Materiality floor of a categorical feature's WARN band (Jensen–Shannon distance)."""
     daily_k: Annotated[float, Field(ge=0.0)] = 0.5
     """CUSUM slack of the daily drift monitor, in standard deviations of a daily statistic."""
     daily_warn_arl: Annotated[float, Field(ge=10.0, le=100_000.0)] = 250.0

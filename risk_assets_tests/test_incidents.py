@@ -127,6 +127,19 @@ def test_incident_2_variant_low_rate_but_concentrated_fails_only_the_pattern(wor
     assert "risk_scores" not in materialized(result)
 
 
+def test_a_night_failing_only_the_imputation_ceiling_writes_no_scores(world_copy, instance):
+    """Missing channels spread at random over everyone: no group stands out, so only the
+    ceiling fails — and that alone must keep the night from being scored."""
+    start = N - dt.timedelta(days=6)
+    settings = world_copy(world={"missingness": {"enabled": True, "date": start.isoformat(),
+                                                  "share": 0.08, "concentrate_in": "all"}})
+    reingest(settings, instance, start, N - dt.timedelta(days=1))
+    result = run_night(settings, instance, N, run_config=QUIET, raise_on_error=False)
+    pattern = checks(result)[("encoded_features", "missingness_pattern")]
+    assert failed_errors(result) == {("encoded_features", "imputation_ceiling")}, pattern.description
+    assert not result.success and scores_written(settings, N) == 0
+
+
 # ----------------------------------------------------------------------------- incident 3
 @pytest.mark.parametrize(
     "skew, tolerance, expect",

@@ -204,3 +204,24 @@ def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
         os.utime(late_file, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
         third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
         assert [r.partition_key for r in third.run_requests] == ["2025-03-02"]
+
+
+def test_a_rerun_of_a_failed_night_alerts_again(world_copy, instance):
+    """Each failed run is its own event: re-running a night that is still bad must not be
+    swallowed by the alert of the first attempt (alert ids are per run)."""
+    settings = world_copy(world={"product_change": {"enabled": True, "date": FIRST_NIGHT.isoformat()}},
+                          alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")})
+    defs = build_definitions(settings)
+    sensor = defs.get_sensor_def("blocked_night_sensor")
+    runs = []
+    for _ in range(2):
+        result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+        assert not result.success
+        [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+        sensor(dg.build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_instance=instance, dagster_run=instance.get_run_by_id(result.run_id),
+            dagster_event=failure).for_run_failure())
+        runs.append(result.run_id)
+    stored = alerts.read(settings.alerts.duckdb_path)
+    blocked = stored[stored["kind"] == "night_blocked"]
+    assert sorted(blocked["run_id"]) == sorted(runs) and set(blocked["partition"]) == {FIRST_NIGHT.isoformat()}

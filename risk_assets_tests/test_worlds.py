@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets.defs.jobs import HISTORY_JOB
 from risk_assets.queries import warehouse
 from risk_assets.scenario.world import PROFILES
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
@@ -189,3 +188,24 @@ def test_a_few_odd_rows_tolerated_by_coverage_do_not_block_this_night_or_the_nex
         assert result.success and not failed, (night, failed)
     pattern = evaluation(result, "encoded_features.missingness_pattern")
     assert pattern.metadata["cells_left_to_coverage"].value > 0
+
+
+def test_a_population_that_moved_beyond_the_training_bands_is_stopped_by_drift_bounds(landing_copy, instance):
+    """Half of the customers re-segmented by the source overnight: every value is known,
+    nothing is missing, but the population no longer looks like the one the model
+    learned from."""
+    from risk_assets.defs.jobs import REFERENCE_JOB
+    from risk_assets.defs.factory import build_definitions
+
+    settings = landing_copy([FIRST_NIGHT])
+    segments = PROFILES[settings.scenario.world.profile].segments
+    path = landing_copy.landing / "customers.parquet"
+    customers = pd.read_parquet(path)
+    moved = np.random.default_rng(3).random(len(customers)) < 0.5
+    customers.loc[moved, "segment"] = segments[-1]
+    customers.to_parquet(path, index=False)
+    assert build_definitions(settings).resolve_job_def(REFERENCE_JOB).execute_in_process(
+        instance=instance, run_config=QUIET).success
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.drift_bounds")
+    assert "segment" in evaluation(result, "encoded_features.drift_bounds").description

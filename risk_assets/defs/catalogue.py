@@ -158,7 +158,8 @@ CHECKS: tuple[CheckDecl, ...] = (
               description="Is missingness concentrated in a segment, region or category (chi-square, "
               "Bonferroni, lift)? Fires even under the imputation ceiling."),
     CheckDecl("drift_bounds", "encoded_features", drift_bounds, load=loaders.drift_frame,
-              settings={"warn_alpha": "checks.drift_warn_alpha", "error_alpha": "checks.drift_error_alpha"},
+              settings={"warn_alpha": "checks.drift_warn_alpha", "error_alpha": "checks.drift_error_alpha",
+                        "min_psi": "checks.drift_min_psi", "min_js": "checks.drift_min_js"},
               severity="WARN or ERROR",
               description="Per-feature PSI (numeric) / Jensen-Shannon (categorical) against the model's "
               "reference profile; WARN and ERROR bands calibrated on the training period's day-to-day "

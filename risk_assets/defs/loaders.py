@@ -17,6 +17,7 @@ import pandas as pd
 from risk_assets import model as model_lib
 from risk_assets.calendar import holidays_between
 from risk_assets.features.encoding import UNSEEN_CATEGORY
+from risk_assets.features.spec import WINDOWS
 from risk_assets.guards.drift import monitored_features
 from risk_assets.guards import Refused
 from risk_assets.guards.daily import daily_statistics
@@ -201,7 +202,9 @@ def missingness(conn, night: Night, settings: Settings) -> Inputs:
         if (cells[~excused].groupby("feature").size() >= settings.checks.missingness_min_cells).any():
             # only a night with enough substituted cells needs the category-usage groups
             groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
-    return Inputs({"ledger": cells, "groups": groups, "excused": excused})
+    exposure = warehouse.read_partition(conn, "encoded_features", night.day, required=False,
+                                        columns=[f"txn_count_{w}d" for w in WINDOWS])
+    return Inputs({"ledger": cells, "groups": groups, "excused": excused, "exposure": exposure})
 
 
 def drift_frame(conn, night: Night, settings: Settings) -> Inputs:

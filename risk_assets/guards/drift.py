@@ -40,13 +40,24 @@ def distance(encoded: pd.DataFrame, feature: str, reference: dict) -> float:
     return stats.js_distance(ref["shares"], stats.level_shares(encoded[feature], ref["levels"]))
 
 
-def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, error_alpha: float) -> Verdict:
+ERROR_FLOOR_FACTOR = 2.5
+"""The ERROR band's materiality floor, as a multiple of the WARN band's."""
+
+
+def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, error_alpha: float,
+                 min_psi: float = 0.0, min_js: float = 0.0) -> Verdict:
+    """Per monitored feature, tonight's distance to the reference against calibrated WARN
+    and ERROR bands. A band is never below a materiality floor (``min_psi`` for numeric,
+    ``min_js`` for categorical features; ERROR: 2.5× that): a stable population makes the
+    calibrated band so tight that a one-point shift of a category share crosses it —
+    detectable, but nothing an operator should act on."""
     features = monitored_features()
     rows = []
     for f in features:
         daily = reference["daily"]["distance"][f]
-        warn = calibrated_threshold(daily, warn_alpha, len(features))
-        error = calibrated_threshold(daily, error_alpha, len(features))
+        floor = min_psi if f in reference["numeric"] else min_js
+        warn = max(calibrated_threshold(daily, warn_alpha, len(features)), floor)
+        error = max(calibrated_threshold(daily, error_alpha, len(features)), ERROR_FLOOR_FACTOR * floor, warn)
         d = distance(encoded, f, reference)
         band = "ERROR" if d > error else "WARN" if d > warn else "ok"
         rows.append({"feature": f, "metric": "PSI" if f in reference["numeric"] else "JS",
@@ -68,7 +79,8 @@ def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, erro
             "warn_band": len(warns),
             **{f"distance.{r['feature']}": float(r["distance"]) for r in rows},
         },
-        thresholds={"warn_alpha_per_night": warn_alpha, "error_alpha_per_night": error_alpha},
+        thresholds={"warn_alpha_per_night": warn_alpha, "error_alpha_per_night": error_alpha,
+                    "min_psi": min_psi, "min_js": min_js, "error_floor_factor": ERROR_FLOOR_FACTOR},
         data={"calibration": "log-normal fit to leave-one-day-out training-day and out-of-time validation-day "
               "distances, Bonferroni across features; per-feature bands in the features table"},
         tables={"features": table},

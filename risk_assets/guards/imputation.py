@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2
 
 from risk_assets.features.encoding import UNSEEN_CATEGORY
-from risk_assets.features.spec import FEATURE_NAMES, FEATURES
+from risk_assets.features.spec import BY_NAME, FEATURE_NAMES, FEATURES
 from risk_assets.guards import Verdict
 
 
@@ -57,6 +57,7 @@ def missingness_pattern(
     min_lift: float,
     min_cells: int,
     excused: pd.Series | None = None,
+    exposure: pd.DataFrame | None = None,
 ) -> Verdict:
     """Is a feature's missingness concentrated in one group, rather than random?
 
@@ -66,12 +67,19 @@ def missingness_pattern(
     thirty nights their windows still hold them.
 
     ``groups``: one row per scored customer (``customer_id`` plus grouping columns —
-    segment, region and ``uses:<category>`` flags). For every feature with at least
-    ``min_cells`` substituted cells and every grouping, a chi-square test of
-    independence (group × substituted). A pattern is flagged when the test is
+    segment, region and ``uses:<category>`` flags). ``exposure``: per customer (same
+    order) the transactions in each window (``txn_count_<w>d``). A value goes missing per
+    *transaction*, so a busy customer is more likely to carry a missing cell even when
+    missingness is perfectly random; the test is adjusted for that. Under random
+    row-level missingness at rate ``p`` a customer with ``n`` transactions in the
+    feature's window has a missing cell with probability ``1 − (1 − p)^n`` (``p`` fitted
+    to the night). For every feature with at least ``min_cells`` substituted cells and
+    every grouping, observed cells per group are compared with that expectation
+    (chi-square with Bernoulli variances). A pattern is flagged when the test is
     significant at ``alpha`` / number of tests (Bonferroni) *and* the worst group's
-    rate is at least ``min_lift`` times the rate outside it — so it fires on
-    concentration even when the overall rate is under the ceiling."""
+    observed/expected ratio is at least ``min_lift`` times that of the rest — so it fires
+    on concentration even when the overall rate is under the ceiling, and not on busy
+    customers being busy."""
     excused_cells = int(excused.sum()) if excused is not None else 0
     if excused is not None:
         ledger = ledger[~excused.to_numpy()]
@@ -82,23 +90,12 @@ def missingness_pattern(
     tests = []
     for feature in features.index:
         hit = customers.isin(set(ledger.loc[ledger["feature"] == feature, "customer_id"])).to_numpy()
+        expected = _expected_missing(hit, _exposure(exposure, feature, len(customers)))
         for col in grouping_cols:
             values = groups[col].astype(str).to_numpy()
-            table = pd.crosstab(values, hit)
-            if table.shape[0] < 2 or table.shape[1] < 2:
-                continue
-            _, p, _, _ = chi2_contingency(table.to_numpy())
-            rates = table[True] / table.sum(axis=1)
-            worst = rates.idxmax()
-            inside, outside = values == worst, values != worst
-            out_rate = hit[outside].mean() if outside.any() else 0.0
-            lift = float(hit[inside].mean() / out_rate) if out_rate > 0 else float("inf")
-            tests.append({
-                "feature": feature, "grouping": col, "group": worst,
-                "cells_in_group": int(hit[inside].sum()), "cells": int(hit.sum()),
-                "group_rate": float(hit[inside].mean()), "outside_rate": float(out_rate),
-                "lift": lift, "p_value": float(p),
-            })
+            test = _concentration(values, hit, expected)
+            if test is not None:
+                tests.append({"feature": feature, "grouping": col, "cells": int(hit.sum()), **test})
     frame = pd.DataFrame(tests)
     n_tests = max(len(frame), 1)
     level = alpha / n_tests
@@ -124,6 +121,50 @@ def missingness_pattern(
         thresholds={"alpha": alpha, "min_lift": min_lift, "min_cells": min_cells},
         tables={"concentration_tests": frame.head(20) if len(frame) else pd.DataFrame()},
     )
+
+
+def _exposure(exposure: pd.DataFrame | None, feature: str, n: int) -> np.ndarray:
+    """Transactions of each customer in the feature's window (1 each without exposure)."""
+    column = f"txn_count_{BY_NAME[feature].window_days}d"
+    if exposure is None or column not in exposure:
+        column = "txn_count_30d"
+    if exposure is None or column not in exposure:
+        return np.ones(n)
+    return exposure[column].to_numpy(dtype="float64").clip(min=0)
+
+
+def _expected_missing(hit: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each customer's probability of a missing cell under random row-level missingness,
+    with the rate ``p`` fitted so that the expected total equals the observed one."""
+    target = hit.sum()
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        p = (lo + hi) / 2
+        if (1 - (1 - p) ** n).sum() < target:
+            lo = p
+        else:
+            hi = p
+    return 1 - (1 - (lo + hi) / 2) ** n
+
+
+def _concentration(values: np.ndarray, hit: np.ndarray, expected: np.ndarray) -> dict | None:
+    """Observed against expected missing cells per group: chi-square with Bernoulli
+    variances (df = groups − 1), and the worst group's observed/expected ratio against
+    the rest's."""
+    frame = pd.DataFrame({"g": values, "o": hit.astype(float), "e": expected, "v": expected * (1 - expected)})
+    per = frame.groupby("g")[["o", "e", "v"]].sum()
+    per = per[per["v"] > 0]
+    if len(per) < 2:
+        return None
+    stat = float((((per["o"] - per["e"]) ** 2) / per["v"]).sum())
+    p = float(chi2.sf(stat, len(per) - 1))
+    ratio = per["o"] / per["e"]
+    worst = ratio.idxmax()
+    rest_o, rest_e = per["o"].sum() - per.at[worst, "o"], per["e"].sum() - per.at[worst, "e"]
+    rest = rest_o / rest_e if rest_e > 0 else 0.0
+    return {"group": worst, "cells_in_group": int(per.at[worst, "o"]), "expected_in_group": float(per.at[worst, "e"]),
+            "group_ratio": float(ratio[worst]), "outside_ratio": float(rest),
+            "lift": float(ratio[worst] / rest) if rest > 0 else float("inf"), "p_value": p}
 
 
 def category_usage(window: pd.DataFrame, customers: pd.Series) -> pd.DataFrame:
