@@ -24,7 +24,7 @@ from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, trained_settings
 
-WALL_CLOCK = {"raw_loads": ["loaded_at"]}
+WALL_CLOCK = {"raw_loads": ["loaded_at"], "raw_verdicts": ["loaded_at"]}  # the load's own time
 """Columns that record when something ran, not what it computed: the only ones a re-run may change."""
 PARTITIONED = ["raw_transactions", "rejected_transactions", "raw_loads", "serving_features",
                "encoded_features", "imputation_log", "risk_scores"]
@@ -120,9 +120,14 @@ def _worker(folder: str, job_name: str, days: list[str]) -> list[tuple[str, bool
 
 
 def _concurrently(folder: Path, job_name: str, days: list[dt.date], workers: int) -> list:
+    """Runs the chunks in ``workers`` processes. A worker that dies fails the test
+    (``BrokenProcessPool``) instead of leaving it waiting forever, as ``Pool`` would."""
+    from concurrent.futures import ProcessPoolExecutor
+
     chunks = [[d.isoformat() for d in days[i::workers]] for i in range(workers)]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        results = pool.starmap(_worker, [(str(folder), job_name, chunk) for chunk in chunks])
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, str(folder), job_name, chunk) for chunk in chunks]
+        results = [f.result(timeout=900) for f in futures]
     return [r for chunk in results for r in chunk]
 
 

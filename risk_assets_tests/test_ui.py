@@ -84,8 +84,14 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
               assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
                           {"key": {"path": ["encoded_features"]}})
         names = {c["name"]: c["blocking"] for c in checks["assetNodeOrError"]["assetChecksOrError"]["checks"]}
-        assert names["imputation_ceiling"] is True and names["late_arrivals"] is False
+        assert names["imputation_ceiling"] is True and names["daily_drift"] is True
         assert {"missingness_pattern", "drift_bounds", "category_coverage", "encoded_schema"} <= set(names)
+        raw = _graphql(port, """
+            query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+              assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
+                       {"key": {"path": ["raw_transactions"]}})
+        raw_names = {c["name"]: c["blocking"] for c in raw["assetNodeOrError"]["assetChecksOrError"]["checks"]}
+        assert raw_names["late_arrivals"] is False and raw_names["row_volume"] is True
 
         history = _graphql(port, """
             query { assetCheckExecutions(assetKey: {path: ["encoded_features"]}, checkName: "imputation_ceiling", limit: 5) {

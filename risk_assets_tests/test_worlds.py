@@ -209,3 +209,37 @@ def test_a_population_that_moved_beyond_the_training_bands_is_stopped_by_drift_b
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.drift_bounds")
     assert "segment" in evaluation(result, "encoded_features.drift_bounds").description
+
+
+def test_slow_inflation_is_an_error_before_amounts_are_ten_percent_off(landing_copy, instance, record_property):
+    """Amounts creep up 0.4% a day from the first night on. No single night looks wrong
+    (amount_scale passes, the drift bands hold); the daily drift monitor must warn, then
+    stop the nights before prices are 10% off (1.004^24 > 1.10). At the default world's
+    volume it warns within 10 nights (test_guards); at these 4,000 customers a day holds a
+    fifth of the information, and the nights it took are recorded."""
+    nights = [FIRST_NIGHT + dt.timedelta(days=i) for i in range(24)]
+    settings = landing_copy(nights)
+    for i, night in enumerate(nights):
+        factor = 1.004 ** (i + 1)
+
+        def inflate(frame, rng, factor=factor):
+            frame["amount"] = (frame["amount"] * factor).round(2)
+            return frame
+
+        damage(landing_copy.landing, night, inflate)
+    first_warn = first_error = None
+    for i, night in enumerate(nights):
+        result = run_night(settings, instance, night, run_config=QUIET, raise_on_error=False)
+        check = evaluation(result, "encoded_features.daily_drift")
+        assert evaluation(result, "raw_transactions.amount_scale").passed
+        if not check.passed:
+            first_warn = first_warn or i + 1
+            if check.severity.value == "ERROR":
+                first_error = i + 1
+                assert not result.success and scored(settings, night) == 0
+                assert "amount_level drifting up" in check.description
+                break
+    record_property("slow_inflation", f"{landing_copy.world}: first WARN night {first_warn}, first ERROR night {first_error}")
+    print(f"{landing_copy.world}: 0.4%/day inflation -> first WARN night {first_warn}, first ERROR night {first_error}")
+    assert first_error is not None and 1.004 ** first_error < 1.10
+    assert first_warn is not None and first_warn <= first_error

@@ -342,38 +342,39 @@ def rejection_reasons(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataF
         "WHERE partition = ? GROUP BY reasons ORDER BY rows DESC, reasons", [day]).df()
 
 
-def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
-    """The load ledger ``raw_loads`` for partitions ``first .. last``, by partition."""
-    out = conn.execute(
-        "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
-        "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last]).df()
+def _dated(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict) -> pd.DataFrame:
+    """A query's rows with its ``partition`` column as ``datetime.date`` values."""
+    out = conn.execute(sql, params).df()
     out["partition"] = pd.to_datetime(out["partition"]).dt.date
     return out
+
+
+def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The load ledger ``raw_loads`` for partitions ``first .. last``, by partition."""
+    return _dated(
+        conn, "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last])
 
 
 def category_log_amounts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """``partition, category, rows, mean_log`` (mean of ln(amount_cents)) per day and category."""
-    out = conn.execute(
-        "SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log FROM raw_transactions "
-        "WHERE partition BETWEEN ? AND ? GROUP BY partition, category ORDER BY partition, category",
-        [first, last]).df()
-    out["partition"] = pd.to_datetime(out["partition"]).dt.date
-    return out
+    return _dated(
+        conn, "SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log FROM raw_transactions "
+        "WHERE partition BETWEEN ? AND ? GROUP BY partition, category ORDER BY partition, category", [first, last])
 
 
 def daily_aggregates(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, mapping_version: str,
                      online: list[str], risky: list[str]) -> pd.DataFrame:
-    """Per raw partition: ``all_rows``; ``rows`` (mapped categories with a training amount
-    profile), ``dev_sum`` and ``dev_sq`` of ln(amount) minus the category's training mean;
+    """Per raw partition: ``rows`` (mapped categories with a training amount profile), ``dev_sum`` and ``dev_sq`` of ln(amount) minus the category's training mean;
     ``channel_rows`` (channel present) and ``online_rows`` (channel in ``online``);
     ``risky_rows`` (mapped rows whose canonical category is in ``risky``) — the daily drift
     monitor's statistics. Missing channels and unmapped categories stay out of the shares:
     the missingness and coverage checks judge those."""
-    out = conn.execute(
-        """WITH m AS (SELECT raw_category, canonical FROM category_mapping WHERE version = $v),
+    return _dated(
+        conn, """WITH m AS (SELECT raw_category, canonical FROM category_mapping WHERE version = $v),
            ref AS (SELECT canonical, training_log_amount_mean AS mu FROM category_mapping
                    WHERE version = $v AND origin = 'training')
-           SELECT r.partition, count(*) AS all_rows, count(ref.mu) AS rows,
+           SELECT r.partition, count(ref.mu) AS rows,
                   coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
                   coalesce(sum((ln(r.amount_cents) - ref.mu) ^ 2), 0) AS dev_sq,
                   count(r.channel) AS channel_rows,
@@ -382,18 +383,14 @@ def daily_aggregates(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.d
            FROM raw_transactions r LEFT JOIN m ON m.raw_category = r.category
            LEFT JOIN ref ON ref.canonical = m.canonical
            WHERE r.partition BETWEEN $first AND $last GROUP BY r.partition ORDER BY r.partition""",
-        {"v": mapping_version, "online": online, "risky": risky, "first": first, "last": last}).df()
-    out["partition"] = pd.to_datetime(out["partition"]).dt.date
-    return out
+        {"v": mapping_version, "online": online, "risky": risky, "first": first, "last": last})
 
 
 def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The raw layer's recorded verdicts (``partition, check_name, passed, summary, loaded_at``)."""
-    out = conn.execute(
-        "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
-        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name", [first, last]).df()
-    out["partition"] = pd.to_datetime(out["partition"]).dt.date
-    return out
+    return _dated(
+        conn, "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name", [first, last])
 
 
 def recent_loaded_partitions(conn: duckdb.DuckDBPyConnection, limit: int) -> list[dt.date]:
