@@ -270,13 +270,16 @@ class OverrideSettings(_Section):
     accept_days: tuple[dt.date, ...] = ()
     """Quarantined raw days accepted as they are: the nights whose look-back reads them are
     no longer blocked by ``lookback_health`` (the day's own failed checks stay on record)."""
+    accept_drift: tuple[Literal["amount_level", "online_share", "risky_share"], ...] = ()
+    """Daily statistics whose drift is understood and accepted until a retrain: the daily
+    drift monitor leaves them out and says so in every result; the others stay watched."""
 
     @model_validator(mode="after")
     def _both(self) -> OverrideSettings:
         if bool(self.by) != bool(self.reason):
             raise ValueError("an override needs both 'by' and 'reason'")
-        if self.accept_days and not self.by:
-            raise ValueError("accept_days is an override: it needs 'by' and 'reason'")
+        if (self.accept_days or self.accept_drift) and not self.by:
+            raise ValueError("accept_days and accept_drift are overrides: they need 'by' and 'reason'")
         return self
 
 

@@ -168,9 +168,10 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
         out = []
         for i in range(n):
             x = rng.normal(drift * (i + 1), 0.7, rows)
-            out.append({"partition": start + dt.timedelta(days=i), "channel_rows": rows, "rows": rows, "dev_sum": x.sum(),
-                        "dev_sq": (x ** 2).sum(), "online_rows": rng.binomial(rows, 0.3),
-                        "risky_rows": rng.binomial(rows, 0.12)})
+            out.append({"partition": start + dt.timedelta(days=i), "rows": rows, "dev_sum": x.sum(),
+                        "dev_sq": (x ** 2).sum(), "all_rows": rows, "mapped_rows": rows,
+                        "risky_rows": rng.binomial(rows, 0.12), "channel_rows": rows,
+                        "online_rows": rng.binomial(rows, 0.3)})
         return pd.DataFrame(out)
 
     calibration = calibrate(daily_statistics(days(dt.date(2025, 8, 1), 100)), 0.5, 250, 1000)
@@ -195,6 +196,10 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
     verdict = daily_drift(daily_statistics(days(start, 25, np.log(1.004))), calibration)
     assert verdict.tables["statistics"].iloc[0]["statistic"] == "amount_level"  # the cause on top
     assert "amount_level drifting up" in verdict.summary
+    # a night coverage fails on (many unmapped rows) has no risky share: coverage judges it
+    uncovered = days(start, 1).assign(mapped_rows=lambda d: d["all_rows"] * 0.9)
+    stats = daily_statistics(uncovered, max_unmapped_share=0.005)
+    assert "risky_share" not in set(stats["statistic"]) and "amount_level" in set(stats["statistic"])
 
 def _features(n=500):
     frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)]})

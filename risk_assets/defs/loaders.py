@@ -234,6 +234,9 @@ def daily_history(conn, night: Night, settings: Settings) -> Inputs:
     verdicts = warehouse.raw_verdicts(conn, first, night.day)
     bad = set(verdicts.loc[~verdicts["passed"], "partition"]) - set(settings.override.accept_days)
     days = days[~days["partition"].isin(bad)]
-    return Inputs({"nights": daily_statistics(days), "calibration": calibration},
-                  {"model_version": card.version, "quarantined_days_left_out": len(bad)})
+    stats = daily_statistics(days, settings.checks.coverage_max_unmapped_share)
+    accepted = list(settings.override.accept_drift)
+    return Inputs({"nights": stats[~stats["statistic"].isin(accepted)], "calibration": calibration},
+                  {"model_version": card.version, "quarantined_days_left_out": len(bad),
+                   "accepted_drift": ", ".join(accepted) or "-"})
 

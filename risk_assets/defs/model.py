@@ -115,7 +115,7 @@ def calibrate_daily_drift(conn: duckdb.DuckDBPyConnection, settings: Settings) -
     validation (stored in the model card; see :mod:`risk_assets.guards.daily`)."""
     c, last = settings.checks, settings.training.validation_end
     first = last - dt.timedelta(days=c.daily_calibration_days - 1)
-    days = daily_statistics(daily_aggregates(conn, first, last, settings))
+    days = daily_statistics(daily_aggregates(conn, first, last, settings), c.coverage_max_unmapped_share)
     return calibrate(days, c.daily_k, c.daily_warn_arl, c.daily_error_arl)
 
 

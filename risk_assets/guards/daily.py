@@ -29,29 +29,34 @@ STATISTICS: tuple[str, ...] = ("amount_level", "online_share", "risky_share")
 SIMULATED_RUNS = 300
 
 
-def daily_statistics(days: pd.DataFrame) -> pd.DataFrame:
-    """``days``: per partition ``rows, dev_sum, dev_sq, channel_rows, online_rows,
-    risky_rows`` (the aggregates the warehouse computes; ``rows``: rows of mapped
-    categories with an amount profile, the denominator of the amount level and the risky
-    share; ``channel_rows``: rows with a channel, the online share's).
-    Returns ``partition, weekday, statistic, value, se``."""
-    days = days[(days["rows"] > 0) & (days["channel_rows"] > 0)]
-    n, total = days["rows"].astype("float64"), days["channel_rows"].astype("float64")
-    mean = days["dev_sum"] / n
-    var = (days["dev_sq"] / n - mean ** 2).clip(lower=0)
+def daily_statistics(days: pd.DataFrame, max_unmapped_share: float = 1.0) -> pd.DataFrame:
+    """``days``: per partition the warehouse's aggregates (``rows, dev_sum, dev_sq`` over
+    rows of training categories; ``all_rows, mapped_rows, risky_rows``; ``channel_rows,
+    online_rows`` over known channels). Returns ``partition, weekday, statistic, value, se``.
+
+    A night whose unmapped share exceeds ``max_unmapped_share`` (the coverage tolerance)
+    has no risky share: vanished and renamed categories would move it, and coverage is
+    the check that judges them."""
+
     def share(part: pd.Series, whole: pd.Series) -> tuple[pd.Series, pd.Series]:
         p = part / whole
         return p, np.sqrt((p * (1 - p)).clip(lower=1e-6) / whole)
 
     out = []
-    for stat, (value, se) in (
-        ("amount_level", (mean, np.sqrt(var / n))),
-        ("online_share", share(days["online_rows"], total)),
-        ("risky_share", share(days["risky_rows"], n)),
+    amount = days[days["rows"] > 0]
+    n = amount["rows"].astype("float64")
+    mean = amount["dev_sum"] / n
+    var = (amount["dev_sq"] / n - mean ** 2).clip(lower=0)
+    online = days[days["channel_rows"] > 0]
+    covered = days[(days["mapped_rows"] > 0) & (1 - days["mapped_rows"] / days["all_rows"] <= max_unmapped_share)]
+    for stat, frame, (value, se) in (
+        ("amount_level", amount, (mean, np.sqrt(var / n))),
+        ("online_share", online, share(online["online_rows"], online["channel_rows"].astype("float64"))),
+        ("risky_share", covered, share(covered["risky_rows"], covered["mapped_rows"].astype("float64"))),
     ):
-        out.append(pd.DataFrame({"partition": days["partition"].to_numpy(), "statistic": stat,
+        out.append(pd.DataFrame({"partition": frame["partition"].to_numpy(), "statistic": stat,
                                  "value": value.to_numpy(), "se": se.to_numpy()}))
-    frame = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["partition", "statistic", "value", "se"])
+    frame = pd.concat(out, ignore_index=True)
     frame["weekday"] = [d.weekday() for d in frame["partition"]]
     return frame
 

@@ -365,23 +365,31 @@ def category_log_amounts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: 
 
 def daily_aggregates(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, mapping_version: str,
                      online: list[str], risky: list[str]) -> pd.DataFrame:
-    """Per raw partition: ``rows`` (mapped categories with a training amount profile), ``dev_sum`` and ``dev_sq`` of ln(amount) minus the category's training mean;
-    ``channel_rows`` (channel present) and ``online_rows`` (channel in ``online``);
-    ``risky_rows`` (mapped rows whose canonical category is in ``risky``) — the daily drift
-    monitor's statistics. Missing channels and unmapped categories stay out of the shares:
-    the missingness and coverage checks judge those."""
+    """Per raw partition, the daily drift monitor's aggregates, each over the rows it can
+    judge without duplicating another check's verdict:
+
+    * ``rows``, ``dev_sum``, ``dev_sq`` — rows whose raw category is a training category,
+      and their ln(amount) minus that category's training mean (renamed and new categories
+      mapped by alias have no amount profile of their own);
+    * ``all_rows``, ``mapped_rows``, ``risky_rows`` — all rows, rows with a mapped
+      category, and mapped rows whose canonical category is in ``risky``;
+    * ``channel_rows``, ``online_rows`` — rows whose channel is in the mapping version's
+      channel vocabulary, and those of them in ``online`` (missing and unseen channels are
+      the missingness and coverage checks' to judge)."""
     return _dated(
         conn, """WITH m AS (SELECT raw_category, canonical FROM category_mapping WHERE version = $v),
-           ref AS (SELECT canonical, training_log_amount_mean AS mu FROM category_mapping
-                   WHERE version = $v AND origin = 'training')
+           ref AS (SELECT raw_category, training_log_amount_mean AS mu FROM category_mapping
+                   WHERE version = $v AND origin = 'training'),
+           cv AS (SELECT channel FROM channel_vocabulary WHERE version = $v)
            SELECT r.partition, count(ref.mu) AS rows,
                   coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
                   coalesce(sum((ln(r.amount_cents) - ref.mu) ^ 2), 0) AS dev_sq,
-                  count(r.channel) AS channel_rows,
-                  count(*) FILTER (WHERE list_contains($online, r.channel)) AS online_rows,
-                  count(ref.mu) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows
+                  count(*) AS all_rows, count(m.canonical) AS mapped_rows,
+                  count(m.canonical) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows,
+                  count(cv.channel) AS channel_rows,
+                  count(cv.channel) FILTER (WHERE list_contains($online, r.channel)) AS online_rows
            FROM raw_transactions r LEFT JOIN m ON m.raw_category = r.category
-           LEFT JOIN ref ON ref.canonical = m.canonical
+           LEFT JOIN ref ON ref.raw_category = r.category LEFT JOIN cv ON cv.channel = r.channel
            WHERE r.partition BETWEEN $first AND $last GROUP BY r.partition ORDER BY r.partition""",
         {"v": mapping_version, "online": online, "risky": risky, "first": first, "last": last})
 
