@@ -79,18 +79,17 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"raw_transactions", "serving_features", "encoded_features", "imputation_log", "risk_scores"} <= keys
 
-        checks = _graphql(port, """
-            query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
-              assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
-                          {"key": {"path": ["encoded_features"]}})
-        names = {c["name"]: c["blocking"] for c in checks["assetNodeOrError"]["assetChecksOrError"]["checks"]}
+        def blocking_flags(asset: str) -> dict[str, bool]:
+            checks = _graphql(port, """
+                query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+                  assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
+                              {"key": {"path": [asset]}})
+            return {c["name"]: c["blocking"] for c in checks["assetNodeOrError"]["assetChecksOrError"]["checks"]}
+
+        names = blocking_flags("encoded_features")
         assert names["imputation_ceiling"] is True and names["daily_drift"] is True
         assert {"missingness_pattern", "drift_bounds", "category_coverage", "encoded_schema"} <= set(names)
-        raw = _graphql(port, """
-            query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
-              assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
-                       {"key": {"path": ["raw_transactions"]}})
-        raw_names = {c["name"]: c["blocking"] for c in raw["assetNodeOrError"]["assetChecksOrError"]["checks"]}
+        raw_names = blocking_flags("raw_transactions")
         assert raw_names["late_arrivals"] is False and raw_names["row_volume"] is True
 
         history = _graphql(port, """
