@@ -13,7 +13,6 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from risk_assets.queries import warehouse
 from risk_assets.scenario.world import PROFILES

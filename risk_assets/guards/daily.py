@@ -164,7 +164,7 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
                        {"k": k, "h_warn": h_warn, "h_error": h_error})
     table["cusum"] = table[["cusum_up", "cusum_down"]].max(axis=1)
     table = table.sort_values("cusum", ascending=False, ignore_index=True)
-    errors, warns = table[table["cusum"] > h_error], table[(table["cusum"] > h_warn) & (table["cusum"] <= h_error)]
+    errors = table[table["cusum"] > h_error]
     alarms = table[table["cusum"] > h_warn]
     severity = "ERROR" if len(errors) else "WARN"
     nights_seen = int(table["nights"].max())

@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from risk_assets.features.spec import FEATURES, NUMERIC
+from risk_assets.features.spec import FEATURES
 
 _FEATURE_DDL = ", ".join(
     f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES
