@@ -23,7 +23,7 @@ log = logging.getLogger("risk_assets.alerts")
 
 @dataclass
 class Alert:
-    kind: str  # check_failed | night_blocked | run_failed | did_not_evaluate
+    kind: str  # check_failed | night_blocked | run_failed | did_not_evaluate | landing_layout
     reason: str
     partition: str | None = None
     asset: str | None = None

@@ -12,7 +12,10 @@ raise :class:`ContractError` naming the file and the column instead.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -103,43 +106,86 @@ def _is_missing(value: object) -> bool:
 
 
 def _coerce_number(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
+    """To float64. Numeric columns of any width convert directly (a value too large for
+    a float becomes ±inf and is rejected by the range rules); text is parsed; booleans,
+    timestamps, durations, lists and anything else are "not a number"."""
     values = frame[column]
-    if values.dtype == bool or values.map(lambda v: isinstance(v, bool)).any():
-        values = values.map(lambda v: None if isinstance(v, bool) else v)
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-    bad = numbers.isna() & ~frame[column].map(_is_missing)
+    if values.dtype.kind in "iuf":
+        numbers = values.astype("float64")
+    elif values.dtype.kind in "mMb" or isinstance(values.dtype, pd.DatetimeTZDtype):
+        numbers = pd.Series(np.nan, index=values.index)
+    else:
+        numbers = pd.Series([_number(v) for v in values], index=values.index, dtype="float64")
+    bad = numbers.isna() & ~values.map(_is_missing)
     for i in frame.index[bad]:
         reasons[i].append(f"{column}: not a number")
     frame[column] = numbers
 
 
+def _number(value: object) -> float:
+    if isinstance(value, (bool, np.bool_)) or _is_missing(value):
+        return np.nan
+    if isinstance(value, (int, float, np.integer, np.floating, decimal.Decimal)):
+        try:
+            return float(value)
+        except OverflowError:
+            return np.inf if value > 0 else -np.inf
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)  # "1e400" is inf: above max_amount, not "not a number"
+    return np.nan
+
+
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+_FIRST_NS, _LAST_NS = pd.Timestamp.min, pd.Timestamp.max
+_RANGE = f"out of range (outside {_FIRST_NS:%Y-%m-%d} .. {_LAST_NS:%Y-%m-%d})"
+
+
 def _coerce_timestamp(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
-    """To naive UTC. Naive input means UTC (contract); aware input is converted."""
+    """To naive UTC, nanoseconds. Naive input means UTC (contract); aware input is
+    converted. Values of any unit or type that fall outside what a nanosecond timestamp
+    can hold (9999-12-31, year 1) are rejected as out of range, never a crash."""
     values = frame[column]
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif pd.api.types.is_datetime64_any_dtype(values.dtype):
-        parsed = values
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        out = values.notna() & ((values < _FIRST_NS) | (values > _LAST_NS))
+        parsed = values.where(~out).astype("datetime64[ns]")
     else:
-        parsed = pd.Series(
-            [_parse_one(v) for v in values], index=values.index, dtype="datetime64[ns]"
-        )
-    bad = parsed.isna() & ~values.map(_is_missing)
+        pairs = [_parse_one(v) for v in values]
+        out = pd.Series([p is _OUT_OF_RANGE for p in pairs], index=values.index)
+        parsed = pd.Series([None if p is _OUT_OF_RANGE else p for p in pairs], index=values.index,
+                           dtype="datetime64[ns]")
+    for i in frame.index[out]:
+        reasons[i].append(f"{column}: {_RANGE}")
+    bad = parsed.isna() & ~frame[column].map(_is_missing) & ~out
     for i in frame.index[bad]:
         reasons[i].append(f"{column}: not a timestamp")
-    frame[column] = parsed.astype("datetime64[ns]")
+    frame[column] = parsed
 
 
-def _parse_one(value: object) -> pd.Timestamp | None:
-    if _is_missing(value) or isinstance(value, (bool, float, int, np.number)):
+_OUT_OF_RANGE = object()
+
+
+def _parse_one(value: object) -> pd.Timestamp | None | object:
+    """A timestamp, None (not one), or :data:`_OUT_OF_RANGE`."""
+    if _is_missing(value) or isinstance(value, (bool, float, int, np.number, dt.time, dt.timedelta)):
         return None
     try:
         ts = pd.Timestamp(value)
+    except pd.errors.OutOfBoundsDatetime:
+        return _OUT_OF_RANGE
     except (ValueError, TypeError, OverflowError):
         return None
     if ts is pd.NaT:
         return None
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+    if ts.tzinfo:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    try:
+        return ts.as_unit("ns")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return _OUT_OF_RANGE
 
 
 # --------------------------------------------------------------------------- schemas
@@ -220,7 +266,7 @@ def _schema_reasons(
                 raise ContractError("(batch)", str(row.column), f"failed {row.check}") from None
             i, check = int(row.index), str(row.check)
             if check == "not_nullable":
-                if any(r.startswith(f"{row.column}: not a ") for r in reasons[i]):
+                if any(r.startswith((f"{row.column}: not a ", f"{row.column}: out of range")) for r in reasons[i]):
                     continue  # already explained by the failed type coercion
                 check = "missing"
             reasons[i].append(f"{row.column}: {_READABLE.get(check, check)}")
@@ -257,6 +303,9 @@ def _raw_json(original: dict) -> str:
 
 def _prepare(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     frame = frame.reset_index(drop=True).copy()
+    for column in columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # dictionary-encoded parquet columns
+            frame[column] = frame[column].astype(object)
     if SOURCE_FILE not in frame:
         frame[SOURCE_FILE] = "(in memory)"
     if SOURCE_ROW not in frame:
@@ -265,18 +314,73 @@ def _prepare(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
+CONFLICT = "conflicting duplicate"
+"""The start of every rejection reason for a copy of a key whose values differ from
+another copy's: no copy wins a tie-break, all are rejected, and a blocking check fails."""
+
+
+def _where(frame: pd.DataFrame, i: int) -> str:
+    return f"{frame.at[i, SOURCE_FILE]}:{frame.at[i, SOURCE_ROW]}"
+
+
+def _differing(a: pd.Series, b: pd.Series) -> list[str]:
+    return [c for c in a.index if not (_is_missing(a[c]) and _is_missing(b[c])) and a[c] != b[c]]
+
+
 def _mark_duplicates(
-    frame: pd.DataFrame, key: str, reasons: dict[int, list[str]], what: str
+    frame: pd.DataFrame, key: str, reasons: dict[int, list[str]], what: str, content: list[str]
 ) -> None:
-    """Later copies of a key among otherwise-valid rows are rejected; the first stays."""
-    clean = frame.loc[[not reasons[i] for i in frame.index], [key, SOURCE_FILE, SOURCE_ROW]]
-    later = clean[key].duplicated(keep="first")
-    if not later.any():
+    """Copies of a key among otherwise-valid rows. Identical copies (every ``content``
+    column equal): the first stays, later ones are rejected as duplicates. Copies that
+    differ: every copy is rejected as a conflicting duplicate naming the columns that
+    differ and where another copy is — nothing is settled by file-name order."""
+    clean = frame.loc[[not reasons[i] for i in frame.index], [key, *content]]
+    copies = clean[clean[key].duplicated(keep=False)]
+    for _, group in copies.groupby(key, sort=False):
+        first = group.index[0]
+        values = group[content]
+        if not any(_differing(values.loc[first], values.loc[j]) for j in group.index[1:]):
+            for i in group.index[1:]:
+                reasons[i].append(f"duplicate {what} (first at {_where(frame, first)})")
+            continue
+        for i in group.index:
+            other = next(j for j in group.index if j != i and _differing(values.loc[i], values.loc[j]))
+            columns = ", ".join(_differing(values.loc[i], values.loc[other]))
+            reasons[i].append(f"{CONFLICT} {what}: values differ ({columns}) from the copy at {_where(frame, other)}")
+
+
+STORED_COLUMNS = ("transaction_id", "partition", "customer_id", "event_ts", "amount_cents", "category", "channel",
+                  "source_file")
+"""What :func:`split_transactions` needs of a transaction already stored in another partition."""
+
+_COMPARED = ["customer_id", "event_ts", "amount_cents", "category", "channel"]
+
+
+def _mark_stored_elsewhere(frame: pd.DataFrame, stored: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
+    """Rows whose id is already stored in another partition: an identical row is a plain
+    duplicate; a row whose values differ is a conflicting duplicate naming the stored
+    partition and file (a row with its own problems is only called a duplicate)."""
+    if stored.empty:
         return
-    first = clean.drop_duplicates(key).set_index(key)
-    for i, value in clean.loc[later, key].items():
-        where = f"{first.at[value, SOURCE_FILE]}:{first.at[value, SOURCE_ROW]}"
-        reasons[i].append(f"duplicate {what} (first at {where})")
+    stored = stored.drop_duplicates("transaction_id").set_index("transaction_id")
+    hits = frame.index[frame["transaction_id"].isin(stored.index)]
+    for i in hits:
+        tx = frame.at[i, "transaction_id"]
+        there = stored.loc[tx]
+        where = f"partition {there['partition']}"
+        if reasons[i]:
+            reasons[i].append(f"duplicate of transaction already stored in {where}")
+            continue
+        mine = pd.Series({c: frame.at[i, c] for c in _COMPARED if c != "amount_cents"}
+                         | {"amount_cents": int(round(frame.at[i, "amount"] * 100.0))})[_COMPARED]
+        theirs = pd.Series({c: there[c] for c in _COMPARED})
+        theirs["event_ts"] = pd.Timestamp(theirs["event_ts"])
+        differ = _differing(mine, theirs)
+        if differ:
+            reasons[i].append(f"{CONFLICT} transaction_id: values differ ({', '.join(differ)}) from the row stored "
+                              f"in {where} (from {there['source_file']})")
+        else:
+            reasons[i].append(f"duplicate of transaction already stored in {where}")
 
 
 def split_transactions(
@@ -286,13 +390,16 @@ def split_transactions(
     max_amount: float,
     max_text: int,
     known_customers: set[str] | None,
-    stored_elsewhere: dict[str, str] | None = None,
+    stored_elsewhere: pd.DataFrame | None = None,
+    conflicted_customers: set[str] | None = None,
 ) -> Split:
     """Validate one partition's raw transactions.
 
     ``known_customers``: ids in the customers table (``None`` skips that rule).
-    ``stored_elsewhere``: transaction_id -> partition for ids already stored in
-    *other* partitions; such rows are rejected as duplicates.
+    ``stored_elsewhere``: rows (:data:`STORED_COLUMNS`) already stored in *other*
+    partitions under this batch's ids; a copy is rejected as a duplicate, or as a
+    conflicting duplicate when its values differ. ``conflicted_customers``: ids whose
+    customer rows conflict (rejected from customers), named as such.
     """
     received = len(frame)
     frame = _prepare(frame, TRANSACTION_COLUMNS)
@@ -304,12 +411,15 @@ def split_transactions(
     _schema_reasons(frame, transaction_schema(window, max_amount, max_text), reasons)
     if known_customers is not None:
         unknown = ~frame["customer_id"].isin(known_customers) & frame["customer_id"].notna()
-        for i in frame.index[unknown]:
+        conflicted = frame["customer_id"].isin(conflicted_customers or set())
+        for i in frame.index[unknown & conflicted]:
+            reasons[i].append(f"customer_id: its customer rows are {CONFLICT}s (rejected from customers)")
+        for i in frame.index[unknown & ~conflicted]:
             reasons[i].append("customer_id: not in customers")
-    for i, tx in frame["transaction_id"].items():
-        if stored_elsewhere and tx in stored_elsewhere:
-            reasons[i].append(f"duplicate of transaction already stored in partition {stored_elsewhere[tx]}")
-    _mark_duplicates(frame, "transaction_id", reasons, "transaction_id")
+    if stored_elsewhere is not None:
+        _mark_stored_elsewhere(frame, stored_elsewhere, reasons)
+    _mark_duplicates(frame, "transaction_id", reasons, "transaction_id",
+                     ["customer_id", "event_ts", "amount", "category", "channel"])
 
     accepted, rejected = _split(frame, TRANSACTION_COLUMNS, reasons, "transaction_id")
     cents = accepted["amount"] * 100.0
@@ -326,7 +436,7 @@ def split_customers(frame: pd.DataFrame, *, max_text: int) -> Split:
         _coerce_text(frame, column, reasons)
     _coerce_timestamp(frame, "opened_at", reasons)
     _schema_reasons(frame, customer_schema(max_text), reasons)
-    _mark_duplicates(frame, "customer_id", reasons, "customer_id")
+    _mark_duplicates(frame, "customer_id", reasons, "customer_id", ["segment", "region", "opened_at"])
     accepted, rejected = _split(frame, CUSTOMER_COLUMNS, reasons, "customer_id")
     return Split(accepted, rejected, received)
 
@@ -343,5 +453,9 @@ def split_irregularities(
     unknown = ~frame["customer_id"].isin(known_customers) & frame["customer_id"].notna()
     for i in frame.index[unknown]:
         reasons[i].append("customer_id: not in customers")
+    # An irregularity is identified by all its columns, so copies are identical by
+    # definition: later ones are rejected as duplicates (counted), never a conflict.
+    frame["_event"] = frame["customer_id"].astype(str) + " @ " + frame["event_ts"].astype(str)
+    _mark_duplicates(frame, "_event", reasons, "irregularity", ["customer_id", "event_ts"])
     accepted, rejected = _split(frame, IRREGULARITY_COLUMNS, reasons, "customer_id")
     return Split(accepted, rejected, received)

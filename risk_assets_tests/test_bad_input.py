@@ -13,6 +13,7 @@ Two levels:
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import itertools
 import json
 import os
@@ -22,19 +23,24 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from risk_assets.queries import warehouse
 from risk_assets.contract import Window, split_transactions
+from risk_assets.queries import warehouse
 from risk_assets_tests.conftest import run_night, run_reference, small_settings
 
 SLOW = os.environ.get("RISK_ASSETS_SLOW") == "1"
 WINDOW = Window(pd.Timestamp("2025-03-03"), pd.Timestamp("2025-03-04"))
 MAX_AMOUNT, MAX_TEXT = 1e6, 64
 KNOWN = {"C1", "C2", "C3"}
-STORED = {"STORED-1": "2025-03-01"}
+STORED = pd.DataFrame([{
+    "transaction_id": "STORED-1", "partition": "2025-03-01", "customer_id": "C1",
+    "event_ts": pd.Timestamp("2025-03-01 10:00"), "amount_cents": 100, "category": "groceries", "channel": None,
+    "source_file": "transactions/date=2025-03-01/part-0.parquet"}])
 HOSTILE = [
     "'); DROP TABLE raw_transactions; --",
     '"; DELETE FROM customers; --',
@@ -56,8 +62,6 @@ class Kind:
     column: str
     apply: Callable[[dict], dict]
     reason: str
-    alone: bool = False
-    """Only diagnosable on an otherwise-valid row (duplicates are judged among clean rows)."""
 
 
 def _set(column: str, value: object) -> Callable[[dict], dict]:
@@ -94,11 +98,23 @@ KINDS: dict[str, Kind] = {
     "int channel": Kind("channel", _set("channel", 7), "channel: not a string"),
     "unknown customer": Kind("customer_id", _set("customer_id", "C404"), "customer_id: not in customers"),
     "long customer_id": Kind("customer_id", _set("customer_id", "C" * 200), "customer_id: str_length"),
-    "duplicate within batch": Kind("transaction_id", _set("transaction_id", "ANCHOR"), "duplicate transaction_id",
-                                   alone=True),
     "duplicate across partitions": Kind("transaction_id", _set("transaction_id", "STORED-1"),
-                                        "duplicate of transaction already stored in partition 2025-03-01"),
+                                        "stored in partition 2025-03-01"),
+    "out-of-range event_ts": Kind("event_ts", _set("event_ts", dt.datetime(9999, 12, 31)), "event_ts: out of range"),
+    "year-1 text event_ts": Kind("event_ts", _set("event_ts", "0001-01-01T00:00:00+00:00"), "event_ts: out of range"),
+    "out-of-range date event_ts": Kind("event_ts", _set("event_ts", dt.date(9999, 1, 1)), "event_ts: out of range"),
+    "duration amount": Kind("amount", _set("amount", pd.Timedelta(seconds=3)), "amount: not a number"),
+    "int amount beyond int64": Kind("amount", _set("amount", 2**80), "amount: above max_amount"),
+    "decimal amount beyond float": Kind("amount", _set("amount", decimal.Decimal("1e400")), "amount: above max_amount"),
+    "text amount beyond float": Kind("amount", _set("amount", "1e400"), "amount: above max_amount"),
+    "list category": Kind("category", _set("category", ["groceries"]), "category: not a string"),
+    "dict channel": Kind("channel", _set("channel", {"online": True}), "channel: not a string"),
 }
+DUPLICATES = {
+    "identical duplicate within batch": "duplicate transaction_id (first at (in memory):0)",
+    "conflicting duplicate within batch": "conflicting duplicate transaction_id: values differ",
+}
+"""Whole-row kinds: the row becomes a copy of an anchor row (identical, or with another amount)."""
 assert len(KINDS) >= 20
 
 
@@ -116,10 +132,21 @@ def _valid_rows() -> st.SearchStrategy[dict]:
 
 @st.composite
 def batches(draw) -> tuple[list[dict], list[frozenset[str]]]:
-    """Rows and, per row, the kinds of damage done to it (empty: a valid row)."""
-    rows = [{"transaction_id": "ANCHOR", **draw(_valid_rows())}]
-    damage: list[frozenset[str]] = [frozenset()]
+    """Rows and, per row, the kinds of damage done to it (empty: a valid row). Row 0 is
+    ANCHOR (only ever copied identically), row 1 TWIN (copies of it conflict)."""
+    anchor = {"transaction_id": "ANCHOR", **draw(_valid_rows())}
+    twin = {"transaction_id": "TWIN", **draw(_valid_rows()), "amount": 1.0}
+    rows, damage = [anchor, twin], [frozenset(), frozenset()]
     for i in range(draw(st.integers(0, 40))):
+        whole = draw(st.sampled_from([None] * 8 + sorted(DUPLICATES)))
+        if whole == "identical duplicate within batch":
+            rows.append(dict(anchor))
+            damage.append(frozenset([whole]))
+            continue
+        if whole == "conflicting duplicate within batch":
+            rows.append({**twin, "amount": 2.0})
+            damage.append(frozenset([whole]))
+            continue
         row = {"transaction_id": f"T{i}", **draw(_valid_rows())}
         kinds = draw(st.sets(st.sampled_from(sorted(KINDS)), max_size=3))
         chosen: dict[str, str] = {}
@@ -129,6 +156,8 @@ def batches(draw) -> tuple[list[dict], list[frozenset[str]]]:
             row = KINDS[name].apply(row)
         rows.append(row)
         damage.append(frozenset(chosen.values()))
+    if any("conflicting duplicate within batch" in d for d in damage):
+        damage[1] = frozenset(["conflicting duplicate within batch"])  # TWIN itself loses its place
     return rows, damage
 
 
@@ -151,10 +180,8 @@ def test_every_row_is_accepted_or_rejected_with_its_reasons(batch):
             continue
         assert i in rejected, f"row damaged by {sorted(kinds)} was accepted: {rows[i]!r}"
         for name in kinds:
-            kind = KINDS[name]
-            if kind.alone and len(kinds) > 1:
-                continue
-            assert kind.reason in rejected[i].reasons, (name, rejected[i].reasons)
+            reason = DUPLICATES[name] if name in DUPLICATES else KINDS[name].reason
+            assert reason in rejected[i].reasons, (name, rejected[i].reasons)
     for r in split.rejected.itertuples():
         assert r.reasons.strip(), "a rejection without a reason"
         json.loads(r.raw_record)  # the original values survive as JSON
@@ -190,26 +217,38 @@ FIRST_LANDING_DAY = dt.date(2025, 3, 1)
 
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory):
-    """A landing folder with 50 customers, loaded once; each example writes its own day."""
+    """A landing folder with 50 customers and one stored day (:data:`STORED_DAY`), loaded
+    once; each example writes its own day."""
     from risk_assets.scenario.source import export_landing
 
     folder = tmp_path_factory.mktemp("landing_world")
     root = folder / "landing"
-    export_landing(small_settings(folder, world={"n_customers": 50}), root, [])
+    export_landing(small_settings(folder, world={"n_customers": 50}), root, [STORED_DAY])
     s = small_settings(folder, world={"n_customers": 50}, source={"kind": "landing", "landing_dir": str(root)})
     with dg.instance_for_test() as instance:
         assert run_reference(s, instance).success
+        assert run_night(s, instance, STORED_DAY, raw_only=True).success
         customers = pd.read_parquet(root / "customers.parquet")["customer_id"].tolist()
         yield s, root, customers, instance
 
 
+STORED_DAY = FIRST_LANDING_DAY - dt.timedelta(days=1)
 FILE_KINDS = ["good", "nulls everywhere", "text amounts", "text timestamps", "aware timestamps", "empty",
               "extra columns", "binary category", "bad amounts", "outside partition", "long strings", "hostile",
-              "duplicate of another file", "missing column", "not parquet"]
+              "far timestamps", "identical copy of the first file", "conflicting copy of the first file",
+              "conflict with a stored day", "missing column", "not parquet"]
 FATAL = {"missing column": "column 'amount' is required", "not parquet": "cannot be read as parquet"}
+PLACES = ["", "hour=00/", "hour=13/minute=05/"]
+"""Where under the day folder a file is written (nested partition folders are read)."""
+MARKERS = ["_SUCCESS", ".part-0.parquet.crc", "._part-0.parquet", ".DS_Store", "_committed_42", "_metadata",
+           ".hidden/part-0.parquet"]
+"""Files that are not data: skipped and listed, never read."""
+IN_PROGRESS = ["_temporary/0/part-9.parquet", "_started_7"]
+STRAY = ["date=2025-13-01", "date=20251202", "tmp_upload"]
 
 
-def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: np.random.Generator) -> pd.DataFrame | bytes:
+def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: np.random.Generator,
+          first: pd.DataFrame | None, stored: pd.DataFrame) -> pd.DataFrame | pa.Table | bytes:
     start = pd.Timestamp(day)
     frame = pd.DataFrame({
         "transaction_id": [f"{tag}-{i}" for i in range(n)],
@@ -245,8 +284,17 @@ def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: 
         case "hostile":
             frame["category"] = [HOSTILE[i % len(HOSTILE)] for i in range(n)]
             frame["channel"] = [HOSTILE[(i + 3) % len(HOSTILE)] for i in range(n)]
-        case "duplicate of another file":
-            frame["transaction_id"] = [f"{tag.rsplit('-', 1)[0]}-f0-{i}" for i in range(n)]
+        case "far timestamps":  # microsecond parquet timestamps pandas' nanoseconds cannot hold
+            far = [dt.datetime(9999, 12, 31) if i % 2 else ts.to_pydatetime() for i, ts in enumerate(frame["event_ts"])]
+            return pa.Table.from_pandas(frame.drop(columns="event_ts"), preserve_index=False).append_column(
+                "event_ts", pa.array(far, pa.timestamp("us")))
+        case "identical copy of the first file":
+            return first if first is not None else frame
+        case "conflicting copy of the first file":
+            return first.assign(amount=first["amount"] * 100) if first is not None else frame
+        case "conflict with a stored day":
+            take = stored.head(n)
+            return take.assign(event_ts=take["event_ts"] + pd.Timedelta(days=1), amount=take["amount"] * 100)
         case "missing column":
             frame = frame.drop(columns="amount")
         case "not parquet":
@@ -255,30 +303,60 @@ def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: 
 
 
 @st.composite
-def landing_days(draw) -> list[tuple[str, int]]:
-    """Zero or more files for one day, each of a kind and a size (0 files: a day without data)."""
-    return draw(st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.integers(1, 30)), max_size=4))
+def landing_days(draw) -> dict:
+    """Zero or more files for one day, each of a kind, size and place (0 files: a day
+    without data), plus marker files, maybe a write in progress, maybe a stray folder."""
+    return {
+        "files": draw(st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.integers(1, 30), st.sampled_from(PLACES)),
+                               max_size=4)),
+        "markers": draw(st.sets(st.sampled_from(MARKERS), max_size=3)),
+        "in_progress": draw(st.one_of(st.none(), st.none(), st.none(), st.sampled_from(IN_PROGRESS))),
+        "stray": draw(st.one_of(st.none(), st.sampled_from(STRAY))),
+    }
 
 
-@settings(max_examples=40 if SLOW else 8, deadline=None,
+def _write(path, content) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+        return 0
+    if isinstance(content, pa.Table):
+        pq.write_table(content, path)
+        return content.num_rows
+    content.to_parquet(path, index=False)
+    return len(content)
+
+
+@settings(max_examples=40 if SLOW else 10, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(files=landing_days(), seed=st.integers(0, 2**16))
-def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, files, seed):
+@given(day_spec=landing_days(), seed=st.integers(0, 2**16))
+def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, day_spec, seed):
+    """Whatever a day folder holds — bad rows, nested folders, marker files, copies that
+    agree or conflict, a write still in progress, stray folders beside it — either every
+    row is accounted for and every file is in the ledger (read with its rows, or skipped
+    with why), or the day fails naming the file or folder and nothing of it is written."""
     s, root, customers, instance = landing
     day = FIRST_LANDING_DAY + dt.timedelta(days=next(LANDING_DAYS))
     folder = root / "transactions" / f"date={day}"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    written = 0
-    for j, (kind, n) in enumerate(files):
-        content = _file(kind, day, customers, n, f"{day}-f{j}", rng)
-        path = folder / f"part-{j}.parquet"
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            content.to_parquet(path, index=False)
-            written += len(content)
-    fatal = [(j, kind) for j, (kind, _) in enumerate(files) if kind in FATAL]
+    stored = pd.read_parquet(root / "transactions" / f"date={STORED_DAY}" / "part-0.parquet")
+    written, first, data_files = 0, None, {}
+    for j, (kind, n, place) in enumerate(day_spec["files"]):
+        content = _file(kind, day, customers, n, f"{day}-f{j}", rng, first, stored)
+        rel = f"transactions/date={day}/{place}part-{j}.parquet"
+        rows = _write(root / rel, content)
+        written += rows
+        data_files[rel] = rows
+        if first is None and isinstance(content, pd.DataFrame):
+            first = content
+    for marker in day_spec["markers"]:
+        _write(folder / marker, b"not data")
+    if day_spec["in_progress"]:
+        _write(folder / day_spec["in_progress"], b"half written")
+    if day_spec["stray"]:
+        (root / "transactions" / day_spec["stray"]).mkdir(exist_ok=True)
+    fatal = [(j, kind) for j, (kind, _, _) in enumerate(day_spec["files"]) if kind in FATAL]
 
     result = run_night(s, instance, day, raw_only=True, raise_on_error=False)
     with warehouse.connect(s.warehouse.duckdb_path, read_only=True) as conn:
@@ -286,26 +364,40 @@ def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, fil
         accepted = warehouse.count(conn, "raw_transactions", day)
         reasons = [r[0] for r in conn.execute(
             "SELECT reasons FROM rejected_transactions WHERE partition = ?", [day]).fetchall()]
+        files = warehouse.load_files(conn, day)
+        verdicts = conn.execute("SELECT check_name, passed FROM raw_verdicts WHERE partition = ?", [day]).fetchall()
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert set(warehouse.TABLES) <= tables
 
-    if fatal:
+    if day_spec["in_progress"] or fatal:
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         message = failure.step_failure_data.error.message if failure.step_failure_data.error else ""
         description = failure.step_failure_data.user_failure_data.description
-        j, kind = fatal[0]
-        assert f"part-{j}.parquet" in description, description
-        assert FATAL[kind] in description, description
+        if day_spec["in_progress"]:
+            assert "write in progress" in description and day_spec["in_progress"].split("/")[0] in description
+        else:
+            j, kind = fatal[0]
+            assert f"part-{j}.parquet" in description, description
+            assert FATAL[kind] in description, description
         assert "Traceback" not in description and message  # a sentence, not only a stack trace
-        assert loads == [] and accepted == 0 and reasons == []  # nothing of the day was written
+        # nothing of the day was written
+        assert loads == [] and accepted == 0 and reasons == [] and files.empty and verdicts == []
         return
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     assert loads == [(written, accepted, len(reasons))]
     assert written == accepted + len(reasons)
     assert all(r.strip() for r in reasons)
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert checks.get("rows_reconcile") is None or checks["rows_reconcile"].passed
+    read = files[files["action"] == "read"]
+    assert dict(zip(read["path"], read["rows"])) == data_files  # every file read, with its rows
+    skipped = set(files.loc[files["action"] == "skipped", "path"])
+    for marker in day_spec["markers"]:
+        top = marker.split("/")[0] + ("/" if "/" in marker else "")
+        assert f"transactions/date={day}/{top}" in skipped, (marker, skipped)
+    if day_spec["stray"]:
+        assert f"transactions/{day_spec['stray']}/" in set(files.loc[files["action"] == "stray", "path"])
+    conflicted = any("conflicting duplicate" in r for r in reasons)
+    assert ("conflicting_duplicates", not conflicted) in verdicts  # the day is quarantined iff a copy conflicted
 
 
 def test_a_day_without_any_transactions_completes_and_is_blocked_by_row_volume(world_copy, tmp_path):

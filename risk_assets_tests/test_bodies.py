@@ -29,8 +29,8 @@ def loaded(tmp_path):
     source = make_source(settings)
     nights = [Night.of(DAY - dt.timedelta(days=i), settings.calendar) for i in range(13, -1, -1)]
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
-        meta, verdict = load_customers(conn, source, settings)
-        assert verdict.passed and meta["received"] == settings.scenario.world.n_customers
+        meta, verdict, conflicts = load_customers(conn, source, settings)
+        assert verdict.passed and conflicts.passed and meta["received"] == settings.scenario.world.n_customers
         meta = load_raw_days(conn, source, nights, settings)
         assert meta["partitions"] == 14 and meta["received"] == meta["accepted"] + meta["rejected"] > 0
         yield settings, conn

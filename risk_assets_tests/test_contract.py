@@ -1,10 +1,22 @@
 """The raw contract on hand-made batches: every malformed row is rejected with its reason."""
 
+import datetime as dt
+import decimal
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from risk_assets.contract import ContractError, Window, require_columns, split_customers, split_transactions
+from risk_assets.contract import (
+    ContractError,
+    Window,
+    require_columns,
+    split_customers,
+    split_irregularities,
+    split_transactions,
+)
 
 WINDOW = Window(pd.Timestamp("2025-03-03"), pd.Timestamp("2025-03-04"))
 
@@ -62,18 +74,41 @@ def test_each_malformed_row_is_rejected_with_its_reason(row, reason):
     assert result.rejected.at[0, "raw_record"].startswith("{")
 
 
-def test_duplicates_keep_the_first_and_reject_later_copies():
-    result = split([tx(), tx(amount=2.0), tx(transaction_id="T2"), tx()])
+def test_identical_duplicates_keep_the_first_and_reject_later_copies():
+    result = split([tx(), tx(transaction_id="T2"), tx(), tx()])
     assert list(result.accepted["transaction_id"]) == ["T1", "T2"]
-    assert result.accepted.loc[0, "amount"] == 10.5
-    assert list(result.rejected["source_row"]) == [1, 3]
-    assert all("duplicate transaction_id" in r for r in result.rejected["reasons"])
+    assert list(result.rejected["source_row"]) == [2, 3]
+    assert all(r == "duplicate transaction_id (first at (in memory):0)" for r in result.rejected["reasons"])
+
+
+def test_conflicting_duplicates_reject_every_copy_and_say_what_differs():
+    """No tie-break by order: a 'correction' with a 100x amount rejects both copies."""
+    result = split([tx(), tx(transaction_id="T2"), tx(amount=1050.0), tx(transaction_id="T3")])
+    assert list(result.accepted["transaction_id"]) == ["T2", "T3"]
+    assert list(result.rejected["source_row"]) == [0, 2]
+    first, second = result.rejected["reasons"]
+    assert first == "conflicting duplicate transaction_id: values differ (amount) from the copy at (in memory):2"
+    assert second.endswith("from the copy at (in memory):0")
+
+
+def _stored(**values):
+    row = {"transaction_id": "T1", "partition": "2025-03-02", "customer_id": "C1",
+           "event_ts": pd.Timestamp("2025-03-03 12:00"), "amount_cents": 1050, "category": "groceries",
+           "channel": "online", "source_file": "transactions/date=2025-03-02/part-0.parquet"}
+    return pd.DataFrame([{**row, **values}])
 
 
 def test_ids_stored_in_another_partition_are_rejected_as_duplicates():
-    result = split([tx(), tx(transaction_id="T2")], stored={"T1": "2025-03-02"})
+    result = split([tx(), tx(transaction_id="T2")], stored=_stored())
     assert list(result.accepted["transaction_id"]) == ["T2"]
-    assert "already stored in partition 2025-03-02" in result.rejected.at[0, "reasons"]
+    assert result.rejected.at[0, "reasons"] == "duplicate of transaction already stored in partition 2025-03-02"
+
+
+def test_ids_stored_in_another_partition_with_other_values_are_conflicts_naming_the_file():
+    result = split([tx(category="fuel")], stored=_stored())
+    assert result.rejected.at[0, "reasons"] == (
+        "conflicting duplicate transaction_id: values differ (category) from the row stored in partition "
+        "2025-03-02 (from transactions/date=2025-03-02/part-0.parquet)")
 
 
 def test_naive_means_utc_and_aware_is_converted():
@@ -125,3 +160,65 @@ def test_customer_duplicates_and_missing_fields_are_rejected():
     result = split_customers(frame, max_text=64)
     assert list(result.accepted["customer_id"]) == ["C1"]
     assert len(result.rejected) == 3
+
+
+def test_conflicting_customer_rows_are_all_rejected_and_their_transactions_say_why():
+    frame = pd.DataFrame({"customer_id": ["C1", "C2", "C1"], "segment": ["retail", "retail", "smb"],
+                          "region": ["north"] * 3, "opened_at": pd.to_datetime(["2020-01-01"] * 3)})
+    result = split_customers(frame, max_text=64)
+    assert list(result.accepted["customer_id"]) == ["C2"]
+    assert all(r.startswith("conflicting duplicate customer_id: values differ (segment)")
+               for r in result.rejected["reasons"])
+    txs = split_transactions(pd.DataFrame([tx(customer_id="C1")]), WINDOW, max_amount=1e6, max_text=64,
+                             known_customers={"C2"}, conflicted_customers={"C1"})
+    assert "its customer rows are conflicting duplicates" in txs.rejected.at[0, "reasons"]
+
+
+def test_identical_irregularities_are_counted_duplicates():
+    frame = pd.DataFrame({"customer_id": ["C1", "C1", "C1"],
+                          "event_ts": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-02"])})
+    result = split_irregularities(frame, max_text=64, known_customers={"C1"})
+    assert len(result.accepted) == 2 and result.rejected["reasons"].tolist() == [
+        "duplicate irregularity (first at (in memory):0)"]
+
+
+OUT_OF_RANGE = [
+    dt.datetime(9999, 12, 31), dt.datetime(1, 1, 1), dt.date(9999, 12, 31), "9999-12-31T00:00:00",
+    "0001-01-01T00:00:00+00:00",
+]
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE, ids=[str(v) for v in OUT_OF_RANGE])
+def test_timestamps_outside_the_nanosecond_range_are_rejected_not_a_crash(value):
+    result = split([tx(transaction_id="GOOD"), tx(transaction_id="FAR", event_ts=value)])
+    assert list(result.accepted["transaction_id"]) == ["GOOD"]
+    assert result.rejected.at[0, "reasons"] == "event_ts: out of range (outside 1677-09-21 .. 2262-04-11)"
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_out_of_range_timestamps_in_a_parquet_column_of_any_unit(unit, tmp_path):
+    path = tmp_path / "part-0.parquet"
+    table = pa.table({"transaction_id": ["GOOD", "FAR"], "customer_id": ["C1", "C1"],
+                      "event_ts": pa.array([dt.datetime(2025, 3, 3, 1), dt.datetime(9999, 12, 31)],
+                                           pa.timestamp(unit, tz="UTC")),
+                      "amount": [1.0, 1.0], "category": ["a", "a"], "channel": ["x", "x"]})
+    pq.write_table(table, path)
+    result = split(pq.read_table(path).to_pandas())
+    assert list(result.accepted["transaction_id"]) == ["GOOD"]
+    assert "out of range" in result.rejected.at[0, "reasons"]
+
+
+NOT_NUMBERS = [pd.Timedelta(seconds=1), dt.datetime(2025, 1, 1), [1.0], {"a": 1}, b"1", True]
+
+
+@pytest.mark.parametrize("value", NOT_NUMBERS, ids=[type(v).__name__ for v in NOT_NUMBERS])
+def test_amounts_of_other_types_are_not_numbers(value):
+    result = split([tx(transaction_id="GOOD"), tx(transaction_id="ODD", amount=value)])
+    assert list(result.accepted["transaction_id"]) == ["GOOD"]
+    assert result.rejected.at[0, "reasons"] == "amount: not a number"
+
+
+@pytest.mark.parametrize("value", [2**70, decimal.Decimal("1e400"), np.uint64(2**64 - 1), "1e400"])
+def test_numbers_too_large_for_a_float_are_above_max_amount(value):
+    result = split([tx(amount=value)])
+    assert "amount: above max_amount" in result.rejected.at[0, "reasons"]

@@ -70,7 +70,7 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
             "transaction_id": [None, "B-neg", "B-text", "B-late", good.at[0, "transaction_id"], "B-dup", "B-dup"],
             "customer_id": [cid] * 7,
             "event_ts": ["2025-03-01T10:00:00", "2025-03-01T10:00:00", "2025-03-01T10:00:00",
-                         "2025-03-02T00:00:00", "2025-03-01T11:00:00", "2025-03-01T12:00:00", "2025-03-01T13:00:00"],
+                         "2025-03-02T00:00:00", "2025-03-01T11:00:00", "2025-03-01T12:00:00", "2025-03-01T12:00:00"],
             "amount": ["5", "-2", "lots", "7", "8", "9", "9"],
             "category": ["groceries"] * 7,
             "channel": ["online"] * 7,
@@ -89,15 +89,19 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
             "SELECT source_file, source_row, record_key, reasons FROM rejected_transactions WHERE partition = ? ORDER BY source_row",
             [day],
         ).df()
-    assert stored(settings, "raw_transactions", day) == len(good) + 1  # the first B-dup
-    reasons = dict(zip(rejected["source_row"], rejected["reasons"]))
-    assert "transaction_id: missing" in reasons[0]
-    assert "amount: must be > 0" in reasons[1]
-    assert "amount: not a number" in reasons[2]
-    assert "event_ts: inside partition" in reasons[3]
-    assert "duplicate transaction_id" in reasons[4]
-    assert "duplicate transaction_id" in reasons[6]
-    assert set(rejected["source_file"]) == {f"transactions/date={day}/part-1.parquet"}
+    # the first B-dup stays; row 4 re-uses part-0's first id with other values: both copies go
+    assert stored(settings, "raw_transactions", day) == len(good) - 1 + 1
+    bad_file, good_file = (f"transactions/date={day}/part-{i}.parquet" for i in (1, 0))
+    reasons = dict(zip(zip(rejected["source_file"], rejected["source_row"]), rejected["reasons"]))
+    assert "transaction_id: missing" in reasons[bad_file, 0]
+    assert "amount: must be > 0" in reasons[bad_file, 1]
+    assert "amount: not a number" in reasons[bad_file, 2]
+    assert "event_ts: inside partition" in reasons[bad_file, 3]
+    assert reasons[bad_file, 4].startswith("conflicting duplicate transaction_id: values differ (event_ts, amount") and reasons[bad_file, 4].endswith(
+                                    f"from the copy at {good_file}:0")
+    assert reasons[good_file, 0].endswith(f"from the copy at {bad_file}:4")
+    assert reasons[bad_file, 6] == f"duplicate transaction_id (first at {bad_file}:5)"
+    assert len(reasons) == 7
 
 
 def test_a_landing_file_missing_a_required_column_fails_naming_file_and_column(tmp_path, instance):

@@ -28,7 +28,15 @@ from risk_assets.guards.drift import drift_bounds
 from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
 from risk_assets.guards.model import realised_vs_validation
 from risk_assets.guards.parity import parity
-from risk_assets.guards.raw import amount_scale, late_arrivals, lookback_health, rejection_rate, rows_reconcile
+from risk_assets.guards.raw import (
+    amount_scale,
+    conflicting_duplicates,
+    landing_files,
+    late_arrivals,
+    lookback_health,
+    rejection_rate,
+    rows_reconcile,
+)
 from risk_assets.guards.schemas import encoded_schema, raw_schema, scores_schema
 from risk_assets.guards.scores import score_sanity
 from risk_assets.guards.volume import row_volume
@@ -84,6 +92,10 @@ CHECKS: tuple[CheckDecl, ...] = (
     CheckDecl("rows_reconcile", "customers", rows_reconcile, partitioned=False,
               description="received = accepted + rejected: rows read from the source against the rows "
               "stored in customers and rejected_customers."),
+    CheckDecl("conflicting_duplicates", "customers", conflicting_duplicates, partitioned=False,
+              description="A customer_id that arrives more than once with different attributes: every copy is "
+              "rejected (no tie-break by row order) and this check fails with the ids; their transactions are "
+              "rejected naming the conflict."),
     CheckDecl("rows_reconcile", "irregularities", rows_reconcile, partitioned=False,
               description="received = accepted + rejected: rows read from the source against the rows "
               "stored in irregularities and rejected_irregularities."),
@@ -91,6 +103,16 @@ CHECKS: tuple[CheckDecl, ...] = (
     CheckDecl("rows_reconcile", "raw_transactions", rows_reconcile, load=loaders.reconcile, quarantines=True,
               description="received = accepted + rejected: the counts recorded at load time against the "
               "rows stored in raw_transactions and rejected_transactions."),
+    CheckDecl("conflicting_duplicates", "raw_transactions", conflicting_duplicates, load=loaders.conflicts,
+              quarantines=True,
+              description="A transaction_id that arrived more than once with different values (within a file, "
+              "across files, or against a row stored in another partition): every copy is rejected, none wins "
+              "by file order, and the day fails with the ids, files and differing columns."),
+    CheckDecl("landing_files", "raw_transactions", landing_files, load=loaders.landing_files,
+              blocking=False, severity="WARN",
+              description="What the load read and what it did not: data files with their rows, skipped marker, "
+              "checksum and hidden files with the reason, and stray entries of the landing folder (malformed "
+              "partition names, folders that fit no partition), which fail it (WARN) until cleaned up."),
     CheckDecl("raw_schema", "raw_transactions", raw_schema, load=loaders.raw_partition,
               settings={"max_amount": "raw.max_amount", "max_text": "raw.max_text_length"},
               description="Pandera schema of the stored partition: types, ranges, unique ids, timestamps "

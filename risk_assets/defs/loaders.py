@@ -73,6 +73,16 @@ def rejections(conn, night: Night, settings: Settings) -> Inputs:
                    "reasons": warehouse.rejection_reasons(conn, night.day)})
 
 
+def conflicts(conn, night: Night, settings: Settings) -> Inputs:
+    return Inputs({"conflicts": warehouse.conflicts(conn, "transactions", night.day)})
+
+
+def landing_files(conn, night: Night, settings: Settings) -> Inputs:
+    if warehouse.count(conn, "raw_loads", night.day) == 0:
+        raise warehouse.NotMaterialised(f"raw_transactions[{night.key}] was never loaded")
+    return Inputs({"files": warehouse.load_files(conn, night.day)})
+
+
 def volume(conn, night: Night, settings: Settings) -> Inputs:
     first = night.days_back(VOLUME_HISTORY_DAYS)
     ledger = warehouse.loads(conn, first, night.day)

@@ -12,7 +12,14 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.contract import ContractError, Split, split_customers, split_irregularities, split_transactions
+from risk_assets.contract import (
+    SOURCE_FILE,
+    ContractError,
+    Split,
+    split_customers,
+    split_irregularities,
+    split_transactions,
+)
 from risk_assets.defs import render
 from risk_assets.defs.catalogue import declared, judge_raw_day
 from risk_assets.defs.checks import check_specs
@@ -21,7 +28,7 @@ from risk_assets.guards import Verdict
 from risk_assets.night import Night
 from risk_assets.queries import warehouse
 from risk_assets.settings import Settings
-from risk_assets.sources import Source, make_source
+from risk_assets.sources import Entry, Source, make_source
 
 
 class RawReadConfig(dg.Config):
@@ -61,10 +68,14 @@ def _store_reference(conn: duckdb.DuckDBPyConnection, name: str, split: Split, s
     return split_metadata(split, settings) | {"source": source.name}, verdict
 
 
-def load_customers(conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings) -> tuple[dict, Verdict]:
-    """Replace the customers table from the source; returns (metadata, reconcile verdict)."""
+def load_customers(conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings) -> tuple[dict, Verdict, Verdict]:
+    """Replace the customers table from the source; returns (metadata, reconcile verdict,
+    conflicting-duplicates verdict)."""
     split = split_customers(source.customers(), max_text=settings.raw.max_text_length)
-    return _store_reference(conn, "customers", split, source, settings)
+    meta, verdict = _store_reference(conn, "customers", split, source, settings)
+    conflicts = declared("customers", "conflicting_duplicates").judge(
+        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings)
+    return meta, verdict, conflicts
 
 
 def load_irregularities(conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings) -> tuple[dict, Verdict]:
@@ -82,6 +93,18 @@ class RawDayError(Exception):
         self.metadata = metadata or {}
 
 
+def file_ledger(source: Source, night: Night, frame: pd.DataFrame, layout: list[Entry]) -> pd.DataFrame:
+    """``raw_load_files`` rows of one load: every file read (with its rows), every file
+    skipped (with why), and the landing folder's stray entries seen at load time."""
+    counts = frame[SOURCE_FILE].value_counts() if SOURCE_FILE in frame and len(frame) else pd.Series(dtype="int64")
+    entries = source.listing(night.day).entries
+    listed = {e.path for e in entries}
+    entries = entries + [Entry(name, "read", "rows from the source") for name in counts.index if name not in listed]
+    rows = [{"path": e.path, "action": e.action, "reason": e.reason,
+             "rows": int(counts.get(e.path, 0)) if e.action == "read" else None} for e in entries + layout]
+    return pd.DataFrame(rows, columns=["path", "action", "rows", "reason"])
+
+
 def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[Night], settings: Settings,
                   read_at: str | None = None) -> dict:
     """Validate and write each day (one transaction per day); returns the metadata of
@@ -91,6 +114,8 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     known = warehouse.customer_ids(conn)
     if not known:
         raise warehouse.NotMaterialised("the customers table is empty: materialise `customers` first")
+    conflicted = warehouse.conflicted_customers(conn)
+    layout = source.layout_problems()
     per_partition, reasons, unhealthy = [], {}, []
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None
@@ -100,9 +125,11 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
         except ContractError as exc:
             raise RawDayError(f"partition {night.key}: {exc}",
                               {"file": exc.file, "column": exc.column, "problem": exc.problem}) from exc
+        files = file_ledger(source, night, frame, layout)
         split = split_transactions(
             frame, night.window, max_amount=settings.raw.max_amount, max_text=settings.raw.max_text_length,
             known_customers=known, stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]),
+            conflicted_customers=conflicted,
         )
         load = pd.DataFrame([{
             "received": split.received, "accepted": len(split.accepted), "rejected": len(split.rejected),
@@ -112,6 +139,7 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
             "raw_transactions": split.accepted.rename(columns={"_source_file": "source_file"}),
             "rejected_transactions": split.rejected,
             "raw_loads": load,
+            "raw_load_files": files,
         })
         acc = warehouse.count(conn, "raw_transactions", night.day)
         rej = warehouse.count(conn, "rejected_transactions", night.day)
@@ -126,14 +154,19 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
                   "rejected": totals["rejected"] + rej}
         for reason, n in split.reasons.items():
             reasons[reason] = reasons.get(reason, 0) + n
-        per_partition.append({"partition": night.key, "received": split.received, "accepted": acc, "rejected": rej})
+        per_partition.append({"partition": night.key, "received": split.received, "accepted": acc, "rejected": rej,
+                              "files_read": int((files["action"] == "read").sum()),
+                              "files_skipped": int((files["action"] == "skipped").sum())})
         last_split = split
     if len(nights) == 1:
-        meta = split_metadata(last_split, settings)
+        meta = split_metadata(last_split, settings) | {
+            "files_read": per_partition[0]["files_read"], "files_skipped": per_partition[0]["files_skipped"],
+            "files": files[["path", "action", "rows", "reason"]]}
     else:
         meta = {**totals, "partitions": len(nights), "rejection_reasons": _counts(reasons),
                 "per_partition": pd.DataFrame(per_partition), "settings_version": settings.version()}
     return meta | {"source": source.name, "read_at": read_at or "(all arrived)",
+                   "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
                    "quarantined_days": len({u.split()[0] for u in unhealthy}),
                    "failed_raw_checks": ", ".join(unhealthy[:20]) or "-"}
 
@@ -149,9 +182,10 @@ def build_raw_assets(settings: Settings) -> list:
               "Rejected rows are kept in the `rejected_customers` table with their reasons.")
     def customers(duckdb: DuckDBResource):
         with open_warehouse(duckdb) as conn:
-            meta, verdict = load_customers(conn, source, settings)
+            meta, verdict, conflicts = load_customers(conn, source, settings)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
         yield render.check_result(verdict, settings, check_name="rows_reconcile")
+        yield render.check_result(conflicts, settings, check_name="conflicting_duplicates")
 
     @dg.asset(group_name="raw", kinds={"duckdb"}, code_version="1", deps=[customers],
               check_specs=check_specs("irregularities", settings),

@@ -99,19 +99,35 @@ def night_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure: str, 
     return alerts.Alert(kind="run_failed", reason=failure, **common)
 
 
-def landing_requests(source: LandingSource, seen: dict[str, int]) -> tuple[list[dg.RunRequest], dict[str, int]]:
-    """A run request for every landing day whose files are new or changed since ``seen``
-    (day -> newest file mtime); returns the requests and the new cursor."""
-    seen, requests = dict(seen), []
-    for day in source.available_days():
-        files = source.transaction_files(day)
-        if not files:
+def landing_requests(source: LandingSource, seen: dict[str, int]) -> tuple[list[dg.RunRequest], dict[str, int], list[str]]:
+    """A run request for every landing day whose folder is new or changed since ``seen``
+    (day -> newest mtime of anything under the day folder, marker files included, so a
+    late ``_SUCCESS`` counts); a day whose write is still in progress waits (not stamped,
+    so it is requested once it commits). Returns the requests, the new cursor and notes
+    (days waiting, stray entries of the landing folder)."""
+    seen, requests, notes = dict(seen), [], []
+    days, others = source.partition_folders()
+    for day in days:
+        listing = source.listing(day)
+        if listing.in_progress:
+            notes.append(f"{day}: waiting, write in progress ({listing.in_progress})")
             continue
-        stamp = max(f.stat().st_mtime_ns for f in files)
+        stamps = [f.stat().st_mtime_ns for f in source.day_dir(day).rglob("*")]
+        if not listing.files and not stamps:
+            continue
+        stamp = max(stamps)
         if seen.get(day.isoformat()) != stamp:
             seen[day.isoformat()] = stamp
             requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}"))
-    return requests, seen
+    notes += [f"not read: {e.path} — {e.reason}" for e in others if e.action == "stray"]
+    return requests, seen, notes
+
+
+def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
+    """One alert per stray entry of the landing folder (alert ids are stable, so an
+    entry alerts once however many ticks see it)."""
+    return [alerts.Alert(kind="landing_layout", reason=f"{e.path} fits no partition and is not read: {e.reason}",
+                         asset=f"landing:{e.path}", severity="WARN") for e in source.layout_problems()]
 
 
 def build_automation(settings: Settings, nightly_job, performance_job, asset_checks: list) -> tuple[list, list]:
@@ -150,9 +166,13 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
     def landing_sensor(context: dg.SensorEvaluationContext):
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
-        requests, seen = landing_requests(LandingSource(settings), json.loads(context.cursor or "{}"))
+        source = LandingSource(settings)
+        requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"))
+        for note in notes:
+            context.log.warning(note)
+        _record(settings, layout_alerts(source))
         context.update_cursor(json.dumps(seen))
-        return requests or dg.SkipReason("no new landing files")
+        return requests or dg.SkipReason("no new landing files" + (f"; {'; '.join(notes)}" if notes else ""))
 
     @dg.schedule(job=performance_job, cron_schedule="0 6 * * *", name="performance_schedule",
                  execution_timezone=settings.calendar.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -40,7 +40,8 @@ def reason_kinds(reasons: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["kind", "rows", "example"])
     parts = reasons.assign(kind=reasons["reasons"].str.split("; ")).explode("kind")
     parts["kind"] = (parts["kind"].str.replace(r"\s*\(first at [^)]*\)", "", regex=True)
-                     .str.replace(r"in partition \S+$", "in another partition", regex=True))
+                     .str.replace(r" from the copy at .*$", " from another copy", regex=True)
+                     .str.replace(r"in partition \S+( \(from .*\))?$", "in another partition", regex=True))
     return (parts.groupby("kind").agg(rows=("rows", "sum"), example=("example", "first")).reset_index()
             .sort_values(["rows", "kind"], ascending=[False, True], ignore_index=True))
 
@@ -168,3 +169,44 @@ def lookback_health(expected: list[dt.date], loaded: Iterable[dt.date], verdicts
                  "accepted_days": len(waived), "unjudged_days": len(unjudged)},
         tables={"unhealthy_days": table},
     )
+
+
+def conflicting_duplicates(conflicts: pd.DataFrame, what: str = "transaction_id") -> Verdict:
+    """Copies of one key whose values differ — within a file, across files or against a
+    row stored in another partition — were all rejected (no tie-break by file order).
+    They fail the check, blocking, with the ids, files and what differs.
+    ``conflicts``: ``record_key, source_file, source_row, reasons``."""
+    ids = conflicts["record_key"].dropna().unique()
+    files = sorted(set(conflicts["source_file"].dropna()))
+    return Verdict(
+        passed=conflicts.empty, severity="ERROR",
+        summary=(f"no conflicting duplicates of {what}" if conflicts.empty else
+                 f"{len(ids)} {what}(s) arrived more than once with different values ({len(conflicts)} copies, "
+                 f"all rejected) in {', '.join(files[:3])}{' …' if len(files) > 3 else ''}: "
+                 f"{', '.join(map(str, ids[:5]))}{' …' if len(ids) > 5 else ''} — the source must say which "
+                 "copy is right; fix it and re-load"),
+        figures={"conflicting_ids": len(ids), "rejected_copies": len(conflicts)},
+        data={"ids": [str(i) for i in ids[:100]]},
+        tables={"conflicts": conflicts.head(50)},
+    )
+
+
+def landing_files(files: pd.DataFrame) -> Verdict:
+    """What a day's load read from the landing folder and what it did not: data files with
+    their rows, skipped files (markers, checksums, hidden files) listed with the reason,
+    and stray entries of the landing folder (malformed partition names, folders that fit
+    no partition), which fail the check (WARN) with their names until they are cleaned up.
+    ``files``: ``path, action, rows, reason`` from the load ledger."""
+    read = files[files["action"] == "read"]
+    skipped = files[files["action"] == "skipped"]
+    stray = files[files["action"] == "stray"]
+    figures = {"files_read": len(read), "rows_read": int(read["rows"].fillna(0).sum()),
+               "files_skipped": len(skipped), "stray_entries": len(stray)}
+    head = f"{len(read)} file(s) read ({figures['rows_read']} rows)"
+    if len(skipped):
+        head += f"; {len(skipped)} skipped: " + ", ".join(f"{r.path} ({r.reason})" for r in skipped.head(5).itertuples())
+    if len(stray):
+        return Verdict(False, "WARN", f"{len(stray)} entr(y/ies) of the landing folder fit no partition and were not "
+                       "read: " + "; ".join(f"{r.path} — {r.reason}" for r in stray.head(5).itertuples())
+                       + f" ({head})", figures, tables={"stray": stray, "skipped": skipped})
+    return Verdict(True, "WARN", head, figures, tables={"skipped": skipped})

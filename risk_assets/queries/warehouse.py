@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from risk_assets.contract import CONFLICT
 from risk_assets.features.spec import FEATURES
 
 _FEATURE_DDL = ", ".join(
@@ -53,6 +54,9 @@ TABLES: dict[str, str] = {
         partition DATE NOT NULL, received BIGINT NOT NULL, accepted BIGINT NOT NULL,
         rejected BIGINT NOT NULL, source VARCHAR NOT NULL, read_at VARCHAR,
         loaded_at TIMESTAMP NOT NULL""",
+    "raw_load_files": """
+        partition DATE NOT NULL, path VARCHAR NOT NULL, action VARCHAR NOT NULL, rows BIGINT,
+        reason VARCHAR NOT NULL""",
     "raw_verdicts": """
         partition DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, severity VARCHAR NOT NULL,
         summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL""",
@@ -283,22 +287,44 @@ def customer_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT customer_id FROM customers").fetchall()}
 
 
-def stored_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> dict[str, str]:
-    """transaction_id -> partition, for ids of this batch stored in another partition."""
-    if ids.empty:
-        return {}
+def stored_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
+    """The rows (:data:`~risk_assets.contract.STORED_COLUMNS`) stored in *other*
+    partitions under this batch's transaction ids."""
     batch = pd.DataFrame({"transaction_id": ids.map(lambda v: v if isinstance(v, str) else None)})
     conn.register("_batch_ids", batch)
     try:
-        rows = conn.execute(
-            """SELECT r.transaction_id, CAST(r.partition AS VARCHAR) FROM raw_transactions r
+        return conn.execute(
+            """SELECT r.transaction_id, CAST(r.partition AS VARCHAR) AS partition, r.customer_id, r.event_ts,
+                      r.amount_cents, r.category, r.channel, r.source_file FROM raw_transactions r
                JOIN (SELECT DISTINCT transaction_id FROM _batch_ids) b USING (transaction_id)
                WHERE r.partition <> ?""",
             [day],
-        ).fetchall()
+        ).df()
     finally:
         conn.unregister("_batch_ids")
-    return dict(rows)
+
+
+def conflicted_customers(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Customer ids whose rows in the source conflict (every copy rejected)."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT record_key FROM rejected_customers WHERE starts_with(reasons, ?) "
+        "AND record_key IS NOT NULL", [CONFLICT]).fetchall()}
+
+
+def conflicts(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date | None = None) -> pd.DataFrame:
+    """``record_key, source_file, source_row, reasons`` of the conflicting duplicates
+    rejected from ``rejected_<name>`` (one partition of it for transactions)."""
+    where = "WHERE position(? IN reasons) > 0" + (" AND partition = ?" if day is not None else "")
+    params = [CONFLICT] + ([day] if day is not None else [])
+    return conn.execute(
+        f"SELECT record_key, source_file, source_row, reasons FROM {table('rejected_' + name)} {where} "
+        "ORDER BY record_key, source_file, source_row", params).df()
+
+
+def load_files(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """The file ledger of the partition's latest load: ``path, action, rows, reason``."""
+    return conn.execute("SELECT path, action, rows, reason FROM raw_load_files WHERE partition = ? "
+                        "ORDER BY action, path", [day]).df()
 
 
 def raw_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 from risk_assets.queries.features import ServingSkew
 from risk_assets.scenario.world import World
 from risk_assets.settings import Settings
-from risk_assets.sources import tag
+from risk_assets.sources import DayListing, Entry, tag
 
 
 class EmbeddedSource:
@@ -37,6 +37,12 @@ class EmbeddedSource:
         if read_at is not None:
             frame = frame[frame["arrival_ts"] <= read_at]
         return tag(frame.drop(columns="arrival_ts").reset_index(drop=True), f"embedded:{day}")
+
+    def listing(self, day: dt.date) -> DayListing:
+        return DayListing()  # no files: the rows come from the generator
+
+    def layout_problems(self) -> list[Entry]:
+        return []
 
 
 _EMBEDDED: dict[str, EmbeddedSource] = {}
