@@ -1,18 +1,18 @@
 """The audit trail: every check execution recorded in the Dagster instance, as rows.
 
 A check whose run crashed before it produced a result stays PLANNED in Dagster's
-history; here it reads "DID NOT EVALUATE", never "pending"."""
+history; here it reads "DID NOT EVALUATE", never "pending" — or "SKIPPED (blocked)" when a
+blocking check of its run stopped it on purpose."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import dagster as dg
 import pandas as pd
 
 from risk_assets.defs.render import RESERVED
-from risk_assets.defs.sensors import FAILED, PLANNED, SUCCEEDED, record_status
+from risk_assets.defs.sensors import FAILED, PLANNED, SUCCEEDED, _blocked, record_status
 
 AUDIT_COLUMNS = ["partition", "asset", "check", "status", "severity", "blocking", "summary", "figures",
                  "thresholds", "override", "run_id", "time", "spec_version", "mapping_version", "model_version",
@@ -28,7 +28,10 @@ def _status(instance: dg.DagsterInstance, record) -> str:
         return "FAILED"
     if status == PLANNED:
         run = instance.get_run_by_id(record.run_id)
-        return "RUNNING" if run is not None and not run.is_finished else "DID NOT EVALUATE"
+        if run is not None and not run.is_finished:
+            return "RUNNING"
+        # a blocking check stopped the run before this one: skipped by design, not a crash
+        return "SKIPPED (blocked)" if _blocked(instance, record.run_id) else "DID NOT EVALUATE"
     return status
 
 
@@ -66,15 +69,19 @@ def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool
                 "severity": evaluation.severity.value if evaluation else "-",
                 "blocking": blocking,
                 "summary": summary or "-",
-                "figures": json.dumps(figures, sort_keys=True),
-                "thresholds": json.dumps(thresholds.value if thresholds is not None else {}, sort_keys=True),
+                "figures": dict(sorted(figures.items())),
+                "thresholds": dict(sorted((thresholds.value if thresholds is not None else {}).items())),
                 "override": f"{by}: {why}" if by else "-",
                 "run_id": record.run_id,
                 "time": dt.datetime.fromtimestamp(record.create_timestamp, dt.timezone.utc).isoformat(timespec="seconds"),
                 **versions,
             })
     frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
-    return frame.sort_values(["partition", "asset", "check", "time"]).reset_index(drop=True)
+    # a result that never evaluated carries no metadata: it was judged under its run's versions
+    for column in ("spec_version", "mapping_version", "model_version", "settings_version"):
+        frame[column] = frame[column].fillna(frame.groupby("run_id")[column].transform("first"))
+    # stable: by partition, then when the result was recorded (a re-run follows the attempt it replaced)
+    return frame.sort_values(["partition", "time", "asset", "check"], kind="stable").reset_index(drop=True)
 
 
 def filtered(frame: pd.DataFrame, start: str | None, end: str | None, check: str | None) -> pd.DataFrame:

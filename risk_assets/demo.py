@@ -24,11 +24,11 @@ from risk_assets import alerts
 from risk_assets import model as model_lib
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
-from risk_assets.defs.sensors import check_alerts
+from risk_assets.defs.sensors import after_night, check_alerts
 from risk_assets.features.encoding import encode
 from risk_assets.night import Night
 from risk_assets.queries import registry, warehouse
-from risk_assets.settings import Settings
+from risk_assets.settings import Settings, to_toml
 
 HISTORY_END = dt.date(2026, 7, 31)
 FIRST_NIGHT = dt.date(2026, 8, 1)
@@ -57,6 +57,7 @@ class Demo:
         self.aliases: dict[str, str] = {}
         self.accepted_drift: list[str] = []
         self.alert_cursor: dict = {}
+        self.night_alerts: list[alerts.Alert] = []
         self.check_keys = None
 
     def say(self, msg: str = "") -> None:
@@ -85,15 +86,23 @@ class Demo:
             instance=self.instance, raise_on_error=False, **{"run_config": QUIET, **kwargs})
 
     def night(self, night: dt.date, settings: Settings) -> dg.ExecuteInProcessResult:
+        """The nightly run, then what production's run-status sensors do with it (tag a
+        blocked run with its blocking checks, alert, write and link the night's report)."""
         read_at = Night.of(night, self.base.calendar).morning_after(dt.time(2, 30)).isoformat()
-        return self.run(settings, NIGHTLY_JOB, partition_key=night.isoformat(),
-                        run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}})
+        result = self.run(settings, NIGHTLY_JOB, partition_key=night.isoformat(),
+                          run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}})
+        failure = None if result.success else "scores not written"
+        self.night_alerts += after_night(self.instance, self.instance.get_run_by_id(result.run_id), settings, failure)
+        return result
 
     def new_alerts(self) -> list[alerts.Alert]:
-        """What the alert sensors would raise now (they also run by themselves under `dagster dev`)."""
+        """What the alert sensors raise for this run: check_failed per failed check (the
+        check-alert sensor) and night_blocked per blocked night (the run-failure sensor)."""
         found, self.alert_cursor = check_alerts(self.instance, self.check_keys, self.alert_cursor, self.base)
-        return alerts.record(self.base.alerts.duckdb_path, found, self.base.alerts.webhook_url,
-                             self.base.alerts.webhook_timeout_seconds)
+        new = alerts.record(self.base.alerts.duckdb_path, found, self.base.alerts.webhook_url,
+                            self.base.alerts.webhook_timeout_seconds) + self.night_alerts
+        self.night_alerts = []
+        return new
 
     def line(self, night: dt.date, result, label: str = "") -> None:
         meta = _metadata(result)
@@ -152,6 +161,10 @@ class Demo:
         t0 = time.perf_counter()
         trained = self.run(s, TRAINING_JOB)
         if not trained.success:
+            why = next((e.step_failure_data.user_failure_data.description for e in trained.all_events
+                        if e.event_type_value == "STEP_FAILURE" and e.step_failure_data
+                        and e.step_failure_data.user_failure_data), "see the training run in the UI")
+            self.say(f"[2/3] training failed: {why}")
             return 1
         m = _metadata(trained)["risk_model"]
         self.say(f"[2/3] model {m['model_version']} trained and deployed ({time.perf_counter() - t0:.0f}s): "
@@ -187,8 +200,10 @@ class Demo:
         stored = alerts.read(s.alerts.duckdb_path)
         self.say(f"alerts table {s.alerts.duckdb_path}: {len(stored)} alert(s) "
                  f"({', '.join(f'{k}: {v}' for k, v in stored['kind'].value_counts().items()) or 'none'})")
-        self.say("audit trail:  .venv/bin/risk-assets audit --format table    (same history as above)")
-        self.say("see it in the UI:  DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -h 127.0.0.1 -p 3000")
+        self.say(f"reports:      {s.report.dir}/night-<D>.html (one per night, linked from risk_scores[D] in the UI)")
+        self.say("read it:      .venv/bin/risk-assets status --last 21 | alerts | audit --check imputation_ceiling")
+        self.say("see it in the UI:  .venv/bin/risk-assets ui    (dagster dev on 127.0.0.1:3000 with this instance; "
+                 "its schedules and freshness sensor are stopped: the demo's nights are in the past)")
         return 1 if blocked_at_end else 0
 
     def remediate(self, night: dt.date, result) -> dg.ExecuteInProcessResult | None:
@@ -230,3 +245,23 @@ class Demo:
 
 def run_demo(settings: Settings, instance: dg.DagsterInstance, nights: int, out: TextIO) -> int:
     return Demo(settings, instance, out).main(nights)
+
+
+def write_demo_settings(home: Path, settings: Settings) -> Path:
+    """The demo's settings, kept in its instance folder (``demo.toml``, every key) so the
+    UI and the CLI on that instance read the same warehouse, models, alerts and reports
+    (absolute paths) — with the clock-driven automation stopped: the demo's nights are in
+    the past, so the real-calendar schedule would run "yesterday" and the freshness check
+    would fail at once."""
+    absolute = settings.model_copy(update={
+        "warehouse": settings.warehouse.model_copy(update={"duckdb_path": settings.warehouse.duckdb_path.resolve()}),
+        "scoring": settings.scoring.model_copy(update={"models_dir": settings.scoring.models_dir.resolve()}),
+        "alerts": settings.alerts.model_copy(update={"duckdb_path": settings.alerts.duckdb_path.resolve()}),
+        "report": settings.report.model_copy(update={"dir": settings.report.dir.resolve()}),
+        "automation": settings.automation.model_copy(update={"clock_running": False}),
+    })
+    path = home / "demo.toml"
+    path.write_text("# written by `risk-assets demo`: the settings of this demo instance (clock-driven automation\n"
+                    "# stopped: start the schedules in the UI's Automation page if you want them)\n\n"
+                    + to_toml(absolute))
+    return path

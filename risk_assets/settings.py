@@ -251,6 +251,28 @@ class AlertSettings(_Section):
         return value
 
 
+class AutomationSettings(_Section):
+    """What Dagster's daemon starts by itself in a new instance."""
+
+    clock_running: bool = True
+    """The clock-driven automation — the nightly and performance schedules and the
+    freshness sensor — starts RUNNING. False: it starts STOPPED (start it in the UI's
+    Automation page): an instance replaying past nights, like the demo's, would
+    otherwise run the real calendar's "yesterday" and fail freshness at once. The alert
+    and landing sensors always start running."""
+
+
+class ReportSettings(_Section):
+    """The per-night HTML report (``risk-assets report``, and after every nightly run)."""
+
+    dir: Path = Path(".risk_assets/reports")
+    nights: Annotated[int, Field(ge=2, le=366)] = 30
+    """How many nights the report's history plots cover."""
+    after_each_night: bool = True
+    """Write the report when a nightly run ends (the run-status sensors) and link it from
+    the night's risk_scores partition in the UI."""
+
+
 class DeploymentSettings(_Section):
     """The gate a newly trained model must pass before serving uses it."""
 
@@ -294,6 +316,8 @@ class Settings(_Section):
     scoring: ScoringSettings = ScoringSettings()
     checks: CheckSettings = CheckSettings()
     alerts: AlertSettings = AlertSettings()
+    automation: AutomationSettings = AutomationSettings()
+    report: ReportSettings = ReportSettings()
     deployment: DeploymentSettings = DeploymentSettings()
     override: OverrideSettings = OverrideSettings()
     scenario: ScenarioSettings = ScenarioSettings()
@@ -395,5 +419,36 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
             "alerts": settings.alerts.model_copy(
                 update={"duckdb_path": base / settings.alerts.duckdb_path}
             ),
+            "report": settings.report.model_copy(update={"dir": base / settings.report.dir}),
         }
     )
+
+
+def to_toml(settings: Settings) -> str:
+    """The settings as a TOML file :func:`load_settings` reads back to equal settings
+    (every key written, unset optional keys left out). Paths are written as they are:
+    make them absolute first when the file will live elsewhere."""
+    lines: list[str] = []
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(i) for i in v) + "]"
+        return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+    def section(name: str, data: dict) -> None:
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and v is not None}
+        if scalars:
+            lines.append(f"[{name}]")
+            lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+            lines.append("")
+        for k, v in data.items():
+            if isinstance(v, dict):
+                section(f"{name}.{k}", v)
+
+    for name, data in settings.model_dump(mode="json").items():
+        section(name, data)
+    return "\n".join(lines)

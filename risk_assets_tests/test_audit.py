@@ -32,8 +32,8 @@ def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(wor
     failed = rows[(rows["partition"] == bad_night.isoformat()) & (rows["status"] == "FAILED")]
     coverage = failed[(failed["check"] == "category_coverage") & (failed["asset"] == "encoded_features")].iloc[0]
     assert coverage["severity"] == "ERROR" and coverage["blocking"]
-    assert json.loads(coverage["thresholds"])["max_unmapped_share"] == 0.005
-    assert json.loads(coverage["figures"])["unmapped_rows"] > 0
+    assert coverage["thresholds"]["max_unmapped_share"] == 0.005
+    assert coverage["figures"]["unmapped_rows"] > 0
     assert coverage["mapping_version"] and coverage["spec_version"] and coverage["settings_version"]
     assert filtered(rows, bad_night.isoformat(), bad_night.isoformat(), "encoded_features.category_coverage").shape[0] == 1
 
@@ -90,7 +90,7 @@ def test_a_deliberate_override_is_recorded_in_the_audit_trail(world_copy, instan
     ceiling = rows[(rows["check"] == "imputation_ceiling") & (rows["partition"] == FIRST_NIGHT.isoformat())]
     assert list(ceiling["status"]) == ["FAILED", "PASSED"]
     assert list(ceiling["override"]) == ["-", "j.doe: INC-1234 feed outage, reviewed by hand"]
-    assert json.loads(ceiling.iloc[1]["thresholds"])["ceiling"] == 0.5
+    assert ceiling.iloc[1]["thresholds"]["ceiling"] == 0.5
     assert ceiling.iloc[0]["settings_version"] != ceiling.iloc[1]["settings_version"]
 
 

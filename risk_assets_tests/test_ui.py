@@ -35,6 +35,19 @@ def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+def wait_until_up(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("webserver did not come up: " + (proc.stdout.read().decode() if proc.poll() is not None
+                                                              else "timeout"))
+            time.sleep(1)
+
+
 def _toml(settings_dir: Path) -> str:
     t = TRAINED_OVERRIDES["training"]
     return (
@@ -65,15 +78,7 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("webserver did not come up: " + (proc.stdout.read().decode() if proc.poll() is not None else "timeout"))
-                time.sleep(1)
+        wait_until_up(port, proc)
 
         nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}

@@ -15,13 +15,15 @@ from risk_assets.defs.catalogue import CHECKS, CheckDecl, in_asset
 from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
 from risk_assets.guards import Verdict
 from risk_assets.night import Night
+from risk_assets.queries import registry
 from risk_assets.settings import Settings
 
 
 def evaluate(decl: CheckDecl, conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings) -> tuple[Verdict, dict]:
     """One check on one night (:meth:`CheckDecl.evaluate`): load, judge, return the
     verdict and the extras to record with it."""
-    return decl.evaluate(conn, night, settings)
+    verdict, extras = decl.evaluate(conn, night, settings)
+    return verdict, registry.serving_versions(conn) | extras
 
 
 def _asset_check(decl: CheckDecl, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:

@@ -239,8 +239,9 @@ def build_model_assets(settings: Settings) -> list:
         night = night_of(context, settings)
         with render.clear_failure(), open_warehouse(duckdb) as conn:
             schema, sanity, out, meta = score_night(conn, night, settings)
-            yield render.check_result(schema, settings, check_name="scores_schema")
-            yield render.check_result(sanity, settings, check_name="score_sanity")
+            versions = registry.serving_versions(conn) | {"mapping_version": meta.get("mapping_version", "-")}
+            yield render.check_result(schema, settings, check_name="scores_schema", versions=versions)
+            yield render.check_result(sanity, settings, check_name="score_sanity", versions=versions)
             if not schema.passed:
                 context.log.error(f"risk_scores[{night.key}] not written: {schema.summary}")
                 return
@@ -260,8 +261,8 @@ def build_model_assets(settings: Settings) -> list:
             return
         with render.clear_failure(), open_warehouse(duckdb) as conn:
             verdict, meta = measure_realised(conn, night, settings)
-        yield render.check_result(verdict, settings, check_name="realised_vs_validation",
-                                  versions={"model_version": meta["model_version"]})
+            versions = registry.serving_versions(conn) | {"model_version": meta["model_version"]}
+        yield render.check_result(verdict, settings, check_name="realised_vs_validation", versions=versions)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
 
     return [training_features, risk_model, deployed_model_asset, risk_scores, realised_performance]

@@ -26,7 +26,7 @@ from risk_assets.defs.checks import check_specs
 from risk_assets.defs.resources import daily_partitions, open_warehouse
 from risk_assets.guards import Verdict
 from risk_assets.night import Night
-from risk_assets.queries import warehouse
+from risk_assets.queries import registry, warehouse
 from risk_assets.settings import Settings
 from risk_assets.sources import Entry, Source, make_source
 
@@ -183,9 +183,10 @@ def build_raw_assets(settings: Settings) -> list:
     def customers(duckdb: DuckDBResource):
         with open_warehouse(duckdb) as conn:
             meta, verdict, conflicts = load_customers(conn, source, settings)
+            versions = registry.serving_versions(conn)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
-        yield render.check_result(verdict, settings, check_name="rows_reconcile")
-        yield render.check_result(conflicts, settings, check_name="conflicting_duplicates")
+        yield render.check_result(verdict, settings, check_name="rows_reconcile", versions=versions)
+        yield render.check_result(conflicts, settings, check_name="conflicting_duplicates", versions=versions)
 
     @dg.asset(group_name="raw", kinds={"duckdb"}, code_version="1", deps=[customers],
               check_specs=check_specs("irregularities", settings),
@@ -194,8 +195,9 @@ def build_raw_assets(settings: Settings) -> list:
     def irregularities(duckdb: DuckDBResource):
         with open_warehouse(duckdb) as conn:
             meta, verdict = load_irregularities(conn, source, settings)
+            versions = registry.serving_versions(conn)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
-        yield render.check_result(verdict, settings, check_name="rows_reconcile")
+        yield render.check_result(verdict, settings, check_name="rows_reconcile", versions=versions)
 
     @dg.multi_asset(
         specs=[

@@ -83,20 +83,57 @@ def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is None or run.is_finished
 
 
+BLOCKED_BY_TAG = "risk_assets/blocked_by"
+"""Run tag naming the blocking checks that stopped a nightly run (shown in the Runs list)."""
+REPORT_TAG = "risk_assets/report"
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
+    """(blocking checks that failed with ERROR, checks that failed with WARN) of a run,
+    as ``asset.check`` labels."""
+    errors, warns = set(), set()
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        label = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+        (errors if evaluation.severity == dg.AssetCheckSeverity.ERROR else warns).add(label)
+    return sorted(errors), sorted(warns)
+
+
 def night_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure: str, settings: Settings) -> alerts.Alert:
     """The alert for a failed nightly run: ``night_blocked`` naming the blocking checks
     that stopped it, or ``run_failed`` with the error when no check did."""
-    failed = set()
-    for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = record.dagster_event.event_specific_data
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            failed.add(f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}")
+    failed, _ = failed_checks(instance, run.run_id)
     common = {"partition": run.tags.get("dagster/partition"), "severity": "ERROR", "run_id": run.run_id,
               "run_url": _run_url(settings, run.run_id)}
     if failed:
         return alerts.Alert(kind="night_blocked", reason=f"scores not written; failed: {', '.join(sorted(failed))}",
                             **common)
     return alerts.Alert(kind="run_failed", reason=failure, **common)
+
+
+def after_night(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings,
+                failure: str | None = None) -> list[alerts.Alert]:
+    """What happens when a nightly run ends — done by the run-status sensors in
+    production, and by the CLI and the demo right after their runs (every step is
+    idempotent, so both doing it changes nothing): a failed run is tagged with the
+    checks that blocked it and alerts; the night's report is written and linked from
+    ``risk_scores[night]``. Returns the new alerts."""
+    found = []
+    if failure is not None:
+        blocked, _ = failed_checks(instance, run.run_id)
+        if blocked:
+            instance.add_run_tags(run.run_id, {BLOCKED_BY_TAG: ", ".join(blocked)})
+        found = _record(settings, [night_alert(instance, run, failure, settings)])
+    night = run.tags.get("dagster/partition")
+    if settings.report.after_each_night and night:
+        from risk_assets import report
+
+        path = report.write_report(settings, instance, night)
+        report.link_report(instance, night, path)
+        instance.add_run_tags(run.run_id, {REPORT_TAG: str(path)})
+    return found
 
 
 def landing_requests(source: LandingSource, seen: dict[str, int]) -> tuple[list[dg.RunRequest], dict[str, int], list[str]]:
@@ -131,14 +168,16 @@ def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
 
 
 def build_automation(settings: Settings, nightly_job, performance_job, asset_checks: list) -> tuple[list, list]:
-    """Returns (schedules, sensors)."""
+    """Returns (schedules, sensors). The clock-driven ones (schedules, freshness) start as
+    ``automation.clock_running`` says; the event-driven ones always run."""
+    clock = dg.DefaultScheduleStatus.RUNNING if settings.automation.clock_running else dg.DefaultScheduleStatus.STOPPED
     nightly = dg.build_schedule_from_partitioned_job(
         nightly_job,
         name="nightly_schedule",
         hour_of_day=2,
         minute_of_hour=30,
         description="Every night at 02:30 business time: yesterday's partition, raw to scores.",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=clock,
     )
 
     @dg.sensor(name="check_alerts_sensor", minimum_interval_seconds=30,
@@ -155,10 +194,18 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
     @dg.run_failure_sensor(name="blocked_night_sensor", monitored_jobs=[nightly_job],
                            default_status=dg.DefaultSensorStatus.RUNNING,
                            description="One alert per failed nightly run: which blocking checks stopped it, "
-                           "or the error if it crashed.")
+                           "or the error if it crashed. Tags the run with the blocking checks "
+                           f"({BLOCKED_BY_TAG}) and writes the night's report.")
     def blocked_night_sensor(context: dg.RunFailureSensorContext):
         message = context.failure_event.message if context.failure_event else "run failed"
-        _record(settings, [night_alert(context.instance, context.dagster_run, message, settings)])
+        after_night(context.instance, context.dagster_run, settings, failure=message)
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="night_report_sensor",
+                          monitored_jobs=[nightly_job], default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Writes the report of every scored night and links it from "
+                          "risk_scores[night].")
+    def night_report_sensor(context: dg.RunStatusSensorContext):
+        after_night(context.instance, context.dagster_run, settings)
 
     @dg.sensor(name="landing_sensor", job=nightly_job, minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -175,7 +222,7 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         return requests or dg.SkipReason("no new landing files" + (f"; {'; '.join(notes)}" if notes else ""))
 
     @dg.schedule(job=performance_job, cron_schedule="0 6 * * *", name="performance_schedule",
-                 execution_timezone=settings.calendar.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+                 execution_timezone=settings.calendar.timezone, default_status=clock,
                  description="Daily at 06:00: the night whose 30-day label horizon has just passed.")
     def performance_schedule(context: dg.ScheduleEvaluationContext):
         night = Night.horizon_passed(context.scheduled_execution_time.date(), settings.calendar)
@@ -184,6 +231,8 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         return dg.RunRequest(partition_key=night.key, run_key=night.key)
 
     freshness_sensor = dg.build_sensor_for_freshness_checks(
-        freshness_checks=asset_checks, name="freshness_sensor", default_status=dg.DefaultSensorStatus.RUNNING,
+        freshness_checks=asset_checks, name="freshness_sensor",
+        default_status=dg.DefaultSensorStatus(clock.value),
     )
-    return [nightly, performance_schedule], [check_alerts_sensor, blocked_night_sensor, landing_sensor, freshness_sensor]
+    return [nightly, performance_schedule], [check_alerts_sensor, blocked_night_sensor, night_report_sensor,
+                                             landing_sensor, freshness_sensor]

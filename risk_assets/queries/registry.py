@@ -110,3 +110,13 @@ def model_path(conn: duckdb.DuckDBPyConnection, version: str) -> str:
 
 def promote(conn: duckdb.DuckDBPyConnection, version: str, at: pd.Timestamp) -> None:
     conn.execute("UPDATE model_registry SET deployed_at = ? WHERE version = ?", [at, version])
+
+
+def serving_versions(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The versions a night is judged under right now — the deployed model and the
+    current category mapping ("-" where there is none yet) — recorded on every check
+    result so the audit trail can say which model and mapping each verdict was about."""
+    deployed = deployed_model(conn)
+    mappings = [r[0] for r in conn.execute("SELECT DISTINCT version FROM category_mapping").fetchall()]
+    return {"model_version": deployed.version if deployed else "-",
+            "mapping_version": mappings[0] if len(mappings) == 1 else "-"}
