@@ -41,3 +41,22 @@ def test_dagster_cli_loads_the_workspace_target(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "risk_assets" in result.stdout + result.stderr
+
+
+def test_dagster_dg_cli_loads_the_project():
+    """`dg check defs` / `dg list defs` find the same definitions through [tool.dg]."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dg_cli = Path(sys.executable).with_name("dg")
+    env = {**__import__("os").environ, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}
+    checked = subprocess.run([str(dg_cli), "check", "defs"], cwd=root, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr, (
+        checked.stdout + checked.stderr)
+    listed = subprocess.run([str(dg_cli), "list", "defs", "--json"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert "nightly_job" in listed.stdout and "risk_scores" in listed.stdout and "landing_sensor" in listed.stdout

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_ui_command_in_the_docs_binds_to_localhost():
     blocks = re.findall(r"```[a-z]*\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     commands = [line for block in blocks for line in block.splitlines()
-                if re.search(r"dagster(-webserver)? dev|dagster-webserver ", line)]
+                if re.search(r"dagster(-webserver)? dev|dagster-webserver |\bdg dev", line)]
     assert commands, "the README shows how to start the UI"
     for line in commands:
         assert re.search(r"(-h|--host) 127\.0\.0\.1\b", line), line
