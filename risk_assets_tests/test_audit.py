@@ -38,7 +38,9 @@ def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(wor
     assert filtered(rows, bad_night.isoformat(), bad_night.isoformat(), "encoded_features.category_coverage").shape[0] == 1
 
 
-def test_a_check_that_crashed_reads_did_not_evaluate(world_copy, instance, monkeypatch):
+def test_a_check_whose_statistic_raises_fails_alone_naming_the_error(world_copy, instance, monkeypatch):
+    """The checks of one asset share a step; a statistic that raises fails its own check
+    (ERROR, the error named) and the step's other checks still report."""
     settings = world_copy()
 
     def crash(*args, **kwargs):
@@ -46,10 +48,32 @@ def test_a_check_that_crashed_reads_did_not_evaluate(world_copy, instance, monke
 
     monkeypatch.setattr(declared("encoded_features", "drift_bounds"), "guard", crash)
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert not result.success  # drift_bounds blocks on ERROR: a check that cannot judge is not a pass
+    rows = audit_rows(instance, check_keys(build_definitions(settings)))
+    night = rows[(rows["partition"] == FIRST_NIGHT.isoformat()) & (rows["asset"] == "encoded_features")]
+    drift = night[night["check"] == "drift_bounds"]
+    assert list(drift["status"]) == ["FAILED"] and list(drift["severity"]) == ["ERROR"]
+    assert "could not be evaluated: RuntimeError: simulated crash inside the drift check" in drift.iloc[0]["summary"]
+    others = night[night["check"] != "drift_bounds"]
+    assert len(others) == 5 and set(others["status"]) == {"PASSED"}  # isolated: the siblings were judged
+
+
+def test_a_run_that_dies_leaves_its_checks_did_not_evaluate(world_copy, instance, monkeypatch):
+    """A crash outside any check (here the step's warehouse connection) leaves Dagster's
+    planned checks without a result: the audit says DID NOT EVALUATE, never pending."""
+    from risk_assets.defs import checks
+
+    settings = world_copy()
+
+    def broken(*args, **kwargs):
+        raise OSError("simulated: the warehouse file is gone")
+
+    monkeypatch.setattr(checks, "open_warehouse", broken)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert not result.success
     rows = audit_rows(instance, check_keys(build_definitions(settings)))
-    drift = rows[(rows["check"] == "drift_bounds") & (rows["partition"] == FIRST_NIGHT.isoformat())]
-    assert list(drift["status"]) == ["DID NOT EVALUATE"]
+    raw = rows[(rows["partition"] == FIRST_NIGHT.isoformat()) & (rows["asset"] == "raw_transactions")]
+    assert len(raw) and set(raw["status"]) == {"DID NOT EVALUATE"}
 
 
 def test_audit_cli_prints_json_from_dagster_home(world_copy, tmp_path, monkeypatch, capsys):

@@ -1,10 +1,18 @@
-"""The check factory: every row of the catalogue with a loader becomes one partitioned
-``@asset_check``; rows evaluated inside their asset become that asset's check specs.
+"""The check factory: the catalogue rows with a loader become Dagster asset checks — one
+``@multi_asset_check`` step per asset, so a night pays Dagster's step overhead and a
+warehouse connection once per asset instead of once per check; rows evaluated inside
+their asset become that asset's check specs.
 
+Each check still records its own result, severity and blocking flag, and a check that
+cannot be evaluated (its statistic raises, or an input is missing) yields a failed
+result naming the error for that check alone: the other checks of the step still run.
 The body of every check is :func:`evaluate` — load, judge, return the verdict — a plain
 function that tests call without Dagster. ERROR results of blocking checks stop every
 downstream step of the run, so a bad night never reaches ``risk_scores``."""
 
+
+from collections.abc import Iterator
+from itertools import groupby
 
 import dagster as dg
 import duckdb
@@ -13,33 +21,66 @@ from dagster_duckdb import DuckDBResource
 from risk_assets.defs import render
 from risk_assets.defs.catalogue import CHECKS, CheckDecl, in_asset
 from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
-from risk_assets.guards import Verdict
+from risk_assets.guards import Refused, Verdict
 from risk_assets.night import Night
 from risk_assets.queries import registry
+from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 
 
 def evaluate(decl: CheckDecl, conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings) -> tuple[Verdict, dict]:
     """One check on one night (:meth:`CheckDecl.evaluate`): load, judge, return the
-    verdict and the extras to record with it."""
+    verdict and the extras to record with it (the serving versions included)."""
     verdict, extras = decl.evaluate(conn, night, settings)
     return verdict, registry.serving_versions(conn) | extras
 
 
-def _asset_check(decl: CheckDecl, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    @dg.asset_check(name=decl.name, asset=decl.asset, partitions_def=partitions, blocking=decl.blocking,
-                    description=decl.description, additional_deps=list(decl.deps))
-    def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            verdict, extras = evaluate(decl, conn, night_of(context, settings), settings)
-        return render.check_result(verdict, settings, versions=extras)
+def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
+    """The failed result of a check whose inputs or statistic raised: ERROR, with the
+    error named — never a silent pass, and never taking the step's other checks down."""
+    known = isinstance(exc, (NotMaterialised, Refused))  # a sentence already: no exception type needed
+    summary = f"could not be evaluated: {exc}" if known else f"could not be evaluated: {type(exc).__name__}: {exc}"
+    return dg.AssetCheckResult(
+        check_name=decl.name, asset_key=decl.asset, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=summary, metadata={"summary": summary, "error": type(exc).__name__})
 
-    return _check
+
+def evaluate_step(decls: list[CheckDecl], conn: duckdb.DuckDBPyConnection, night: Night,
+                  settings: Settings) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks of one asset on one night, each isolated from the others."""
+    for decl in decls:
+        try:
+            verdict, extras = evaluate(decl, conn, night, settings)
+        except Exception as exc:  # noqa: BLE001 - reported as this check's failed result
+            yield not_evaluated(decl, exc)
+            continue
+        yield render.check_result(verdict, settings, check_name=decl.name, asset_key=decl.asset, versions=extras)
+
+
+def _spec(decl: CheckDecl, partitions: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(decl.name, asset=decl.asset, blocking=decl.blocking, description=decl.description,
+                             additional_deps=list(decl.deps), partitions_def=partitions)
+
+
+def _asset_checks(asset: str, decls: list[CheckDecl], settings: Settings,
+                  partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    by_key = {dg.AssetCheckKey(dg.AssetKey(asset), d.name): d for d in decls}
+
+    @dg.multi_asset_check(name=f"{asset}_checks", specs=[_spec(d, partitions) for d in decls], can_subset=True,
+                          description=f"The nightly checks of {asset}, evaluated in one step.")
+    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+        selected = [d for k, d in by_key.items() if k in context.selected_asset_check_keys]  # catalogue order
+        with open_warehouse(duckdb) as conn:
+            yield from evaluate_step(selected, conn, night_of(context, settings), settings)
+
+    return _checks
 
 
 def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
     partitions = daily_partitions(settings)
-    return [_asset_check(decl, settings, partitions) for decl in CHECKS if decl.load is not None]
+    loaded = sorted((d for d in CHECKS if d.load is not None), key=lambda d: d.asset)
+    return [_asset_checks(asset, list(decls), settings, partitions)
+            for asset, decls in groupby(loaded, key=lambda d: d.asset)]
 
 
 def check_specs(asset: str, settings: Settings) -> list[dg.AssetCheckSpec]:
