@@ -7,7 +7,6 @@ UI, and after every night does what the run-status sensors do in production
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -65,10 +64,6 @@ class NightOutcome:
     new_alerts: int = 0
     report: str | None = None
 
-    @property
-    def status(self) -> str:
-        return "SCORED" if self.scored else "BLOCKED" if self.blocked_by else "FAILED"
-
 
 class Operator:
     def __init__(self, settings: Settings, instance: dg.DagsterInstance):
@@ -91,14 +86,13 @@ class Operator:
     def train(self) -> dg.ExecuteInProcessResult:
         return self.execute(TRAINING_JOB)
 
-    def night(self, night: dt.date, settings: Settings | None = None,
-              run_config: dict | None = None) -> NightOutcome:
-        """One nightly run, then what production's run-status sensors do."""
-        operator = self if settings is None else Operator(settings, self.instance)
-        result = operator.execute(NIGHTLY_JOB, partition_key=night.isoformat(), run_config=run_config or QUIET)
+    def night(self, night: dt.date) -> NightOutcome:
+        """One nightly run (nights run in order: a night's look-back reads the ones before
+        it), then what production's run-status sensors do."""
+        result = self.execute(NIGHTLY_JOB, partition_key=night.isoformat())
         run = self.instance.get_run_by_id(result.run_id)
         failure = None if result.success else _failure_message(result)
-        new = after_night(self.instance, run, operator.settings, failure=failure)
+        new = after_night(self.instance, run, self.settings, failure=failure)
         errors, warns = failed_checks(self.instance, result.run_id)
         meta = {e.asset_key.to_user_string(): e.materialization.metadata
                 for e in result.get_asset_materialization_events()}
@@ -108,17 +102,7 @@ class Operator:
             received=raw["received"].value if "received" in raw else None,
             scored_customers=scores["scored_customers"].value if "scored_customers" in scores else None,
             error=failure if not errors else None, new_alerts=len(new),
-            report=str(report.report_path(operator.settings, night.isoformat())))
-
-    def nights(self, nights: list[dt.date], on_night: Callable[[NightOutcome], None] | None = None) -> list[NightOutcome]:
-        """Nights in order (a night's look-back reads the ones before it)."""
-        outcomes = []
-        for night in nights:
-            outcome = self.night(night)
-            outcomes.append(outcome)
-            if on_night:
-                on_night(outcome)
-        return outcomes
+            report=str(report.report_path(self.settings, night.isoformat())))
 
     def status(self, last: int, until: dt.date | None = None) -> list[report.NightStatus]:
         end = until or valid_nights(self.settings)[1]

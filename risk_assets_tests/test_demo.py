@@ -1,17 +1,12 @@
 """`risk-assets demo` end to end on a small world: its table agrees with the audit trail,
 its instance opens in the UI without a false alarm, and the operator's commands read it."""
 
-import contextlib
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from risk_assets import cli
-from risk_assets_tests.test_ui import ROOT, _free_port, wait_until_up
 from risk_assets_tests.test_ui import _graphql as graphql
+from risk_assets_tests.test_ui import webserver
 from risk_assets_tests.test_false_alarms import CHECKS_PER_NIGHT
 
 
@@ -98,21 +93,3 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
         assert cli.main([*bad, "--home", str(home)]) == 2, bad
         err = capsys.readouterr().err
         assert "valid" in err or "YYYY-MM-DD" in err, (bad, err)
-
-
-@contextlib.contextmanager
-def webserver(home, config):
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RISK_ASSETS_CONFIG": str(config)}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-                             "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_until_up(port, proc)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -1,5 +1,6 @@
 """The Dagster UI serves our asset graph, checks and check history (over GraphQL)."""
 
+import contextlib
 import json
 import os
 import socket
@@ -70,16 +71,7 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
     with dg.DagsterInstance.get() as instance:
         assert run_night(settings, instance, FIRST_NIGHT, run_config=QUIET).success
 
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RISK_ASSETS_CONFIG": str(config)}
-    webserver = Path(sys.executable).parent / "dagster-webserver"
-    proc = subprocess.Popen(
-        [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_up(port, proc)
-
+    with webserver(home, config) as port:
         nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert {"raw_transactions", "serving_features", "encoded_features", "imputation_log", "risk_scores"} <= keys
@@ -104,6 +96,18 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
         [execution] = history
         assert execution["status"] == "SUCCEEDED" and execution["partition"] == FIRST_NIGHT.isoformat()
         assert execution["evaluation"]["success"] is True and execution["evaluation"]["severity"] == "ERROR"
+
+
+@contextlib.contextmanager
+def webserver(home, config):
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RISK_ASSETS_CONFIG": str(config)}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                             "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(port, proc)
+        yield port
     finally:
         proc.terminate()
         try:
