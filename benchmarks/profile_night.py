@@ -28,7 +28,7 @@ LIBRARIES = [  # innermost Python frame's location -> bucket
 
 
 def summarise(raw: str) -> dict:
-    libraries, steps, total = collections.Counter(), collections.Counter(), 0
+    libraries, steps, functions, total = collections.Counter(), collections.Counter(), collections.Counter(), 0
     for line in raw.splitlines():
         if not line.strip():
             continue
@@ -46,8 +46,14 @@ def summarise(raw: str) -> dict:
         libraries[bucket or "other"] += int(count)
         step = next((m.group(1).rsplit(".", 1)[-1] for f in frames if (m := STEP.match(f))), "(dagster, between steps)")
         steps[step] += int(count)
+        ours = [f for f in frames if "risk_assets/" in f and "risk_assets/defs/" not in f]
+        if ours:  # the project's innermost function below the Dagster layer, and what it called
+            callee = next((name for prefix, name in LIBRARIES
+                           for f in frames[frames.index(ours[-1]) + 1:][:1] if f"/{prefix}/" in f), "itself")
+            functions[f"{ours[-1].split(' (')[0]} -> {callee}"] += int(count)
     share = lambda c: {k: round(v / max(total, 1), 3) for k, v in c.most_common()}  # noqa: E731
-    return {"samples": total, "by_library": share(libraries), "by_step": share(steps)}
+    top = collections.Counter(dict(functions.most_common(25)))
+    return {"samples": total, "by_library": share(libraries), "by_step": share(steps), "by_function": share(top)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     result |= {"customers": args.customers, "night": args.night, "machine": describe()}
     target = Path(__file__).parent / "results" / f"profile_night_{args.customers}.json"
     target.write_text(json.dumps(result, indent=1))
-    for section in ("by_library", "by_step"):
+    for section in ("by_library", "by_step", "by_function"):
         print(section)
         for key, value in result[section].items():
             print(f"  {key:40s} {value:6.1%}")

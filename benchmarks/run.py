@@ -55,6 +55,7 @@ from risk_assets.cli import quiet_dagster_warnings
 from risk_assets.defs.loaders import deployed_model
 from risk_assets.defs.model import training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
+from risk_assets.features.spec import SPEC_VERSION
 from risk_assets.night import Night
 from risk_assets.queries import features as feature_sql
 from risk_assets.queries.registry import current_mapping_version
@@ -65,10 +66,10 @@ from risk_assets.settings import Settings
 DEFAULT_NIGHT = dt.date(2026, 8, 1)
 """Clean: the default world's product change starts on 2026-08-10."""
 TINY = {"sizes": [400], "night": world.FIRST_NIGHT, "repeats": 1}
-TARGETS = {
-    "serving_features_s": 0.3, "training_features_s": 15.0, "all_checks_s": 1.0,
-    "evidently_over_drift_check": 20.0, "nightly_s": 15.0, "checks_share_of_nightly": 0.25,
-    "peak_rss_gb": 4.0, "largest_over_smallest_nightly": 4.5,
+TARGETS = {  # issue 15 (issue 6's were: checks 1 s, night 15 s, share 25%, growth 4.5x)
+    "serving_features_s": 0.3, "training_features_s": 15.0, "all_checks_s": 0.6,
+    "evidently_over_drift_check": 20.0, "nightly_s": 4.0, "checks_share_of_nightly": 0.20,
+    "peak_rss_gb": 4.0, "training_peak_rss_gb": 4.0, "largest_over_smallest_nightly": 4.0,
 }
 ROLLING = {"txn_count": "count", "amount_sum": "sum", "amount_max": "max"}
 
@@ -124,6 +125,11 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         out["serving_features"], served = timed(
             lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()), repeats)
         out["serving_features"]["rows"] = len(served)
+        out["serving_features_written"], _ = timed(
+            lambda: feature_sql.write_serving_features(conn, Night(night, tz), version, settings.features.vocabulary(),
+                                                       SPEC_VERSION), repeats)
+        out["serving_features_written"]["what"] = "write_serving_features: the partition computed and written " \
+            "inside the warehouse, as the serving_features asset does"
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
 
@@ -166,16 +172,27 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     spine, _ = training_nights(Settings())  # the production spine, not the benchmark model's
     rss_before = peak_rss_mb()
     with open_warehouse(duckdb_resource(settings)) as conn:
-        out["training_features"], frame = timed(
-            lambda: feature_sql.training_features(conn, spine, version, settings.features.vocabulary()), min(repeats, 3))
+
+        def build_training_rows() -> int:
+            # what the training_features asset does for its training split: the rows and
+            # their labels written inside the warehouse (rolled back: the world keeps its table)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute("DELETE FROM training_features")
+                feature_sql.insert_training_features(conn, spine, version, settings.features.vocabulary(),
+                                                     tz, "train", SPEC_VERSION)
+                return int(conn.execute("SELECT count(*) FROM training_features").fetchall()[0][0])
+            finally:
+                conn.execute("ROLLBACK")
+
+        out["training_features"], rows = timed(build_training_rows, min(repeats, 3))
     out["training_features"] |= {
-        "rows": len(frame), "as_of_days": len(spine),
+        "rows": rows, "as_of_days": len(spine),
         "spine": f"{spine[0]} .. {spine[-1]} every {Settings().training.asof_step_days} days",
-        "frame_mb": round(frame.memory_usage(deep=True).sum() / 1024**2, 1),
+        "what": "insert_training_features: rows and labels written into the warehouse table, as the asset does",
         "process_peak_rss_mb": peak_rss_mb(), "process_peak_rss_mb_before": rss_before,
     }
     print(f"[{customers}] training features: {out['training_features']}", flush=True)
-    del frame
     return out
 
 
@@ -252,12 +269,13 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
 def verdicts(sizes: dict[int, dict], comparison: dict | None) -> dict:
     largest, smallest = sizes[max(sizes)], sizes[min(sizes)]
     measured = {
-        "serving_features_s": largest["serving_features"]["median_s"],
+        "serving_features_s": largest.get("serving_features_written", largest["serving_features"])["median_s"],
         "training_features_s": largest["training_features"]["median_s"],
         "all_checks_s": largest["all_checks"]["median_s"],
         "nightly_s": largest["nightly_with_checks"]["median_s"],
         "checks_share_of_nightly": largest["checks_share_of_nightly"],
         "peak_rss_gb": round(largest["nightly_with_checks"]["peak_rss_mb"] / 1024, 2),
+        "training_peak_rss_gb": round(largest["training_features"]["process_peak_rss_mb"] / 1024, 2),
     }
     if len(sizes) > 1:
         measured["largest_over_smallest_nightly"] = round(

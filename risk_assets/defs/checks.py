@@ -18,12 +18,12 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.defs import render
+from risk_assets.defs import loaders, render
 from risk_assets.defs.catalogue import CHECKS, CheckDecl, in_asset
 from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
 from risk_assets.guards import Refused, Verdict
 from risk_assets.night import Night
-from risk_assets.queries import registry
+from risk_assets.queries import registry, warehouse
 from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 
@@ -47,7 +47,14 @@ def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
 
 def evaluate_step(decls: list[CheckDecl], conn: duckdb.DuckDBPyConnection, night: Night,
                   settings: Settings) -> Iterator[dg.AssetCheckResult]:
-    """The selected checks of one asset on one night, each isolated from the others."""
+    """The selected checks of one asset on one night, each isolated from the others
+    (they share the partitions and the model they read: read once per step)."""
+    with warehouse.shared_reads(), loaders.shared_model():
+        yield from _evaluate_each(decls, conn, night, settings)
+
+
+def _evaluate_each(decls: list[CheckDecl], conn: duckdb.DuckDBPyConnection, night: Night,
+                   settings: Settings) -> Iterator[dg.AssetCheckResult]:
     for decl in decls:
         try:
             verdict, extras = evaluate(decl, conn, night, settings)

@@ -8,6 +8,9 @@ the verdict (the mapping or model version it was judged against)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +47,30 @@ class Inputs:
     extras: dict = field(default_factory=dict)
 
 
+_SHARED_MODELS: ContextVar[dict | None] = ContextVar("shared_models", default=None)
+
+
+@contextmanager
+def shared_model() -> Iterator[None]:
+    """Within the block, the deployed model is parsed once per model folder (the checks of
+    one step ask for it several times)."""
+    token = _SHARED_MODELS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_MODELS.reset(token)
+
+
 def deployed_model(conn) -> tuple[lgb.Booster, model_lib.ModelCard]:
     entry = registry.deployed_model(conn)
     if entry is None:
         raise NotMaterialised("no deployed model: materialise `risk_model` and `deployed_model` first (training_job)")
-    return model_lib.load(Path(entry.path))
+    shared = _SHARED_MODELS.get()
+    if shared is None:
+        return model_lib.load(Path(entry.path))
+    if entry.path not in shared:
+        shared[entry.path] = model_lib.load(Path(entry.path))
+    return shared[entry.path]
 
 
 # --------------------------------------------------------------------------- raw layer

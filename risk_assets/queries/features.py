@@ -5,6 +5,8 @@
   bounds are one constant row, the scan is pruned to the look-back's partitions.
 * :func:`training_features` — point in time over many as-of days (optionally for a
   sample of customers): a range join of transactions against a spine of as-of bounds.
+  :func:`insert_training_features` runs the same query straight into the
+  ``training_features`` table, labels included, without a trip through pandas.
 
 They differ in how they compute (one constant row vs. a range join over a spine) and
 never in what they mean: the aggregate expressions are the same text from the spec.
@@ -15,7 +17,8 @@ compares it with what serving produced.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -71,15 +74,14 @@ def _partition_range(nights: Iterable[Night]) -> tuple[dt.date, dt.date]:
     return nights[0].scan_range()[0], nights[-1].scan_range()[1]
 
 
-def serving_features(
-    conn: duckdb.DuckDBPyConnection,
+def serving_query(
     night: Night,
     mapping_version: str,
     vocabulary: FeatureVocabulary,
     skew: ServingSkew | None = None,
-) -> pd.DataFrame:
-    """Features of every active customer as of the end of business day ``night``; the
-    share features count the values ``vocabulary`` names."""
+) -> tuple[str, dict]:
+    """The serving execution for ``night``: its SQL (one row per active customer, no
+    ORDER BY) and parameters; the share features count the values ``vocabulary`` names."""
     bounds = serving_bounds(night, skew)
     first, last = night.scan_range()
     b_row = ", ".join(f"$b_{c}::TIMESTAMP AS {c}" for c in BOUND_COLUMNS)
@@ -94,14 +96,46 @@ f AS (
   GROUP BY t.customer_id
 )
 SELECT f.customer_id, f.as_of, {_SELECT}
-FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
-ORDER BY f.customer_id"""
+FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id"""
     params = {f"b_{c}": bounds[c].to_pydatetime() for c in BOUND_COLUMNS}
     params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last, **vocabulary.params()}
-    return _finish(warehouse.frame(conn, sql, params))
+    return sql, params
 
 
-def _finish(frame: pd.DataFrame) -> pd.DataFrame:
+def serving_features(
+    conn: duckdb.DuckDBPyConnection,
+    night: Night,
+    mapping_version: str,
+    vocabulary: FeatureVocabulary,
+    skew: ServingSkew | None = None,
+) -> pd.DataFrame:
+    """Features of every active customer as of the end of business day ``night``, as
+    pandas ordered by customer (the parity check, tests, the benchmark)."""
+    sql, params = serving_query(night, mapping_version, vocabulary, skew)
+    return finish(warehouse.frame(conn, f"{sql}\nORDER BY f.customer_id", params))
+
+
+def write_serving_features(
+    conn: duckdb.DuckDBPyConnection,
+    night: Night,
+    mapping_version: str,
+    vocabulary: FeatureVocabulary,
+    spec_version: str,
+    skew: ServingSkew | None = None,
+) -> None:
+    """Replace the ``serving_features`` partition of ``night`` with the serving
+    execution's rows, inside the warehouse (the rows never pass through pandas: the
+    round trip cost more than half the query at 300k customers — ``benchmarks/run.py``).
+    The same values as :func:`serving_features` (a test compares them)."""
+    sql, params = serving_query(night, mapping_version, vocabulary, skew)
+    warehouse.replace_partition_from_query(
+        conn, night.day, "serving_features",
+        f"SELECT q.*, $spec_version AS spec_version, $mapping AS mapping_version FROM ({sql}) q "
+        "ORDER BY q.customer_id",
+        params | {"spec_version": spec_version})
+
+
+def finish(frame: pd.DataFrame) -> pd.DataFrame:
     """One dtype per column whichever path produced it (counts become float64 like the
     tables that store them)."""
     frame["as_of"] = frame["as_of"].astype("datetime64[ns]")
@@ -145,13 +179,17 @@ def _training_chunk(
     vocabulary: FeatureVocabulary,
     customers: Sequence[str] | None,
 ) -> pd.DataFrame:
-    spine = pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
+    with _training_query(conn, nights, mapping_version, vocabulary, customers) as (sql, params):
+        return finish(warehouse.frame(conn, f"{sql}\nORDER BY f.as_of, f.customer_id", params))
+
+
+def training_query(nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
+                   sample: bool = False) -> tuple[str, dict]:
+    """The training execution for one chunk of as-of nights: its SQL (no ORDER BY) and
+    parameters. It reads the spine of as-of bounds from ``_spine`` and, with ``sample``,
+    only the customers in ``_sample`` (both registered by the engine that runs it)."""
     first, last = _partition_range(nights)
-    conn.register("_spine", spine)
-    sample_filter = ""
-    if customers is not None:
-        conn.register("_sample", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
-        sample_filter = "AND r.customer_id IN (SELECT customer_id FROM _sample)"
+    sample_filter = "AND r.customer_id IN (SELECT customer_id FROM _sample)" if sample else ""
     sql = f"""
 WITH t AS ({_MAPPED_TX} {sample_filter}),
 f AS (
@@ -161,34 +199,74 @@ f AS (
   GROUP BY t.customer_id, b.as_of
 )
 SELECT f.customer_id, f.as_of, {_SELECT}
-FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id
-ORDER BY f.as_of, f.customer_id"""
+FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id"""
+    return sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last, **vocabulary.params()}
+
+
+@contextmanager
+def _training_query(
+    conn: duckdb.DuckDBPyConnection,
+    nights: Sequence[Night],
+    mapping_version: str,
+    vocabulary: FeatureVocabulary,
+    customers: Sequence[str] | None,
+    timezone: str | None = None,
+) -> Iterator[tuple[str, dict]]:
+    """:func:`training_query` with the spine (and the sample) registered in DuckDB while
+    it is used. With ``timezone`` the spine also carries each night's ``label_end``."""
+    spine = pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
+    if timezone is not None:
+        spine["label_end"] = [Night(n.day, timezone).label_end for n in nights]
+    conn.register("_spine", spine)
+    if customers is not None:
+        conn.register("_sample", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
     try:
-        return _finish(warehouse.frame(
-            conn, sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last,
-                        **vocabulary.params()}
-        ))
+        yield training_query(nights, mapping_version, vocabulary, customers is not None)
     finally:
         conn.unregister("_spine")
         if customers is not None:
             conn.unregister("_sample")
 
 
-def labels(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, timezone: str) -> pd.Series:
-    """1 when the customer has an irregularity in ``[as_of, as_of + 30 days)``."""
-    keys = frame[["customer_id", "as_of"]].copy()
-    label_end = {a: Night.from_as_of(a, timezone).label_end for a in keys["as_of"].unique()}
-    keys["label_end"] = keys["as_of"].map(label_end)
-    keys["_row"] = range(len(keys))
-    conn.register("_keys", keys)
-    try:
-        hit = conn.execute(
-            """SELECT k._row FROM _keys k
-               WHERE EXISTS (SELECT 1 FROM irregularities i WHERE i.customer_id = k.customer_id
-                             AND i.event_ts >= k.as_of AND i.event_ts < k.label_end)"""
-        ).df()["_row"]
-    finally:
-        conn.unregister("_keys")
-    result = pd.Series(0, index=frame.index, dtype="int64")
-    result.iloc[hit.to_numpy()] = 1
-    return result
+_TRAINING_COLUMNS = ("customer_id", "as_of", *(f.name for f in FEATURES), "label", "split", "spec_version",
+                     "mapping_version")
+
+
+def insert_training_features(
+    conn: duckdb.DuckDBPyConnection,
+    nights: Sequence[Night],
+    mapping_version: str,
+    vocabulary: FeatureVocabulary,
+    timezone: str,
+    split: str,
+    spec_version: str,
+    chunk_days: int = TRAINING_CHUNK_DAYS,
+    compute: Callable[[Sequence[Night]], pd.DataFrame] | None = None,
+) -> None:
+    """Append the training rows of ``nights`` to the ``training_features`` table, with
+    their labels (1 when the customer has an irregularity in ``[as_of, label_end)``),
+    inside the warehouse: the same execution as :func:`training_features`, but the
+    rows never pass through pandas (at 300k customers the production spine is 15M rows;
+    the round trip through Python objects cost a third of the time and most of the
+    memory — ``benchmarks/run.py``). Rows are stored in no particular order (readers
+    order them: :func:`warehouse.training_frame`). The caller owns the transaction.
+
+    ``compute``: another engine's training execution of a chunk (the Spark engine's);
+    its rows get their labels here, the same way."""
+    nights = sorted(nights, key=lambda n: n.day)
+    columns = ", ".join(_TRAINING_COLUMNS)
+    for i in range(0, len(nights), chunk_days):
+        chunk = nights[i:i + chunk_days]
+        with _training_query(conn, chunk, mapping_version, vocabulary, None, timezone) as (sql, params):
+            if compute is not None:
+                conn.register("_computed", compute(chunk))
+                sql = "SELECT * FROM _computed"
+            conn.execute(f"""
+INSERT INTO {warehouse.table("training_features")} ({columns})
+SELECT q.*,
+       EXISTS (SELECT 1 FROM irregularities i WHERE i.customer_id = q.customer_id
+               AND i.event_ts >= q.as_of AND i.event_ts < s.label_end)::INTEGER AS label,
+       $split, $spec_version, $mapping
+FROM ({sql}) q JOIN _spine s ON s.as_of = q.as_of""", params | {"split": split, "spec_version": spec_version})
+            if compute is not None:
+                conn.unregister("_computed")

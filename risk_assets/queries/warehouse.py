@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import duckdb
@@ -229,6 +230,30 @@ def replace_partition(
             insert(conn, name, frame.assign(partition=partition))
 
 
+def replace_partition_from_query(conn: duckdb.DuckDBPyConnection, partition: dt.date, name: str, sql: str,
+                                 params: Mapping) -> None:
+    """Atomically replace one partition of ``name`` with the rows of a query (which
+    names the table's columns but ``partition``): computed and written inside the
+    warehouse, never through pandas."""
+    columns = [c for c in COLUMNS[name] if c != "partition"]
+    cols = ", ".join(f'"{c}"' for c in columns)
+    with transaction(conn):
+        conn.execute(f"DELETE FROM {table(name)} WHERE partition = $partition", {"partition": partition})
+        conn.execute(f"INSERT INTO {table(name)} ({cols}, partition) SELECT {cols}, $partition FROM ({sql})",
+                     {**params, "partition": partition})
+
+
+def null_cells(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date, columns: list[str]) -> dict[str, int]:
+    """NULL cells per column of one partition (``columns``: table columns only)."""
+    unknown = set(columns) - set(COLUMNS[name])
+    if unknown:
+        raise ValueError(f"{name} has no columns {sorted(unknown)}")
+    counts = conn.execute(
+        "SELECT " + ", ".join(f'count(*) - count("{c}")' for c in columns) + " "
+        f"FROM {table(name)} WHERE partition = ?", [partition]).fetchall()[0]
+    return dict(zip(columns, (int(v) for v in counts)))
+
+
 def replace_table(conn: duckdb.DuckDBPyConnection, frames: Mapping[str, pd.DataFrame]) -> None:
     """Atomically replace whole (unpartitioned) tables (one transaction)."""
     with transaction(conn):
@@ -266,6 +291,22 @@ class NotMaterialised(LookupError):
     """A step needs rows another asset has not written yet (the message says which)."""
 
 
+_SHARED_READS: ContextVar[dict | None] = ContextVar("shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """Within the block, :func:`read_partition` reads each partition once and hands every
+    caller its own copy of the columns it asked for: the checks of one asset run in one
+    step and several read the same partition (``risk_assets/defs/checks.py``). Only for
+    blocks that do not write the partitions they read."""
+    token = _SHARED_READS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_READS.reset(token)
+
+
 def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, required: bool = True,
                    columns: list[str] | None = None) -> pd.DataFrame:
     """One partition of a per-customer table, ordered by customer (``columns``: only
@@ -276,7 +317,15 @@ def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, req
         if unknown:
             raise ValueError(f"{name} has no columns {sorted(unknown)}")
         wanted = ", ".join(f'"{c}"' for c in ["customer_id", *columns])
-    out = frame(conn, f"SELECT {wanted} FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
+    shared = _SHARED_READS.get()
+    if shared is None:
+        out = frame(conn, f"SELECT {wanted} FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
+    else:
+        if (name, day) not in shared:
+            shared[(name, day)] = frame(
+                conn, f"SELECT * FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
+        whole = shared[(name, day)]
+        out = (whole if columns is None else whole[["customer_id", *columns]]).copy()
     if required and out.empty:
         raise NotMaterialised(f"{name}[{day}] is empty: materialise it first")
     return out
@@ -464,6 +513,13 @@ def customer_groups(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFra
     return conn.execute(
         "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id",
         [day]).df()
+
+
+def training_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Rows, positive labels and as-of days of the training table, per split."""
+    return frame(conn, """
+        SELECT split, count(*) AS rows, sum(label)::BIGINT AS positives, count(DISTINCT as_of) AS as_of_days
+        FROM training_features GROUP BY split ORDER BY split""")
 
 
 def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
