@@ -258,6 +258,7 @@ def write_demo_settings(home: Path, settings: Settings) -> Path:
         "scoring": settings.scoring.model_copy(update={"models_dir": settings.scoring.models_dir.resolve()}),
         "alerts": settings.alerts.model_copy(update={"duckdb_path": settings.alerts.duckdb_path.resolve()}),
         "report": settings.report.model_copy(update={"dir": settings.report.dir.resolve()}),
+        "engine": settings.engine.model_copy(update={"lake_path": settings.engine.lake_path.resolve()}),
         "automation": settings.automation.model_copy(update={"clock_running": False}),
     })
     path = home / "demo.toml"

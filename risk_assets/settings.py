@@ -58,6 +58,22 @@ class WarehouseSettings(_Section):
     (concurrent runs take turns; README: Concurrency)."""
 
 
+class EngineSettings(_Section):
+    """Where the computations that grow with the transaction history run (README: "When
+    one machine is not enough")."""
+
+    kind: Literal["duckdb", "spark"] = "duckdb"
+    """``duckdb``: everything in the warehouse file (the embedded default). ``spark``: the
+    raw partitions are also committed to ``lake_path`` as Parquet, and the serving and
+    training features and the scoring run on Spark (Spark Connect) from the same feature
+    spec; the per-night results, the checks and the registry stay in the warehouse."""
+    spark_remote: str = "local[2]"
+    """Spark Connect address: ``sc://host:15002`` for a cluster; ``local[N]`` starts a local
+    Connect server (needs Java 17) for development and tests."""
+    lake_path: Path = Path(".risk_assets/lake")
+    """Root of the Parquet lake (a local or mounted folder; object stores: see README)."""
+
+
 class CalendarSettings(_Section):
     timezone: str = "UTC"
     """Business timezone of the daily partitions (IANA name)."""
@@ -308,6 +324,7 @@ class OverrideSettings(_Section):
 class Settings(_Section):
     source: SourceSettings = SourceSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    engine: EngineSettings = EngineSettings()
     calendar: CalendarSettings = CalendarSettings()
     raw: RawSettings = RawSettings()
     mapping: MappingSettings = MappingSettings()
@@ -420,6 +437,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
                 update={"duckdb_path": base / settings.alerts.duckdb_path}
             ),
             "report": settings.report.model_copy(update={"dir": base / settings.report.dir}),
+            "engine": settings.engine.model_copy(update={"lake_path": base / settings.engine.lake_path}),
         }
     )
 

@@ -195,3 +195,72 @@ def landing_copy(landing_world, tmp_path):
     make.world = world
     make.landing = landing
     return make
+
+
+# --------------------------------------------------------------------------- system parts
+# Tests that need a part outside Python (a PostgreSQL server, Java for Spark) skip with what
+# to install on a laptop; under CI=true (.ci/run installs and starts them) a missing part
+# fails instead, so CI can never go green by skipping them.
+def require(part: str, available: bool, how: str) -> None:
+    if available:
+        return
+    message = f"{part} is not available: {how}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+POSTGRES_ENV = "RISK_ASSETS_TEST_POSTGRES"
+"""``postgresql://user:password@host:port/dbname`` of a server where the tests may create and
+drop databases (``.ci/run`` starts one)."""
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> dict[str, str]:
+    from urllib.parse import unquote, urlparse
+
+    try:
+        import dagster_postgres  # noqa: F401
+        import psycopg2
+    except ImportError:
+        require("dagster-postgres", False, "pip install -e '.[postgres]'")
+    url = os.environ.get(POSTGRES_ENV)
+    require("a PostgreSQL server", bool(url),
+            f"install PostgreSQL and set {POSTGRES_ENV}=postgresql://USER:PASSWORD@HOST:PORT/postgres")
+    parts = urlparse(url)
+    server = {"host": parts.hostname or "127.0.0.1", "port": str(parts.port or 5432),
+              "user": unquote(parts.username or "postgres"), "password": unquote(parts.password or ""),
+              "dbname": parts.path.lstrip("/") or "postgres"}
+    try:
+        psycopg2.connect(**server, connect_timeout=5).close()
+    except psycopg2.OperationalError as exc:
+        require("a PostgreSQL server", False, f"{POSTGRES_ENV} is set but the server refuses: {exc}")
+    return server
+
+
+@pytest.fixture
+def postgres_home(postgres_server, tmp_path, monkeypatch) -> Path:
+    """A DAGSTER_HOME holding the documented ``deploy/postgres/dagster.yaml``, pointed (through
+    its environment variables) at a new database that is dropped afterwards."""
+    import shutil
+    import uuid
+
+    import psycopg2
+
+    name = f"risk_assets_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(**postgres_server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    for key, value in {"HOST": postgres_server["host"], "PORT": postgres_server["port"],
+                       "USER": postgres_server["user"], "PASSWORD": postgres_server["password"], "DB": name}.items():
+        monkeypatch.setenv(f"RISK_ASSETS_PG_{key}", value)
+    try:
+        yield home
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

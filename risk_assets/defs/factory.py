@@ -9,7 +9,7 @@ from risk_assets.defs.features import build_feature_assets
 from risk_assets.defs.jobs import NIGHTLY_JOB, PERFORMANCE_JOB, build_jobs
 from risk_assets.defs.model import build_model_assets
 from risk_assets.defs.raw import build_raw_assets
-from risk_assets.defs.resources import duckdb_resource
+from risk_assets.defs.resources import duckdb_resource, spark_resource
 from risk_assets.defs.sensors import build_automation
 from risk_assets.settings import Settings
 
@@ -33,7 +33,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=schedules,
         sensors=sensors,
         jobs=list(jobs.values()),
-        resources={"duckdb": duckdb_resource(settings)},
+        resources={"duckdb": duckdb_resource(settings), "spark": spark_resource(settings)},
         # DuckDB allows one writing process per file: run every step in-process.
         executor=dg.in_process_executor,
     )

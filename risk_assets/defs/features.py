@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets.defs import render
 from risk_assets.defs.loaders import deployed_model
-from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
+from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
 from risk_assets.features.encoding import encode, ledger_rates
 from risk_assets.features.mapping import build_mapping, channel_vocabulary
 from risk_assets.features.spec import FEATURE_NAMES, LOOKBACK_DAYS, SPEC_VERSION
@@ -49,20 +49,26 @@ def build_category_mapping(conn: duckdb.DuckDBPyConnection, settings: Settings) 
 
 
 def compute_serving_features(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings,
-                             skew: ServingSkew | None = None) -> dict:
-    """Every active customer's features as of the night, written as its partition."""
+                             skew: ServingSkew | None = None, engine=None) -> dict:
+    """Every active customer's features as of the night, written as its partition —
+    computed inside the warehouse, or by ``engine`` (the Spark engine) when given."""
     mapping_version = registry.current_mapping_version(conn)
-    frame = feature_sql.serving_features(conn, night, mapping_version, settings.features.vocabulary(), skew)
-    frame = frame.assign(spec_version=SPEC_VERSION, mapping_version=mapping_version)
-    warehouse.replace_partition(conn, night.day, {"serving_features": frame})
-    nulls = frame[list(FEATURE_NAMES)].isna().sum()
+    vocabulary = settings.features.vocabulary()
+    if engine is None:
+        feature_sql.write_serving_features(conn, night, mapping_version, vocabulary, SPEC_VERSION, skew)
+    else:
+        frame = engine.serving_features(conn, night, mapping_version, vocabulary, skew)
+        warehouse.replace_partition(conn, night.day, {"serving_features": frame.assign(
+            spec_version=SPEC_VERSION, mapping_version=mapping_version)})
+    nulls = pd.Series(warehouse.null_cells(conn, "serving_features", night.day, list(FEATURE_NAMES)), dtype="int64")
     return {
-        "active_customers": len(frame),
+        "active_customers": warehouse.count(conn, "serving_features", night.day),
         "null_cells": int(nulls.sum()),
         "null_cells_by_feature": nulls[nulls > 0].rename("cells").rename_axis("feature").reset_index(),
         "spec_version": SPEC_VERSION,
         "mapping_version": mapping_version,
         "serving_skew": str(skew) if skew else "off",
+        "engine": settings.engine.kind,
         "settings_version": settings.version(),
     }
 
@@ -110,11 +116,13 @@ def build_feature_assets(settings: Settings) -> list:
                     category_mapping],
               description="Every active customer's features as of the end of day P, computed by the "
               "serving execution of the feature spec (NULLs kept; encoding logs every substitution).")
-    def serving_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def serving_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
+                         spark: SparkConnectResource) -> dg.MaterializeResult:
         if skew:
             context.log.warning(f"serving skew injection is ON: {skew}")
+        engine = spark.engine() if settings.engine.kind == "spark" else None
         with render.clear_failure(), open_warehouse(duckdb) as conn:
-            meta = compute_serving_features(conn, night_of(context, settings), settings, skew)
+            meta = compute_serving_features(conn, night_of(context, settings), settings, skew, engine)
         return dg.MaterializeResult(metadata=render.metadata(meta))
 
     @dg.multi_asset(

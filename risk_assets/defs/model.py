@@ -16,7 +16,7 @@ from risk_assets.defs import render
 from risk_assets.defs.catalogue import declared
 from risk_assets.defs.checks import check_specs
 from risk_assets.defs.loaders import daily_aggregates, deployed_model, parity_inputs
-from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
+from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
 from risk_assets.features.encoding import fit_encoding
 from risk_assets.features.spec import NONE, SPEC_VERSION
 from risk_assets.guards import Refused, Verdict
@@ -47,7 +47,9 @@ def _now() -> pd.Timestamp:
 
 
 # --------------------------------------------------------------------------- bodies
-def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings, engine=None) -> dict:
+    """The training table (features and labels) of the training and validation spines;
+    the features computed inside the warehouse, or by ``engine`` (the Spark engine)."""
     train, valid = training_nights(settings)
     mapping_version = registry.current_mapping_version(conn)
     vocabulary = settings.features.vocabulary()
@@ -56,24 +58,26 @@ def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings)
         raise Refused("training refused: these share features name values the training period never holds "
                       "(they could only ever be 0): " + "; ".join(f"{f}: {', '.join(v)}" for f, v in absent.items())
                       + ". Set [features] to the source's own category and channel names.")
-    frames = []
-    for split, nights in (("train", train), ("validation", valid)):
-        frame = feature_sql.training_features(conn, nights, mapping_version, vocabulary)
-        frame["label"] = feature_sql.labels(conn, frame, settings.calendar.timezone)
-        frames.append(frame.assign(split=split))
-    frame = pd.concat(frames, ignore_index=True).assign(spec_version=SPEC_VERSION, mapping_version=mapping_version)
-    warehouse.replace_table(conn, {"training_features": frame})
-    by_split = frame.groupby("split").agg(rows=("label", "size"), positives=("label", "sum"),
-                                          as_of_days=("as_of", "nunique")).reset_index()
+    with warehouse.transaction(conn):
+        conn.execute(f"DELETE FROM {warehouse.table('training_features')}")
+        if engine is not None:
+            engine.register_lake_views(conn)
+        for split, nights in (("train", train), ("validation", valid)):
+            compute = None if engine is None else (
+                lambda chunk: engine.training_chunk(chunk, mapping_version, vocabulary))
+            feature_sql.insert_training_features(conn, nights, mapping_version, vocabulary,
+                                                 settings.calendar.timezone, split, SPEC_VERSION, compute=compute)
+    by_split = warehouse.training_summary(conn)
     t = settings.training
     return {
-        "rows": len(frame),
+        "rows": int(by_split["rows"].sum()),
         "by_split": by_split,
         "training_as_of": f"{train[0].key} .. {train[-1].key} every {t.asof_step_days} days",
         "validation_as_of": f"{valid[0].key} .. {valid[-1].key} every {t.validation_step_days} days",
         "training_labels_end": str(Night.of(t.end, settings.calendar).label_end.date()),
         "spec_version": SPEC_VERSION,
         "mapping_version": mapping_version,
+        "engine": settings.engine.kind,
     }
 
 
@@ -144,17 +148,21 @@ def gate_newest_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tu
     return verdict, serving.version if serving else "no model"
 
 
-def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings
+def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings, engine=None
                 ) -> tuple[Verdict, Verdict, pd.DataFrame, dict]:
-    """Score the night's encoded customers with the deployed model. Returns the two
-    pre-write verdicts (schema, sanity), the scores and their metadata; writes nothing."""
+    """Score the night's encoded customers with the deployed model (here, or on the
+    executors of ``engine``, the Spark engine). Returns the two pre-write verdicts
+    (schema, sanity), the scores and their metadata; writes nothing."""
     booster, card = deployed_model(conn)
     encoded = warehouse.read_partition(conn, "encoded_features", night.day)
     if set(encoded["model_version"]) != {card.version}:
         raise warehouse.NotMaterialised(
             f"encoded_features[{night.key}] was encoded for model {sorted(set(encoded['model_version']))}, "
             f"the deployed model is {card.version}: re-materialise encoded_features")
-    scores = model_lib.predict(booster, encoded, card)
+    if engine is None:
+        scores = model_lib.predict(booster, encoded, card)
+    else:
+        scores = engine.score(encoded, booster.model_to_string(), card.enc)
     rank, band = model_lib.risk_bands(scores, settings.scoring.review_budget)
     out = pd.DataFrame({
         "customer_id": encoded["customer_id"], "score": scores, "risk_band": band, "rank": rank,
@@ -169,7 +177,7 @@ def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Setting
     meta = {"scored_customers": len(out), "high_band": int((band == "high").sum()),
             "mean_score": float(np.mean(scores)), "p99_score": float(np.quantile(scores, 0.99)),
             "model_version": card.version, "spec_version": SPEC_VERSION,
-            "mapping_version": str(out.at[0, "mapping_version"])}
+            "mapping_version": str(out.at[0, "mapping_version"]), "engine": settings.engine.kind}
     return schema, sanity, out, meta
 
 
@@ -200,9 +208,10 @@ def build_model_assets(settings: Settings) -> list:
               deps=["raw_transactions", "customers", "irregularities", "category_mapping"],
               description="Point-in-time features for (active customer, as-of day) pairs over the training "
               "and validation periods, with labels (irregularity within 30 days after as_of).")
-    def training_features(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def training_features(duckdb: DuckDBResource, spark: SparkConnectResource) -> dg.MaterializeResult:
+        engine = spark.engine() if settings.engine.kind == "spark" else None
         with render.clear_failure(), open_warehouse(duckdb) as conn:
-            return dg.MaterializeResult(metadata=render.metadata(build_training_features(conn, settings)))
+            return dg.MaterializeResult(metadata=render.metadata(build_training_features(conn, settings, engine)))
 
     @dg.asset(group_name="training", kinds={"lightgbm"}, code_version="1", deps=[training_features],
               description="LightGBM binary classifier, validated on the later held-out period; saved as "
@@ -235,10 +244,11 @@ def build_model_assets(settings: Settings) -> list:
               description="One score per active customer for night P: score, rank, risk band and the "
               "model, feature-spec and mapping versions that produced it. Written only after every "
               "upstream blocking check and its own schema check passed.")
-    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, spark: SparkConnectResource):
         night = night_of(context, settings)
+        engine = spark.engine() if settings.engine.kind == "spark" else None
         with render.clear_failure(), open_warehouse(duckdb) as conn:
-            schema, sanity, out, meta = score_night(conn, night, settings)
+            schema, sanity, out, meta = score_night(conn, night, settings, engine)
             versions = registry.serving_versions(conn) | {"mapping_version": meta.get("mapping_version", "-")}
             yield render.check_result(schema, settings, check_name="scores_schema", versions=versions)
             yield render.check_result(sanity, settings, check_name="score_sanity", versions=versions)

@@ -109,7 +109,13 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
                   read_at: str | None = None) -> dict:
     """Validate and write each day (one transaction per day); returns the metadata of
     the whole load. A day whose file cannot be read, or whose stored rows do not
-    reconcile, raises :class:`RawDayError` and writes nothing of that day."""
+    reconcile, raises :class:`RawDayError` and writes nothing of that day. With the Spark
+    engine, each reconciled day is also committed to the lake (the rows Spark reads)."""
+    lake = None
+    if settings.engine.kind == "spark":
+        from risk_assets.spark.lake import Lake
+
+        lake = Lake(settings.engine.lake_path)
     cutoff = pd.Timestamp(read_at).tz_localize(None) if read_at else None
     known = warehouse.customer_ids(conn)
     if not known:
@@ -150,6 +156,8 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
         verdicts = judge_raw_day(conn, night, settings)
         warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
         unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
+        if lake is not None and lake.commit_raw_partition(conn, night.day) != acc:
+            raise RawDayError(f"partition {night.key}: the lake copy does not hold the {acc} accepted rows")
         totals = {"received": totals["received"] + split.received, "accepted": totals["accepted"] + acc,
                   "rejected": totals["rejected"] + rej}
         for reason, n in split.reasons.items():
@@ -165,7 +173,7 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     else:
         meta = {**totals, "partitions": len(nights), "rejection_reasons": _counts(reasons),
                 "per_partition": pd.DataFrame(per_partition), "settings_version": settings.version()}
-    return meta | {"source": source.name, "read_at": read_at or "(all arrived)",
+    return meta | {"source": source.name, "read_at": read_at or "(all arrived)", "engine": settings.engine.kind,
                    "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
                    "quarantined_days": len({u.split()[0] for u in unhealthy}),
                    "failed_raw_checks": ", ".join(unhealthy[:20]) or "-"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -58,3 +59,22 @@ def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnecti
         yield conn
     finally:
         conn.close()
+
+
+class SparkConnectResource(dg.ConfigurableResource):
+    """The Spark engine's session (``[engine] kind = "spark"``) over Spark Connect, and the
+    Parquet lake it reads. Nothing connects until a step asks for :meth:`engine`; with the
+    DuckDB engine no step does, and PySpark need not be installed."""
+
+    remote: str = "local[2]"
+    lake_path: str = ".risk_assets/lake"
+
+    def engine(self):
+        from risk_assets.spark.engine import SparkEngine, connect
+        from risk_assets.spark.lake import Lake
+
+        return SparkEngine(connect(self.remote), Lake(Path(self.lake_path)))
+
+
+def spark_resource(settings: Settings) -> SparkConnectResource:
+    return SparkConnectResource(remote=settings.engine.spark_remote, lake_path=str(settings.engine.lake_path))

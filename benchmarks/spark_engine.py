@@ -1,0 +1,125 @@
+"""The Spark engine next to DuckDB on this machine (issue 16), on worlds built by
+``benchmarks.run`` (``--workdir DIR --reuse`` keeps them).
+
+    python -m benchmarks.spark_engine --workdir DIR --sizes 75000 300000
+
+For each size: the world's raw history committed to a Parquet lake (timed: the one-off
+cost of switching engine), then medians of ``--repeats`` runs, Spark (a local Spark
+Connect server, ``local[2]``) and DuckDB side by side on the same night and the same data:
+
+* serving features of the night (every active customer);
+* training features of one chunk of the production spine (8 as-of nights — the unit
+  both engines compute per query; the whole spine is 61 nights, ~7.6 chunks);
+* scoring the night's encoded rows (Spark: ``mapInPandas`` on the executors);
+
+the values are compared (they must be equal: features bit for bit, scores to 1e-12), and the
+rows and bytes each side reads and returns are recorded for the README's projection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import world
+from benchmarks.machine import describe
+from benchmarks.run import DEFAULT_NIGHT
+from risk_assets import model as model_lib
+from risk_assets.cli import quiet_dagster_warnings
+from risk_assets.defs.loaders import deployed_model
+from risk_assets.defs.model import training_nights
+from risk_assets.defs.resources import duckdb_resource, open_warehouse
+from risk_assets.night import Night
+from risk_assets.queries import features as feature_sql
+from risk_assets.queries import registry, warehouse
+from risk_assets.settings import Settings
+
+
+def _timed(fn, repeats: int):
+    runs, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        runs.append(round(time.perf_counter() - t0, 3))
+    return {"median_s": statistics.median(runs), "runs_s": runs}, out
+
+
+def measure(folder: Path, customers: int, repeats: int) -> dict:
+    from risk_assets.spark.engine import SparkEngine, connect
+    from risk_assets.spark.lake import RAW, Lake
+
+    settings = world.settings_for(folder, customers, DEFAULT_NIGHT)
+    lake = Lake(folder / "lake")
+    night = Night.of(DEFAULT_NIGHT, settings.calendar)
+    vocabulary = settings.features.vocabulary()
+    chunk = training_nights(Settings())[0][-feature_sql.TRAINING_CHUNK_DAYS:]
+    out: dict = {"customers": customers}
+    with open_warehouse(duckdb_resource(settings)) as conn:
+        if not warehouse.count(conn, "encoded_features", DEFAULT_NIGHT):
+            raise SystemExit(f"{folder}: run `python -m benchmarks.run --workdir ... --sizes {customers}` first "
+                             "(the night must be scored)")
+        t0 = time.perf_counter()
+        committed = lake.sync_raw(conn)
+        out["lake_sync"] = {"seconds": round(time.perf_counter() - t0, 1), "partitions": len(committed),
+                            "bytes": sum(f.stat().st_size for f in lake.table(RAW).rglob("*.parquet"))}
+        t0 = time.perf_counter()
+        engine = SparkEngine(connect("local[2]"), lake)
+        engine.register_lake_views(conn)
+        out["spark_session_start_s"] = round(time.perf_counter() - t0, 1)
+        version = registry.current_mapping_version(conn)
+
+        out["serving_duckdb"], ours = _timed(
+            lambda: feature_sql.serving_features(conn, night, version, vocabulary), repeats)
+        out["serving_spark"], theirs = _timed(
+            lambda: engine.serving_features(conn, night, version, vocabulary), repeats)
+        out["serving_equal"] = bool(ours.equals(theirs))
+        out["serving_rows"] = len(ours)
+
+        out["training_chunk_duckdb"], ours = _timed(
+            lambda: feature_sql.training_features(conn, chunk, version, vocabulary), 1)
+        out["training_chunk_spark"], theirs = _timed(lambda: engine.training_chunk(chunk, version, vocabulary), 1)
+        out["training_chunk_equal"] = bool(ours.equals(theirs))
+        out["training_chunk_rows"] = len(ours)
+        out["training_chunk_as_of"] = [str(chunk[0].day), str(chunk[-1].day)]
+        out["training_chunk_result_mb"] = round(ours.memory_usage(deep=True).sum() / 1024**2, 1)
+        del ours, theirs
+
+        booster, card = deployed_model(conn)
+        encoded = warehouse.read_partition(conn, "encoded_features", DEFAULT_NIGHT)
+    out["scoring_duckdb_process"], here = _timed(lambda: model_lib.predict(booster, encoded, card), repeats)
+    text = booster.model_to_string()
+    out["scoring_spark"], there = _timed(lambda: engine.score(encoded, text, card.enc), repeats)
+    out["scores_max_abs_diff"] = float(np.max(np.abs(here - there)))
+    out["scored_rows"] = len(encoded)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[75_000, 300_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    quiet_dagster_warnings()
+    report = {"machine": describe(), "night": DEFAULT_NIGHT.isoformat(), "repeats": args.repeats,
+              "spark_remote": "local[2]", "sizes": {}}
+    for customers in sorted(args.sizes):
+        report["sizes"][customers] = measure(args.workdir / f"customers_{customers}", customers, args.repeats)
+        print(json.dumps(report["sizes"][customers]), flush=True)
+    import pyspark
+
+    report["machine"]["pyspark"] = pyspark.__version__
+    target = args.out or Path(__file__).parent / "results" / f"spark_{'_'.join(map(str, sorted(args.sizes)))}.json"
+    target.write_text(json.dumps(report, indent=1, default=str))
+    print(f"written to {target}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

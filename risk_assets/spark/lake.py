@@ -1,0 +1,108 @@
+"""The Parquet lake the Spark engine reads: one folder per table under ``lake_path``.
+
+* ``raw_transactions/partition=YYYY-MM-DD/part-0.parquet`` — each accepted raw partition,
+  committed by the raw asset right after the warehouse commit (the landing contract has
+  already judged every row: the lake holds exactly the accepted rows, never more);
+* ``customers/``, ``category_mapping/``, ``channel_vocabulary/`` — the small reference
+  tables, re-committed before each Spark computation.
+
+Commit protocol (a folder, local or mounted): the new files are written into
+``_staging/<id>/`` at the lake's root (outside every table), then the old folder is renamed
+into ``_trash/<id>/``, the staging folder
+renamed into its place, and the trash deleted. A crash leaves the old partition or the new
+one in place (and leftovers only under ``_staging``/``_trash``); a reader listing the table
+in the instant between the two renames sees neither, which the pipeline never does (Dagster
+runs the reading step after the committing one). Object stores have no atomic rename:
+there, use a table format whose commit is one atomic write of its log (README: Delta Lake
+or Apache Iceberg catalogs plug in as the lake).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from risk_assets.queries import warehouse
+
+RAW = "raw_transactions"
+REFERENCE = ("customers", "category_mapping", "channel_vocabulary")
+
+
+def _path(path: Path) -> str:
+    """A file name as a SQL string literal (COPY takes no parameter for it)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class Lake:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def table(self, name: str) -> Path:
+        warehouse.table(name)  # whitelisted names only
+        return self.root / name
+
+    def partition(self, name: str, day: dt.date) -> Path:
+        return self.table(name) / f"partition={day.isoformat()}"
+
+    def partitions(self, name: str) -> list[dt.date]:
+        folder = self.table(name)
+        if not folder.is_dir():
+            return []
+        return sorted(dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in folder.glob("partition=*"))
+
+    def _commit(self, target: Path, write: Callable[[Path], None]) -> None:
+        staging = self.root / "_staging" / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            write(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        trash = None
+        if target.exists():
+            trash = self.root / "_trash" / uuid.uuid4().hex
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            target.rename(trash)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def commit_raw_partition(self, conn: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+        """Copy the warehouse's accepted rows of ``day`` into the lake; returns the rows
+        the copy wrote."""
+        written = []
+        columns = ", ".join(f'"{c}"' for c in warehouse.COLUMNS[RAW] if c != "partition")
+
+        def write(folder: Path) -> None:
+            written.append(conn.execute(f"COPY (SELECT {columns} FROM {warehouse.table(RAW)} WHERE partition = $day "
+                         f"ORDER BY customer_id, event_ts) TO {_path(folder / 'part-0.parquet')} (FORMAT parquet)",
+                         {"day": day}).fetchall()[0][0])
+
+        self._commit(self.partition(RAW, day), write)
+        return int(written[0])
+
+    def commit_reference(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Re-commit the small reference tables from the warehouse."""
+        for name in REFERENCE:
+            def write(folder: Path, name: str = name) -> None:
+                conn.execute(f"COPY (SELECT * FROM {warehouse.table(name)}) TO {_path(folder / 'part-0.parquet')} "
+                             "(FORMAT parquet)")
+
+            self._commit(self.table(name), write)
+
+    def sync_raw(self, conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
+        """Commit every loaded raw partition the lake does not hold yet (a warehouse that
+        switches to the Spark engine keeps its history); returns the days committed."""
+        have = set(self.partitions(RAW))
+        loaded = [r[0] for r in conn.execute(
+            f"SELECT DISTINCT partition FROM {warehouse.table('raw_loads')} ORDER BY partition").fetchall()]
+        missing = [d for d in loaded if d not in have]
+        for day in missing:
+            self.commit_raw_partition(conn, day)
+        return missing
