@@ -41,10 +41,15 @@ from risk_assets.settings import Settings
 
 
 def _timed(fn, repeats: int):
+    """Median and runs; a measurement that fails is recorded with its error, not hidden."""
     runs, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        try:
+            out = fn()
+        except Exception as exc:  # noqa: BLE001 - recorded in the result
+            return {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                    "after_s": round(time.perf_counter() - t0, 1)}, None
         runs.append(round(time.perf_counter() - t0, 3))
     return {"median_s": statistics.median(runs), "runs_s": runs}, out
 
@@ -77,13 +82,13 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
             lambda: feature_sql.serving_features(conn, night, version, vocabulary), repeats)
         out["serving_spark"], theirs = _timed(
             lambda: engine.serving_features(conn, night, version, vocabulary), repeats)
-        out["serving_equal"] = bool(ours.equals(theirs))
+        out["serving_equal"] = theirs is not None and bool(ours.equals(theirs))
         out["serving_rows"] = len(ours)
 
         out["training_chunk_duckdb"], ours = _timed(
             lambda: feature_sql.training_features(conn, chunk, version, vocabulary), 1)
         out["training_chunk_spark"], theirs = _timed(lambda: engine.training_chunk(chunk, version, vocabulary), 1)
-        out["training_chunk_equal"] = bool(ours.equals(theirs))
+        out["training_chunk_equal"] = theirs is not None and bool(ours.equals(theirs))
         out["training_chunk_rows"] = len(ours)
         out["training_chunk_as_of"] = [str(chunk[0].day), str(chunk[-1].day)]
         out["training_chunk_result_mb"] = round(ours.memory_usage(deep=True).sum() / 1024**2, 1)
@@ -94,7 +99,7 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
     out["scoring_duckdb_process"], here = _timed(lambda: model_lib.predict(booster, encoded, card), repeats)
     text = booster.model_to_string()
     out["scoring_spark"], there = _timed(lambda: engine.score(encoded, text, card.enc), repeats)
-    out["scores_max_abs_diff"] = float(np.max(np.abs(here - there)))
+    out["scores_max_abs_diff"] = None if there is None else float(np.max(np.abs(here - there)))
     out["scored_rows"] = len(encoded)
     return out
 

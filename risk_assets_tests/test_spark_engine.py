@@ -128,3 +128,32 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
             assert not run.success and "risk_scores" not in materialized(run), (name, night)
             outcomes[name] = failed_errors(run)
         assert outcomes["spark"] == outcomes["duckdb"] and outcomes["spark"], night
+
+
+def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeypatch, capsys):
+    """Switching a warehouse to the Spark engine: `risk-assets lake-sync` commits every loaded
+    raw day (no Spark needed), each partition holding exactly the accepted rows; a second run
+    commits nothing."""
+    from risk_assets import cli
+    from risk_assets.settings import to_toml
+    from risk_assets.spark.lake import Lake
+
+    settings = _spark_settings(world_copy)
+    config = tmp_path / "risk.toml"
+    config.write_text(to_toml(settings))
+    monkeypatch.setenv("RISK_ASSETS_CONFIG", str(config))
+    home = ["--home", str(tmp_path / "home")]
+    assert cli.main(["lake-sync", *home]) == 0
+    lake = Lake(settings.engine.lake_path)
+    with open_warehouse(duckdb_resource(settings)) as conn:
+        loaded = [r[0] for r in conn.execute("SELECT DISTINCT partition FROM raw_loads ORDER BY 1").fetchall()]
+        assert lake.partitions("raw_transactions") == loaded and len(loaded) > 300
+        day = loaded[100]
+        stored = conn.execute("SELECT count(*) FROM raw_transactions WHERE partition = ?", [day]).fetchall()[0][0]
+        in_lake = conn.execute("SELECT count(*) FROM read_parquet(?)",
+                               [str(lake.partition("raw_transactions", day) / "*.parquet")]).fetchall()[0][0]
+    assert stored == in_lake > 0
+    assert f"committed {len(loaded)} raw day(s)" in capsys.readouterr().out
+    assert cli.main(["lake-sync", *home]) == 0
+    assert "committed 0 raw day(s)" in capsys.readouterr().out
+    assert not list((lake.root / "_staging").iterdir()) and not list((lake.root / "_trash").glob("*"))

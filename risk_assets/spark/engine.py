@@ -32,9 +32,13 @@ SESSION_CONF = {
     # zero denominator of the spec is handled by a CASE first; this keeps Spark from
     # raising inside a branch it would not take)
     "spark.sql.ansi.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
 }
 _SESSIONS: dict[str, object] = {}
+
+
+LOCAL_DRIVER_MEMORY = "6g"
+"""Heap of a local Connect server (``local[N]``): Spark's default 1 GB runs out at 300k
+customers (``benchmarks/spark_engine.py``). ``PYSPARK_SUBMIT_ARGS`` overrides it."""
 
 
 def connect(remote: str):
@@ -42,6 +46,8 @@ def connect(remote: str):
     Connect server — Java 17 on the PATH — whose Python workers run this interpreter."""
     if remote not in _SESSIONS:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        if remote.startswith("local"):
+            os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-memory {LOCAL_DRIVER_MEMORY} pyspark-shell")
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder.remote(remote)
