@@ -22,7 +22,7 @@ import pytest
 
 from risk_assets import model as model_lib
 from risk_assets.defs.loaders import deployed_model
-from risk_assets.defs.model import training_nights
+from risk_assets.defs.model import build_training_features, training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.night import Night
 from risk_assets.queries import features as fsql
@@ -76,6 +76,14 @@ def test_spark_features_equal_duckdb_features_exactly(world_copy, spark_session)
             theirs = engine.training_features(conn, spine, version, vocabulary)
             assert ours["as_of"].nunique() == len(spine)
             pd.testing.assert_frame_equal(theirs, ours, check_exact=True)
+
+        # the training_features asset's body on each engine: the same table, labels included
+        build_training_features(conn, settings, engine)
+        on_spark = warehouse.training_frame(conn)
+        build_training_features(conn, settings)
+        on_duckdb = warehouse.training_frame(conn)
+    assert on_duckdb["label"].sum() > 0
+    pd.testing.assert_frame_equal(on_spark, on_duckdb, check_exact=True)
 
 
 def _copy(settings, folder):

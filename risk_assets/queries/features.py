@@ -260,7 +260,7 @@ def insert_training_features(
         with _training_query(conn, chunk, mapping_version, vocabulary, None, timezone) as (sql, params):
             if compute is not None:
                 conn.register("_computed", compute(chunk))
-                sql = "SELECT * FROM _computed"
+                sql, params = "SELECT * FROM _computed", {"mapping": params["mapping"]}
             conn.execute(f"""
 INSERT INTO {warehouse.table("training_features")} ({columns})
 SELECT q.*,
