@@ -35,6 +35,9 @@ def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
     evidently = report["side_by_side"]["drift"]["evidently"]
     assert isinstance(evidently, dict) or evidently.startswith("skipped: evidently is not installed")
     assert set(report["targets"]) >= {"serving_features_s", "training_features_s", "all_checks_s", "nightly_s",
-                                      "checks_share_of_nightly", "peak_rss_gb"}
+                                      "checks_share_of_nightly", "peak_rss_gb", "training_peak_rss_gb"}
+    # the serving partition and the training rows as the assets write them
+    assert size["serving_features_written"]["median_s"] > 0
+    assert "inside the warehouse" in size["serving_features_written"]["what"]
     table = render(report)
-    assert "serving features, one night" in table and "| target (issue 6) |" in table
+    assert "serving features, one night (written in the warehouse" in table and "| target (issue 15) |" in table
