@@ -4,7 +4,7 @@ The feature SQL is the DuckDB engine's own text (:func:`queries.features.serving
 :func:`queries.features.training_query`) rendered by :mod:`risk_assets.spark.dialect`; the
 tables it names are the lake's (:mod:`risk_assets.spark.lake`). Results come back as the
 same pandas frames (one row per customer, or per customer and as-of night) that the DuckDB
-engine returns, and go through the same ``_finish``; what leaves Spark is the per-customer
+engine returns, and go through the same ``finish``; what leaves Spark is the per-customer
 result, never the transaction history. Scoring applies the LightGBM text model in
 ``mapInPandas`` batches on the executors.
 """
