@@ -180,7 +180,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
             try:
                 conn.execute("DELETE FROM training_features")
                 feature_sql.insert_training_features(conn, spine, version, settings.features.vocabulary(),
-                                                     tz, "train", SPEC_VERSION)
+                                                     "train", SPEC_VERSION)
                 return int(conn.execute("SELECT count(*) FROM training_features").fetchall()[0][0])
             finally:
                 conn.execute("ROLLBACK")

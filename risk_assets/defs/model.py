@@ -65,8 +65,8 @@ def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings,
         for split, nights in (("train", train), ("validation", valid)):
             compute = None if engine is None else (
                 lambda chunk: engine.training_chunk(chunk, mapping_version, vocabulary))
-            feature_sql.insert_training_features(conn, nights, mapping_version, vocabulary,
-                                                 settings.calendar.timezone, split, SPEC_VERSION, compute=compute)
+            feature_sql.insert_training_features(conn, nights, mapping_version, vocabulary, split, SPEC_VERSION,
+                                                 compute=compute)
     by_split = warehouse.training_summary(conn)
     t = settings.training
     return {

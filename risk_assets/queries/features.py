@@ -183,6 +183,11 @@ def _training_chunk(
         return finish(warehouse.frame(conn, f"{sql}\nORDER BY f.as_of, f.customer_id", params))
 
 
+def spine_frame(nights: Sequence[Night]) -> pd.DataFrame:
+    """The ``_spine`` relation of the training execution: one row of bounds per as-of night."""
+    return pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
+
+
 def training_query(nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
                    sample: bool = False) -> tuple[str, dict]:
     """The training execution for one chunk of as-of nights: its SQL (no ORDER BY) and
@@ -210,13 +215,13 @@ def _training_query(
     mapping_version: str,
     vocabulary: FeatureVocabulary,
     customers: Sequence[str] | None,
-    timezone: str | None = None,
+    labels: bool = False,
 ) -> Iterator[tuple[str, dict]]:
     """:func:`training_query` with the spine (and the sample) registered in DuckDB while
-    it is used. With ``timezone`` the spine also carries each night's ``label_end``."""
-    spine = pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
-    if timezone is not None:
-        spine["label_end"] = [Night(n.day, timezone).label_end for n in nights]
+    it is used. With ``labels`` the spine also carries each night's ``label_end``."""
+    spine = spine_frame(nights)
+    if labels:
+        spine["label_end"] = [n.label_end for n in nights]
     conn.register("_spine", spine)
     if customers is not None:
         conn.register("_sample", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
@@ -237,7 +242,6 @@ def insert_training_features(
     nights: Sequence[Night],
     mapping_version: str,
     vocabulary: FeatureVocabulary,
-    timezone: str,
     split: str,
     spec_version: str,
     chunk_days: int = TRAINING_CHUNK_DAYS,
@@ -257,7 +261,7 @@ def insert_training_features(
     columns = ", ".join(_TRAINING_COLUMNS)
     for i in range(0, len(nights), chunk_days):
         chunk = nights[i:i + chunk_days]
-        with _training_query(conn, chunk, mapping_version, vocabulary, None, timezone) as (sql, params):
+        with _training_query(conn, chunk, mapping_version, vocabulary, None, labels=True) as (sql, params):
             if compute is not None:
                 conn.register("_computed", compute(chunk))
                 sql, params = "SELECT * FROM _computed", {"mapping": params["mapping"]}

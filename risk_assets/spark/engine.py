@@ -102,7 +102,7 @@ class SparkEngine:
     def training_chunk(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
                        customers: Sequence[str] | None = None) -> pd.DataFrame:
         """One chunk of as-of nights (the lake views registered by the caller)."""
-        spine = pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
+        spine = feature_sql.spine_frame(nights)
         self.spark.createDataFrame(spine.astype(str)).selectExpr(
             *(f"CAST({c} AS TIMESTAMP) AS {c}" for c in BOUND_COLUMNS)).createOrReplaceTempView("_spine")
         if customers is not None:
