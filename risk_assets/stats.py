@@ -22,21 +22,35 @@ def quantile_edges(values: np.ndarray, n_bins: int = 10) -> list[float]:
     return sorted(set(float(e) for e in edges))
 
 
-def bin_shares(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Share of values per bin: ``(-inf, e0], (e0, e1], …, (e_last, inf)``."""
+def bin_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Finite values per bin: ``(-inf, e0], (e0, e1], …, (e_last, inf)`` (the warehouse
+    counts the same bins in SQL: :func:`risk_assets.queries.statistics.bin_counts`)."""
     values = np.asarray(values, dtype="float64")
     values = values[np.isfinite(values)]
-    counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)
-    return counts / max(values.size, 1)
+    return np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)
+
+
+def bin_shares(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Share of the finite values per bin (:func:`bin_counts`)."""
+    counts = bin_counts(values, edges)
+    return counts / max(counts.sum(), 1)
+
+
+def fold_levels(value_counts: pd.DataFrame, levels: Sequence[str]) -> np.ndarray:
+    """Rows per level from ``value, rows`` counts; values outside ``levels`` (and missing
+    ones) count as the last level (``__unseen__`` in an encoding vocabulary)."""
+    index = {level: i for i, level in enumerate(levels)}
+    counts = np.zeros(len(levels), dtype="int64")
+    for value, rows in zip(value_counts["value"], value_counts["rows"]):
+        counts[index.get(value, len(levels) - 1) if isinstance(value, str) else len(levels) - 1] += int(rows)
+    return counts
 
 
 def level_shares(values: Sequence[str], levels: Sequence[str]) -> np.ndarray:
-    """Share of values per level; values outside ``levels`` (and missing ones) count as
-    the last level (``__unseen__`` in an encoding vocabulary)."""
-    codes = pd.Categorical(pd.Series(values, dtype=object), categories=list(levels)).codes
-    codes = np.where(codes < 0, len(levels) - 1, codes)
-    counts = np.bincount(codes, minlength=len(levels)).astype("float64")
-    return counts / max(counts.sum(), 1)
+    """Share of values per level (:func:`fold_levels`)."""
+    counts = pd.Series(values, dtype=object).value_counts(dropna=False)
+    folded = fold_levels(pd.DataFrame({"value": counts.index, "rows": counts.to_numpy()}), levels)
+    return folded / max(folded.sum(), 1)
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:

@@ -68,13 +68,13 @@ def test_thresholds_come_from_the_settings_the_catalogue_names(tmp_path):
     assert decl.thresholds(settings) == {"ceiling": 0.07}
 
     def ledger(cells: int) -> pd.DataFrame:
-        return pd.DataFrame({"customer_id": [f"c{i}" for i in range(cells)], "feature": "online_share_30d",
-                             "reason": "missing_value"})
+        return pd.DataFrame({"feature": ["online_share_30d"], "reason": "missing_value", "cells": cells,
+                             "customers": cells})
 
-    assert decl.judge({"ledger": ledger(7), "rows": 100}, settings).passed          # 7% at a 7% ceiling
-    over = decl.judge({"ledger": ledger(8), "rows": 100}, settings)
+    assert decl.judge({"cells": ledger(7), "rows": 100}, settings).passed          # 7% at a 7% ceiling
+    over = decl.judge({"cells": ledger(8), "rows": 100}, settings)
     assert not over.passed and over.thresholds == {"ceiling": 0.07}
-    assert declared("encoded_features", "imputation_ceiling").judge({"ledger": ledger(3), "rows": 100},
+    assert declared("encoded_features", "imputation_ceiling").judge({"cells": ledger(3), "rows": 100},
                                                                      small_settings(tmp_path)).passed is False
 
 

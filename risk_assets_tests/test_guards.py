@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from risk_assets.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
-from risk_assets.guards.coverage import category_coverage
+from risk_assets.guards.coverage import category_coverage, night_counts
 from risk_assets.guards.daily import calibrate, daily_drift, daily_statistics
-from risk_assets.guards.drift import calibrated_threshold, drift_bounds, monitored_features
-from risk_assets.guards.imputation import imputation_ceiling, missingness_pattern
+from risk_assets.guards.drift import calibrated_threshold, drift_bounds, monitored_features, profile
+from risk_assets.guards.imputation import contingency, imputation_ceiling, ledger_counts, missingness_pattern
 from risk_assets.guards.parity import parity
 from risk_assets.guards.scores import score_sanity
 from risk_assets.guards.volume import row_volume
@@ -40,13 +40,13 @@ def _night(counts: dict[str, tuple[int, float]]) -> pd.DataFrame:
 
 def test_coverage_passes_a_night_of_known_categories():
     night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
-    outcome = category_coverage(night, _mapping(), 0.005)
+    outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     assert outcome.passed and outcome.figures["unmapped_rows"] == 0
 
 
 def test_coverage_names_new_categories_and_suggests_rename_and_merge():
     night = _night({"groceries": (600, 3.0), "fuel": (210, 3.5), "p2p": (95, 4.5), "trips": (88, 5.8)})
-    outcome = category_coverage(night, _mapping(), 0.005)
+    outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     assert not outcome.passed and outcome.severity == "ERROR"
     assert set(outcome.figures["unseen_categories"].split(", ")) == {"p2p", "trips"}
     suggestions = outcome.tables["suggestions"].set_index("category")
@@ -61,7 +61,7 @@ def test_coverage_names_new_categories_and_suggests_rename_and_merge():
 def test_a_genuinely_new_category_is_marked_for_review():
     night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5),
                     "fuel": (210, 3.5), "bnpl": (30, 3.4)})
-    suggestion = category_coverage(night, _mapping(), 0.005).tables["suggestions"].iloc[0]
+    suggestion = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005).tables["suggestions"].iloc[0]
     assert suggestion["kind"] == "new" and suggestion["confidence"].startswith("weak")
 
 
@@ -69,7 +69,7 @@ def test_a_merge_is_never_split_into_a_rename_and_a_newcomer_claiming_the_other_
     # "trips" holds travel + hotels; "crypto" is new with roughly hotels' volume
     night = _night({"groceries": (600, 3.0), "transfer": (100, 4.5), "fuel": (210, 3.5), "trips": (90, 5.8),
                     "crypto": (40, 5.3)})
-    suggestions = category_coverage(night, _mapping(), 0.005).tables["suggestions"].set_index("category")
+    suggestions = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005).tables["suggestions"].set_index("category")
     assert suggestions.at["trips", "kind"] == "merge" and suggestions.at["trips", "replaces"] == "hotels + travel"
     assert suggestions.at["crypto", "kind"] == "new" and not suggestions.at["crypto", "confidence"].startswith("strong")
 
@@ -77,7 +77,7 @@ def test_a_merge_is_never_split_into_a_rename_and_a_newcomer_claiming_the_other_
 def test_case_and_whitespace_variants_are_aliases_of_their_normal_form():
     night = _night({"groceries": (580, 3.0), "Groceries": (10, 3.0), "groceries ": (10, 3.0), "travel": (50, 6.0),
                     "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
-    outcome = category_coverage(night, _mapping(), 0.005)
+    outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     suggestions = outcome.tables["suggestions"].set_index("category")
     assert suggestions.at["Groceries", "kind"] == "variant" and suggestions.at["Groceries", "alias_to"] == "groceries"
     assert suggestions.at["groceries ", "alias_to"] == "groceries"
@@ -88,7 +88,7 @@ def test_suggested_aliases_are_valid_toml_for_any_name():
     hostile = ["'); DROP TABLE raw_transactions; --", 'quo"te', "back\\slash", "pipe|tab\t", "ünïcödé", "x = 1"]
     night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5),
                     "fuel": (210, 3.5), **{name: (8, 3.5) for name in hostile}})
-    outcome = category_coverage(night, _mapping(), 0.005)
+    outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     parsed = tomllib.loads(outcome.data["suggested_aliases_toml"])["mapping"]["aliases"]
     assert parsed == outcome.data["suggested_aliases"] and set(parsed) == set(hostile)
 
@@ -106,20 +106,22 @@ def _groups(n=1000):
 
 
 def test_imputation_ceiling_reports_every_feature_and_fails_above_it():
-    outcome = imputation_ceiling(_ledger([f"C{i}" for i in range(30)]), rows=1000, ceiling=0.02)
+    outcome = imputation_ceiling(ledger_counts(_ledger([f"C{i}" for i in range(30)])), rows=1000, ceiling=0.02)
     assert not outcome.passed and outcome.figures["worst_feature"] == "online_share_30d"
     assert outcome.figures["rate.online_share_30d"] == 0.03
     assert all(f"rate.{f}" in outcome.figures for f in FEATURE_NAMES)
-    assert imputation_ceiling(_ledger([f"C{i}" for i in range(20)]), rows=1000, ceiling=0.02).passed
+    assert imputation_ceiling(ledger_counts(_ledger([f"C{i}" for i in range(20)])), rows=1000, ceiling=0.02).passed
 
 
 def test_missingness_pattern_fires_on_concentration_but_not_on_random_missingness():
     groups = _groups()
     concentrated = groups.loc[groups["uses:gambling"] == 1, "customer_id"].head(15)  # 1.5%, all in one group
-    outcome = missingness_pattern(_ledger(list(concentrated)), groups, alpha=0.001, min_lift=3, min_cells=5)
+    outcome = missingness_pattern(*contingency(_ledger(list(concentrated)), groups, min_cells=5), alpha=0.001,
+                                  min_lift=3, min_cells=5)
     assert not outcome.passed and "uses:gambling=1" in outcome.summary
     random = groups["customer_id"].sample(15, random_state=3)
-    assert missingness_pattern(_ledger(list(random)), groups, alpha=0.001, min_lift=3, min_cells=5).passed
+    assert missingness_pattern(*contingency(_ledger(list(random)), groups, min_cells=5), alpha=0.001, min_lift=3,
+                               min_cells=5).passed
 
 
 # --------------------------------------------------------------------------- drift
@@ -140,11 +142,11 @@ def test_drift_bands_pass_a_fresh_clean_sample_and_catch_a_shift():
     clean = pd.DataFrame({f: RNG.gamma(2.0, 1.0, 4000) for f in NUMERIC})
     for f in CATEGORICAL:
         clean[f] = RNG.choice(["a", "b", "c"], 4000, p=[0.5, 0.3, 0.2])
-    assert drift_bounds(clean, reference, 0.05, 0.001).passed
+    assert drift_bounds(profile(clean, reference), reference, 0.05, 0.001).passed
     shifted = clean.copy()
     shifted["amount_sum_30d"] = shifted["amount_sum_30d"] * 1.3
     shifted["segment"] = RNG.choice(["a", "b", "c"], 4000, p=[0.3, 0.3, 0.4])
-    outcome = drift_bounds(shifted, reference, 0.05, 0.001)
+    outcome = drift_bounds(profile(shifted, reference), reference, 0.05, 0.001)
     assert not outcome.passed and outcome.severity == "ERROR"
     bands = outcome.tables["features"].set_index("feature")["band"]
     assert bands["amount_sum_30d"] == "ERROR" and bands["segment"] == "ERROR"

@@ -15,6 +15,7 @@ from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, TRAINING_JOB
 from risk_assets.scenario.world import NEW_CATEGORIES
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
+from risk_assets_tests.test_statistics import assert_statistics_match_rows
 
 D = FIRST_NIGHT + dt.timedelta(days=2)  # incident 1: two clean nights run first
 N = FIRST_NIGHT  # the first night after the trained world's history: no gap in the look-back
@@ -59,6 +60,8 @@ def test_incident_1_product_change_is_stopped_on_its_first_night(world_copy, ins
     assert ("encoded_features", "category_coverage") in failed
     assert "risk_scores" not in materialized(result)
     assert scores_written(settings, D) == 0
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:  # the checks' aggregates = their definitions
+        assert_statistics_match_rows(conn, D, settings, tested=False)  # coverage's cells
     evaluation = checks(result)[("raw_transactions", "category_coverage")]
     unseen = evaluation.metadata["unseen_categories"].value
     for name in (*NEW_CATEGORIES, "p2p_payments", "travel_and_lodging"):
@@ -107,6 +110,7 @@ def test_incident_2_concentrated_missingness_breaks_the_ceiling_and_the_pattern(
         ledger = conn.execute("SELECT customer_id, feature FROM imputation_log WHERE partition = ?", [N]).df()
         nulls = conn.execute("SELECT count(*) FROM serving_features WHERE partition = ? AND online_share_30d IS NULL",
                              [N]).fetchall()[0][0]
+        assert_statistics_match_rows(conn, N, settings, tested=True)
     assert not ledger.duplicated().any()
     assert (ledger["feature"] == "online_share_30d").sum() == nulls > 0
 

@@ -6,7 +6,8 @@ On copies of the small trained world, with its raw history committed to a Parque
   features for several nights, and the whole training and validation spine;
 * the nightly job with ``[engine] kind = "spark"`` writes the same serving features as
   the DuckDB engine and scores on the executors that agree with DuckDB's to 1e-12;
-* the incident nights are blocked by the same checks on both engines.
+* the incident nights are blocked by the same checks on both engines, their statistics
+  aggregated by Spark over the lake equal to the warehouse's.
 
 Needs PySpark (``pip install -e '.[spark]'``) and Java 17; ``.ci/run`` provides both.
 """
@@ -26,9 +27,10 @@ from risk_assets.defs.model import build_training_features, training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.night import Night
 from risk_assets.queries import features as fsql
-from risk_assets.queries import registry, warehouse
+from risk_assets.queries import registry, statistics, warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, require, run_night
 from risk_assets_tests.test_incidents import failed_errors, materialized
+from risk_assets_tests.test_statistics import all_statistics, assert_same_statistics
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,19 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
             assert not run.success and "risk_scores" not in materialized(run), (name, night)
             outcomes[name] = failed_errors(run)
         assert outcomes["spark"] == outcomes["duckdb"] and outcomes["spark"], night
+
+    # the checks' statistics were aggregated by Spark over the lake: the warehouse's, exactly
+    from risk_assets.spark.engine import SparkEngine
+    from risk_assets.spark.lake import Lake
+
+    engine = SparkEngine(spark_session, Lake(spark.engine.lake_path))
+    with open_warehouse(duckdb_resource(spark)) as conn:
+        for night in (FIRST_NIGHT, product_change):
+            on_duckdb = all_statistics(conn, night, spark)
+            with statistics.on_engine(engine):
+                on_spark = all_statistics(conn, night, spark)
+            assert_same_statistics(on_duckdb, on_spark)
+        assert len(on_duckdb["unmapped_rows"]) > 0 and on_duckdb["unseen_customers"]["n"].iloc[0] > 0
 
 
 def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeypatch, capsys):

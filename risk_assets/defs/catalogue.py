@@ -179,7 +179,7 @@ CHECKS: tuple[CheckDecl, ...] = (
                         "min_cells": "checks.missingness_min_cells"},
               description="Is missingness concentrated in a segment, region or category (chi-square, "
               "Bonferroni, lift)? Fires even under the imputation ceiling."),
-    CheckDecl("drift_bounds", "encoded_features", drift_bounds, load=loaders.drift_frame,
+    CheckDecl("drift_bounds", "encoded_features", drift_bounds, load=loaders.drift_counts,
               settings={"warn_alpha": "checks.drift_warn_alpha", "error_alpha": "checks.drift_error_alpha",
                         "min_psi": "checks.drift_min_psi", "min_js": "checks.drift_min_js"},
               severity="WARN or ERROR",

@@ -20,10 +20,10 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets.defs import loaders, render
 from risk_assets.defs.catalogue import CHECKS, CheckDecl, in_asset
-from risk_assets.defs.resources import daily_partitions, night_of, open_warehouse
+from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
 from risk_assets.guards import Refused, Verdict
 from risk_assets.night import Night
-from risk_assets.queries import registry, warehouse
+from risk_assets.queries import registry, statistics, warehouse
 from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 
@@ -75,9 +75,10 @@ def _asset_checks(asset: str, decls: list[CheckDecl], settings: Settings,
 
     @dg.multi_asset_check(name=f"{asset}_checks", specs=[_spec(d, partitions) for d in decls], can_subset=True,
                           description=f"The nightly checks of {asset}, evaluated in one step.")
-    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, spark: SparkConnectResource):
         selected = [d for k, d in by_key.items() if k in context.selected_asset_check_keys]  # catalogue order
-        with open_warehouse(duckdb) as conn:
+        engine = spark.engine() if settings.engine.kind == "spark" else None
+        with open_warehouse(duckdb) as conn, statistics.on_engine(engine):
             yield from evaluate_step(selected, conn, night_of(context, settings), settings)
 
     return _checks

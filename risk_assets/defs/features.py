@@ -73,9 +73,11 @@ def compute_serving_features(conn: duckdb.DuckDBPyConnection, night: Night, sett
     }
 
 
-def encode_night(conn: duckdb.DuckDBPyConnection, night: Night) -> tuple[dict, dict]:
+def encode_night(conn: duckdb.DuckDBPyConnection, night: Night, lake=None) -> tuple[dict, dict]:
     """The night's serving features on the deployed model's vocabulary, and the ledger of
-    every substituted cell; returns the metadata of both assets."""
+    every substituted cell; returns the metadata of both assets. With the Spark engine
+    (``lake``), both partitions are also committed to the lake, where the checks'
+    statistics are aggregated."""
     _, card = deployed_model(conn)
     served = warehouse.read_partition(conn, "serving_features", night.day)
     versions = {"spec_version": SPEC_VERSION, "mapping_version": served.at[0, "mapping_version"],
@@ -83,6 +85,9 @@ def encode_night(conn: duckdb.DuckDBPyConnection, night: Night) -> tuple[dict, d
     encoded, ledger = encode(served.drop(columns=["partition"]), card.enc)
     encoded, ledger = encoded.assign(**versions), ledger.assign(**versions)
     warehouse.replace_partition(conn, night.day, {"encoded_features": encoded, "imputation_log": ledger})
+    for name, rows in (("encoded_features", len(encoded)), ("imputation_log", len(ledger))):
+        if lake is not None and lake.commit_partition(conn, name, night.day) != rows:
+            raise RuntimeError(f"{name}[{night.key}]: the lake copy does not hold the {rows} rows written")
     rates = ledger_rates(ledger, len(encoded))
     per_feature = rates.groupby("feature", sort=False)["cells"].sum()
     encoded_meta = {
@@ -138,9 +143,10 @@ def build_feature_assets(settings: Settings) -> list:
         ],
         can_subset=False,
     )
-    def encoded_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    def encoded_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource, spark: SparkConnectResource):
+        lake = spark.lake() if settings.engine.kind == "spark" else None
         with render.clear_failure(), open_warehouse(duckdb) as conn:
-            encoded_meta, ledger_meta = encode_night(conn, night_of(context, settings))
+            encoded_meta, ledger_meta = encode_night(conn, night_of(context, settings), lake)
         yield dg.MaterializeResult(asset_key="encoded_features", metadata=render.metadata(encoded_meta))
         yield dg.MaterializeResult(asset_key="imputation_log", metadata=render.metadata(ledger_meta))
 

@@ -20,18 +20,17 @@ import pandas as pd
 from risk_assets import model as model_lib
 from risk_assets.calendar import holidays_between
 from risk_assets.features.encoding import UNSEEN_CATEGORY
-from risk_assets.features.spec import WINDOWS
 from risk_assets.guards.drift import monitored_features
 from risk_assets.guards import Refused
 from risk_assets.guards.daily import daily_statistics
-from risk_assets.guards.imputation import category_usage, coverage_cells
 from risk_assets.guards.parity import parity_sample
 from risk_assets.night import Night
 from risk_assets.queries import features as feature_sql
-from risk_assets.queries import registry, warehouse
+from risk_assets.queries import registry, statistics, warehouse
 from risk_assets.queries.features import ServingSkew
 from risk_assets.queries.warehouse import NotMaterialised
 from risk_assets.settings import Settings
+from risk_assets.stats import fold_levels
 from risk_assets.sources import make_source
 
 VOLUME_HISTORY_DAYS = 120
@@ -119,19 +118,21 @@ def volume(conn, night: Night, settings: Settings) -> Inputs:
 
 
 def amount_levels(conn, night: Night, settings: Settings) -> Inputs:
-    return Inputs({"night": warehouse.night_categories(conn, night.day),
+    return Inputs({"night": statistics.category_counts(conn, night.day),
                    "history": warehouse.category_log_amounts(conn, night.days_back(AMOUNT_HISTORY_DAYS),
                                                              night.days_back(1))})
 
 
 def coverage(conn, night: Night, settings: Settings) -> Inputs:
-    return Inputs({"night": warehouse.night_categories(conn, night.day), "mapping": registry.mapping(conn)},
-                  {"mapping_version": registry.current_mapping_version(conn)})
+    version = registry.current_mapping_version(conn)
+    return Inputs({"categories": statistics.category_counts(conn, night.day),
+                   "unmapped": statistics.unmapped_rows(conn, night.day, version), "mapping": registry.mapping(conn)},
+                  {"mapping_version": version})
 
 
 def channels(conn, night: Night, settings: Settings) -> Inputs:
     version = registry.current_mapping_version(conn)
-    return Inputs({"values": warehouse.night_column(conn, night.day, "channel"),
+    return Inputs({"counts": statistics.value_counts(conn, night.day, "channel"),
                    "vocabulary": registry.channels(conn, version), "column": "channel"},
                   {"mapping_version": version})
 
@@ -203,46 +204,48 @@ def encoded(conn, night: Night, settings: Settings) -> Inputs:
 
 
 def coverage_and_customers(conn, night: Night, settings: Settings) -> Inputs:
-    ledger = warehouse.imputation_ledger(conn, night.day)
-    unseen = ledger[ledger["reason"] == UNSEEN_CATEGORY]
+    cells = statistics.ledger_counts(conn, night.day)
+    unseen = cells[cells["reason"] == UNSEEN_CATEGORY]
     base = coverage(conn, night, settings)
     return Inputs(base.args | {
-        "customers_with_unseen": int(unseen["customer_id"].nunique()),
+        "customers_with_unseen": statistics.customers_with(conn, night.day, UNSEEN_CATEGORY),
         "scored_customers": warehouse.count(conn, "encoded_features", night.day),
-        "unseen_by_feature": {f: int(n) for f, n in unseen.groupby("feature")["customer_id"].nunique().items()},
+        "unseen_by_feature": {f: int(n) for f, n in zip(unseen["feature"], unseen["customers"])},
     }, base.extras)
 
 
 def ledger(conn, night: Night, settings: Settings) -> Inputs:
-    return Inputs({"ledger": warehouse.imputation_ledger(conn, night.day),
+    return Inputs({"cells": statistics.ledger_counts(conn, night.day),
                    "rows": warehouse.count(conn, "encoded_features", night.day)})
 
 
 def missingness(conn, night: Night, settings: Settings) -> Inputs:
-    cells = warehouse.imputation_ledger(conn, night.day)
-    groups = warehouse.customer_groups(conn, night.day)
-    excused = pd.Series(False, index=cells.index)
-    if len(cells):
-        # which NULLs are coverage's to judge: windows holding unmapped categories or unseen channels
-        first, last = night.scan_range(30)
-        window = warehouse.window_categories(conn, night.window_start(30), night.as_of, first, last)
-        version = registry.current_mapping_version(conn)
-        unmapped = set(window.loc[~window["category"].isin(set(registry.mapping(conn)["raw_category"])), "customer_id"])
-        known = registry.channels(conn, version)
-        unseen = set(window.loc[window["channel"].notna() & ~window["channel"].isin(known), "customer_id"])
-        excused = coverage_cells(cells, unmapped, unseen)
-        if (cells[~excused].groupby("feature").size() >= settings.checks.missingness_min_cells).any():
-            # only a night with enough substituted cells needs the category-usage groups
-            groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
-    exposure = warehouse.read_partition(conn, "encoded_features", night.day, required=False,
-                                        columns=[f"txn_count_{w}d" for w in WINDOWS])
-    return Inputs({"ledger": cells, "groups": groups, "excused": excused, "exposure": exposure})
+    """The ledger's cells per feature (with those coverage judges) and, for the features
+    with enough of the rest, the contingency of customers by group and exposure — both
+    aggregated by the engine; a night without substituted cells reads nothing else."""
+    min_cells = settings.checks.missingness_min_cells
+    if statistics.ledger_counts(conn, night.day).empty:
+        return Inputs({"cells": pd.DataFrame(columns=["feature", "cells", "excused"]),
+                       "contingency": pd.DataFrame(columns=["feature", "dimension", "grp", "n", "customers", "hits"])})
+    version = registry.current_mapping_version(conn)
+    cells = statistics.missing_cells(conn, night, version)
+    tested = (cells["cells"] - cells["excused"] >= min_cells).any()
+    table = (statistics.missingness_contingency(conn, night, version, min_cells) if tested
+             else pd.DataFrame(columns=["feature", "dimension", "grp", "n", "customers", "hits"]))
+    return Inputs({"cells": cells, "contingency": table})
 
 
-def drift_frame(conn, night: Night, settings: Settings) -> Inputs:
+def drift_counts(conn, night: Night, settings: Settings) -> Inputs:
     _, card = deployed_model(conn)
-    frame = warehouse.read_partition(conn, "encoded_features", night.day, columns=monitored_features())
-    return Inputs({"encoded": frame, "reference": card.reference}, {"model_version": card.version})
+    reference = card.reference
+    monitored = monitored_features()
+    counts = statistics.bin_counts(conn, night.day, {f: reference["numeric"][f]["edges"]
+                                                     for f in monitored if f in reference["numeric"]})
+    levels = statistics.level_counts(conn, night.day, [f for f in monitored if f in reference["categorical"]])
+    counts |= {f: fold_levels(v, reference["categorical"][f]["levels"]) for f, v in levels.items()}
+    if not sum(int(c.sum()) for c in counts.values()):
+        raise NotMaterialised(f"encoded_features[{night.day}] is empty: materialise it first")
+    return Inputs({"counts": counts, "reference": reference}, {"model_version": card.version})
 
 
 def daily_aggregates(conn, first, last, settings: Settings) -> pd.DataFrame:

@@ -69,11 +69,16 @@ class SparkConnectResource(dg.ConfigurableResource):
     remote: str = "local[2]"
     lake_path: str = ".risk_assets/lake"
 
-    def engine(self):
-        from risk_assets.spark.engine import SparkEngine, connect
+    def lake(self):
+        """The lake alone (no Spark session: writing it is the warehouse's COPY)."""
         from risk_assets.spark.lake import Lake
 
-        return SparkEngine(connect(self.remote), Lake(Path(self.lake_path)))
+        return Lake(Path(self.lake_path))
+
+    def engine(self):
+        from risk_assets.spark.engine import SparkEngine, connect
+
+        return SparkEngine(connect(self.remote), self.lake())
 
 
 def spark_resource(settings: Settings) -> SparkConnectResource:

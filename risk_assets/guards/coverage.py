@@ -23,22 +23,37 @@ def _poisson_p(observed: int, expected: float) -> float:
     return float(min(1.0, 2 * min(poisson.cdf(observed, expected), poisson.sf(observed - 1, expected))))
 
 
-def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_share: float) -> Verdict:
-    """``night``: the partition's rows (transaction_id, category, amount_cents).
-    ``mapping``: the current category mapping with its training volumes and amounts."""
-    n = len(night)
-    known = set(mapping["raw_category"])
-    unmapped = night[~night["category"].isin(known)]
-    share = len(unmapped) / n if n else 0.0
-    amount_share = float(unmapped["amount_cents"].sum() / night["amount_cents"].sum()) if n else 0.0
+def night_counts(night: pd.DataFrame, mapping: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From a partition's rows (``transaction_id, category, amount_cents``): the per-category
+    counts and the unmapped rows that :func:`category_coverage` judges — what the checks
+    get from the warehouse as aggregates (:func:`risk_assets.queries.statistics.category_counts`,
+    ``unmapped_rows``)."""
+    logs = np.log(night["amount_cents"].astype("float64"))
+    counts = (night.assign(log=logs).groupby("category")
+              .agg(rows=("log", "size"), amount_cents=("amount_cents", "sum"), mean_log=("log", "mean"))
+              .reset_index())
+    unmapped = night[~night["category"].isin(set(mapping["raw_category"]))]
+    return counts, unmapped.sort_values(["category", "transaction_id"])[["transaction_id", "category", "amount_cents"]]
 
-    unseen = (
-        unmapped.groupby("category")
-        .agg(rows=("transaction_id", "size"), amount_cents=("amount_cents", "sum"),
-             sample_ids=("transaction_id", lambda s: ", ".join(sorted(s)[:3])))
-        .reset_index()
-        .sort_values("rows", ascending=False)
-    )
+
+def category_coverage(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping: pd.DataFrame,
+                      max_unmapped_share: float) -> Verdict:
+    """``categories``: the partition's rows per category (``category, rows,
+    amount_cents``); ``unmapped``: rows of the categories the mapping does not know
+    (``transaction_id, category, amount_cents``; possibly capped per category — the counts
+    come from ``categories``). ``mapping``: the current category mapping with its training
+    volumes and amounts."""
+    n = int(categories["rows"].sum())
+    known = set(mapping["raw_category"])
+    counted = categories[~categories["category"].isin(known)]
+    unmapped_rows = int(counted["rows"].sum())
+    share = unmapped_rows / n if n else 0.0
+    amount_share = float(counted["amount_cents"].sum() / categories["amount_cents"].sum()) if n else 0.0
+
+    samples = unmapped.sort_values("transaction_id").groupby("category")["transaction_id"].agg(
+        lambda s: ", ".join(s.head(3)))
+    unseen = counted[["category", "rows", "amount_cents"]].sort_values("rows", ascending=False, kind="stable")
+    unseen = unseen.assign(sample_ids=unseen["category"].map(samples).fillna("")).reset_index(drop=True)
     unseen["share"] = unseen["rows"] / max(n, 1)
     unseen["mean_amount"] = unseen["amount_cents"] / unseen["rows"] / 100
 
@@ -50,7 +65,7 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
     ref["expected_share"] = ref["rows"] / ref["rows"].sum()
     ref["mean_amount"] = ref["cents"] / ref["rows"].clip(lower=1) / 100
     canonical_of = dict(zip(mapping["raw_category"], mapping["canonical"]))
-    observed = night["category"].map(canonical_of).value_counts()
+    observed = categories.groupby(categories["category"].map(canonical_of))["rows"].sum()
     ref["expected_rows"] = ref["expected_share"] * n
     ref["observed_rows"] = observed.reindex(ref.index).fillna(0).astype(int)
     ref["p_value"] = [_poisson_p(o, e) for o, e in zip(ref["observed_rows"], ref["expected_rows"])]
@@ -63,7 +78,7 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
     lost["lost_rows"] = lost["expected_rows"] - lost["observed_rows"]
     lost = lost.reset_index()
 
-    suggestions = suggest_aliases(unmapped, ref.reset_index())
+    suggestions = suggest_aliases(unmapped, dict(zip(counted["category"], counted["rows"])), ref.reset_index())
     aliases = {s["category"]: s["alias_to"] for s in suggestions if s["alias_to"] != "-"}
     passed = share <= max_unmapped_share
     summary = (
@@ -76,7 +91,7 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
         summary=summary,
         figures={
             "rows": n,
-            "unmapped_rows": len(unmapped),
+            "unmapped_rows": unmapped_rows,
             "unmapped_share": share,
             "unmapped_amount_share": amount_share,
             "unseen_categories": ", ".join(unseen["category"]) or "-",
@@ -93,13 +108,14 @@ def category_coverage(night: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_s
     )
 
 
-def coverage_with_customers(night: pd.DataFrame, mapping: pd.DataFrame, customers_with_unseen: int,
+def coverage_with_customers(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping: pd.DataFrame,
+                            customers_with_unseen: int,
                             scored_customers: int, max_unmapped_share: float,
                             max_customer_share: float, unseen_by_feature: dict[str, int] | None = None) -> Verdict:
     """The row-level coverage verdict, plus the share of scored customers whose features
     hold an unseen level of any categorical feature (category, segment, region; from the
     imputation ledger, one figure per feature): either one fails it."""
-    verdict = category_coverage(night, mapping, max_unmapped_share)
+    verdict = category_coverage(categories, unmapped, mapping, max_unmapped_share)
     share = customers_with_unseen / scored_customers if scored_customers else 0.0
     verdict.figures |= {"customers_with_unseen": int(customers_with_unseen), "customer_share": share}
     verdict.figures |= {f"unseen_share.{f}": n / scored_customers if scored_customers else 0.0
@@ -111,22 +127,24 @@ def coverage_with_customers(night: pd.DataFrame, mapping: pd.DataFrame, customer
     return verdict
 
 
-def value_coverage(values: pd.Series, vocabulary: set[str], column: str, max_unseen_share: float) -> Verdict:
+def value_coverage(counts: pd.DataFrame, vocabulary: set[str], column: str, max_unseen_share: float) -> Verdict:
     """Share of the night's rows whose ``column`` holds a value the training period never
     saw (missing values are not unseen: the missingness checks count those). A new
-    channel is a new kind of traffic, never silently "not online"."""
-    present = values.dropna()
-    unseen = present[~present.isin(vocabulary)]
-    share = len(unseen) / len(values) if len(values) else 0.0
-    counts = unseen.value_counts()
-    table = pd.DataFrame({column: counts.index.astype(str), "rows": counts.to_numpy()})
-    table["share"] = table["rows"] / max(len(values), 1)
+    channel is a new kind of traffic, never silently "not online". ``counts``: the
+    night's rows per value (``value, rows``; missing values as a missing value)."""
+    rows = int(counts["rows"].sum())
+    present = counts[counts["value"].map(lambda v: isinstance(v, str))]
+    unseen = present[~present["value"].isin(vocabulary)].sort_values(["rows", "value"], ascending=[False, True])
+    unseen_rows = int(unseen["rows"].sum())
+    share = unseen_rows / rows if rows else 0.0
+    table = pd.DataFrame({column: unseen["value"].astype(str).to_numpy(), "rows": unseen["rows"].to_numpy()})
+    table["share"] = table["rows"] / max(rows, 1)
     return Verdict(
         passed=share <= max_unseen_share, severity="ERROR",
-        summary=(f"{share:.2%} of {len(values)} rows have a {column} the training period never saw "
+        summary=(f"{share:.2%} of {rows} rows have a {column} the training period never saw "
                  f"(threshold {max_unseen_share:.2%})" + (f": {', '.join(table[column].head(8))}" if len(table) else "")),
-        figures={"rows": len(values), "unseen_rows": len(unseen), "unseen_share": share,
-                 "missing_rows": int(values.isna().sum()), f"unseen_{column}s": ", ".join(table[column]) or "-",
+        figures={"rows": rows, "unseen_rows": unseen_rows, "unseen_share": share,
+                 "missing_rows": rows - int(present["rows"].sum()), f"unseen_{column}s": ", ".join(table[column]) or "-",
                  "vocabulary_size": len(vocabulary)},
         thresholds={"max_unseen_share": max_unseen_share},
         tables={"unseen_values": table},
@@ -139,8 +157,10 @@ def aliases_toml(aliases: dict[str, str]) -> str:
     return "[mapping]\naliases = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in aliases.items()) + " }"
 
 
-def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[dict]:
-    """One suggestion per unseen category.
+def suggest_aliases(unseen_rows: pd.DataFrame, rows: dict[str, int], volumes: pd.DataFrame) -> list[dict]:
+    """One suggestion per unseen category. ``unseen_rows``: the unseen categories' rows
+    (their amounts; a capped sample stands for all ``rows[category]`` of a category, its
+    log-likelihood scaled up).
 
     *Renames and merges* explain categories that **vanished** tonight (no rows where the
     training shares expect some): each vanished category, or pair of them, is matched
@@ -174,21 +194,27 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
         return sum(wt * norm.pdf(x, vol.at[c, "log_amount_mean"], max(vol.at[c, "log_amount_std"], 0.1))
                    for wt, c in zip(weights, names))
 
-    def amount_loglik(x: np.ndarray, names: tuple[str, ...]) -> float:
-        """Log-likelihood ratio against "a category like any other": the mixture of every
-        category's amount distribution, weighted by its share."""
+    amounts = {c: np.log(r["amount_cents"].to_numpy(dtype="float64")) for c, r in unseen_rows.groupby("category")}
+    volume = {c: max(int(rows.get(c, len(x))), len(x)) for c, x in amounts.items()}
+
+    def amount_loglik(category: str, names: tuple[str, ...]) -> float:
+        """Log-likelihood ratio of the category's amounts against "a category like any
+        other": the mixture of every category's amount distribution, weighted by its share
+        (a capped sample's sum scaled to the category's rows)."""
+        x = amounts[category]
         weights = np.array([max(deficit[c], 0.5) for c in names])
         mine = density(x, names, weights / weights.sum())
         anyone = density(x, shares.index, shares.to_numpy())
-        return float(np.sum(np.log(np.maximum(mine, 1e-300)) - np.log(np.maximum(anyone, 1e-300))))
+        total = float(np.sum(np.log(np.maximum(mine, 1e-300)) - np.log(np.maximum(anyone, 1e-300))))
+        return total if len(x) == volume[category] else total * volume[category] / len(x)
 
-    amounts = {c: np.log(r["amount_cents"].to_numpy(dtype="float64")) for c, r in unseen_rows.groupby("category")}
     hypotheses = [(c,) for c in vanished] + list(itertools.combinations(vanished, 2))
     options: dict[str, list] = {}
-    for category, x in amounts.items():
+    for category in amounts:
         for hyp in hypotheses:
             lam = max(sum(deficit[c] for c in hyp), 0.5)
-            score = poisson.logpmf(len(x), lam) - poisson.logpmf(len(x), len(x)) + amount_loglik(x, hyp)
+            n = volume[category]
+            score = poisson.logpmf(n, lam) - poisson.logpmf(n, n) + amount_loglik(category, hyp)
             if score > 0:
                 options.setdefault(category, []).append((score, hyp))
     chosen = _prefer_merges(_best_assignment(options), options)
@@ -196,18 +222,17 @@ def suggest_aliases(unseen_rows: pd.DataFrame, volumes: pd.DataFrame) -> list[di
             "margin": 0.0, "confidence": "strong: the same name up to case and spaces"}
            for c, target in sorted(variants.items())]
     for category in sorted(amounts):
-        x = amounts[category]
         if category in chosen:
             score, hyp = chosen[category]
             out.append({"category": category, "kind": "rename" if len(hyp) == 1 else "merge",
                         "replaces": " + ".join(hyp),
                         "alias_to": max(hyp, key=lambda c: vol.at[c, "expected_rows"]),
-                        "rows": len(x), "missing_rows": round(float(sum(deficit[c] for c in hyp)), 1),
+                        "rows": volume[category], "missing_rows": round(float(sum(deficit[c] for c in hyp)), 1),
                         "margin": round(float(score), 2), "confidence": "strong" if score > 2 else "weak"})
         else:
-            nearest = max((c for c in vol.index if vol.at[c, "observed_rows"] > 0), key=lambda c: amount_loglik(x, (c,)))
+            nearest = max((c for c in vol.index if vol.at[c, "observed_rows"] > 0), key=lambda c: amount_loglik(category, (c,)))
             out.append({"category": category, "kind": "new", "replaces": "-", "alias_to": nearest,
-                        "rows": len(x), "missing_rows": 0.0, "margin": round(amount_loglik(x, (nearest,)), 2),
+                        "rows": volume[category], "missing_rows": 0.0, "margin": round(amount_loglik(category, (nearest,)), 2),
                         "confidence": "weak: new product, closest amount profile; review"})
     return out
 

@@ -32,21 +32,38 @@ def calibrated_threshold(daily_distances: list[float], alpha: float, n_features:
     return float(np.exp(logs.mean() + z * logs.std(ddof=1)))
 
 
-def distance(encoded: pd.DataFrame, feature: str, reference: dict) -> float:
+def profile(encoded: pd.DataFrame, reference: dict) -> dict[str, np.ndarray]:
+    """The night's counts per bin (numeric) or level (categorical) of each monitored
+    feature, from a frame of encoded rows — what the checks get from the warehouse as
+    aggregates (:func:`risk_assets.queries.statistics.bin_counts`, ``level_counts``)."""
+    out = {}
+    for f in monitored_features():
+        if f in reference["numeric"]:
+            out[f] = stats.bin_counts(encoded[f].to_numpy(dtype="float64"), reference["numeric"][f]["edges"])
+        else:
+            counts = encoded[f].value_counts(dropna=False)
+            out[f] = stats.fold_levels(pd.DataFrame({"value": counts.index, "rows": counts.to_numpy()}),
+                                       reference["categorical"][f]["levels"])
+    return out
+
+
+def distance(counts: np.ndarray, feature: str, reference: dict) -> float:
+    """PSI (numeric) or Jensen-Shannon distance (categorical) of one feature's counts."""
+    shares = np.asarray(counts, dtype="float64") / max(float(np.sum(counts)), 1.0)
     if feature in reference["numeric"]:
-        ref = reference["numeric"][feature]
-        return stats.psi(ref["shares"], stats.bin_shares(encoded[feature].to_numpy(dtype="float64"), ref["edges"]))
-    ref = reference["categorical"][feature]
-    return stats.js_distance(ref["shares"], stats.level_shares(encoded[feature], ref["levels"]))
+        return stats.psi(reference["numeric"][feature]["shares"], shares)
+    return stats.js_distance(reference["categorical"][feature]["shares"], shares)
 
 
 ERROR_FLOOR_FACTOR = 2.5
 """The ERROR band's materiality floor, as a multiple of the WARN band's."""
 
 
-def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, error_alpha: float,
+def drift_bounds(counts: dict[str, np.ndarray], reference: dict, warn_alpha: float, error_alpha: float,
                  min_psi: float = 0.0, min_js: float = 0.0) -> Verdict:
-    """Per monitored feature, tonight's distance to the reference against calibrated WARN
+    """``counts``: per monitored feature, tonight's rows per bin or level (:func:`profile`).
+
+    Per monitored feature, tonight's distance to the reference against calibrated WARN
     and ERROR bands. A band is never below a materiality floor (``min_psi`` for numeric,
     ``min_js`` for categorical features; ERROR: 2.5× that): a stable population makes the
     calibrated band so tight that a one-point shift of a category share crosses it —
@@ -58,7 +75,7 @@ def drift_bounds(encoded: pd.DataFrame, reference: dict, warn_alpha: float, erro
         floor = min_psi if f in reference["numeric"] else min_js
         warn = max(calibrated_threshold(daily, warn_alpha, len(features)), floor)
         error = max(calibrated_threshold(daily, error_alpha, len(features)), ERROR_FLOOR_FACTOR * floor, warn)
-        d = distance(encoded, f, reference)
+        d = distance(counts[f], f, reference)
         band = "ERROR" if d > error else "WARN" if d > warn else "ok"
         rows.append({"feature": f, "metric": "PSI" if f in reference["numeric"] else "JS",
                      "distance": d, "warn_at": warn, "error_at": error, "band": band,

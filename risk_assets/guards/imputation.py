@@ -11,10 +11,19 @@ from risk_assets.features.spec import BY_NAME, FEATURE_NAMES, FEATURES
 from risk_assets.guards import Verdict
 
 
-def imputation_ceiling(ledger: pd.DataFrame, rows: int, ceiling: float) -> Verdict:
-    """Per feature: substituted cells / rows ≤ ceiling. Every feature's rate is reported."""
-    counts = ledger.groupby("feature").size().reindex(list(FEATURE_NAMES), fill_value=0)
-    reasons = ledger.groupby(["feature", "reason"]).size().unstack(fill_value=0) if len(ledger) else pd.DataFrame()
+def ledger_counts(ledger: pd.DataFrame) -> pd.DataFrame:
+    """``feature, reason, cells, customers`` of ledger rows — what the checks get from the
+    warehouse as an aggregate (:func:`risk_assets.queries.statistics.ledger_counts`)."""
+    grouped = ledger.groupby(["feature", "reason"])["customer_id"]
+    return pd.DataFrame({"cells": grouped.size(), "customers": grouped.nunique()}).reset_index()
+
+
+def imputation_ceiling(cells: pd.DataFrame, rows: int, ceiling: float) -> Verdict:
+    """Per feature: substituted cells / rows ≤ ceiling. Every feature's rate is reported.
+    ``cells``: substituted cells per feature and reason (:func:`ledger_counts`)."""
+    counts = cells.groupby("feature")["cells"].sum().reindex(list(FEATURE_NAMES), fill_value=0)
+    reasons = (cells.pivot_table(index="feature", columns="reason", values="cells", aggfunc="sum", fill_value=0)
+               if len(cells) else pd.DataFrame())
     rates = counts / rows if rows else counts * 0.0
     table = pd.DataFrame({"feature": counts.index, "cells": counts.to_numpy(), "rate": rates.to_numpy()})
     for reason in reasons.columns:
@@ -50,52 +59,71 @@ def coverage_cells(ledger: pd.DataFrame, unmapped_customers: set[str], unseen_ch
     return (ledger["reason"] == UNSEEN_CATEGORY) | unmapped | unseen_channel
 
 
-def missingness_pattern(
-    ledger: pd.DataFrame,
-    groups: pd.DataFrame,
-    alpha: float,
-    min_lift: float,
-    min_cells: int,
-    excused: pd.Series | None = None,
-    exposure: pd.DataFrame | None = None,
-) -> Verdict:
+def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series | None = None,
+                exposure: pd.DataFrame | None = None, min_cells: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From the ledger's rows and one row per scored customer, the two small frames
+    :func:`missingness_pattern` judges — what the checks get from the warehouse as
+    aggregates (:func:`risk_assets.queries.statistics.missing_cells`,
+    ``missingness_contingency``).
+
+    ``excused``: a mask over the ledger of the cells whose cause the coverage checks judge
+    (:func:`coverage_cells`). ``groups``: ``customer_id`` plus grouping columns (segment,
+    region, ``uses:<category>`` flags). ``exposure``: per customer (same order) the
+    transactions in each window (``txn_count_<w>d``)."""
+    excused = excused if excused is not None else pd.Series(False, index=ledger.index)
+    cells = (pd.DataFrame({"feature": ledger["feature"], "excused": excused.to_numpy().astype(int)})
+             .groupby("feature").agg(cells=("excused", "size"), excused=("excused", "sum")).reset_index())
+    kept = ledger[~excused.to_numpy()]
+    sizes = kept.groupby("feature").size()
+    customers = groups["customer_id"]
+    parts = []
+    for feature in sizes.index[sizes >= min_cells]:
+        hit = customers.isin(set(kept.loc[kept["feature"] == feature, "customer_id"])).astype(int).to_numpy()
+        n = _exposure(exposure, feature, len(customers))
+        for col in (c for c in groups.columns if c != "customer_id"):
+            frame = pd.DataFrame({"grp": groups[col].astype(str).to_numpy(), "n": n, "hits": hit})
+            per = frame.groupby(["grp", "n"]).agg(customers=("hits", "size"), hits=("hits", "sum")).reset_index()
+            parts.append(per.assign(feature=feature, dimension=col))
+    columns = ["feature", "dimension", "grp", "n", "customers", "hits"]
+    table = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    return cells, table.sort_values(columns[:4]).reset_index(drop=True)
+
+
+def missingness_pattern(cells: pd.DataFrame, contingency: pd.DataFrame, alpha: float, min_lift: float,
+                        min_cells: int) -> Verdict:
     """Is a feature's missingness concentrated in one group, rather than random?
 
-    ``excused``: a mask over the ledger of the cells whose cause the coverage checks
-    judge (:func:`coverage_cells`). They are left out — one verdict per cause: a few rows
-    with odd category names, tolerated by coverage, must not block this night and the
-    thirty nights their windows still hold them.
+    ``cells``: per feature the ledger's substituted cells and how many of them are
+    ``excused`` — their cause is coverage's to judge (:func:`coverage_cells`). They are
+    left out — one verdict per cause: a few rows with odd category names, tolerated by
+    coverage, must not block this night and the thirty nights their windows still hold them.
 
-    ``groups``: one row per scored customer (``customer_id`` plus grouping columns —
-    segment, region and ``uses:<category>`` flags). ``exposure``: per customer (same
-    order) the transactions in each window (``txn_count_<w>d``). A value goes missing per
-    *transaction*, so a busy customer is more likely to carry a missing cell even when
-    missingness is perfectly random; the test is adjusted for that. Under random
-    row-level missingness at rate ``p`` a customer with ``n`` transactions in the
-    feature's window has a missing cell with probability ``1 − (1 − p)^n`` (``p`` fitted
-    to the night). For every feature with at least ``min_cells`` substituted cells and
-    every grouping, observed cells per group are compared with that expectation
-    (chi-square with Bernoulli variances). A pattern is flagged when the test is
-    significant at ``alpha`` / number of tests (Bonferroni) *and* the worst group's
-    observed/expected ratio is at least ``min_lift`` times that of the rest — so it fires
-    on concentration even when the overall rate is under the ceiling, and not on busy
-    customers being busy."""
-    excused_cells = int(excused.sum()) if excused is not None else 0
-    if excused is not None:
-        ledger = ledger[~excused.to_numpy()]
-    customers = groups["customer_id"]
-    grouping_cols = [c for c in groups.columns if c != "customer_id"]
-    features = ledger.groupby("feature").size()
-    features = features[features >= min_cells]
+    ``contingency``: for every feature with at least ``min_cells`` remaining cells, the
+    scored customers per grouping (``dimension``: segment, region, ``uses:<category>``),
+    group (``grp``) and exposure ``n`` — the customer's transactions in the feature's
+    window — with how many of them carry a substituted cell (``hits``). A value goes
+    missing per *transaction*, so a busy customer is more likely to carry a missing cell
+    even when missingness is perfectly random; the test is adjusted for that. Under random
+    row-level missingness at rate ``p`` a customer with ``n`` transactions has a missing
+    cell with probability ``1 − (1 − p)^n`` (``p`` fitted to the night). Per feature and
+    grouping, observed cells per group are compared with that expectation (chi-square
+    with Bernoulli variances). A pattern is flagged when the test is significant at
+    ``alpha`` / number of tests (Bonferroni) *and* the worst group's observed/expected
+    ratio is at least ``min_lift`` times that of the rest — so it fires on concentration
+    even when the overall rate is under the ceiling, and not on busy customers being busy."""
+    excused_cells = int(cells["excused"].sum()) if len(cells) else 0
+    remaining = (cells.set_index("feature")["cells"] - cells.set_index("feature")["excused"]) if len(cells) \
+        else pd.Series(dtype="int64")
+    features = remaining[remaining >= min_cells]
     tests = []
-    for feature in features.index:
-        hit = customers.isin(set(ledger.loc[ledger["feature"] == feature, "customer_id"])).to_numpy()
-        expected = _expected_missing(hit, _exposure(exposure, feature, len(customers)))
-        for col in grouping_cols:
-            values = groups[col].astype(str).to_numpy()
-            test = _concentration(values, hit, expected)
+    for feature, table in contingency.groupby("feature", sort=True):
+        exposure = table[table["dimension"] == table["dimension"].iloc[0]].groupby("n")[["customers", "hits"]].sum()
+        rate = _fitted_rate(exposure.index.to_numpy(dtype="float64"), exposure["customers"].to_numpy(dtype="float64"),
+                            float(exposure["hits"].sum()))
+        for dimension, rows in table.groupby("dimension", sort=True):
+            test = _concentration(rows, rate)
             if test is not None:
-                tests.append({"feature": feature, "grouping": col, "cells": int(hit.sum()), **test})
+                tests.append({"feature": feature, "grouping": dimension, "cells": int(rows["hits"].sum()), **test})
     frame = pd.DataFrame(tests)
     n_tests = max(len(frame), 1)
     level = alpha / n_tests
@@ -133,25 +161,28 @@ def _exposure(exposure: pd.DataFrame | None, feature: str, n: int) -> np.ndarray
     return exposure[column].to_numpy(dtype="float64").clip(min=0)
 
 
-def _expected_missing(hit: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Each customer's probability of a missing cell under random row-level missingness,
-    with the rate ``p`` fitted so that the expected total equals the observed one."""
-    target = hit.sum()
+def _fitted_rate(n: np.ndarray, customers: np.ndarray, target: float) -> float:
+    """The row-level rate ``p`` at which the expected number of customers with a missing
+    cell, ``sum(customers * (1 - (1 - p)^n))``, equals the observed one (bisection)."""
+    n = n.clip(min=0)
     lo, hi = 0.0, 1.0
     for _ in range(60):
         p = (lo + hi) / 2
-        if (1 - (1 - p) ** n).sum() < target:
+        if (customers * (1 - (1 - p) ** n)).sum() < target:
             lo = p
         else:
             hi = p
-    return 1 - (1 - (lo + hi) / 2) ** n
+    return (lo + hi) / 2
 
 
-def _concentration(values: np.ndarray, hit: np.ndarray, expected: np.ndarray) -> dict | None:
-    """Observed against expected missing cells per group: chi-square with Bernoulli
-    variances (df = groups − 1), and the worst group's observed/expected ratio against
-    the rest's."""
-    frame = pd.DataFrame({"g": values, "o": hit.astype(float), "e": expected, "v": expected * (1 - expected)})
+def _concentration(rows: pd.DataFrame, rate: float) -> dict | None:
+    """Observed against expected missing cells per group (``grp, n, customers, hits`` of
+    one grouping): chi-square with Bernoulli variances (df = groups − 1), and the worst
+    group's observed/expected ratio against the rest's."""
+    q = 1 - (1 - rate) ** rows["n"].to_numpy(dtype="float64").clip(min=0)
+    m = rows["customers"].to_numpy(dtype="float64")
+    frame = pd.DataFrame({"g": rows["grp"].to_numpy(), "o": rows["hits"].to_numpy(dtype="float64"),
+                          "e": m * q, "v": m * q * (1 - q)})
     per = frame.groupby("g")[["o", "e", "v"]].sum()
     per = per[per["v"] > 0]
     if len(per) < 2:

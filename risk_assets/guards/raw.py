@@ -96,10 +96,9 @@ def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: 
     euros, ×100) moves every category at once and states its factor; a category's own mix
     moving does not.
 
-    ``night``: ``category, amount_cents``; ``history``: ``partition, category, rows,
-    mean_log`` of earlier days."""
-    tonight = (night.assign(log=np.log(night["amount_cents"].astype("float64")))
-               .groupby("category").agg(rows=("log", "size"), mean_log=("log", "mean")))
+    ``night``: ``category, rows, mean_log`` (mean ln amount_cents) of tonight's rows;
+    ``history``: the same per ``partition`` of earlier days."""
+    tonight = night.set_index("category")[["rows", "mean_log"]]
     tonight = tonight[tonight["rows"] >= MIN_CATEGORY_ROWS]
     usable = history[history["rows"] >= 3]
     reference = usable.groupby("category")["mean_log"].median()

@@ -380,19 +380,6 @@ def raw_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame
     return conn.execute("SELECT * FROM raw_transactions WHERE partition = ?", [day]).df()
 
 
-def night_categories(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
-    """The partition's rows as the coverage check needs them."""
-    return conn.execute(
-        "SELECT transaction_id, category, amount_cents FROM raw_transactions WHERE partition = ?", [day]).df()
-
-
-def night_column(conn: duckdb.DuckDBPyConnection, day: dt.date, column: str) -> pd.Series:
-    """One column of the partition's accepted rows (a column of raw_transactions only)."""
-    if column not in COLUMNS["raw_transactions"]:
-        raise ValueError(f"raw_transactions has no column {column!r}")
-    return conn.execute(f'SELECT "{column}" FROM raw_transactions WHERE partition = ?', [day]).df()[column]
-
-
 def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp,
                       first: dt.date, last: dt.date) -> pd.DataFrame:
     """Distinct (customer_id, category, channel) with an event in ``[start, end)``,

@@ -24,7 +24,7 @@ from risk_assets.features.spec import BOUND_COLUMNS, FEATURE_NAMES, FeatureVocab
 from risk_assets.night import Night
 from risk_assets.queries import features as feature_sql
 from risk_assets.spark.dialect import spark_args, to_spark
-from risk_assets.spark.lake import RAW, REFERENCE, Lake
+from risk_assets.spark.lake import NIGHTLY, RAW, REFERENCE, Lake
 
 SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
@@ -68,14 +68,25 @@ class SparkEngine:
     def __init__(self, session, lake: Lake):
         self.spark = session
         self.lake = lake
+        self._statistics_views = False
 
     # ------------------------------------------------------------------ inputs
-    def register_lake_views(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """The tables the feature SQL names, read from the lake (reference tables first
-        re-committed from the warehouse)."""
+    def register_lake_views(self, conn: duckdb.DuckDBPyConnection, nightly: Sequence[str] = ()) -> None:
+        """The tables the feature SQL names (and ``nightly`` per-night tables), read from
+        the lake (reference tables first re-committed from the warehouse)."""
         self.lake.commit_reference(conn)
-        for name in (RAW, *REFERENCE):
+        for name in (RAW, *REFERENCE, *nightly):
+            if name in nightly and not self.lake.partitions(name):
+                continue  # nothing committed yet: a statistic over it fails naming the table
             self.spark.read.parquet(str(self.lake.table(name))).createOrReplaceTempView(name)
+
+    def statistics(self, conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
+        """One check statistic (:mod:`risk_assets.queries.statistics`) aggregated by Spark
+        over the lake; the lake views are registered at the first one (per engine)."""
+        if not self._statistics_views:
+            self.register_lake_views(conn, NIGHTLY)
+            self._statistics_views = True
+        return self._query(sql, params)
 
     def _query(self, sql: str, params: dict) -> pd.DataFrame:
         text = to_spark(sql)

@@ -3,6 +3,9 @@
 * ``raw_transactions/partition=YYYY-MM-DD/part-0.parquet`` — each accepted raw partition,
   committed by the raw asset right after the warehouse commit (the landing contract has
   already judged every row: the lake holds exactly the accepted rows, never more);
+* ``encoded_features/`` and ``imputation_log/`` — each night's encoded rows and ledger,
+  committed by the encoding step after the warehouse commit: the checks' statistics
+  (:mod:`risk_assets.queries.statistics`) are aggregated from them on Spark;
 * ``customers/``, ``category_mapping/``, ``channel_vocabulary/`` — the small reference
   tables, re-committed before each Spark computation.
 
@@ -31,6 +34,9 @@ from risk_assets.queries import warehouse
 
 RAW = "raw_transactions"
 REFERENCE = ("customers", "category_mapping", "channel_vocabulary")
+NIGHTLY = ("encoded_features", "imputation_log")
+"""Per-night tables the checks' statistics read on Spark (committed by the encoding step)."""
+PARTITIONED = (RAW, *NIGHTLY)
 
 
 def _path(path: Path) -> str:
@@ -73,19 +79,26 @@ class Lake:
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
 
-    def commit_raw_partition(self, conn: duckdb.DuckDBPyConnection, day: dt.date) -> int:
-        """Copy the warehouse's accepted rows of ``day`` into the lake; returns the rows
-        the copy wrote."""
+    def commit_partition(self, conn: duckdb.DuckDBPyConnection, name: str, day: dt.date) -> int:
+        """Copy the warehouse's rows of one partition of ``name`` into the lake; returns
+        the rows the copy wrote."""
+        if name not in PARTITIONED:
+            raise ValueError(f"{name!r} is not a table of the lake")
         written = []
-        columns = ", ".join(f'"{c}"' for c in warehouse.COLUMNS[RAW] if c != "partition")
+        columns = ", ".join(f'"{c}"' for c in warehouse.COLUMNS[name] if c != "partition")
+        order = "customer_id, event_ts" if name == RAW else "customer_id"
 
         def write(folder: Path) -> None:
-            written.append(conn.execute(f"COPY (SELECT {columns} FROM {warehouse.table(RAW)} WHERE partition = $day "
-                         f"ORDER BY customer_id, event_ts) TO {_path(folder / 'part-0.parquet')} (FORMAT parquet)",
+            written.append(conn.execute(f"COPY (SELECT {columns} FROM {warehouse.table(name)} WHERE partition = $day "
+                         f"ORDER BY {order}) TO {_path(folder / 'part-0.parquet')} (FORMAT parquet)",
                          {"day": day}).fetchall()[0][0])
 
-        self._commit(self.partition(RAW, day), write)
+        self._commit(self.partition(name, day), write)
         return int(written[0])
+
+    def commit_raw_partition(self, conn: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+        """Copy the warehouse's accepted rows of ``day`` into the lake."""
+        return self.commit_partition(conn, RAW, day)
 
     def commit_reference(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Re-commit the small reference tables from the warehouse."""

@@ -1,0 +1,162 @@
+"""The checks' statistics as warehouse aggregates (risk_assets/queries/statistics.py).
+
+Each aggregate must equal its definition computed from the partition's rows (the pandas
+helpers the guards document): on hand-made edge cases here, and on real incident nights
+(:func:`assert_statistics_match_rows`, called by the incident tests after their nights).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from risk_assets import stats
+from risk_assets.defs import loaders
+from risk_assets.features.encoding import UNSEEN_CATEGORY
+from risk_assets.features.spec import FEATURES, NUMERIC, WINDOWS
+from risk_assets.guards.coverage import category_coverage, night_counts
+from risk_assets.guards.drift import profile
+from risk_assets.guards.imputation import (
+    category_usage,
+    contingency,
+    coverage_cells,
+    ledger_counts,
+)
+from risk_assets.night import Night
+from risk_assets.queries import registry, statistics, warehouse
+from risk_assets_tests.test_guards import _mapping, _night
+
+DAY = dt.date(2025, 3, 4)
+
+
+@pytest.fixture
+def conn(tmp_path):
+    with warehouse.connect(tmp_path / "w.duckdb") as c:
+        yield c
+
+
+def _raw(night: pd.DataFrame) -> pd.DataFrame:
+    return night.assign(partition=DAY, customer_id="C1", event_ts=pd.Timestamp(DAY),
+                        amount=night["amount_cents"] / 100, channel=None, source_file="f")
+
+
+def test_drift_bins_in_sql_are_numpys_bins_on_edges_and_non_finite_values(conn):
+    feature = NUMERIC[0]
+    edges = [0.0, 1.5, 2.0, 1e300]
+    values = [-np.inf, -1e308, 0.0, 1e-300, 1.5, 1.5000000000000002, 2.0, 3.0, 1e300, 1.7e308, np.inf, np.nan, None]
+    frame = pd.DataFrame({"partition": DAY, "customer_id": [f"C{i}" for i in range(len(values))],
+                          "as_of": pd.Timestamp(DAY), "spec_version": "s", "mapping_version": "m", "model_version": "v",
+                          **{f.name: 0.0 if f.kind == "numeric" else "a" for f in FEATURES}})
+    frame[feature] = np.array(values[:-2] + [0.0, 0.0], dtype="float64")  # NaN and NULL set in SQL below
+    warehouse.insert(conn, "encoded_features", frame)
+    conn.execute(f"UPDATE encoded_features SET {feature} = NULL WHERE customer_id = ?", [f"C{len(values) - 1}"])
+    conn.execute(f"UPDATE encoded_features SET {feature} = 'NaN'::DOUBLE WHERE customer_id = ?",
+                 [f"C{len(values) - 2}"])
+    ours = statistics.bin_counts(conn, DAY, {feature: edges})[feature]
+    expected = stats.bin_counts(np.array(values[:-1], dtype="float64"), edges)
+    np.testing.assert_array_equal(ours, expected)
+    assert ours.sum() == 9  # NULL, NaN and ±inf are not counted, exactly as numpy drops them
+
+
+def test_category_aggregates_equal_the_rows_and_a_capped_sample_keeps_the_suggestions(conn):
+    night = _night({"groceries": (600, 3.0), "fuel": (210, 3.5), "p2p": (95, 4.5), "trips": (88, 5.8)})
+    warehouse.insert(conn, "raw_transactions", _raw(night))
+    mapping = _mapping().assign(version="m1")
+    warehouse.insert(conn, "category_mapping", mapping)
+    counts, unmapped = night_counts(night, mapping)
+    ours = statistics.category_counts(conn, DAY)
+    pd.testing.assert_frame_equal(ours[["category", "rows", "amount_cents"]], counts[["category", "rows", "amount_cents"]],
+                                  check_dtype=False)
+    np.testing.assert_allclose(ours["mean_log"], counts["mean_log"], rtol=1e-13)
+    pd.testing.assert_frame_equal(statistics.unmapped_rows(conn, DAY, "m1"), unmapped.reset_index(drop=True),
+                                  check_dtype=False)
+
+    capped = statistics.unmapped_rows(conn, DAY, "m1", cap=20)
+    assert capped.groupby("category").size().to_dict() == {"p2p": 20, "trips": 20}
+    full = category_coverage(ours, unmapped, mapping, 0.005)
+    sample = category_coverage(ours, capped, mapping, 0.005)
+    assert sample.figures == full.figures  # counts come from the aggregate, never from the sample
+    columns = ["category", "kind", "replaces", "alias_to", "rows"]
+    pd.testing.assert_frame_equal(sample.tables["suggestions"][columns], full.tables["suggestions"][columns])
+
+
+def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool) -> None:
+    """Every aggregate a check reads for ``day`` equals its definition on the stored rows
+    (``tested``: some feature has enough cells, not coverage's, for missingness tests)."""
+    raw = warehouse.frame(conn, "SELECT transaction_id, category, amount_cents, channel FROM raw_transactions "
+                                "WHERE partition = ?", [day])
+    version = registry.current_mapping_version(conn)
+    counts, unmapped = night_counts(raw, registry.mapping(conn))
+    ours = statistics.category_counts(conn, day)
+    assert ours["rows"].sum() == len(raw) > 0
+    pd.testing.assert_frame_equal(ours[["category", "rows", "amount_cents"]],
+                                  counts[["category", "rows", "amount_cents"]], check_dtype=False)
+    np.testing.assert_allclose(ours["mean_log"], counts["mean_log"], rtol=1e-12)
+    pd.testing.assert_frame_equal(statistics.unmapped_rows(conn, day, version), unmapped.reset_index(drop=True),
+                                  check_dtype=False)
+    channels = raw["channel"].value_counts(dropna=False)
+    assert dict(zip(statistics.value_counts(conn, day, "channel")["value"].fillna("<NULL>"),
+                    statistics.value_counts(conn, day, "channel")["rows"])) == \
+        {("<NULL>" if pd.isna(k) else k): v for k, v in channels.items()}
+
+    ledger = warehouse.imputation_ledger(conn, day)
+    pd.testing.assert_frame_equal(statistics.ledger_counts(conn, day), ledger_counts(ledger), check_dtype=False)
+    assert statistics.customers_with(conn, day, UNSEEN_CATEGORY) == \
+        ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()
+
+    night = Night.of(day, settings.calendar)
+    first, last = night.scan_range(30)
+    window = warehouse.window_categories(conn, night.window_start(30), night.as_of, first, last)
+    unmapped_customers = set(window.loc[~window["category"].isin(set(registry.mapping(conn)["raw_category"])),
+                                        "customer_id"])
+    unseen_channel = set(window.loc[window["channel"].notna() & ~window["channel"].isin(
+        registry.channels(conn, version)), "customer_id"])
+    groups = warehouse.customer_groups(conn, day)
+    groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
+    exposure = warehouse.read_partition(conn, "encoded_features", day, columns=[f"txn_count_{w}d" for w in WINDOWS])
+    min_cells = settings.checks.missingness_min_cells
+    cells, table = contingency(ledger, groups, coverage_cells(ledger, unmapped_customers, unseen_channel), exposure,
+                               min_cells)
+    pd.testing.assert_frame_equal(statistics.missing_cells(conn, night, version), cells, check_dtype=False)
+    assert (len(table) > 0) == tested
+    pd.testing.assert_frame_equal(statistics.missingness_contingency(conn, night, version, min_cells), table,
+                                  check_dtype=False)
+
+    inputs = loaders.drift_counts(conn, night, settings)
+    encoded = warehouse.read_partition(conn, "encoded_features", day)
+    expected = profile(encoded, inputs.args["reference"])
+    assert set(inputs.args["counts"]) == set(expected)
+    for feature, values in expected.items():
+        np.testing.assert_array_equal(inputs.args["counts"][feature], values, err_msg=feature)
+
+
+def all_statistics(conn, day: dt.date, settings) -> dict[str, pd.DataFrame]:
+    """Every aggregate the checks read for ``day``, on the current engine, as frames."""
+    version = registry.current_mapping_version(conn)
+    night = Night.of(day, settings.calendar)
+    drift = loaders.drift_counts(conn, night, settings).args["counts"]
+    return {
+        "category_counts": statistics.category_counts(conn, day),
+        "unmapped_rows": statistics.unmapped_rows(conn, day, version),
+        "channels": statistics.value_counts(conn, day, "channel"),
+        "ledger": statistics.ledger_counts(conn, day),
+        "unseen_customers": pd.DataFrame({"n": [statistics.customers_with(conn, day, UNSEEN_CATEGORY)]}),
+        "missing_cells": statistics.missing_cells(conn, night, version),
+        "contingency": statistics.missingness_contingency(conn, night, version, settings.checks.missingness_min_cells),
+        "drift": pd.DataFrame([(f, i, int(n)) for f, c in sorted(drift.items()) for i, n in enumerate(c)],
+                              columns=["feature", "bin", "rows"]),
+    }
+
+
+def assert_same_statistics(ours: dict[str, pd.DataFrame], theirs: dict[str, pd.DataFrame]) -> None:
+    assert ours.keys() == theirs.keys()
+    for name, frame in ours.items():
+        other = theirs[name]
+        exact = [c for c in frame.columns if c != "mean_log"]
+        pd.testing.assert_frame_equal(other[exact].reset_index(drop=True), frame[exact].reset_index(drop=True),
+                                      check_dtype=False, obj=name)
+        if "mean_log" in frame:
+            np.testing.assert_allclose(other["mean_log"], frame["mean_log"], rtol=1e-12)
