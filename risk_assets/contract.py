@@ -260,7 +260,11 @@ def _schema_reasons(
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
+        # column by column in the frame's order, whatever order the validation found them in
+        # (it depends on the columns' dtypes, which differ between one file and a mix of files)
         cases = exc.failure_cases
+        position = {c: i for i, c in enumerate(frame.columns)}
+        cases = cases.assign(_at=cases["column"].map(position)).sort_values(["_at", "check"], kind="stable")
         for row in cases.itertuples(index=False):
             if pd.isna(row.index):
                 raise ContractError("(batch)", str(row.column), f"failed {row.check}") from None
@@ -289,7 +293,8 @@ def _split(
             if key
             else None,
             "reasons": ["; ".join(dict.fromkeys(reasons[i])) for i in rejected_rows.index],
-            "raw_record": [_raw_json(originals) for originals in rejected_rows["_original"]],
+            "raw_record": ([_raw_json(originals) for originals in rejected_rows["_original"]]
+                           if "_original" in rejected_rows else rejected_rows["_raw_record"]),
         },
         columns=REJECTED_COLUMNS,
     )
@@ -383,6 +388,57 @@ def _mark_stored_elsewhere(frame: pd.DataFrame, stored: pd.DataFrame, reasons: d
             reasons[i].append(f"duplicate of transaction already stored in {where}")
 
 
+def check_transaction_rows(frame: pd.DataFrame, window: Window, *, max_amount: float,
+                           max_text: int) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+    """The row-level rules of :func:`split_transactions` (types, ranges, text, the
+    partition window): the typed frame and each row's reasons so far. Needs nothing but
+    the rows themselves, so an engine can apply it to each file where the file is."""
+    frame = _prepare(frame, TRANSACTION_COLUMNS)
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for column in ("transaction_id", "customer_id", "category", "channel"):
+        _coerce_text(frame, column, reasons)
+    _coerce_number(frame, "amount", reasons)
+    _coerce_timestamp(frame, "event_ts", reasons)
+    _schema_reasons(frame, transaction_schema(window, max_amount, max_text), reasons)
+    return frame, reasons
+
+
+def mark_customers(frame: pd.DataFrame, reasons: dict[int, list[str]], known: pd.Series,
+                   conflicted: pd.Series) -> None:
+    """Rows whose customer is not in the customers table (``known``: a mask over the
+    frame); ``conflicted``: the customer's own rows were rejected as conflicting copies."""
+    unknown = ~known.to_numpy(dtype=bool) & frame["customer_id"].notna().to_numpy()
+    conflicted = conflicted.to_numpy(dtype=bool)
+    for i in frame.index[unknown & conflicted]:
+        reasons[i].append(f"customer_id: its customer rows are {CONFLICT}s (rejected from customers)")
+    for i in frame.index[unknown & ~conflicted]:
+        reasons[i].append("customer_id: not in customers")
+
+
+def mark_copies(frame: pd.DataFrame, reasons: dict[int, list[str]], stored_elsewhere: pd.DataFrame | None) -> None:
+    """Copies of a transaction id: against rows stored in other partitions, and within the
+    batch (in the frame's order: files in listing order, rows in file order). Every copy
+    of an id must be in ``frame``; other ids may be elsewhere."""
+    if stored_elsewhere is not None:
+        _mark_stored_elsewhere(frame, stored_elsewhere, reasons)
+    _mark_duplicates(frame, "transaction_id", reasons, "transaction_id",
+                     ["customer_id", "event_ts", "amount", "category", "channel"])
+
+
+def cents(amount: pd.Series) -> pd.Series:
+    """Whole cents of accepted amounts (round half to even, as numpy rounds)."""
+    return np.round(amount * 100.0).astype("int64")
+
+
+def finish_transactions(frame: pd.DataFrame, reasons: dict[int, list[str]], received: int) -> Split:
+    """The accepted and rejected frames of checked rows."""
+    accepted, rejected = _split(frame, TRANSACTION_COLUMNS, reasons, "transaction_id")
+    amounts = accepted["amount"] * 100.0
+    accepted["amount_cents"] = cents(accepted["amount"])
+    sub_cent = int((np.abs(amounts - np.round(amounts)) > 1e-6).sum())
+    return Split(accepted, rejected, received, notes={"sub_cent_amounts_rounded": sub_cent})
+
+
 def split_transactions(
     frame: pd.DataFrame,
     window: Window,
@@ -400,32 +456,19 @@ def split_transactions(
     partitions under this batch's ids; a copy is rejected as a duplicate, or as a
     conflicting duplicate when its values differ. ``conflicted_customers``: ids whose
     customer rows conflict (rejected from customers), named as such.
+
+    The rules run in three steps an engine may also run apart (the Spark engine:
+    :mod:`risk_assets.spark.contract`): :func:`check_transaction_rows` per row,
+    :func:`mark_customers`, :func:`mark_copies` per transaction id, then
+    :func:`finish_transactions`.
     """
     received = len(frame)
-    frame = _prepare(frame, TRANSACTION_COLUMNS)
-    reasons: dict[int, list[str]] = defaultdict(list)
-    for column in ("transaction_id", "customer_id", "category", "channel"):
-        _coerce_text(frame, column, reasons)
-    _coerce_number(frame, "amount", reasons)
-    _coerce_timestamp(frame, "event_ts", reasons)
-    _schema_reasons(frame, transaction_schema(window, max_amount, max_text), reasons)
+    frame, reasons = check_transaction_rows(frame, window, max_amount=max_amount, max_text=max_text)
     if known_customers is not None:
-        unknown = ~frame["customer_id"].isin(known_customers) & frame["customer_id"].notna()
-        conflicted = frame["customer_id"].isin(conflicted_customers or set())
-        for i in frame.index[unknown & conflicted]:
-            reasons[i].append(f"customer_id: its customer rows are {CONFLICT}s (rejected from customers)")
-        for i in frame.index[unknown & ~conflicted]:
-            reasons[i].append("customer_id: not in customers")
-    if stored_elsewhere is not None:
-        _mark_stored_elsewhere(frame, stored_elsewhere, reasons)
-    _mark_duplicates(frame, "transaction_id", reasons, "transaction_id",
-                     ["customer_id", "event_ts", "amount", "category", "channel"])
-
-    accepted, rejected = _split(frame, TRANSACTION_COLUMNS, reasons, "transaction_id")
-    cents = accepted["amount"] * 100.0
-    accepted["amount_cents"] = np.round(cents).astype("int64")
-    sub_cent = int((np.abs(cents - np.round(cents)) > 1e-6).sum())
-    return Split(accepted, rejected, received, notes={"sub_cent_amounts_rounded": sub_cent})
+        mark_customers(frame, reasons, frame["customer_id"].isin(known_customers),
+                       frame["customer_id"].isin(conflicted_customers or set()))
+    mark_copies(frame, reasons, stored_elsewhere)
+    return finish_transactions(frame, reasons, received)
 
 
 def split_customers(frame: pd.DataFrame, *, max_text: int) -> Split:

@@ -138,6 +138,17 @@ class LandingSource:
     def __init__(self, settings: Settings):
         self.root = Path(settings.source.landing_dir).resolve()
 
+    @classmethod
+    def at(cls, root: Path) -> LandingSource:
+        """The source of the landing folder ``root`` (where no settings are at hand: an executor)."""
+        source = cls.__new__(cls)
+        source.root = Path(root).resolve()
+        return source
+
+    def read_file(self, path: Path) -> pd.DataFrame:
+        """One data file of a day's transactions, tagged with its file name and row numbers."""
+        return self._read(path, TRANSACTION_COLUMNS)
+
     def _inside(self, path: Path) -> Path:
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
@@ -254,11 +265,15 @@ class LandingSource:
     def layout_problems(self) -> list[Entry]:
         return [e for e in self.partition_folders()[1] if e.action == "stray"]
 
-    def transactions(self, day: dt.date, read_at: pd.Timestamp | None = None) -> pd.DataFrame:
+    def data_files(self, day: dt.date) -> list[Path]:
+        """The day's data files in reading order (a write still in progress refuses the day)."""
         listing = self.listing(day)
         if listing.in_progress:
             raise WriteInProgress(self._rel(self.day_dir(day)), listing.in_progress)
-        frames = [self._read(p, TRANSACTION_COLUMNS) for p in listing.files]
+        return listing.files
+
+    def transactions(self, day: dt.date, read_at: pd.Timestamp | None = None) -> pd.DataFrame:
+        frames = [self.read_file(p) for p in self.data_files(day)]
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in TRANSACTION_COLUMNS})

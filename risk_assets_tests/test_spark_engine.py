@@ -29,6 +29,16 @@ from risk_assets.night import Night
 from risk_assets.queries import features as fsql
 from risk_assets.queries import registry, statistics, warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, require, run_night
+from risk_assets_tests.test_bad_input import (  # noqa: F401 - the landing fixture
+    FATAL,
+    FILE_KINDS,
+    FIRST_LANDING_DAY,
+    PLACES,
+    STORED_DAY,
+    _file,
+    _write,
+    landing,
+)
 from risk_assets_tests.test_incidents import failed_errors, materialized
 from risk_assets_tests.test_statistics import all_statistics, assert_same_statistics
 
@@ -180,3 +190,100 @@ def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeyp
     assert cli.main(["lake-sync", *home]) == 0
     assert "committed 0 raw day(s)" in capsys.readouterr().out
     assert not list((lake.root / "_staging").iterdir()) and not list((lake.root / "_trash").glob("*"))
+
+
+# --------------------------------------------------------------------------- the landing contract on Spark
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    out = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].astype("datetime64[ns]")
+        elif out[column].dtype == object:
+            out[column] = out[column].map(lambda v: None if v is None or v is pd.NA or v != v else v)
+    return out
+
+
+def _both_engines(engine, settings, day):
+    """One landing day through the contract on the driver and on Spark."""
+    from risk_assets.contract import SOURCE_FILE, split_transactions
+    from risk_assets.spark.contract import split_day
+    from risk_assets.sources import LandingSource
+
+    source, night, r = LandingSource(settings), Night.of(day, settings.calendar), settings.raw
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        conflicted = warehouse.conflicted_customers(conn)
+        out = {}
+        try:
+            frame = source.transactions(day)
+            driver = split_transactions(
+                frame, night.window, max_amount=r.max_amount, max_text=r.max_text_length,
+                known_customers=warehouse.customer_ids(conn), conflicted_customers=conflicted,
+                stored_elsewhere=warehouse.stored_elsewhere(conn, day, frame["transaction_id"]))
+            out["driver"] = (driver, frame[SOURCE_FILE].value_counts())
+        except Exception as exc:  # noqa: BLE001 - compared with Spark's below
+            out["driver"] = exc
+        try:
+            out["spark"] = split_day(engine, conn, source.data_files(day), source.root, day, night.window,
+                                     max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)
+        except Exception as exc:  # noqa: BLE001
+            out["spark"] = exc
+    return out["driver"], out["spark"]
+
+
+def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landing, spark_session, tmp_path):
+    from risk_assets.contract import SOURCE_FILE, ContractError
+    from risk_assets.spark.engine import SparkEngine
+    from risk_assets.spark.lake import Lake
+
+    settings, root, customers, instance = landing
+    engine = SparkEngine(spark_session, Lake(tmp_path / "lake"))
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        assert engine.lake.sync_raw(conn) == [STORED_DAY]  # the rows a re-sent id is compared with
+    stored = pd.read_parquet(root / "transactions" / f"date={STORED_DAY}" / "part-0.parquet")
+
+    # every kind of bad file the landing tests know, nested folders included, plus an unknown customer
+    day, rng, first = FIRST_LANDING_DAY + dt.timedelta(days=40), np.random.default_rng(11), None
+    kinds = [k for k in FILE_KINDS if k not in FATAL]
+    for j, kind in enumerate(kinds):
+        content = _file(kind, day, customers, 12, f"s{j}", rng, first, stored)
+        first = content if first is None else first
+        _write(root / "transactions" / f"date={day}" / PLACES[j % len(PLACES)] / f"part-{j}.parquet", content)
+    _write(root / "transactions" / f"date={day}" / "stranger.parquet",
+           _file("good", day, ["C-nobody"], 3, "x", rng, None, stored))
+    driver, spark = _both_engines(engine, settings, day)
+    expected, counts = driver
+    split, per_file = spark
+    assert split.received == expected.received == len(expected.accepted) + len(expected.rejected) > 100
+    assert set(expected.reasons) >= {"customer_id: not in customers", "event_ts: not a timestamp"}
+    assert any(r.startswith("conflicting duplicate") for r in expected.reasons)
+    keys = [SOURCE_FILE, "transaction_id"]
+    pd.testing.assert_frame_equal(_sorted(split.accepted, keys)[list(expected.accepted.columns)],
+                                  _sorted(expected.accepted, keys), check_dtype=False)
+    pd.testing.assert_frame_equal(_sorted(split.rejected, ["source_file", "source_row"]),
+                                  _sorted(expected.rejected, ["source_file", "source_row"]), check_dtype=False)
+    assert split.notes == expected.notes
+    assert per_file.sort_index().to_dict() == counts.sort_index().to_dict()
+    # committed to the lake as the day's partitions
+    assert sorted(engine.lake.partitions("rejected_transactions")) == [day]
+
+    # the raw asset with [engine] kind = "spark": the day through the contract on Spark, in Dagster
+    on_spark = settings.with_overrides(engine={"kind": "spark", "lake_path": str(tmp_path / "lake")})
+    result = run_night(on_spark, instance, day, raw_only=True, run_config=QUIET)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["contract_ran_on"].value == "spark executors" and meta["received"].value == expected.received
+    assert all(e.passed for e in result.get_asset_check_evaluations() if e.check_name == "rows_reconcile")
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        stored = warehouse.frame(conn, "SELECT * FROM raw_transactions WHERE partition = ?", [day])
+        rejected = warehouse.frame(conn, "SELECT * FROM rejected_transactions WHERE partition = ?", [day])
+    assert len(stored) == len(expected.accepted) and len(rejected) == len(expected.rejected)
+    assert sorted(rejected["reasons"]) == sorted(expected.rejected["reasons"])
+
+    # a file the contract cannot read fails the day naming the same file and column on both
+    bad = FIRST_LANDING_DAY + dt.timedelta(days=41)
+    _write(root / "transactions" / f"date={bad}" / "part-0.parquet", _file("good", bad, customers, 5, "g", rng, None,
+                                                                          stored))
+    _write(root / "transactions" / f"date={bad}" / "part-1.parquet", _file("missing column", bad, customers, 5, "m",
+                                                                          rng, None, stored))
+    driver, spark = _both_engines(engine, settings, bad)
+    assert isinstance(driver, ContractError) and isinstance(spark, ContractError), (driver, spark)
+    assert (spark.file, spark.column, spark.problem) == (driver.file, driver.column, driver.problem)

@@ -23,12 +23,12 @@ from risk_assets.contract import (
 from risk_assets.defs import render
 from risk_assets.defs.catalogue import declared, judge_raw_day
 from risk_assets.defs.checks import check_specs
-from risk_assets.defs.resources import daily_partitions, open_warehouse
+from risk_assets.defs.resources import SparkConnectResource, daily_partitions, open_warehouse
 from risk_assets.guards import Verdict
 from risk_assets.night import Night
 from risk_assets.queries import registry, warehouse
 from risk_assets.settings import Settings
-from risk_assets.sources import Entry, Source, make_source
+from risk_assets.sources import Entry, LandingSource, Source, make_source
 
 
 class RawReadConfig(dg.Config):
@@ -93,10 +93,10 @@ class RawDayError(Exception):
         self.metadata = metadata or {}
 
 
-def file_ledger(source: Source, night: Night, frame: pd.DataFrame, layout: list[Entry]) -> pd.DataFrame:
-    """``raw_load_files`` rows of one load: every file read (with its rows), every file
-    skipped (with why), and the landing folder's stray entries seen at load time."""
-    counts = frame[SOURCE_FILE].value_counts() if SOURCE_FILE in frame and len(frame) else pd.Series(dtype="int64")
+def file_ledger(source: Source, night: Night, counts: pd.Series, layout: list[Entry]) -> pd.DataFrame:
+    """``raw_load_files`` rows of one load: every file read (with its rows: ``counts`` by
+    file name), every file skipped (with why), and the landing folder's stray entries seen
+    at load time."""
     entries = source.listing(night.day).entries
     listed = {e.path for e in entries}
     entries = entries + [Entry(name, "read", "rows from the source") for name in counts.index if name not in listed]
@@ -105,17 +105,39 @@ def file_ledger(source: Source, night: Night, frame: pd.DataFrame, layout: list[
     return pd.DataFrame(rows, columns=["path", "action", "rows", "reason"])
 
 
+def split_day(conn: duckdb.DuckDBPyConnection, source: Source, night: Night, settings: Settings, known: set[str],
+              conflicted: set[str], cutoff: pd.Timestamp | None, engine=None) -> tuple[Split, pd.Series]:
+    """One day's rows through the contract, and the rows read per file: on the driver, or
+    — ``engine`` given, a landing folder — on Spark's executors, where the accepted and
+    rejected rows are committed to the lake before the warehouse loads them."""
+    r = settings.raw
+    if engine is not None:
+        from risk_assets.spark.contract import split_day as on_spark
+
+        return on_spark(engine, conn, source.data_files(night.day), source.root, night.day, night.window,
+                        max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)
+    frame = source.transactions(night.day, read_at=cutoff)
+    split = split_transactions(
+        frame, night.window, max_amount=r.max_amount, max_text=r.max_text_length, known_customers=known,
+        stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]),
+        conflicted_customers=conflicted)
+    return split, frame[SOURCE_FILE].value_counts() if len(frame) else pd.Series(dtype="int64")
+
+
 def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[Night], settings: Settings,
-                  read_at: str | None = None) -> dict:
+                  read_at: str | None = None, engine=None) -> dict:
     """Validate and write each day (one transaction per day); returns the metadata of
     the whole load. A day whose file cannot be read, or whose stored rows do not
     reconcile, raises :class:`RawDayError` and writes nothing of that day. With the Spark
-    engine, each reconciled day is also committed to the lake (the rows Spark reads)."""
+    engine (``engine``), each reconciled day is also in the lake (the rows Spark reads):
+    a landing folder's days go through the contract on Spark, which commits them to the
+    lake first; other sources' days are committed after the warehouse."""
     lake = None
     if settings.engine.kind == "spark":
         from risk_assets.spark.lake import Lake
 
         lake = Lake(settings.engine.lake_path)
+    on_spark = engine if engine is not None and isinstance(source, LandingSource) else None
     cutoff = pd.Timestamp(read_at).tz_localize(None) if read_at else None
     known = warehouse.customer_ids(conn)
     if not known:
@@ -127,16 +149,11 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     last_split = None
     for night in nights:
         try:
-            frame = source.transactions(night.day, read_at=cutoff)
+            split, per_file = split_day(conn, source, night, settings, known, conflicted, cutoff, on_spark)
         except ContractError as exc:
             raise RawDayError(f"partition {night.key}: {exc}",
                               {"file": exc.file, "column": exc.column, "problem": exc.problem}) from exc
-        files = file_ledger(source, night, frame, layout)
-        split = split_transactions(
-            frame, night.window, max_amount=settings.raw.max_amount, max_text=settings.raw.max_text_length,
-            known_customers=known, stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]),
-            conflicted_customers=conflicted,
-        )
+        files = file_ledger(source, night, per_file, layout)
         load = pd.DataFrame([{
             "received": split.received, "accepted": len(split.accepted), "rejected": len(split.rejected),
             "source": source.name, "read_at": read_at, "loaded_at": pd.Timestamp.now("UTC").tz_localize(None),
@@ -156,7 +173,7 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
         verdicts = judge_raw_day(conn, night, settings)
         warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
         unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
-        if lake is not None and lake.commit_raw_partition(conn, night.day) != acc:
+        if lake is not None and on_spark is None and lake.commit_raw_partition(conn, night.day) != acc:
             raise RawDayError(f"partition {night.key}: the lake copy does not hold the {acc} accepted rows")
         totals = {"received": totals["received"] + split.received, "accepted": totals["accepted"] + acc,
                   "rejected": totals["rejected"] + rej}
@@ -174,6 +191,7 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
         meta = {**totals, "partitions": len(nights), "rejection_reasons": _counts(reasons),
                 "per_partition": pd.DataFrame(per_partition), "settings_version": settings.version()}
     return meta | {"source": source.name, "read_at": read_at or "(all arrived)", "engine": settings.engine.kind,
+                   "contract_ran_on": "spark executors" if on_spark is not None else "driver",
                    "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
                    "quarantined_days": len({u.split()[0] for u in unhealthy}),
                    "failed_raw_checks": ", ".join(unhealthy[:20]) or "-"}
@@ -220,11 +238,13 @@ def build_raw_assets(settings: Settings) -> list:
         ],
         can_subset=False,
     )
-    def raw_transactions(context: dg.AssetExecutionContext, config: RawReadConfig, duckdb: DuckDBResource):
+    def raw_transactions(context: dg.AssetExecutionContext, config: RawReadConfig, duckdb: DuckDBResource,
+                         spark: SparkConnectResource):
         nights = [Night.of(key, settings.calendar) for key in context.partition_keys]
+        engine = spark.engine() if settings.engine.kind == "spark" and isinstance(source, LandingSource) else None
         try:
             with render.clear_failure(), open_warehouse(duckdb) as conn:
-                meta = load_raw_days(conn, source, nights, settings, read_at=config.read_at)
+                meta = load_raw_days(conn, source, nights, settings, read_at=config.read_at, engine=engine)
         except RawDayError as exc:
             raise dg.Failure(description=str(exc), metadata=exc.metadata, allow_retries=False) from exc
         yield dg.MaterializeResult(asset_key="raw_transactions", metadata=render.metadata(meta))

@@ -76,8 +76,8 @@ class SparkEngine:
         the lake (reference tables first re-committed from the warehouse)."""
         self.lake.commit_reference(conn)
         for name in (RAW, *REFERENCE, *nightly):
-            if name in nightly and not self.lake.partitions(name):
-                continue  # nothing committed yet: a statistic over it fails naming the table
+            if name not in REFERENCE and not self.lake.partitions(name):
+                continue  # nothing committed yet: a query over it fails naming the table
             self.spark.read.parquet(str(self.lake.table(name))).createOrReplaceTempView(name)
 
     def statistics(self, conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:

@@ -36,7 +36,8 @@ RAW = "raw_transactions"
 REFERENCE = ("customers", "category_mapping", "channel_vocabulary")
 NIGHTLY = ("encoded_features", "imputation_log")
 """Per-night tables the checks' statistics read on Spark (committed by the encoding step)."""
-PARTITIONED = (RAW, *NIGHTLY)
+REJECTED = "rejected_transactions"
+PARTITIONED = (RAW, REJECTED, *NIGHTLY)
 
 
 def _path(path: Path) -> str:
@@ -61,7 +62,8 @@ class Lake:
             return []
         return sorted(dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in folder.glob("partition=*"))
 
-    def _commit(self, target: Path, write: Callable[[Path], None]) -> None:
+    def commit(self, target: Path, write: Callable[[Path], None]) -> None:
+        """Replace folder ``target`` by what ``write`` puts into a fresh staging folder."""
         staging = self.root / "_staging" / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
@@ -86,14 +88,14 @@ class Lake:
             raise ValueError(f"{name!r} is not a table of the lake")
         written = []
         columns = ", ".join(f'"{c}"' for c in warehouse.COLUMNS[name] if c != "partition")
-        order = "customer_id, event_ts" if name == RAW else "customer_id"
+        order = {RAW: "customer_id, event_ts", REJECTED: "source_file, source_row"}.get(name, "customer_id")
 
         def write(folder: Path) -> None:
             written.append(conn.execute(f"COPY (SELECT {columns} FROM {warehouse.table(name)} WHERE partition = $day "
                          f"ORDER BY {order}) TO {_path(folder / 'part-0.parquet')} (FORMAT parquet)",
                          {"day": day}).fetchall()[0][0])
 
-        self._commit(self.partition(name, day), write)
+        self.commit(self.partition(name, day), write)
         return int(written[0])
 
     def commit_raw_partition(self, conn: duckdb.DuckDBPyConnection, day: dt.date) -> int:
@@ -107,7 +109,7 @@ class Lake:
                 conn.execute(f"COPY (SELECT * FROM {warehouse.table(name)}) TO {_path(folder / 'part-0.parquet')} "
                              "(FORMAT parquet)")
 
-            self._commit(self.table(name), write)
+            self.commit(self.table(name), write)
 
     def sync_raw(self, conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
         """Commit every loaded raw partition the lake does not hold yet (a warehouse that
