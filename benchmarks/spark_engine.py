@@ -11,6 +11,11 @@ Connect server, ``local[2]``) and DuckDB side by side on the same night and the 
 * training features of one chunk of the production spine (8 as-of nights — the unit
   both engines compute per query; the whole spine is 61 nights, ~7.6 chunks);
 * scoring the night's encoded rows (Spark: ``mapInPandas`` on the executors);
+* the statistics of the checks that aggregate (coverage, channels, amount levels,
+  imputation, missingness, drift): the checks evaluated with their queries on the warehouse
+  and on Spark over the lake, verdicts compared;
+* the night's raw day through the landing contract, on the driver and on Spark (the day
+  exported as a landing folder of 8 files): accepted, rejected and reasons compared;
 
 the values are compared (they must be equal: features bit for bit, scores to 1e-12), and the
 rows and bytes each side reads and returns are recorded for the README's projection.
@@ -54,6 +59,82 @@ def _timed(fn, repeats: int):
     return {"median_s": statistics.median(runs), "runs_s": runs}, out
 
 
+STATISTIC_LOADERS = ("amount_scale", "category_coverage", "channel_coverage", "imputation_ceiling",
+                     "missingness_pattern", "drift_bounds")
+"""The checks whose loaders are aggregate queries (``queries/statistics.py``)."""
+
+
+def check_statistics(conn, engine, night: Night, settings: Settings, repeats: int) -> dict:
+    """Every statistic the checks aggregate for the night, by the warehouse and by Spark
+    over the lake (the night's encoded rows and ledger committed first, as the encoding
+    step does), with the check verdicts compared."""
+    from risk_assets.defs.catalogue import CHECKS
+    from risk_assets.queries import statistics as stats_sql
+
+    for name in ("encoded_features", "imputation_log"):
+        engine.lake.commit_partition(conn, name, night.day)
+    decls = [d for d in CHECKS if d.name in STATISTIC_LOADERS and d.load is not None]
+
+    def verdicts():
+        return {f"{d.asset}.{d.name}": d.evaluate(conn, night, settings)[0] for d in decls}
+
+    def on_spark():
+        with stats_sql.on_engine(engine):
+            return verdicts()
+
+    out = {}
+    out["check_statistics_duckdb"], ours = _timed(verdicts, repeats)
+    out["check_statistics_spark"], theirs = _timed(on_spark, repeats)
+    out["check_statistics_checks"] = [d.label for d in decls]
+    out["check_verdicts_equal"] = theirs is not None and all(
+        ours[k].passed == theirs[k].passed and ours[k].summary == theirs[k].summary for k in ours)
+    return out
+
+
+def contract(folder: Path, conn, engine, night: Night, settings: Settings, repeats: int) -> dict:
+    """The night's raw day through the landing contract on the driver and on Spark: the
+    day exported as a landing folder of 8 files (as an export would deliver it)."""
+    import pyarrow.parquet as pq
+
+    from risk_assets.contract import split_transactions
+    from risk_assets.scenario.source import export_landing
+    from risk_assets.sources import LandingSource
+    from risk_assets.spark.contract import split_day
+
+    root = folder / "landing_export"
+    day_dir = root / "transactions" / f"date={night.day}"
+    if not day_dir.exists():
+        export_landing(settings, root, [night.day])
+        table = pq.read_table(day_dir / "part-0.parquet")
+        (day_dir / "part-0.parquet").unlink()
+        step = -(-table.num_rows // 8)
+        for i in range(8):
+            pq.write_table(table.slice(i * step, step), day_dir / f"part-{i}.parquet")
+    landing = settings.with_overrides(source={"kind": "landing", "landing_dir": str(root)})
+    source, r = LandingSource(landing), settings.raw
+    known, conflicted = warehouse.customer_ids(conn), warehouse.conflicted_customers(conn)
+
+    def driver():
+        frame = source.transactions(night.day)
+        return split_transactions(frame, night.window, max_amount=r.max_amount, max_text=r.max_text_length,
+                                  known_customers=known, conflicted_customers=conflicted,
+                                  stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]))
+
+    def spark():
+        return split_day(engine, conn, source.data_files(night.day), source.root, night.day, night.window,
+                         max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)[0]
+
+    out = {}
+    out["contract_driver"], ours = _timed(driver, repeats)
+    out["contract_spark"], theirs = _timed(spark, repeats)
+    out["contract_rows"] = None if ours is None else ours.received
+    out["contract_files"] = len(source.data_files(night.day))
+    out["contract_equal"] = theirs is not None and ours is not None and (
+        len(ours.accepted), len(ours.rejected), ours.reasons) == (len(theirs.accepted), len(theirs.rejected),
+                                                                   theirs.reasons)
+    return out
+
+
 def measure(folder: Path, customers: int, repeats: int) -> dict:
     from risk_assets.spark.engine import SparkEngine, connect
     from risk_assets.spark.lake import RAW, Lake
@@ -93,6 +174,9 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
         out["training_chunk_as_of"] = [str(chunk[0].day), str(chunk[-1].day)]
         out["training_chunk_result_mb"] = round(ours.memory_usage(deep=True).sum() / 1024**2, 1)
         del ours, theirs
+
+        out |= check_statistics(conn, engine, night, settings, repeats)
+        out |= contract(folder, conn, engine, night, settings, repeats)
 
         booster, card = deployed_model(conn)
         encoded = warehouse.read_partition(conn, "encoded_features", DEFAULT_NIGHT)
