@@ -230,7 +230,7 @@ def _both_engines(engine, settings, day):
     return out["driver"], out["spark"]
 
 
-def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landing, spark_session, tmp_path):
+def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landing, spark_session, tmp_path):  # noqa: F811
     from risk_assets.contract import SOURCE_FILE, ContractError
     from risk_assets.spark.engine import SparkEngine
     from risk_assets.spark.lake import Lake
