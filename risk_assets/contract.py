@@ -293,8 +293,7 @@ def _split(
             if key
             else None,
             "reasons": ["; ".join(dict.fromkeys(reasons[i])) for i in rejected_rows.index],
-            "raw_record": ([_raw_json(originals) for originals in rejected_rows["_original"]]
-                           if "_original" in rejected_rows else rejected_rows["_raw_record"]),
+            "raw_record": [_raw_json(originals) for originals in rejected_rows["_original"]],
         },
         columns=REJECTED_COLUMNS,
     )
@@ -430,13 +429,18 @@ def cents(amount: pd.Series) -> pd.Series:
     return np.round(amount * 100.0).astype("int64")
 
 
+def sub_cent(amount: pd.Series) -> np.ndarray:
+    """Amounts with a fraction of a cent (rounded by :func:`cents`; counted in the notes)."""
+    scaled = amount.to_numpy(dtype="float64") * 100.0
+    return np.abs(scaled - np.round(scaled)) > 1e-6
+
+
 def finish_transactions(frame: pd.DataFrame, reasons: dict[int, list[str]], received: int) -> Split:
     """The accepted and rejected frames of checked rows."""
     accepted, rejected = _split(frame, TRANSACTION_COLUMNS, reasons, "transaction_id")
-    amounts = accepted["amount"] * 100.0
     accepted["amount_cents"] = cents(accepted["amount"])
-    sub_cent = int((np.abs(amounts - np.round(amounts)) > 1e-6).sum())
-    return Split(accepted, rejected, received, notes={"sub_cent_amounts_rounded": sub_cent})
+    return Split(accepted, rejected, received,
+                 notes={"sub_cent_amounts_rounded": int(sub_cent(accepted["amount"]).sum())})
 
 
 def split_transactions(

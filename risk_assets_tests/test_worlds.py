@@ -17,6 +17,7 @@ import pandas as pd
 from risk_assets.queries import warehouse
 from risk_assets.scenario.world import PROFILES
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
+from risk_assets_tests.test_statistics import assert_statistics_match_rows
 
 NEXT_NIGHT = FIRST_NIGHT + dt.timedelta(days=1)
 HOSTILE = ["'); DROP TABLE raw_transactions; --", "Groceries|x", "ünknown", "   ", "NULL", "a\tb"]
@@ -171,6 +172,8 @@ def test_a_missingness_burst_in_one_region_under_the_ceiling_is_stopped(landing_
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.missingness_pattern")
     assert evaluation(result, "encoded_features.imputation_ceiling").passed  # under the ceiling
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:  # the checks' aggregates = their definitions
+        assert_statistics_match_rows(conn, FIRST_NIGHT, settings, tested=True)
 
 
 def test_a_few_odd_rows_tolerated_by_coverage_do_not_block_this_night_or_the_next(landing_copy, instance):
@@ -187,6 +190,8 @@ def test_a_few_odd_rows_tolerated_by_coverage_do_not_block_this_night_or_the_nex
         assert result.success and not failed, (night, failed)
     pattern = evaluation(result, "encoded_features.missingness_pattern")
     assert pattern.metadata["cells_left_to_coverage"].value > 0
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        assert_statistics_match_rows(conn, FIRST_NIGHT, settings)  # the excused cells, counted in SQL
 
 
 def test_a_population_that_moved_beyond_the_training_bands_is_stopped_by_drift_bounds(landing_copy, instance):

@@ -49,7 +49,7 @@ def evaluate_step(decls: list[CheckDecl], conn: duckdb.DuckDBPyConnection, night
                   settings: Settings) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of one asset on one night, each isolated from the others
     (they share the partitions and the model they read: read once per step)."""
-    with warehouse.shared_reads(), loaders.shared_model():
+    with warehouse.shared_reads(), statistics.shared(), loaders.shared_model():
         yield from _evaluate_each(decls, conn, night, settings)
 
 

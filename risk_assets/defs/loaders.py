@@ -21,6 +21,7 @@ from risk_assets import model as model_lib
 from risk_assets.calendar import holidays_between
 from risk_assets.features.encoding import UNSEEN_CATEGORY
 from risk_assets.guards.drift import monitored_features
+from risk_assets.guards.imputation import CONTINGENCY_COLUMNS
 from risk_assets.guards import Refused
 from risk_assets.guards.daily import daily_statistics
 from risk_assets.guards.parity import parity_sample
@@ -224,14 +225,13 @@ def missingness(conn, night: Night, settings: Settings) -> Inputs:
     with enough of the rest, the contingency of customers by group and exposure — both
     aggregated by the engine; a night without substituted cells reads nothing else."""
     min_cells = settings.checks.missingness_min_cells
+    none = pd.DataFrame(columns=CONTINGENCY_COLUMNS)
     if statistics.ledger_counts(conn, night.day).empty:
-        return Inputs({"cells": pd.DataFrame(columns=["feature", "cells", "excused"]),
-                       "contingency": pd.DataFrame(columns=["feature", "dimension", "grp", "n", "customers", "hits"])})
+        return Inputs({"cells": pd.DataFrame(columns=["feature", "cells", "excused"]), "contingency": none})
     version = registry.current_mapping_version(conn)
     cells = statistics.missing_cells(conn, night, version)
     tested = (cells["cells"] - cells["excused"] >= min_cells).any()
-    table = (statistics.missingness_contingency(conn, night, version, min_cells) if tested
-             else pd.DataFrame(columns=["feature", "dimension", "grp", "n", "customers", "hits"]))
+    table = statistics.missingness_contingency(conn, night, version, min_cells) if tested else none
     return Inputs({"cells": cells, "contingency": table})
 
 

@@ -59,6 +59,10 @@ def coverage_cells(ledger: pd.DataFrame, unmapped_customers: set[str], unseen_ch
     return (ledger["reason"] == UNSEEN_CATEGORY) | unmapped | unseen_channel
 
 
+CONTINGENCY_COLUMNS = ["feature", "dimension", "grp", "n", "customers", "hits"]
+"""Columns of the missingness contingency table (:func:`contingency`)."""
+
+
 def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series | None = None,
                 exposure: pd.DataFrame | None = None, min_cells: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From the ledger's rows and one row per scored customer, the two small frames
@@ -84,7 +88,7 @@ def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series |
             frame = pd.DataFrame({"grp": groups[col].astype(str).to_numpy(), "n": n, "hits": hit})
             per = frame.groupby(["grp", "n"]).agg(customers=("hits", "size"), hits=("hits", "sum")).reset_index()
             parts.append(per.assign(feature=feature, dimension=col))
-    columns = ["feature", "dimension", "grp", "n", "customers", "hits"]
+    columns = CONTINGENCY_COLUMNS
     table = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
     return cells, table.sort_values(columns[:4]).reset_index(drop=True)
 

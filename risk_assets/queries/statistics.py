@@ -36,6 +36,7 @@ UNMAPPED_ROWS_CAP = 20_000
 first by transaction id; the counts are always exact)."""
 
 _ENGINE: ContextVar[object | None] = ContextVar("statistics_engine", default=None)
+_SHARED: ContextVar[dict | None] = ContextVar("shared_statistics", default=None)
 
 
 @contextmanager
@@ -50,13 +51,30 @@ def on_engine(engine) -> Iterator[None]:
         _ENGINE.reset(token)
 
 
+@contextmanager
+def shared() -> Iterator[None]:
+    """Within the block, each statistic is computed once and every caller gets its own
+    copy (the checks of one step ask for the same counts: coverage and amount levels both
+    read the category counts, three checks the ledger's). Only for blocks that do not
+    write the tables they read."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def run(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
     """One statistic query on the current engine."""
     params = {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}  # the ones this text uses
+    cache, key = _SHARED.get(), (sql, repr(sorted(params.items())))
+    if cache is not None and key in cache:
+        return cache[key].copy()
     engine = _ENGINE.get()
-    if engine is None:
-        return warehouse.frame(conn, sql, params)
-    return engine.statistics(conn, sql, params)
+    out = warehouse.frame(conn, sql, params) if engine is None else engine.statistics(conn, sql, params)
+    if cache is not None:
+        cache[key] = out.copy()
+    return out
 
 
 _MAX_DOUBLE = float(np.finfo("float64").max)

@@ -105,7 +105,7 @@ def mark_groups(rows: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     """Step 2 for one group of transaction ids (a ``cogroup`` function)."""
     from collections import defaultdict
 
-    from risk_assets.contract import cents, mark_copies, mark_customers
+    from risk_assets.contract import cents, mark_copies, mark_customers, sub_cent
 
     if rows.empty:
         return pd.DataFrame({c.split()[0]: [] for c in MARKED.split(", ")})
@@ -121,13 +121,11 @@ def mark_groups(rows: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     accepted = np.array([not t for t in text], dtype=bool)
     amount_cents = pd.Series(pd.NA, index=frame.index, dtype="Int64")
     amount_cents[accepted] = cents(frame.loc[accepted, "amount"]).to_numpy()
-    scaled = frame["amount"].to_numpy(dtype="float64") * 100.0
-    sub_cent = accepted & (np.abs(scaled - np.round(scaled)) > 1e-6)
     return pd.DataFrame({
         "file_order": rows["file_order"], "_source_file": rows["_source_file"], "_source_row": rows["_source_row"],
         "transaction_id": frame["transaction_id"], "customer_id": frame["customer_id"],
         "event_ts_ns": rows["event_ts_ns"], "amount": frame["amount"], "amount_cents": amount_cents,
-        "sub_cent": sub_cent, "category": frame["category"], "channel": frame["channel"], "reasons": text,
+        "sub_cent": accepted & sub_cent(frame["amount"]), "category": frame["category"], "channel": frame["channel"], "reasons": text,
         "raw_record": rows["raw_record"],
     })
 
