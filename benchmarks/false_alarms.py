@@ -21,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks.machine import describe
-from risk_assets.cli import quiet_dagster_warnings
+from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
 from risk_assets.scenario.worlds import WORLDS, build_landing_world, landing_settings

@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks import world
-from risk_assets.cli import quiet_dagster_warnings
+from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
 

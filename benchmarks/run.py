@@ -50,18 +50,18 @@ import pandas as pd
 from benchmarks import world
 from benchmarks.machine import describe
 from benchmarks.nightly_once import peak_rss_mb
-from risk_assets import model as model_lib
-from risk_assets.cli import quiet_dagster_warnings
-from risk_assets.defs.catalogue import declared
-from risk_assets.defs.loaders import deployed_model, drift_counts, shared_model
+from risk_assets.core import model as model_lib
+from risk_assets.app.cli import quiet_dagster_warnings
+from risk_assets.checks.catalogue import declared
+from risk_assets.checks.loaders import deployed_model, drift_counts, shared_model
 from risk_assets.defs.model import training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
-from risk_assets.features.spec import SPEC_VERSION
-from risk_assets.night import Night
-from risk_assets.queries import features as feature_sql
-from risk_assets.queries.registry import current_mapping_version
-from risk_assets.queries.warehouse import read_partition
-from risk_assets.guards.drift import monitored_features
+from risk_assets.core.features.spec import SPEC_VERSION
+from risk_assets.core.night import Night
+from risk_assets.engines import executions as feature_sql
+from risk_assets.store.registry import current_mapping_version
+from risk_assets.store.warehouse import read_partition
+from risk_assets.checks.drift import monitored_features
 from risk_assets.settings import Settings
 
 DEFAULT_NIGHT = dt.date(2026, 8, 1)

@@ -34,14 +34,15 @@ import numpy as np
 from benchmarks import world
 from benchmarks.machine import describe
 from benchmarks.run import DEFAULT_NIGHT
-from risk_assets import model as model_lib
-from risk_assets.cli import quiet_dagster_warnings
-from risk_assets.defs.loaders import deployed_model
+from risk_assets.core import model as model_lib
+from risk_assets.app.cli import quiet_dagster_warnings
+from risk_assets.checks.loaders import deployed_model
 from risk_assets.defs.model import training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
-from risk_assets.night import Night
-from risk_assets.queries import features as feature_sql
-from risk_assets.queries import registry, warehouse
+from risk_assets.core.night import Night
+from risk_assets.engines import executions as feature_sql
+from risk_assets.store import registry
+from risk_assets.store import warehouse
 from risk_assets.settings import Settings
 
 
@@ -68,8 +69,8 @@ def check_statistics(conn, engine, night: Night, settings: Settings, repeats: in
     """Every statistic the checks aggregate for the night, by the warehouse and by Spark
     over the lake (the night's encoded rows and ledger committed first, as the encoding
     step does), with the check verdicts compared."""
-    from risk_assets.defs.catalogue import CHECKS
-    from risk_assets.queries import statistics as stats_sql
+    from risk_assets.checks.catalogue import CHECKS
+    from risk_assets.checks import statistics as stats_sql
 
     for name in ("encoded_features", "imputation_log"):
         engine.lake.commit_partition(conn, name, night.day)
@@ -96,10 +97,10 @@ def contract(folder: Path, conn, engine, night: Night, settings: Settings, repea
     day exported as a landing folder of 8 files (as an export would deliver it)."""
     import pyarrow.parquet as pq
 
-    from risk_assets.contract import split_transactions
+    from risk_assets.core.contract import split_transactions
     from risk_assets.scenario.source import export_landing
     from risk_assets.sources import LandingSource
-    from risk_assets.spark.contract import split_day
+    from risk_assets.engines.spark.contract import split_day
 
     root = folder / "landing_export"
     day_dir = root / "transactions" / f"date={night.day}"
@@ -136,8 +137,8 @@ def contract(folder: Path, conn, engine, night: Night, settings: Settings, repea
 
 
 def measure(folder: Path, customers: int, repeats: int) -> dict:
-    from risk_assets.spark.engine import SparkEngine, connect
-    from risk_assets.spark.lake import RAW, Lake
+    from risk_assets.engines.spark.engine import SparkEngine, connect
+    from risk_assets.engines.spark.lake import RAW, Lake
 
     settings = world.settings_for(folder, customers, DEFAULT_NIGHT)
     lake = Lake(folder / "lake")

@@ -12,7 +12,7 @@ from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
 from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, REFERENCE_JOB, TRAINING_JOB
-from risk_assets.features.spec import LOOKBACK_DAYS
+from risk_assets.core.features.spec import LOOKBACK_DAYS
 from risk_assets.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

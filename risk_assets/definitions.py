@@ -4,7 +4,7 @@
 Settings come from the TOML file named by ``$RISK_ASSETS_CONFIG`` or the defaults.
 """
 
-from risk_assets.known_warnings import accept_known_dagster_warnings
+from risk_assets.defs.known_warnings import accept_known_dagster_warnings
 
 accept_known_dagster_warnings()
 

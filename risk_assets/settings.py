@@ -132,7 +132,7 @@ class FeatureSettings(_Section):
     online_channels: tuple[str, ...] = ("online", "transfer")
 
     def vocabulary(self):
-        from risk_assets.features.spec import FeatureVocabulary
+        from risk_assets.core.features.spec import FeatureVocabulary
 
         return FeatureVocabulary(cash=self.cash_categories, transfer=self.transfer_categories,
                                  gambling=self.gambling_categories, online=self.online_channels)
@@ -156,7 +156,7 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _no_leakage(self) -> TrainingSettings:
-        from risk_assets.night import Night
+        from risk_assets.core.night import Night
 
         if self.end < self.start:
             raise ValueError("training.end is before training.start")

@@ -5,9 +5,9 @@ import json
 import dagster as dg
 import pytest
 
-from risk_assets import cli
-from risk_assets.audit import audit_rows, check_keys, filtered
-from risk_assets.defs.catalogue import declared
+from risk_assets.app import cli
+from risk_assets.app.audit import audit_rows, check_keys, filtered
+from risk_assets.checks.catalogue import declared
 from risk_assets.defs.factory import build_definitions
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 

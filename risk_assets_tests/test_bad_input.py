@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from risk_assets.contract import Window, split_transactions
-from risk_assets.queries import warehouse
+from risk_assets.core.contract import Window, split_transactions
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import run_night, run_reference, small_settings
 
 SLOW = os.environ.get("RISK_ASSETS_SLOW") == "1"

@@ -8,13 +8,13 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from risk_assets.defs.catalogue import declared
+from risk_assets.checks.catalogue import declared
 from risk_assets.defs.checks import evaluate
 from risk_assets.defs.raw import load_customers, load_raw_days
-from risk_assets.guards.model import deployment_gate, realised_vs_validation
-from risk_assets.guards.parity import parity_sample
-from risk_assets.night import Night
-from risk_assets.queries import warehouse
+from risk_assets.checks.model import deployment_gate, realised_vs_validation
+from risk_assets.checks.parity import parity_sample
+from risk_assets.core.night import Night
+from risk_assets.store import warehouse
 from risk_assets.settings import SettingsError
 from risk_assets.sources import make_source
 from risk_assets_tests.conftest import small_settings

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import re
 
-from risk_assets import cli
+from risk_assets.app import cli
 from risk_assets.settings import to_toml
 from risk_assets_tests.conftest import FIRST_NIGHT
 from risk_assets_tests.test_worlds import damage

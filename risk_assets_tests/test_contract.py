@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from risk_assets.contract import (
+from risk_assets.core.contract import (
     ContractError,
     Window,
     require_columns,

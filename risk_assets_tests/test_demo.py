@@ -4,7 +4,7 @@ its instance opens in the UI without a false alarm, and the operator's commands 
 import json
 import re
 
-from risk_assets import cli
+from risk_assets.app import cli
 from risk_assets_tests.test_ui import _graphql as graphql
 from risk_assets_tests.test_ui import webserver
 from risk_assets_tests.test_false_alarms import CHECKS_PER_NIGHT

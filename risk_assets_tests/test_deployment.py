@@ -6,10 +6,10 @@ import shutil
 import dagster as dg
 import pytest
 
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import TRAINING_JOB
-from risk_assets.features.spec import SPEC_VERSION
+from risk_assets.core.features.spec import SPEC_VERSION
 from risk_assets_tests.conftest import QUIET
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 
 import dagster as dg
 
-from risk_assets.defs.catalogue import CHECKS
+from risk_assets.checks.catalogue import CHECKS
 from risk_assets_tests.conftest import FIRST_NIGHT, LANDING_LAST_DAY, QUIET, run_night
 
 NIGHTLY_ASSETS = {"raw_transactions", "serving_features", "encoded_features", "risk_scores"}

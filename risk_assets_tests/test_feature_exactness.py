@@ -19,10 +19,11 @@ import pandas as pd
 from risk_assets.defs.features import compute_serving_features
 from risk_assets.defs.model import build_training_features, training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
-from risk_assets.features.spec import SPEC_VERSION
-from risk_assets.night import Night
-from risk_assets.queries import features as fsql
-from risk_assets.queries import registry, warehouse
+from risk_assets.core.features.spec import SPEC_VERSION
+from risk_assets.core.night import Night
+from risk_assets.engines import executions as fsql
+from risk_assets.store import registry
+from risk_assets.store import warehouse
 
 
 def _labels(conn, frame: pd.DataFrame, timezone: str) -> pd.Series:

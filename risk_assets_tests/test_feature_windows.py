@@ -8,11 +8,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from risk_assets.queries import warehouse
-from risk_assets.queries import features as fsql
-from risk_assets.features.mapping import build_mapping, channel_vocabulary
-from risk_assets.features.spec import FEATURE_NAMES, FeatureVocabulary
-from risk_assets.night import Night
+from risk_assets.store import warehouse
+from risk_assets.engines import executions as fsql
+from risk_assets.core.features.mapping import build_mapping, channel_vocabulary
+from risk_assets.core.features.spec import FEATURE_NAMES, FeatureVocabulary
+from risk_assets.core.night import Night
 
 VOCAB = FeatureVocabulary()  # the embedded world's names
 

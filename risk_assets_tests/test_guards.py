@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
-from risk_assets.guards.coverage import category_coverage, night_counts
-from risk_assets.guards.daily import calibrate, daily_drift, daily_statistics
-from risk_assets.guards.drift import calibrated_threshold, drift_bounds, monitored_features, profile
-from risk_assets.guards.imputation import contingency, imputation_ceiling, ledger_counts, missingness_pattern
-from risk_assets.guards.parity import parity
-from risk_assets.guards.scores import score_sanity
-from risk_assets.guards.volume import row_volume
+from risk_assets.core.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
+from risk_assets.checks.coverage import category_coverage, night_counts
+from risk_assets.checks.daily import calibrate, daily_drift, daily_statistics
+from risk_assets.checks.drift import calibrated_threshold, drift_bounds, monitored_features, profile
+from risk_assets.checks.imputation import contingency, imputation_ceiling, ledger_counts, missingness_pattern
+from risk_assets.checks.parity import parity
+from risk_assets.checks.scores import score_sanity
+from risk_assets.checks.volume import row_volume
 
 RNG = np.random.default_rng(5)
 
@@ -126,8 +126,8 @@ def test_missingness_pattern_fires_on_concentration_but_not_on_random_missingnes
 
 # --------------------------------------------------------------------------- drift
 def _reference(n=4000, days=20):
-    from risk_assets.features.encoding import fit_encoding
-    from risk_assets.model import reference_profile
+    from risk_assets.core.features.encoding import fit_encoding
+    from risk_assets.core.model import reference_profile
 
     frame = pd.DataFrame({f: RNG.gamma(2.0, 1.0, n * days) for f in NUMERIC})
     for f in CATEGORICAL:

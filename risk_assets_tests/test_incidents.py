@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
 from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, TRAINING_JOB
 from risk_assets.scenario.world import NEW_CATEGORIES

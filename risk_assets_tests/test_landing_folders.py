@@ -15,11 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from risk_assets import alerts
+from risk_assets.app import alerts
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import REFERENCE_JOB
 from risk_assets.defs.sensors import landing_requests
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.sources import LandingSource
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 from risk_assets_tests.test_worlds import assert_blocked, evaluation, outcome, scored

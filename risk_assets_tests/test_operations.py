@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from risk_assets import alerts
+from risk_assets.app import alerts
 from risk_assets.defs.factory import build_definitions
 from risk_assets.settings import Settings
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
@@ -174,7 +174,7 @@ def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed()
         context = dg.build_schedule_context(instance=instance,
                                             scheduled_execution_time=dt.datetime(2026, 9, 10, 6, 0, tzinfo=dt.timezone.utc))
         request = schedule(context)
-    from risk_assets.night import Night
+    from risk_assets.core.night import Night
 
     assert request.partition_key == "2026-08-10"  # its labels end 2026-09-10 00:00, before the 06:00 tick
     assert Night(dt.date(2026, 8, 10), "UTC").bounds["label_end"] <= pd.Timestamp("2026-09-10 06:00")

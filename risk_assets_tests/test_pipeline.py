@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets import model as model_lib
-from risk_assets.queries import warehouse
-from risk_assets.queries import features as fsql
-from risk_assets.features.encoding import MISSING, UNSEEN_CATEGORY
-from risk_assets.features.spec import FEATURE_NAMES, FeatureVocabulary, LABEL_HORIZON_DAYS, SPEC_VERSION
-from risk_assets.night import Night
+from risk_assets.core import model as model_lib
+from risk_assets.store import warehouse
+from risk_assets.engines import executions as fsql
+from risk_assets.core.features.encoding import MISSING, UNSEEN_CATEGORY
+from risk_assets.core.features.spec import FEATURE_NAMES, FeatureVocabulary, LABEL_HORIZON_DAYS, SPEC_VERSION
+from risk_assets.core.night import Night
 
 VOCAB = FeatureVocabulary()  # the embedded world's names
 from risk_assets.settings import SettingsError

@@ -15,7 +15,7 @@ import json
 
 import dagster as dg
 
-from risk_assets import cli
+from risk_assets.app import cli
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB, WAREHOUSE_TAG
 from risk_assets.defs.sensors import BLOCKED_BY_TAG

@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.scenario.source import EmbeddedSource, export_landing
 from risk_assets_tests.conftest import run_night, run_reference, small_settings
 
@@ -123,7 +123,7 @@ def test_a_landing_path_outside_the_folder_is_refused(tmp_path, instance):
     outside = tmp_path / "elsewhere.parquet"
     pd.read_parquet(root / "transactions" / f"date={DAYS[0]}" / "part-0.parquet").to_parquet(outside)
     (root / "transactions" / f"date={DAYS[0]}" / "link.parquet").symlink_to(outside)
-    from risk_assets.contract import ContractError
+    from risk_assets.core.contract import ContractError
     from risk_assets.sources import LandingSource
 
     with pytest.raises(ContractError, match="outside the landing folder"):

@@ -19,7 +19,7 @@ import pytest
 from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
 from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, trained_settings
@@ -175,7 +175,7 @@ KILLED = textwrap.dedent("""
     from pathlib import Path
     warnings.simplefilter("ignore")
     import dagster as dg
-    from risk_assets.queries import warehouse
+    from risk_assets.store import warehouse
     from risk_assets.defs.factory import build_definitions
     from risk_assets.defs.jobs import NIGHTLY_JOB
     from risk_assets_tests.conftest import QUIET, trained_settings

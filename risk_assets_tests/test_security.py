@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB, TRAINING_JOB
 from risk_assets.settings import Settings, SettingsError, settings_from_mapping

@@ -21,13 +21,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets import model as model_lib
-from risk_assets.defs.loaders import deployed_model
+from risk_assets.core import model as model_lib
+from risk_assets.checks.loaders import deployed_model
 from risk_assets.defs.model import build_training_features, training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
-from risk_assets.night import Night
-from risk_assets.queries import features as fsql
-from risk_assets.queries import registry, statistics, warehouse
+from risk_assets.core.night import Night
+from risk_assets.engines import executions as fsql
+from risk_assets.store import registry
+from risk_assets.checks import statistics
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, require, run_night
 from risk_assets_tests.test_bad_input import (  # noqa: F401 - the landing fixture
     FATAL,
@@ -52,7 +54,7 @@ def spark_session():
         require("PySpark", False, "pip install -e '.[spark]'")
     require("Java", shutil.which("java") is not None,
             "install a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)")
-    from risk_assets.spark.engine import connect
+    from risk_assets.engines.spark.engine import connect
 
     return connect("local[2]")
 
@@ -62,8 +64,8 @@ def _spark_settings(world_copy, **sections):
 
 
 def _engine(settings, session):
-    from risk_assets.spark.engine import SparkEngine
-    from risk_assets.spark.lake import Lake
+    from risk_assets.engines.spark.engine import SparkEngine
+    from risk_assets.engines.spark.lake import Lake
 
     lake = Lake(settings.engine.lake_path)
     with open_warehouse(duckdb_resource(settings)) as conn:
@@ -150,8 +152,8 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
         assert outcomes["spark"] == outcomes["duckdb"] and outcomes["spark"], night
 
     # the checks' statistics were aggregated by Spark over the lake: the warehouse's, exactly
-    from risk_assets.spark.engine import SparkEngine
-    from risk_assets.spark.lake import Lake
+    from risk_assets.engines.spark.engine import SparkEngine
+    from risk_assets.engines.spark.lake import Lake
 
     engine = SparkEngine(spark_session, Lake(spark.engine.lake_path))
     with open_warehouse(duckdb_resource(spark)) as conn:
@@ -167,9 +169,9 @@ def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeyp
     """Switching a warehouse to the Spark engine: `risk-assets lake-sync` commits every loaded
     raw day (no Spark needed), each partition holding exactly the accepted rows; a second run
     commits nothing."""
-    from risk_assets import cli
+    from risk_assets.app import cli
     from risk_assets.settings import to_toml
-    from risk_assets.spark.lake import Lake
+    from risk_assets.engines.spark.lake import Lake
 
     settings = _spark_settings(world_copy)
     config = tmp_path / "risk.toml"
@@ -205,8 +207,8 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _both_engines(engine, settings, day):
     """One landing day through the contract on the driver and on Spark."""
-    from risk_assets.contract import SOURCE_FILE, split_transactions
-    from risk_assets.spark.contract import split_day
+    from risk_assets.core.contract import SOURCE_FILE, split_transactions
+    from risk_assets.engines.spark.contract import split_day
     from risk_assets.sources import LandingSource
 
     source, night, r = LandingSource(settings), Night.of(day, settings.calendar), settings.raw
@@ -231,9 +233,9 @@ def _both_engines(engine, settings, day):
 
 
 def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landing, spark_session, tmp_path):  # noqa: F811
-    from risk_assets.contract import SOURCE_FILE, ContractError
-    from risk_assets.spark.engine import SparkEngine
-    from risk_assets.spark.lake import Lake
+    from risk_assets.core.contract import SOURCE_FILE, ContractError
+    from risk_assets.engines.spark.engine import SparkEngine
+    from risk_assets.engines.spark.lake import Lake
 
     settings, root, customers, instance = landing
     engine = SparkEngine(spark_session, Lake(tmp_path / "lake"))

@@ -13,20 +13,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets import stats
-from risk_assets.defs import loaders
-from risk_assets.features.encoding import UNSEEN_CATEGORY
-from risk_assets.features.spec import FEATURES, NUMERIC, WINDOWS
-from risk_assets.guards.coverage import category_coverage, night_counts
-from risk_assets.guards.drift import profile
-from risk_assets.guards.imputation import (
+from risk_assets.core import stats
+from risk_assets.checks import loaders
+from risk_assets.core.features.encoding import UNSEEN_CATEGORY
+from risk_assets.core.features.spec import FEATURES, NUMERIC, WINDOWS
+from risk_assets.checks.coverage import category_coverage, night_counts
+from risk_assets.checks.drift import profile
+from risk_assets.checks.imputation import (
     category_usage,
     contingency,
     coverage_cells,
     ledger_counts,
 )
-from risk_assets.night import Night
-from risk_assets.queries import registry, statistics, warehouse
+from risk_assets.core.night import Night
+from risk_assets.store import registry
+from risk_assets.checks import statistics
+from risk_assets.store import warehouse
 from risk_assets_tests.test_guards import _mapping, _night
 
 DAY = dt.date(2025, 3, 4)

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets import stats
-from risk_assets.features.encoding import MISSING, UNSEEN_CATEGORY, Encoding, encode, fit_encoding, model_matrix
-from risk_assets.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC, UNSEEN
+from risk_assets.core import stats
+from risk_assets.core.features.encoding import MISSING, UNSEEN_CATEGORY, Encoding, encode, fit_encoding, model_matrix
+from risk_assets.core.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC, UNSEEN
 
 
 def brute_force_auc(labels, scores):

@@ -14,7 +14,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from risk_assets.queries import warehouse
+from risk_assets.store import warehouse
 from risk_assets.scenario.world import PROFILES
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 from risk_assets_tests.test_statistics import assert_statistics_match_rows

@@ -18,13 +18,16 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.defs import loaders, render
-from risk_assets.defs.catalogue import CHECKS, CheckDecl, in_asset
+from risk_assets.checks import loaders
+from risk_assets.defs import render
+from risk_assets.checks.catalogue import CHECKS, CheckDecl, in_asset
 from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
-from risk_assets.guards import Refused, Verdict
-from risk_assets.night import Night
-from risk_assets.queries import registry, statistics, warehouse
-from risk_assets.queries.warehouse import NotMaterialised
+from risk_assets.checks import Refused, Verdict
+from risk_assets.core.night import Night
+from risk_assets.store import registry
+from risk_assets.checks import statistics
+from risk_assets.store import warehouse
+from risk_assets.store.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 
 

@@ -7,16 +7,17 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from risk_assets.defs import render
-from risk_assets.defs.loaders import deployed_model
+from risk_assets.checks.loaders import deployed_model
 from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
-from risk_assets.features.encoding import encode, ledger_rates
-from risk_assets.features.mapping import build_mapping, channel_vocabulary
-from risk_assets.features.spec import FEATURE_NAMES, LOOKBACK_DAYS, SPEC_VERSION
-from risk_assets.night import Night
-from risk_assets.queries import features as feature_sql
-from risk_assets.queries import registry, warehouse
-from risk_assets.queries.features import ServingSkew
-from risk_assets.queries.warehouse import NotMaterialised
+from risk_assets.core.features.encoding import encode, ledger_rates
+from risk_assets.core.features.mapping import build_mapping, channel_vocabulary
+from risk_assets.core.features.spec import FEATURE_NAMES, LOOKBACK_DAYS, SPEC_VERSION
+from risk_assets.core.night import Night
+from risk_assets.engines import executions as feature_sql
+from risk_assets.store import registry
+from risk_assets.store import warehouse
+from risk_assets.engines.executions import ServingSkew
+from risk_assets.store.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 from risk_assets.sources import make_source
 

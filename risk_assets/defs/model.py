@@ -11,21 +11,22 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets import model as model_lib
+from risk_assets.core import model as model_lib
 from risk_assets.defs import render
-from risk_assets.defs.catalogue import declared
+from risk_assets.checks.catalogue import declared
 from risk_assets.defs.checks import check_specs
-from risk_assets.defs.loaders import daily_aggregates, deployed_model, parity_inputs
+from risk_assets.checks.loaders import daily_aggregates, deployed_model, parity_inputs
 from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
-from risk_assets.features.encoding import fit_encoding
-from risk_assets.features.spec import NONE, SPEC_VERSION
-from risk_assets.guards import Refused, Verdict
-from risk_assets.guards.daily import calibrate, daily_statistics
-from risk_assets.guards.model import deployment_gate
-from risk_assets.guards.parity import parity
-from risk_assets.night import Night
-from risk_assets.queries import features as feature_sql
-from risk_assets.queries import registry, warehouse
+from risk_assets.core.features.encoding import fit_encoding
+from risk_assets.core.features.spec import NONE, SPEC_VERSION
+from risk_assets.checks import Refused, Verdict
+from risk_assets.checks.daily import calibrate, daily_statistics
+from risk_assets.checks.model import deployment_gate
+from risk_assets.checks.parity import parity
+from risk_assets.core.night import Night
+from risk_assets.engines import executions as feature_sql
+from risk_assets.store import registry
+from risk_assets.store import warehouse
 from risk_assets.settings import Settings
 from risk_assets.sources import make_source
 
@@ -116,7 +117,7 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
 
 def calibrate_daily_drift(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     """The daily drift monitor's levels and thresholds, from the raw days up to the end of
-    validation (stored in the model card; see :mod:`risk_assets.guards.daily`)."""
+    validation (stored in the model card; see :mod:`risk_assets.checks.daily`)."""
     c, last = settings.checks, settings.training.validation_end
     first = last - dt.timedelta(days=c.daily_calibration_days - 1)
     days = daily_statistics(daily_aggregates(conn, first, last, settings), c.coverage_max_unmapped_share)

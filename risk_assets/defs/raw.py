@@ -1,6 +1,6 @@
 """The raw layer: customers, irregularities and daily raw transactions.
 
-Each body validates its source rows against the contract (:mod:`risk_assets.contract`)
+Each body validates its source rows against the contract (:mod:`risk_assets.core.contract`)
 and writes accepted and rejected rows in one DuckDB transaction; the factory only wraps
 the bodies. ``received == accepted + rejected`` is judged by the ``rows_reconcile``
 guard: inside the asset for the reference tables, as a partitioned check for the days.
@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.contract import (
+from risk_assets.core.contract import (
     SOURCE_FILE,
     ContractError,
     Split,
@@ -21,12 +21,13 @@ from risk_assets.contract import (
     split_transactions,
 )
 from risk_assets.defs import render
-from risk_assets.defs.catalogue import declared, judge_raw_day
+from risk_assets.checks.catalogue import declared, judge_raw_day
 from risk_assets.defs.checks import check_specs
 from risk_assets.defs.resources import SparkConnectResource, daily_partitions, open_warehouse
-from risk_assets.guards import Verdict
-from risk_assets.night import Night
-from risk_assets.queries import registry, warehouse
+from risk_assets.checks import Verdict
+from risk_assets.core.night import Night
+from risk_assets.store import registry
+from risk_assets.store import warehouse
 from risk_assets.settings import Settings
 from risk_assets.sources import Entry, LandingSource, Source, make_source
 
@@ -112,7 +113,7 @@ def split_day(conn: duckdb.DuckDBPyConnection, source: Source, night: Night, set
     rejected rows are committed to the lake before the warehouse loads them."""
     r = settings.raw
     if engine is not None:
-        from risk_assets.spark.contract import split_day as on_spark
+        from risk_assets.engines.spark.contract import split_day as on_spark
 
         return on_spark(engine, conn, source.data_files(night.day), source.root, night.day, night.window,
                         max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)
@@ -134,7 +135,7 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     lake first; other sources' days are committed after the warehouse."""
     lake = None
     if settings.engine.kind == "spark":
-        from risk_assets.spark.lake import Lake
+        from risk_assets.engines.spark.lake import Lake
 
         lake = Lake(settings.engine.lake_path)
     on_spark = engine if engine is not None and isinstance(source, LandingSource) else None

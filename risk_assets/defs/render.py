@@ -1,7 +1,7 @@
 """Rendering to Dagster, in one place: verdicts into check results, plain metadata into
 metadata values, missing inputs into clear failures.
 
-Bodies (assets, checks) return plain Python — a :class:`~risk_assets.guards.Verdict`,
+Bodies (assets, checks) return plain Python — a :class:`~risk_assets.checks.Verdict`,
 a dict of metadata — and know nothing of Dagster's types; the factories call these."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from risk_assets.features.spec import SPEC_VERSION
-from risk_assets.guards import Refused, Verdict
-from risk_assets.queries.warehouse import NotMaterialised
+from risk_assets.core.features.spec import SPEC_VERSION
+from risk_assets.checks import Refused, Verdict
+from risk_assets.store.warehouse import NotMaterialised
 from risk_assets.settings import Settings
 
 TABLE_ROWS = 25

@@ -11,8 +11,8 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.night import Night
-from risk_assets.queries import warehouse
+from risk_assets.core.night import Night
+from risk_assets.store import warehouse
 from risk_assets.settings import Settings
 
 
@@ -71,12 +71,12 @@ class SparkConnectResource(dg.ConfigurableResource):
 
     def lake(self):
         """The lake alone (no Spark session: writing it is the warehouse's COPY)."""
-        from risk_assets.spark.lake import Lake
+        from risk_assets.engines.spark.lake import Lake
 
         return Lake(Path(self.lake_path))
 
     def engine(self):
-        from risk_assets.spark.engine import SparkEngine, connect
+        from risk_assets.engines.spark.engine import SparkEngine, connect
 
         return SparkEngine(connect(self.remote), self.lake())
 

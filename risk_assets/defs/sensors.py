@@ -6,8 +6,8 @@ import json
 
 import dagster as dg
 
-from risk_assets import alerts
-from risk_assets.night import Night
+from risk_assets.app import alerts
+from risk_assets.core.night import Night
 from risk_assets.settings import Settings
 from risk_assets.sources import LandingSource
 
@@ -128,7 +128,7 @@ def after_night(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Sett
         found = _record(settings, [night_alert(instance, run, failure, settings)])
     night = run.tags.get("dagster/partition")
     if settings.report.after_each_night and night:
-        from risk_assets import report
+        from risk_assets.app import report
 
         path = report.write_report(settings, instance, night)
         report.link_report(instance, night, path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from risk_assets.queries.features import ServingSkew
+from risk_assets.engines.executions import ServingSkew
 from risk_assets.scenario.world import World
 from risk_assets.settings import Settings
 from risk_assets.sources import DayListing, Entry, tag

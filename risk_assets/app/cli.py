@@ -1,0 +1,456 @@
+"""``risk-assets``: the operator's command line.
+
+Every command that runs something runs the project's real jobs against the persistent
+Dagster instance in ``--home`` (default ``$DAGSTER_HOME`` or ``./.dagster_home``), so the
+UI shows each run. Exit codes: 0 done (every night scored), 1 a night was blocked or a
+job failed, 2 a bad argument (the message names the valid choices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_HOME = Path(".dagster_home")
+DEMO_SETTINGS = "demo.toml"
+"""Written by ``risk-assets demo`` into its instance folder: the settings the demo ran
+with (clock-driven automation stopped). Commands on that home use it unless
+``$RISK_ASSETS_CONFIG`` names another file."""
+
+
+def _use_home(home: Path) -> Path:
+    """Point Dagster at a persistent, project-local instance (SQLite) before it loads."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # A local SQLite instance; no usage telemetry leaves this machine.
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _settings_file(home: Path) -> str | None:
+    if os.environ.get("RISK_ASSETS_CONFIG"):
+        return os.environ["RISK_ASSETS_CONFIG"]
+    demo = home / DEMO_SETTINGS
+    return str(demo) if demo.is_file() else None
+
+
+def quiet_dagster_warnings() -> None:
+    """The CLI's output is its own: the preview/beta/superseded-API warnings the project
+    accepts on purpose are filtered (see ``risk_assets/known_warnings.py``)."""
+    from risk_assets.defs.known_warnings import accept_known_dagster_warnings
+
+    accept_known_dagster_warnings()
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _context(args: argparse.Namespace):
+    """(settings, instance) for a command working on ``--home``."""
+    home = _use_home(Path(args.home))
+    import dagster as dg
+
+    quiet_dagster_warnings()
+    logging.getLogger("risk_assets.app.alerts").setLevel(logging.ERROR)
+    from risk_assets.settings import load_settings
+
+    # entered for the command's duration (closed by main): the instance is the current one
+    # for everything Dagster loads meanwhile, and is disposed when the command ends
+    return load_settings(_settings_file(home)), args.exit_stack.enter_context(dg.DagsterInstance.get())
+
+
+def _console():
+    """Rich console at least 120 columns wide (a pipe would make it 80)."""
+    import shutil
+
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=max(shutil.get_terminal_size((140, 40)).columns, 140))
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace) -> int:
+    home = _use_home(Path(args.home))
+    import dagster as dg
+
+    quiet_dagster_warnings()
+    logging.getLogger("risk_assets.app.alerts").setLevel(logging.ERROR)
+    from risk_assets.app.demo import run_demo, write_demo_settings
+    from risk_assets.settings import load_settings
+
+    settings = load_settings()  # $RISK_ASSETS_CONFIG or the defaults
+    if args.customers:
+        settings = settings.with_overrides(scenario={"world": {"n_customers": args.customers}})
+    settings = load_settings(write_demo_settings(home, settings))
+    with dg.DagsterInstance.get() as instance:
+        return run_demo(settings, instance, nights=args.nights, out=sys.stdout)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``dagster dev`` on 127.0.0.1 for the instance in ``--home`` (and its demo settings)."""
+    home = _use_home(Path(args.home))
+    env = dict(os.environ)
+    config = _settings_file(home)
+    if config:
+        env["RISK_ASSETS_CONFIG"] = config
+    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(args.port)]
+    print(f"DAGSTER_HOME={home} {'RISK_ASSETS_CONFIG=' + config + ' ' if config else ''}{' '.join(command)}")
+    return subprocess.call(command, env=env)
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from risk_assets.app.operations import Operator, parse_day
+
+    first, last = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+    if last < first:
+        raise _bad(f"--to {last} is before --from {first}")
+    settings, instance = _context(args)
+    if first < settings.calendar.partitions_start:
+        raise _bad(f"--from {first} is before the first partition {settings.calendar.partitions_start}")
+    t0 = time.perf_counter()
+    results = Operator(settings, instance).load(first, last, reference=not args.no_reference)
+    for result in results:
+        print(f"{result.job_name}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
+    ok = all(r.success for r in results)
+    print(f"loaded {first} .. {last} ({(last - first).days + 1} days) in {time.perf_counter() - t0:.0f}s"
+          if ok else "load failed: see the run in the UI (risk-assets ui)")
+    return 0 if ok else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from risk_assets.app.operations import Operator
+
+    settings, instance = _context(args)
+    result = Operator(settings, instance).train()
+    meta = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    model = meta.get("risk_model", {})
+    if model:
+        print(f"model {model.get('model_version')}: validation ROC AUC {model.get('validation_roc_auc', 0):.3f}, "
+              f"precision in top {model.get('review_budget', 0):.0%} {model.get('validation_precision_at_budget', 0):.3f}")
+    gate = meta.get("deployed_model")
+    if result.success and gate:
+        print(f"deployment gate: {gate.get('decision')} — serving {gate.get('model_version')}")
+        return 0
+    failure = next((e.step_failure_data.user_failure_data.description for e in result.all_events
+                    if e.event_type_value == "STEP_FAILURE" and e.step_failure_data
+                    and e.step_failure_data.user_failure_data), None)
+    print(f"training or the deployment gate failed: {failure or 'see the run in the UI'} (run {result.run_id})")
+    return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One night, or a range in order, with a progress bar and a summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from risk_assets.app.operations import Operator, nights_between, parse_day
+
+    if args.night and (args.start or args.end):
+        raise _bad("give --night, or --from and --to, not both")
+    if not args.night and not (args.start and args.end):
+        raise _bad("give --night D, or --from D --to D")
+    first = parse_day(args.night or args.start, "--night" if args.night else "--from")
+    last = parse_day(args.night or args.end, "--night" if args.night else "--to")
+    settings, instance = _context(args)
+    nights = nights_between(settings, first, last)
+    console = _console()
+    operator = Operator(settings, instance)
+    outcomes = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("nights"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True, disable=len(nights) == 1) as progress:
+        task = progress.add_task("nightly_job", total=len(nights))
+        for night in nights:
+            progress.update(task, description=f"nightly_job {night}")
+            outcome = operator.night(night)
+            outcomes.append(outcome)
+            console.print(_outcome_line(outcome))
+            progress.advance(task)
+    scored = sum(o.scored for o in outcomes)
+    blocked = [o for o in outcomes if not o.scored]
+    console.print(f"{len(outcomes)} night(s): {scored} scored, {len(blocked)} blocked or failed"
+                  + (f" ({', '.join(str(o.night) for o in blocked)})" if blocked else "")
+                  + f"; reports in {settings.report.dir}")
+    return 1 if blocked else 0
+
+
+def _outcome_line(o) -> str:
+    what = (f"[green]scored {o.scored_customers:,}[/green]" if o.scored else
+            f"[red]BLOCKED[/red] by {', '.join(o.blocked_by)}" if o.blocked_by else f"[red]FAILED[/red]: {o.error}")
+    warn = f"  WARN: {', '.join(o.warnings)}" if o.warnings else ""
+    return f"{o.night}  {o.received if o.received is not None else '-':>7} rows  {what}{warn}  run {o.run_id[:8]}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from risk_assets.app.operations import Operator, parse_day
+
+    until = parse_day(args.until, "--until") if args.until else None
+    if args.last < 1:
+        raise _bad("--last must be at least 1")
+    settings, instance = _context(args)
+    operator = Operator(settings, instance)
+    until = until or operator.latest_night_run()
+    if until is None:
+        print("no nightly run in this instance yet (risk-assets run --night D)")
+        return 0
+    rows = operator.status(args.last, until)
+    table = Table(title=f"last {len(rows)} nights up to {until}", show_lines=False)
+    for column in ("night", "status", "blocked by", "WARN", "runs", "earlier attempts blocked by"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("night", "status", "runs"))
+    colour = {"SCORED": "green", "BLOCKED": "red", "FAILED": "red", "NOT RUN": "yellow", "RUNNING": "cyan"}
+    for r in rows:  # one check per line: names stay whole
+        table.add_row(r.night, f"[{colour[r.status]}]{r.status}[/]", "\n".join(r.blocked_by) or "-",
+                      "\n".join(r.warnings) or "-", str(r.runs), "\n".join(r.earlier_blocked_by) or "-")
+    _console().print(table)
+    return 1 if any(r.status in ("BLOCKED", "FAILED") for r in rows) else 0
+
+
+ALERT_KINDS = ("check_failed", "night_blocked", "run_failed", "did_not_evaluate", "landing_layout")
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from risk_assets.app import alerts
+    from risk_assets.app.operations import parse_day
+
+    since = parse_day(args.since, "--since") if args.since else None
+    if args.kind and args.kind not in ALERT_KINDS:
+        raise _bad(f"--kind {args.kind!r} is not an alert kind; valid: {', '.join(ALERT_KINDS)}")
+    settings, _ = _context(args)
+    frame = alerts.read(settings.alerts.duckdb_path) if Path(settings.alerts.duckdb_path).exists() else None
+    if frame is None or frame.empty:
+        print(f"no alerts in {settings.alerts.duckdb_path}")
+        return 0
+    if args.kind:
+        frame = frame[frame["kind"] == args.kind]
+    if since:
+        frame = frame[frame["partition"].fillna("") >= since.isoformat()]
+    frame = frame.sort_values(["created_at", "alert_id"])
+    if args.format == "json":
+        print(frame.assign(created_at=frame["created_at"].astype(str)).to_json(orient="records", indent=1))
+        return 0
+    if args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+        return 0
+    table = Table(title=f"{len(frame)} alert(s) in {settings.alerts.duckdb_path}")
+    for column in ("created (UTC)", "kind", "night", "check", "severity", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in frame.itertuples():
+        check = f"{r.asset}.{r.check_name}" if r.check_name else (r.asset or "-")
+        table.add_row(str(r.created_at)[:19], r.kind, r.partition or "-", check, r.severity or "-", r.reason)
+    _console().print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from risk_assets.app import report
+    from risk_assets.app.operations import parse_day
+
+    night = parse_day(args.night, "--night")
+    settings, instance = _context(args)
+    if night < settings.calendar.partitions_start:
+        raise _bad(f"--night {night} is before the first partition {settings.calendar.partitions_start}")
+    path = report.write_report(settings, instance, night.isoformat(), Path(args.out) if args.out else None)
+    print(path)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Check history from the Dagster instance in $DAGSTER_HOME (or --home)."""
+    from risk_assets.app.operations import parse_day
+
+    start = parse_day(args.start, "--from").isoformat() if args.start else None
+    end = parse_day(args.end, "--to").isoformat() if args.end else None
+    home = Path(args.home)
+    if not home.is_dir():
+        print(f"risk-assets audit: no Dagster instance at {home} (run the demo or set DAGSTER_HOME)",
+              file=sys.stderr)
+        return 2
+    settings, instance = _context(args)
+    from risk_assets.app.audit import audit_rows, check_keys, filtered
+    from risk_assets.defs.factory import build_definitions
+
+    keys = check_keys(build_definitions(settings))
+    if args.check:
+        names = sorted({k.name for k in keys} | {f"{k.asset_key.to_user_string()}.{k.name}" for k in keys})
+        if args.check not in names:
+            raise _bad(f"--check {args.check!r} is not a check; valid: {', '.join(names)}")
+    frame = filtered(audit_rows(instance, keys), start, end, args.check)
+    if args.format == "json":
+        print(json.dumps(frame.to_dict(orient="records"), indent=1, default=str))
+    elif args.format == "csv":
+        flat = frame.assign(figures=frame["figures"].map(json.dumps), thresholds=frame["thresholds"].map(json.dumps))
+        print(flat.to_csv(index=False), end="")
+    else:
+        _audit_table(frame, wide=args.wide)
+    return 0
+
+
+def _audit_table(frame, wide: bool) -> None:
+    from rich.table import Table
+
+    if frame.empty:
+        print("no check executions match")
+        return
+    table = Table(show_lines=not wide, expand=not wide)
+    columns = ["night", "check", "result", "time (UTC)", "summary", "thresholds", "override", "model / mapping",
+               "run"]
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=wide, min_width=10 if column == "check" else None,
+                         ratio=4 if column == "summary" else 1)
+    for r in frame.itertuples():
+        result = f"{r.status} {r.severity}" + (" blocking" if r.blocking else "")
+        table.add_row(r.partition, f"{r.asset}.{r.check}", result, r.time.replace("T", " ")[:19], r.summary,
+                      ", ".join(f"{k}={v}" for k, v in r.thresholds.items()) or "-", r.override,
+                      f"{r.model_version or '-'} / {r.mapping_version or '-'}", r.run_id[:8])
+    console = _console()
+    if wide:
+        console.width = 10_000
+    console.print(table)
+
+
+def cmd_lake_sync(args: argparse.Namespace) -> int:
+    """Commit every loaded raw day the Spark engine's lake lacks (switching engine)."""
+    from risk_assets.defs.resources import duckdb_resource, open_warehouse
+    from risk_assets.engines.spark.lake import Lake
+
+    settings, _ = _context(args)
+    lake = Lake(settings.engine.lake_path)
+    with open_warehouse(duckdb_resource(settings)) as conn:
+        committed = lake.sync_raw(conn)
+        lake.commit_reference(conn)
+    print(f"lake {lake.root}: committed {len(committed)} raw day(s)"
+          + (f" ({committed[0]} .. {committed[-1]})" if committed else " (it already held every loaded day)"))
+    if settings.engine.kind != "spark":
+        print("note: [engine] kind is not \"spark\": the pipeline will not read the lake until it is")
+    return 0
+
+
+def cmd_export_landing(args: argparse.Namespace) -> int:
+    from risk_assets.app.operations import parse_day
+    from risk_assets.scenario.source import export_landing
+    from risk_assets.settings import load_settings
+
+    settings = load_settings()
+    start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
+    t0 = time.perf_counter()
+    export_landing(settings, Path(args.to), _days(start, end))
+    print(f"wrote {args.to} ({(end - start).days + 1} days) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _bad(message: str) -> Exception:
+    from risk_assets.app.operations import BadArgument
+
+    return BadArgument(message)
+
+
+def _home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", default=os.environ.get("DAGSTER_HOME", DEFAULT_HOME),
+                        help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="risk-assets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded world")
+    _home(demo)
+    demo.add_argument("--nights", type=int, default=21, help="nightly partitions to run (default: three weeks)")
+    demo.add_argument("--customers", type=int, help="size of the embedded world (default: its settings, 20,000)")
+    demo.set_defaults(func=cmd_demo)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI on 127.0.0.1 for this instance")
+    _home(ui)
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+    load = sub.add_parser("load", help="load reference data and the raw days of a range")
+    _home(load)
+    load.add_argument("--from", dest="start", required=True, help="first day (YYYY-MM-DD)")
+    load.add_argument("--to", dest="end", required=True, help="last day (YYYY-MM-DD)")
+    load.add_argument("--no-reference", action="store_true", help="do not reload customers and irregularities")
+    load.set_defaults(func=cmd_load)
+
+    train = sub.add_parser("train", help="category mapping, training features, model and deployment gate")
+    _home(train)
+    train.set_defaults(func=cmd_train)
+
+    run = sub.add_parser("run", help="run one night, or a range of nights in order (re-running a night "
+                         "replaces it)")
+    _home(run)
+    run.add_argument("--night", help="one night (YYYY-MM-DD)")
+    run.add_argument("--from", dest="start", help="first night of a range")
+    run.add_argument("--to", dest="end", help="last night of a range")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="one screen: the last nights, scored or blocked by which checks")
+    _home(status)
+    status.add_argument("--last", type=int, default=14, help="how many nights (default 14)")
+    status.add_argument("--until", help="last night shown (default: the newest night run)")
+    status.set_defaults(func=cmd_status)
+
+    alerts = sub.add_parser("alerts", help="the alerts table")
+    _home(alerts)
+    alerts.add_argument("--kind", help=f"only this kind ({', '.join(ALERT_KINDS)})")
+    alerts.add_argument("--since", help="only nights from this day (YYYY-MM-DD)")
+    alerts.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    alerts.set_defaults(func=cmd_alerts)
+
+    report = sub.add_parser("report", help="write a night's HTML report (self-contained, opens offline)")
+    _home(report)
+    report.add_argument("--night", required=True, help="the night (YYYY-MM-DD)")
+    report.add_argument("--out", help="file to write (default: report.dir/night-D.html)")
+    report.set_defaults(func=cmd_report)
+
+    audit = sub.add_parser("audit", help="check history from the Dagster instance, for audits")
+    _home(audit)
+    audit.add_argument("--from", dest="start", help="first partition (YYYY-MM-DD)")
+    audit.add_argument("--to", dest="end", help="last partition (YYYY-MM-DD)")
+    audit.add_argument("--check", help="check name, or asset.check")
+    audit.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    audit.add_argument("--wide", action="store_true", help="one line per result, nothing wrapped")
+    audit.set_defaults(func=cmd_audit)
+
+    lake = sub.add_parser("lake-sync", help="commit the loaded raw days to the Spark engine's lake "
+                          "([engine] lake_path) — once, when switching to the Spark engine")
+    _home(lake)
+    lake.set_defaults(func=cmd_lake_sync)
+
+    export = sub.add_parser("export-landing", help="write the embedded world as landing files")
+    export.add_argument("--to", required=True, help="landing folder to write")
+    export.add_argument("--start", required=True, help="first day (YYYY-MM-DD)")
+    export.add_argument("--end", required=True, help="last day (YYYY-MM-DD)")
+    export.set_defaults(func=cmd_export_landing)
+
+    args = parser.parse_args(argv)
+    quiet_dagster_warnings()
+    from risk_assets.app.operations import BadArgument
+    from risk_assets.settings import SettingsError
+
+    try:
+        with contextlib.ExitStack() as args.exit_stack:
+            return args.func(args)
+    except (SettingsError, BadArgument) as exc:
+        print(f"risk-assets {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The operator's work as functions: load raw days, train, run nights in order, read the
+status of the last nights. The CLI (``risk-assets``) and the demo call these; each runs
+the project's real jobs against a persistent Dagster instance, so every run shows in the
+UI, and after every night does what the run-status sensors do in production
+(:func:`risk_assets.defs.sensors.after_night`: tag, alert, report)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from risk_assets.app import report
+from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
+from risk_assets.defs.sensors import after_night, failed_checks
+from risk_assets.settings import Settings
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class BadArgument(ValueError):
+    """An argument the operator must correct; the message names the valid choices."""
+
+
+def parse_day(value: str, what: str) -> dt.date:
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadArgument(f"{what} {value!r} is not a date in the form YYYY-MM-DD") from None
+
+
+def valid_nights(settings: Settings) -> tuple[dt.date, dt.date]:
+    """The first and last partition the nightly job can run (up to yesterday, business time)."""
+    from zoneinfo import ZoneInfo
+
+    today = dt.datetime.now(ZoneInfo(settings.calendar.timezone)).date()
+    return settings.calendar.partitions_start, today - dt.timedelta(days=1)
+
+
+def nights_between(settings: Settings, first: dt.date, last: dt.date) -> list[dt.date]:
+    lo, hi = valid_nights(settings)
+    if last < first:
+        raise BadArgument(f"--to {last} is before --from {first}")
+    for day in (first, last):
+        if not lo <= day <= hi:
+            raise BadArgument(f"night {day} is not a partition: valid nights are {lo} .. {hi}")
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@dataclass
+class NightOutcome:
+    night: dt.date
+    scored: bool
+    run_id: str
+    blocked_by: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    received: int | None = None
+    scored_customers: int | None = None
+    error: str | None = None
+    new_alerts: int = 0
+    report: str | None = None
+
+
+class Operator:
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance):
+        self.settings, self.instance = settings, instance
+        self.defs = build_definitions(settings)
+
+    def execute(self, job: str, **kwargs) -> dg.ExecuteInProcessResult:
+        run_config = kwargs.pop("run_config", QUIET)
+        return self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=run_config, **kwargs)
+
+    def load(self, first: dt.date, last: dt.date, reference: bool = True) -> list[dg.ExecuteInProcessResult]:
+        """Reference data (unless ``reference`` is False), then the raw days ``first .. last``
+        in one run."""
+        results = [self.execute(REFERENCE_JOB)] if reference else []
+        if results and not results[0].success:
+            return results
+        return results + [self.execute(HISTORY_JOB, tags=range_tags(first, last))]
+
+    def train(self) -> dg.ExecuteInProcessResult:
+        return self.execute(TRAINING_JOB)
+
+    def night(self, night: dt.date) -> NightOutcome:
+        """One nightly run (nights run in order: a night's look-back reads the ones before
+        it), then what production's run-status sensors do."""
+        result = self.execute(NIGHTLY_JOB, partition_key=night.isoformat())
+        run = self.instance.get_run_by_id(result.run_id)
+        failure = None if result.success else _failure_message(result)
+        new = after_night(self.instance, run, self.settings, failure=failure)
+        errors, warns = failed_checks(self.instance, result.run_id)
+        meta = {e.asset_key.to_user_string(): e.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+        raw, scores = meta.get("raw_transactions", {}), meta.get("risk_scores", {})
+        return NightOutcome(
+            night=night, scored="risk_scores" in meta, run_id=result.run_id, blocked_by=errors, warnings=warns,
+            received=raw["received"].value if "received" in raw else None,
+            scored_customers=scores["scored_customers"].value if "scored_customers" in scores else None,
+            error=failure if not errors else None, new_alerts=len(new),
+            report=str(report.report_path(self.settings, night.isoformat())))
+
+    def status(self, last: int, until: dt.date | None = None) -> list[report.NightStatus]:
+        end = until or valid_nights(self.settings)[1]
+        keys = [(end - dt.timedelta(days=i)).isoformat() for i in range(last - 1, -1, -1)]
+        keys = [k for k in keys if k >= self.settings.calendar.partitions_start.isoformat()]
+        found = report.attempts(self.instance, keys)
+        statuses = report.night_statuses(self.instance, keys, found)
+        return [statuses[k] for k in keys]
+
+    def latest_night_run(self) -> dt.date | None:
+        runs = self.instance.get_runs(dg.RunsFilter(job_name=NIGHTLY_JOB), limit=1)
+        key = runs[0].tags.get("dagster/partition") if runs else None
+        return dt.date.fromisoformat(key) if key else None
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description
+            if data.error:
+                return data.error.message.strip().splitlines()[0]
+    return "run failed"

@@ -1,0 +1,182 @@
+"""Slow one-directional change, from independent daily statistics of the raw layer.
+
+Rolling-window features overlap from one night to the next, so their nightly means are
+not independent and a CUSUM over them cries wolf. Each raw day, by contrast, is new data.
+Three daily statistics describe a day's transactions:
+
+* ``amount_level`` — the mean of ``ln(amount) − the category's training mean ln(amount)``:
+  prices moving, independent of tonight's category mix;
+* ``online_share`` — the share of rows through the channels the features count as online;
+* ``risky_share`` — the share of rows in the cash, transfer and gambling categories.
+
+Each is standardised by its in-control level and spread (per weekday level; between-day
+spread plus the day's own sampling error, so a quiet Sunday counts for less), and a
+two-sided CUSUM runs over the nights since monitoring began. Thresholds are calibrated
+when the model is trained: the calibration days (raw days before and during validation,
+never used for anything else by this monitor) are resampled into long in-control
+sequences and ``h`` is raised until the measured average run length to a false alarm
+reaches the stated target — one WARN in ``warn_arl`` nights, one ERROR in ``error_arl``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from risk_assets.checks import Verdict
+
+STATISTICS: tuple[str, ...] = ("amount_level", "online_share", "risky_share")
+SIMULATED_RUNS = 300
+
+
+def daily_statistics(days: pd.DataFrame, max_unmapped_share: float = 1.0) -> pd.DataFrame:
+    """``days``: per partition the warehouse's aggregates (``rows, dev_sum, dev_sq`` over
+    rows of training categories; ``all_rows, mapped_rows, risky_rows``; ``channel_rows,
+    online_rows`` over known channels). Returns ``partition, weekday, statistic, value, se``.
+
+    A night whose unmapped share exceeds ``max_unmapped_share`` (the coverage tolerance)
+    has no risky share: vanished and renamed categories would move it, and coverage is
+    the check that judges them."""
+
+    def share(part: pd.Series, whole: pd.Series) -> tuple[pd.Series, pd.Series]:
+        p = part / whole
+        return p, np.sqrt((p * (1 - p)).clip(lower=1e-6) / whole)
+
+    out = []
+    amount = days[days["rows"] > 0]
+    n = amount["rows"].astype("float64")
+    mean = amount["dev_sum"] / n
+    var = (amount["dev_sq"] / n - mean ** 2).clip(lower=0)
+    online = days[days["channel_rows"] > 0]
+    covered = days[(days["mapped_rows"] > 0) & (1 - days["mapped_rows"] / days["all_rows"] <= max_unmapped_share)]
+    for stat, frame, (value, se) in (
+        ("amount_level", amount, (mean, np.sqrt(var / n))),
+        ("online_share", online, share(online["online_rows"], online["channel_rows"].astype("float64"))),
+        ("risky_share", covered, share(covered["risky_rows"], covered["mapped_rows"].astype("float64"))),
+    ):
+        out.append(pd.DataFrame({"partition": frame["partition"].to_numpy(), "statistic": stat,
+                                 "value": value.to_numpy(), "se": se.to_numpy()}))
+    frame = pd.concat(out, ignore_index=True)
+    frame["weekday"] = [d.weekday() for d in frame["partition"]]
+    return frame
+
+
+def _levels(calibration: pd.DataFrame) -> dict:
+    """Per statistic: the in-control level per weekday and the between-day spread."""
+    levels = {}
+    for stat, g in calibration.groupby("statistic"):
+        overall = float(np.average(g["value"], weights=1 / g["se"] ** 2))
+        by_day = g.groupby("weekday")["value"].mean()
+        counts = g.groupby("weekday").size()
+        weekday = {int(d): float(by_day[d]) if counts[d] >= 4 else overall for d in range(7) if d in by_day.index}
+        resid = g["value"] - g["weekday"].map(lambda d: weekday.get(d, overall))
+        tau2 = max(0.0, float(np.var(resid, ddof=1) - np.mean(g["se"] ** 2))) if len(g) > 2 else 0.0
+        levels[stat] = {"overall": overall, "weekday": {str(d): v for d, v in weekday.items()}, "tau": tau2 ** 0.5}
+    return levels
+
+
+def standardise(frame: pd.DataFrame, levels: dict) -> pd.DataFrame:
+    """Adds ``z``: (value − weekday level) / sqrt(tau² + se²)."""
+    frame = frame[frame["statistic"].isin(list(levels))].copy()
+    level = [levels[s]["weekday"].get(str(d), levels[s]["overall"]) for s, d in zip(frame["statistic"], frame["weekday"])]
+    tau = frame["statistic"].map(lambda s: levels[s]["tau"])
+    frame["z"] = (frame["value"] - level) / np.sqrt(tau ** 2 + frame["se"] ** 2)
+    return frame
+
+
+def cusum(z: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower CUSUM paths of standardised values."""
+    up, down = np.zeros(len(z)), np.zeros(len(z))
+    s_up = s_down = 0.0
+    for i, value in enumerate(z):
+        s_up = max(0.0, s_up + value - k)
+        s_down = max(0.0, s_down - value - k)
+        up[i], down[i] = s_up, s_down
+    return up, down
+
+
+def _peak_paths(days: np.ndarray, k: float, horizon: int, rng: np.random.Generator) -> np.ndarray:
+    """Resampled in-control sequences of calibration days (rows of ``days``: one day's z
+    per statistic): for each run and night, the largest CUSUM so far over statistics and
+    sides. The first night it exceeds ``h`` is that run's false alarm."""
+    seq = days[rng.integers(0, len(days), size=(SIMULATED_RUNS, horizon))]
+    up = np.zeros((SIMULATED_RUNS, days.shape[1]))
+    down = np.zeros_like(up)
+    peak = np.zeros((SIMULATED_RUNS, horizon))
+    for t in range(horizon):
+        up = np.maximum(0.0, up + seq[:, t] - k)
+        down = np.maximum(0.0, down - seq[:, t] - k)
+        peak[:, t] = np.maximum(up.max(axis=1), down.max(axis=1))
+    return np.maximum.accumulate(peak, axis=1)
+
+
+def average_run_length(peaks: np.ndarray, h: float) -> float:
+    """Mean nights to the first alarm at threshold ``h`` (runs without one count as the
+    whole horizon: a lower bound)."""
+    over = peaks > h
+    first = np.where(over.any(axis=1), over.argmax(axis=1) + 1, peaks.shape[1])
+    return float(first.mean())
+
+
+def calibrate(calibration: pd.DataFrame, k: float, warn_arl: float, error_arl: float, seed: int = 7) -> dict:
+    """Levels and thresholds from the calibration days' statistics (see the module text).
+    ``h`` is the smallest on a 0.25 grid whose measured average run length reaches the
+    target, on resampled sequences three times as long as the ERROR target."""
+    levels = _levels(calibration)
+    z = standardise(calibration, levels).pivot(index="partition", columns="statistic", values="z").dropna()
+    if len(z) < 20:
+        raise ValueError(f"need at least 20 calibration days for the daily drift monitor, got {len(z)}")
+    peaks = _peak_paths(z.to_numpy(), k, int(3 * error_arl), np.random.default_rng(seed))
+    grid = np.arange(1.0, 40.0, 0.25)
+    arls = [average_run_length(peaks, h) for h in grid]
+
+    def first(target: float) -> tuple[float, float]:
+        for h, arl in zip(grid, arls):
+            if arl >= target:
+                return float(h), arl
+        return float(grid[-1]), arls[-1]
+
+    (h_warn, arl_warn), (h_error, arl_error) = first(warn_arl), first(error_arl)
+    replay = np.array([max(p) for p in [np.maximum(*cusum(z[c].to_numpy(), k)) for c in z.columns]])
+    return {"k": k, "levels": levels, "statistics": list(z.columns), "calibration_days": len(z),
+            "first_day": str(z.index.min()), "last_day": str(z.index.max()),
+            "h_warn": h_warn, "arl_warn": arl_warn, "target_arl_warn": warn_arl,
+            "h_error": h_error, "arl_error": arl_error, "target_arl_error": error_arl,
+            "calibration_peak_cusum": float(replay.max())}
+
+
+def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
+    """Two-sided CUSUM of each daily statistic over the monitored nights (``nights``: the
+    rows of :func:`daily_statistics`, oldest first) against the calibrated levels: WARN
+    above ``h_warn``, ERROR above ``h_error``; the statistic that raised it on top."""
+    k, h_warn, h_error = calibration["k"], calibration["h_warn"], calibration["h_error"]
+    z = standardise(nights, calibration["levels"])
+    rows = []
+    for stat, g in z.groupby("statistic", sort=False):
+        g = g.sort_values("partition")
+        up, down = cusum(g["z"].to_numpy(), k)
+        rows.append({"statistic": stat, "nights": len(g), "last_value": float(g["value"].iloc[-1]),
+                     "last_z": float(g["z"].iloc[-1]), "cusum_up": float(up[-1]), "cusum_down": float(down[-1]),
+                     "direction": "up" if up[-1] >= down[-1] else "down"})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return Verdict(True, "WARN", "no monitored night yet", {"nights": 0},
+                       {"k": k, "h_warn": h_warn, "h_error": h_error})
+    table["cusum"] = table[["cusum_up", "cusum_down"]].max(axis=1)
+    table = table.sort_values("cusum", ascending=False, ignore_index=True)
+    errors = table[table["cusum"] > h_error]
+    alarms = table[table["cusum"] > h_warn]
+    severity = "ERROR" if len(errors) else "WARN"
+    nights_seen = int(table["nights"].max())
+    return Verdict(
+        passed=alarms.empty, severity=severity,
+        summary=(", ".join(f"{r.statistic} drifting {r.direction} (CUSUM {r.cusum:.1f})" for r in alarms.itertuples())
+                 + f" over {nights_seen} night(s)" if len(alarms)
+                 else f"no one-directional change in the daily statistics over {nights_seen} night(s)"),
+        figures={"nights": nights_seen, "alarms": len(alarms), "errors": len(errors),
+                 **{f"cusum.{r.statistic}": float(r.cusum) for r in table.itertuples()},
+                 **{f"value.{r.statistic}": float(r.last_value) for r in table.itertuples()}},
+        thresholds={"k": k, "h_warn": h_warn, "h_error": h_error, "arl_warn": calibration["arl_warn"],
+                    "arl_error": calibration["arl_error"]},
+        tables={"statistics": table},
+    )

@@ -1,0 +1,209 @@
+"""Imputation ceiling and missingness pattern, both over the imputation ledger."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+
+from risk_assets.core.features.encoding import UNSEEN_CATEGORY
+from risk_assets.core.features.spec import BY_NAME, FEATURE_NAMES, FEATURES
+from risk_assets.checks import Verdict
+
+
+def ledger_counts(ledger: pd.DataFrame) -> pd.DataFrame:
+    """``feature, reason, cells, customers`` of ledger rows — what the checks get from the
+    warehouse as an aggregate (:func:`risk_assets.checks.statistics.ledger_counts`)."""
+    grouped = ledger.groupby(["feature", "reason"])["customer_id"]
+    return pd.DataFrame({"cells": grouped.size(), "customers": grouped.nunique()}).reset_index()
+
+
+def imputation_ceiling(cells: pd.DataFrame, rows: int, ceiling: float) -> Verdict:
+    """Per feature: substituted cells / rows ≤ ceiling. Every feature's rate is reported.
+    ``cells``: substituted cells per feature and reason (:func:`ledger_counts`)."""
+    counts = cells.groupby("feature")["cells"].sum().reindex(list(FEATURE_NAMES), fill_value=0)
+    reasons = (cells.pivot_table(index="feature", columns="reason", values="cells", aggfunc="sum", fill_value=0)
+               if len(cells) else pd.DataFrame())
+    rates = counts / rows if rows else counts * 0.0
+    table = pd.DataFrame({"feature": counts.index, "cells": counts.to_numpy(), "rate": rates.to_numpy()})
+    for reason in reasons.columns:
+        table[reason] = reasons[reason].reindex(counts.index, fill_value=0).to_numpy()
+    over = table[table["rate"] > ceiling].sort_values("rate", ascending=False)
+    worst = table.sort_values("rate", ascending=False).iloc[0]
+    return Verdict(
+        passed=over.empty,
+        severity="ERROR",
+        summary=(f"{len(over)} feature(s) above the {ceiling:.1%} imputation ceiling"
+                 + (f": {', '.join(over['feature'])}" if len(over) else "")
+                 + f"; worst {worst['feature']} at {worst['rate']:.2%}"),
+        figures={
+            "rows": rows,
+            "features_over_ceiling": len(over),
+            "substituted_cells": int(counts.sum()),
+            "worst_feature": str(worst["feature"]),
+            "worst_rate": float(worst["rate"]),
+            **{f"rate.{f}": float(r) for f, r in zip(table["feature"], table["rate"])},
+        },
+        thresholds={"ceiling": ceiling},
+        tables={"rates": table.sort_values("rate", ascending=False)},
+    )
+
+
+def coverage_cells(ledger: pd.DataFrame, unmapped_customers: set[str], unseen_channel_customers: set[str]) -> pd.Series:
+    """The ledger cells whose cause is coverage's to judge: unseen categorical levels, and
+    NULLs a feature has *because* the customer's window holds an unmapped category or a
+    channel the training period never saw (``Feature.null_when``)."""
+    cause = ledger["feature"].map({f.name: f.null_when for f in FEATURES})
+    unmapped = (cause == "unmapped_category") & ledger["customer_id"].isin(unmapped_customers)
+    unseen_channel = (cause == "unknown_channel") & ledger["customer_id"].isin(unseen_channel_customers)
+    return (ledger["reason"] == UNSEEN_CATEGORY) | unmapped | unseen_channel
+
+
+CONTINGENCY_COLUMNS = ["feature", "dimension", "grp", "n", "customers", "hits"]
+"""Columns of the missingness contingency table (:func:`contingency`)."""
+
+
+def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series | None = None,
+                exposure: pd.DataFrame | None = None, min_cells: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From the ledger's rows and one row per scored customer, the two small frames
+    :func:`missingness_pattern` judges — what the checks get from the warehouse as
+    aggregates (:func:`risk_assets.checks.statistics.missing_cells`,
+    ``missingness_contingency``).
+
+    ``excused``: a mask over the ledger of the cells whose cause the coverage checks judge
+    (:func:`coverage_cells`). ``groups``: ``customer_id`` plus grouping columns (segment,
+    region, ``uses:<category>`` flags). ``exposure``: per customer (same order) the
+    transactions in each window (``txn_count_<w>d``)."""
+    excused = excused if excused is not None else pd.Series(False, index=ledger.index)
+    cells = (pd.DataFrame({"feature": ledger["feature"], "excused": excused.to_numpy().astype(int)})
+             .groupby("feature").agg(cells=("excused", "size"), excused=("excused", "sum")).reset_index())
+    kept = ledger[~excused.to_numpy()]
+    sizes = kept.groupby("feature").size()
+    customers = groups["customer_id"]
+    parts = []
+    for feature in sizes.index[sizes >= min_cells]:
+        hit = customers.isin(set(kept.loc[kept["feature"] == feature, "customer_id"])).astype(int).to_numpy()
+        n = _exposure(exposure, feature, len(customers))
+        for col in (c for c in groups.columns if c != "customer_id"):
+            frame = pd.DataFrame({"grp": groups[col].astype(str).to_numpy(), "n": n, "hits": hit})
+            per = frame.groupby(["grp", "n"]).agg(customers=("hits", "size"), hits=("hits", "sum")).reset_index()
+            parts.append(per.assign(feature=feature, dimension=col))
+    columns = CONTINGENCY_COLUMNS
+    table = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    return cells, table.sort_values(columns[:4]).reset_index(drop=True)
+
+
+def missingness_pattern(cells: pd.DataFrame, contingency: pd.DataFrame, alpha: float, min_lift: float,
+                        min_cells: int) -> Verdict:
+    """Is a feature's missingness concentrated in one group, rather than random?
+
+    ``cells``: per feature the ledger's substituted cells and how many of them are
+    ``excused`` — their cause is coverage's to judge (:func:`coverage_cells`). They are
+    left out — one verdict per cause: a few rows with odd category names, tolerated by
+    coverage, must not block this night and the thirty nights their windows still hold them.
+
+    ``contingency``: for every feature with at least ``min_cells`` remaining cells, the
+    scored customers per grouping (``dimension``: segment, region, ``uses:<category>``),
+    group (``grp``) and exposure ``n`` — the customer's transactions in the feature's
+    window — with how many of them carry a substituted cell (``hits``). A value goes
+    missing per *transaction*, so a busy customer is more likely to carry a missing cell
+    even when missingness is perfectly random; the test is adjusted for that. Under random
+    row-level missingness at rate ``p`` a customer with ``n`` transactions has a missing
+    cell with probability ``1 − (1 − p)^n`` (``p`` fitted to the night). Per feature and
+    grouping, observed cells per group are compared with that expectation (chi-square
+    with Bernoulli variances). A pattern is flagged when the test is significant at
+    ``alpha`` / number of tests (Bonferroni) *and* the worst group's observed/expected
+    ratio is at least ``min_lift`` times that of the rest — so it fires on concentration
+    even when the overall rate is under the ceiling, and not on busy customers being busy."""
+    excused_cells = int(cells["excused"].sum()) if len(cells) else 0
+    remaining = (cells.set_index("feature")["cells"] - cells.set_index("feature")["excused"]) if len(cells) \
+        else pd.Series(dtype="int64")
+    features = remaining[remaining >= min_cells]
+    tests = []
+    for feature, table in contingency.groupby("feature", sort=True):
+        exposure = table[table["dimension"] == table["dimension"].iloc[0]].groupby("n")[["customers", "hits"]].sum()
+        rate = _fitted_rate(exposure.index.to_numpy(dtype="float64"), exposure["customers"].to_numpy(dtype="float64"),
+                            float(exposure["hits"].sum()))
+        for dimension, rows in table.groupby("dimension", sort=True):
+            test = _concentration(rows, rate)
+            if test is not None:
+                tests.append({"feature": feature, "grouping": dimension, "cells": int(rows["hits"].sum()), **test})
+    frame = pd.DataFrame(tests)
+    n_tests = max(len(frame), 1)
+    level = alpha / n_tests
+    if len(frame):
+        frame["flagged"] = (frame["p_value"] < level) & (frame["lift"] >= min_lift)
+        frame = frame.sort_values(["flagged", "p_value"], ascending=[False, True])
+    flagged = frame[frame["flagged"]] if len(frame) else frame
+    top = flagged.drop_duplicates("feature") if len(flagged) else flagged
+    return Verdict(
+        passed=flagged.empty,
+        severity="ERROR",
+        summary=("missingness is concentrated: " + "; ".join(
+            f"{r.feature} in {r.grouping}={r.group} ({r.cells_in_group}/{r.cells} cells, lift {r.lift:.1f})"
+            for r in top.itertuples()) if len(flagged) else
+            f"no concentrated missingness ({len(frame)} tests, {len(features)} feature(s) with ≥ {min_cells} cells)"),
+        figures={
+            "tests": len(frame),
+            "bonferroni_level": level,
+            "flagged": len(flagged),
+            "features_tested": len(features),
+            "cells_left_to_coverage": excused_cells,
+        },
+        thresholds={"alpha": alpha, "min_lift": min_lift, "min_cells": min_cells},
+        tables={"concentration_tests": frame.head(20) if len(frame) else pd.DataFrame()},
+    )
+
+
+def _exposure(exposure: pd.DataFrame | None, feature: str, n: int) -> np.ndarray:
+    """Transactions of each customer in the feature's window (1 each without exposure)."""
+    column = f"txn_count_{BY_NAME[feature].window_days}d"
+    if exposure is None or column not in exposure:
+        column = "txn_count_30d"
+    if exposure is None or column not in exposure:
+        return np.ones(n)
+    return exposure[column].to_numpy(dtype="float64").clip(min=0)
+
+
+def _fitted_rate(n: np.ndarray, customers: np.ndarray, target: float) -> float:
+    """The row-level rate ``p`` at which the expected number of customers with a missing
+    cell, ``sum(customers * (1 - (1 - p)^n))``, equals the observed one (bisection)."""
+    n = n.clip(min=0)
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        p = (lo + hi) / 2
+        if (customers * (1 - (1 - p) ** n)).sum() < target:
+            lo = p
+        else:
+            hi = p
+    return (lo + hi) / 2
+
+
+def _concentration(rows: pd.DataFrame, rate: float) -> dict | None:
+    """Observed against expected missing cells per group (``grp, n, customers, hits`` of
+    one grouping): chi-square with Bernoulli variances (df = groups − 1), and the worst
+    group's observed/expected ratio against the rest's."""
+    q = 1 - (1 - rate) ** rows["n"].to_numpy(dtype="float64").clip(min=0)
+    m = rows["customers"].to_numpy(dtype="float64")
+    frame = pd.DataFrame({"g": rows["grp"].to_numpy(), "o": rows["hits"].to_numpy(dtype="float64"),
+                          "e": m * q, "v": m * q * (1 - q)})
+    per = frame.groupby("g")[["o", "e", "v"]].sum()
+    per = per[per["v"] > 0]
+    if len(per) < 2:
+        return None
+    stat = float((((per["o"] - per["e"]) ** 2) / per["v"]).sum())
+    p = float(chi2.sf(stat, len(per) - 1))
+    ratio = per["o"] / per["e"]
+    worst = ratio.idxmax()
+    rest_o, rest_e = per["o"].sum() - per.at[worst, "o"], per["e"].sum() - per.at[worst, "e"]
+    rest = rest_o / rest_e if rest_e > 0 else 0.0
+    return {"group": worst, "cells_in_group": int(per.at[worst, "o"]), "expected_in_group": float(per.at[worst, "e"]),
+            "group_ratio": float(ratio[worst]), "outside_ratio": float(rest),
+            "lift": float(ratio[worst] / rest) if rest > 0 else float("inf"), "p_value": p}
+
+
+def category_usage(window: pd.DataFrame, customers: pd.Series) -> pd.DataFrame:
+    """``uses:<category>`` flags per customer from (customer_id, category) rows."""
+    usage = pd.crosstab(window["customer_id"], window["category"]) > 0
+    usage.columns = [f"uses:{c}" for c in usage.columns]
+    return usage.reindex(customers, fill_value=False).reset_index(drop=True).astype(np.int8)

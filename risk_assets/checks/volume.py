@@ -1,0 +1,91 @@
+"""Row volume: a day that arrives empty, or far thinner than days like it, is not a quiet day.
+
+A missing file or a stalled export does not break the contract — zero rows are perfectly
+valid rows — but every rolling window computed that night would silently shrink. "Days
+like it" are the same weekday in recent weeks, public holidays apart: a source whose
+shops close on Sundays, or whose Christmas is a third of a Thursday, is judged against
+its own rhythm, not against one median of the whole month."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from risk_assets.checks import Verdict
+
+MIN_COMPARABLE_DAYS = 3
+"""Same-weekday working days needed before a thin day is judged."""
+WEEKDAY_WEEKS = 8
+"""Recent weeks the weekday level is taken from."""
+MIN_POSITION_DAYS = 2
+"""Earlier month starts (or month ends) needed before their own level is learned."""
+
+
+def month_position(day: dt.date) -> str | None:
+    """``month_start`` (the 1st), ``month_end`` (the last weekday of the month) or None:
+    the days a source's paydays, billing runs and salary transfers move."""
+    if day.day == 1:
+        return "month_start"
+    last = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    while last.weekday() >= 5:
+        last -= dt.timedelta(days=1)
+    return "month_end" if day == last else None
+
+
+def expected_volume(day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.date]) -> tuple[float, int, str]:
+    """Accepted rows a day like ``day`` should have: the median of the same weekday in the
+    recent weeks (holidays and month starts/ends apart), times the factor the source's
+    own earlier month starts (or ends) showed against their weekday — learned from its
+    history, so paydays are expected where a source has them and nowhere else.
+    Returns (expected, days used, how it was formed)."""
+    earlier = history[(history["partition"] < day) & ~history["partition"].isin(holidays)]
+    positions = earlier["partition"].map(month_position)
+    ordinary = earlier[positions.isna()]
+    weekday_of = ordinary["partition"].map(lambda d: d.weekday())
+    same = ordinary[weekday_of == day.weekday()].tail(WEEKDAY_WEEKS)
+    if len(same) < MIN_COMPARABLE_DAYS:
+        return 0.0, len(same), "not enough comparable days"
+    expected = float(np.median(same["accepted"]))
+    basis = f"same weekday ({day:%A})"
+    position = month_position(day)
+    if position:
+        level = ordinary.groupby(weekday_of)["accepted"].median()
+        past = earlier[positions == position]
+        ratios = [a / level[d.weekday()] for d, a in zip(past["partition"], past["accepted"])
+                  if level.get(d.weekday(), 0) > 0]
+        if len(ratios) >= MIN_POSITION_DAYS:
+            factor = float(np.median(ratios))
+            expected *= factor
+            basis += f" × {factor:.2f} for a {position.replace('_', ' ')} (from {len(ratios)} earlier)"
+    return expected, len(same), basis
+
+
+def row_volume(received: int, accepted: int, day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.date],
+               min_share: float, holiday_min_share: float) -> Verdict:
+    """``history``: ``partition, accepted`` of earlier loaded days (a few months).
+
+    ERROR when nothing was received, or when fewer rows were accepted than ``min_share``
+    of the same weekday's recent median — ``holiday_min_share`` of it on a public
+    holiday (a holiday is quiet by nature; a truncated ordinary day is not)."""
+    holiday = day in holidays
+    expected, days, basis = expected_volume(day, history, holidays)
+    share_needed = holiday_min_share if holiday else min_share
+    figures = {"received": received, "accepted": accepted, "comparable_days": days, "expected_accepted": expected,
+               "share_of_expected": accepted / expected if expected else None, "holiday": holiday,
+               "expectation": basis}
+    thresholds = {"min_share_of_expected": share_needed, "min_comparable_days": MIN_COMPARABLE_DAYS}
+    if received == 0:
+        return Verdict(False, "ERROR", "no rows were received for this day (a missing file or a stalled export?)",
+                       figures, thresholds)
+    if expected == 0:
+        return Verdict(True, "ERROR", f"{accepted} rows accepted; fewer than {MIN_COMPARABLE_DAYS} comparable earlier "
+                       "days to judge a thin day against", figures, thresholds)
+    share = accepted / expected
+    return Verdict(
+        passed=share >= share_needed, severity="ERROR",
+        summary=f"{accepted} rows accepted = {share:.0%} of the {basis} median {expected:.0f}"
+                + (" on a public holiday" if holiday else "") + f" (at least {share_needed:.0%} expected)",
+        figures=figures, thresholds=thresholds,
+    )

@@ -1,0 +1,528 @@
+"""The DuckDB warehouse: table definitions, atomic partition writes, and every query
+the pipeline runs against its tables (the feature executions are in
+:mod:`risk_assets.engines.executions`, the model registry and category mapping in
+:mod:`risk_assets.store.registry`).
+
+Functions here take a connection and plain values (dates, ids, frames) and return
+frames, sets or numbers — no Dagster types — so a second engine can implement the same
+functions. Only identifiers from :data:`TABLES` (and feature names from the spec) are
+ever interpolated into SQL; every value travels as a parameter or a registered frame. A partition is replaced with
+``DELETE`` + ``INSERT`` inside *one* transaction for all the tables an asset writes,
+so a crash leaves the previous partition or the new one, never half of either
+(``DuckDBPandasIOManager`` does not give that guarantee).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from risk_assets.core.contract import CONFLICT
+from risk_assets.core.features.spec import FEATURES
+
+_FEATURE_DDL = ", ".join(
+    f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES
+)
+
+TABLES: dict[str, str] = {
+    "customers": """
+        customer_id VARCHAR NOT NULL, segment VARCHAR NOT NULL, region VARCHAR NOT NULL,
+        opened_at TIMESTAMP NOT NULL, source_file VARCHAR""",
+    "rejected_customers": """
+        source_file VARCHAR, source_row BIGINT, record_key VARCHAR, reasons VARCHAR,
+        raw_record VARCHAR""",
+    "irregularities": """
+        customer_id VARCHAR NOT NULL, event_ts TIMESTAMP NOT NULL, source_file VARCHAR""",
+    "rejected_irregularities": """
+        source_file VARCHAR, source_row BIGINT, record_key VARCHAR, reasons VARCHAR,
+        raw_record VARCHAR""",
+    "raw_transactions": """
+        partition DATE NOT NULL, transaction_id VARCHAR NOT NULL, customer_id VARCHAR NOT NULL,
+        event_ts TIMESTAMP NOT NULL, amount DOUBLE NOT NULL, amount_cents BIGINT NOT NULL,
+        category VARCHAR NOT NULL, channel VARCHAR, source_file VARCHAR""",
+    "rejected_transactions": """
+        partition DATE NOT NULL, source_file VARCHAR, source_row BIGINT, record_key VARCHAR,
+        reasons VARCHAR NOT NULL, raw_record VARCHAR""",
+    "raw_loads": """
+        partition DATE NOT NULL, received BIGINT NOT NULL, accepted BIGINT NOT NULL,
+        rejected BIGINT NOT NULL, source VARCHAR NOT NULL, read_at VARCHAR,
+        loaded_at TIMESTAMP NOT NULL""",
+    "raw_load_files": """
+        partition DATE NOT NULL, path VARCHAR NOT NULL, action VARCHAR NOT NULL, rows BIGINT,
+        reason VARCHAR NOT NULL""",
+    "raw_verdicts": """
+        partition DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, severity VARCHAR NOT NULL,
+        summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL""",
+    "category_mapping": """
+        version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
+        code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
+        training_amount_cents BIGINT, training_log_amount_mean DOUBLE, training_log_amount_std DOUBLE""",
+    "category_mapping_history": """
+        version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
+        code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
+        training_amount_cents BIGINT, training_log_amount_mean DOUBLE, training_log_amount_std DOUBLE,
+        created_at TIMESTAMP NOT NULL""",
+    "channel_vocabulary": """
+        version VARCHAR NOT NULL, channel VARCHAR NOT NULL, training_rows BIGINT NOT NULL""",
+    "model_registry": """
+        version VARCHAR NOT NULL, path VARCHAR NOT NULL, trained_at TIMESTAMP NOT NULL,
+        spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL, roc_auc DOUBLE,
+        pr_auc DOUBLE, precision_at_budget DOUBLE, deployed_at TIMESTAMP""",
+    "serving_features": f"""
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL,
+        {_FEATURE_DDL}, spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL""",
+    "encoded_features": f"""
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL,
+        {_FEATURE_DDL}, spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL""",
+    "imputation_log": """
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, feature VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL, original_value VARCHAR, substituted_value VARCHAR NOT NULL,
+        spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL""",
+    "training_features": f"""
+        customer_id VARCHAR NOT NULL, as_of TIMESTAMP NOT NULL, {_FEATURE_DDL},
+        label INTEGER NOT NULL, split VARCHAR NOT NULL, spec_version VARCHAR NOT NULL,
+        mapping_version VARCHAR NOT NULL""",
+    "risk_scores": """
+        partition DATE NOT NULL, customer_id VARCHAR NOT NULL, score DOUBLE NOT NULL,
+        risk_band VARCHAR NOT NULL, rank BIGINT NOT NULL, model_version VARCHAR NOT NULL,
+        spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL""",
+}
+"""Every table the project writes: name -> column DDL. The identifier whitelist."""
+
+def _columns(ddl: str) -> list[str]:
+    names = []
+    for part in ddl.replace("\n", " ").split(","):
+        part = part.strip()
+        if part:
+            names.append(part.split()[0])
+    return names
+
+
+COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
+
+
+def table(name: str) -> str:
+    """The quoted identifier of a whitelisted table; anything else is refused."""
+    if name not in TABLES:
+        raise ValueError(f"{name!r} is not a table of this warehouse")
+    return f'"{name}"'
+
+
+class WarehouseBusy(RuntimeError):
+    """The DuckDB file stayed locked by another process for longer than the lock timeout."""
+
+
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+
+
+def open_file(
+    path: str | Path,
+    read_only: bool = False,
+    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Connect to a DuckDB file, waiting while another process holds its lock.
+
+    DuckDB lets one process at a time open a file for writing. Runs launched side by
+    side (a UI backfill, a re-run during the nightly run, the tests) therefore take turns:
+    a refused connection is retried with jittered exponential back-off (50 ms .. 2 s)
+    until ``lock_timeout_seconds``; ``on_wait`` hears about the first wait (the steps log
+    it), and the timeout raises :class:`WarehouseBusy` naming the file and the holder."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_seconds
+    delay, waits = 0.05, 0
+    while True:
+        try:
+            # Same configuration as dagster-duckdb's DuckDBResource: DuckDB refuses a
+            # second connection to one file in one process with a different configuration.
+            return duckdb.connect(str(path), read_only=read_only, config={"custom_user_agent": "dagster"})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() + delay > deadline:
+                raise WarehouseBusy(
+                    f"{path} stayed locked by another process for {lock_timeout_seconds:g} s "
+                    f"({waits} retries): {exc}. Raise warehouse.lock_timeout_seconds or limit "
+                    "concurrent runs (README: Concurrency)."
+                ) from exc
+            if waits == 0 and on_wait is not None:
+                on_wait(f"{path} is locked by another process; waiting up to {lock_timeout_seconds:g} s: {exc}")
+            waits += 1
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+
+
+def connect(path: str | Path, read_only: bool = False, ensure: bool = True,
+            lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+            on_wait: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
+    """The warehouse: :func:`open_file`, then (unless read-only) its tables created or
+    verified against this code's schema."""
+    conn = open_file(path, read_only, lock_timeout_seconds, on_wait)
+    if ensure and not read_only:
+        try:
+            ensure_tables(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    for name, ddl in TABLES.items():
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
+        existing = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = current_schema() ORDER BY ordinal_position", [name]).fetchall()]
+        if existing != COLUMNS[name]:
+            raise RuntimeError(
+                f"table {name} in this warehouse has columns {existing}, but this code writes "
+                f"{COLUMNS[name]} (the feature spec changed). Use a new warehouse file or drop "
+                f"the table; nothing was written."
+            )
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def insert(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    columns = COLUMNS[name]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame for {name} lacks columns {missing}")
+    if frame.empty:
+        return
+    view = f"_incoming_{name}"
+    conn.register(view, frame[columns])
+    try:
+        cols = ", ".join(f'"{c}"' for c in columns)
+        conn.execute(f"INSERT INTO {table(name)} ({cols}) SELECT {cols} FROM {view}")
+    finally:
+        conn.unregister(view)
+
+
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection, partition: dt.date, frames: Mapping[str, pd.DataFrame]
+) -> None:
+    """Atomically replace one partition in several tables (one transaction)."""
+    with transaction(conn):
+        for name, frame in frames.items():
+            conn.execute(f"DELETE FROM {table(name)} WHERE partition = ?", [partition])
+            insert(conn, name, frame.assign(partition=partition))
+
+
+def replace_partition_from_query(conn: duckdb.DuckDBPyConnection, partition: dt.date, name: str, sql: str,
+                                 params: Mapping) -> None:
+    """Atomically replace one partition of ``name`` with the rows of a query (which
+    names the table's columns but ``partition``): computed and written inside the
+    warehouse, never through pandas."""
+    columns = [c for c in COLUMNS[name] if c != "partition"]
+    cols = ", ".join(f'"{c}"' for c in columns)
+    with transaction(conn):
+        conn.execute(f"DELETE FROM {table(name)} WHERE partition = $partition", {"partition": partition})
+        conn.execute(f"INSERT INTO {table(name)} ({cols}, partition) SELECT {cols}, $partition FROM ({sql})",
+                     {**params, "partition": partition})
+
+
+def null_cells(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date, columns: list[str]) -> dict[str, int]:
+    """NULL cells per column of one partition (``columns``: table columns only)."""
+    unknown = set(columns) - set(COLUMNS[name])
+    if unknown:
+        raise ValueError(f"{name} has no columns {sorted(unknown)}")
+    counts = conn.execute(
+        "SELECT " + ", ".join(f'count(*) - count("{c}")' for c in columns) + " "
+        f"FROM {table(name)} WHERE partition = ?", [partition]).fetchall()[0]
+    return dict(zip(columns, (int(v) for v in counts)))
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, frames: Mapping[str, pd.DataFrame]) -> None:
+    """Atomically replace whole (unpartitioned) tables (one transaction)."""
+    with transaction(conn):
+        for name, frame in frames.items():
+            conn.execute(f"DELETE FROM {table(name)}")
+            insert(conn, name, frame)
+
+
+def frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pd.DataFrame:
+    """A query's rows as pandas, through Arrow: two to three times faster than ``.df()``
+    on the wide per-customer tables (Arrow converts each repeated string once). Columns
+    and dtypes are those ``.df()`` gives (DATE as ``datetime64[us]``)."""
+    out = conn.sql(sql, params=params).to_arrow_table().to_pandas(date_as_object=False)
+    for column in out.columns:
+        if out[column].dtype == "datetime64[ms]":
+            out[column] = out[column].astype("datetime64[us]")
+    return out
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None):
+    """First value of a query. Uses ``fetchall``: DuckDB 2 refuses further work on a
+    connection whose last result was only partly fetched (``fetchone``)."""
+    rows = conn.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
+
+
+def count(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date | None = None) -> int:
+    if partition is None:
+        return scalar(conn, f"SELECT count(*) FROM {table(name)}")
+    return scalar(conn, f"SELECT count(*) FROM {table(name)} WHERE partition = ?", [partition])
+
+
+# =========================================================================== reads and writes
+class NotMaterialised(LookupError):
+    """A step needs rows another asset has not written yet (the message says which)."""
+
+
+_SHARED_READS: ContextVar[dict | None] = ContextVar("shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """Within the block, :func:`read_partition` reads each partition once and hands every
+    caller its own copy of the columns it asked for: the checks of one asset run in one
+    step and several read the same partition (``risk_assets/defs/checks.py``). Only for
+    blocks that do not write the partitions they read."""
+    token = _SHARED_READS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_READS.reset(token)
+
+
+def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, required: bool = True,
+                   columns: list[str] | None = None) -> pd.DataFrame:
+    """One partition of a per-customer table, ordered by customer (``columns``: only
+    these, table columns only); empty is :class:`NotMaterialised` when ``required``."""
+    wanted = "*"
+    if columns is not None:
+        unknown = set(columns) - set(COLUMNS[name])
+        if unknown:
+            raise ValueError(f"{name} has no columns {sorted(unknown)}")
+        wanted = ", ".join(f'"{c}"' for c in ["customer_id", *columns])
+    shared = _SHARED_READS.get()
+    if shared is None:
+        out = frame(conn, f"SELECT {wanted} FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
+    else:
+        if (name, day) not in shared:
+            shared[(name, day)] = frame(
+                conn, f"SELECT * FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
+        whole = shared[(name, day)]
+        out = (whole if columns is None else whole[["customer_id", *columns]]).copy()
+    if required and out.empty:
+        raise NotMaterialised(f"{name}[{day}] is empty: materialise it first")
+    return out
+
+
+# --------------------------------------------------------------------------- raw layer
+def customer_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT customer_id FROM customers").fetchall()}
+
+
+def stored_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
+    """The rows (:data:`~risk_assets.core.contract.STORED_COLUMNS`) stored in *other*
+    partitions under this batch's transaction ids."""
+    batch = pd.DataFrame({"transaction_id": ids.map(lambda v: v if isinstance(v, str) else None)})
+    conn.register("_batch_ids", batch)
+    try:
+        return conn.execute(
+            """SELECT r.transaction_id, CAST(r.partition AS VARCHAR) AS partition, r.customer_id, r.event_ts,
+                      r.amount_cents, r.category, r.channel, r.source_file FROM raw_transactions r
+               JOIN (SELECT DISTINCT transaction_id FROM _batch_ids) b USING (transaction_id)
+               WHERE r.partition <> ?""",
+            [day],
+        ).df()
+    finally:
+        conn.unregister("_batch_ids")
+
+
+def conflicted_customers(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Customer ids whose rows in the source conflict (every copy rejected)."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT record_key FROM rejected_customers WHERE starts_with(reasons, ?) "
+        "AND record_key IS NOT NULL", [CONFLICT]).fetchall()}
+
+
+def conflicts(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date | None = None) -> pd.DataFrame:
+    """``record_key, source_file, source_row, reasons`` of the conflicting duplicates
+    rejected from ``rejected_<name>`` (one partition of it for transactions)."""
+    where = "WHERE position(? IN reasons) > 0" + (" AND partition = ?" if day is not None else "")
+    params = [CONFLICT] + ([day] if day is not None else [])
+    return conn.execute(
+        f"SELECT record_key, source_file, source_row, reasons FROM {table('rejected_' + name)} {where} "
+        "ORDER BY record_key, source_file, source_row", params).df()
+
+
+def load_files(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """The file ledger of the partition's latest load: ``path, action, rows, reason``."""
+    return conn.execute("SELECT path, action, rows, reason FROM raw_load_files WHERE partition = ? "
+                        "ORDER BY action, path", [day]).df()
+
+
+def raw_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    return conn.execute("SELECT * FROM raw_transactions WHERE partition = ?", [day]).df()
+
+
+def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp,
+                      first: dt.date, last: dt.date) -> pd.DataFrame:
+    """Distinct (customer_id, category, channel) with an event in ``[start, end)``,
+    scanning partitions ``first .. last``."""
+    return conn.execute(
+        "SELECT DISTINCT customer_id, category, channel FROM raw_transactions WHERE event_ts >= ? "
+        "AND event_ts < ? AND partition BETWEEN ? AND ?", [start, end, first, last]).df()
+
+
+def stored_record_keys(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str]:
+    """Every transaction id of a partition, accepted or rejected."""
+    return {r[0] for r in conn.execute(
+        "SELECT transaction_id FROM raw_transactions WHERE partition = ? UNION "
+        "SELECT record_key FROM rejected_transactions WHERE partition = ?", [day, day]).fetchall()}
+
+
+def rejection_reasons(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """``reasons, rows, example`` (a record key) of the partition's rejected rows, most
+    frequent first."""
+    return conn.execute(
+        "SELECT reasons, count(*) AS rows, min(record_key) AS example FROM rejected_transactions "
+        "WHERE partition = ? GROUP BY reasons ORDER BY rows DESC, reasons", [day]).df()
+
+
+def _dated(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict) -> pd.DataFrame:
+    """A query's rows with its ``partition`` column as ``datetime.date`` values."""
+    out = conn.execute(sql, params).df()
+    out["partition"] = pd.to_datetime(out["partition"]).dt.date
+    return out
+
+
+def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The load ledger ``raw_loads`` for partitions ``first .. last``, by partition."""
+    return _dated(
+        conn, "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last])
+
+
+def category_log_amounts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """``partition, category, rows, mean_log`` (mean of ln(amount_cents)) per day and category."""
+    return _dated(
+        conn, "SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log FROM raw_transactions "
+        "WHERE partition BETWEEN ? AND ? GROUP BY partition, category ORDER BY partition, category", [first, last])
+
+
+def daily_aggregates(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, mapping_version: str,
+                     online: list[str], risky: list[str]) -> pd.DataFrame:
+    """Per raw partition, the daily drift monitor's aggregates, each over the rows it can
+    judge without duplicating another check's verdict:
+
+    * ``rows``, ``dev_sum``, ``dev_sq`` — rows whose raw category is a training category,
+      and their ln(amount) minus that category's training mean (renamed and new categories
+      mapped by alias have no amount profile of their own);
+    * ``all_rows``, ``mapped_rows``, ``risky_rows`` — all rows, rows with a mapped
+      category, and mapped rows whose canonical category is in ``risky``;
+    * ``channel_rows``, ``online_rows`` — rows whose channel is in the mapping version's
+      channel vocabulary, and those of them in ``online`` (missing and unseen channels are
+      the missingness and coverage checks' to judge)."""
+    return _dated(
+        conn, """WITH m AS (SELECT raw_category, canonical FROM category_mapping WHERE version = $v),
+           ref AS (SELECT raw_category, training_log_amount_mean AS mu FROM category_mapping
+                   WHERE version = $v AND origin = 'training'),
+           cv AS (SELECT channel FROM channel_vocabulary WHERE version = $v)
+           SELECT r.partition, count(ref.mu) AS rows,
+                  coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
+                  coalesce(sum((ln(r.amount_cents) - ref.mu) ^ 2), 0) AS dev_sq,
+                  count(*) AS all_rows, count(m.canonical) AS mapped_rows,
+                  count(m.canonical) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows,
+                  count(cv.channel) AS channel_rows,
+                  count(cv.channel) FILTER (WHERE list_contains($online, r.channel)) AS online_rows
+           FROM raw_transactions r LEFT JOIN m ON m.raw_category = r.category
+           LEFT JOIN ref ON ref.raw_category = r.category LEFT JOIN cv ON cv.channel = r.channel
+           WHERE r.partition BETWEEN $first AND $last GROUP BY r.partition ORDER BY r.partition""",
+        {"v": mapping_version, "online": online, "risky": risky, "first": first, "last": last})
+
+
+def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The raw layer's recorded verdicts (``partition, check_name, passed, summary, loaded_at``)."""
+    return _dated(
+        conn, "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name", [first, last])
+
+
+def recent_loaded_partitions(conn: duckdb.DuckDBPyConnection, limit: int) -> list[dt.date]:
+    return [r[0] for r in conn.execute(
+        "SELECT partition FROM raw_loads ORDER BY partition DESC LIMIT ?", [limit]).fetchall()]
+
+
+def irregular_customers(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
+    """Customers with an irregularity event in ``[start, end)``."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
+        [start, end]).fetchall()}
+
+
+# --------------------------------------------------------------------------- features
+def serving_customer_ids(conn: duckdb.DuckDBPyConnection, day: dt.date) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT customer_id FROM serving_features WHERE partition = ? ORDER BY customer_id", [day]).fetchall()]
+
+
+def serving_rows(conn: duckdb.DuckDBPyConnection, day: dt.date, customers: list[str]) -> pd.DataFrame:
+    """Stored serving features of these customers only."""
+    conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
+    try:
+        return frame(conn, "SELECT s.* FROM serving_features s JOIN _wanted_ids USING (customer_id) "
+                           "WHERE s.partition = ? ORDER BY s.customer_id", [day])
+    finally:
+        conn.unregister("_wanted_ids")
+
+
+def imputation_ledger(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    return conn.execute("SELECT * FROM imputation_log WHERE partition = ?", [day]).df()
+
+
+def customer_groups(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """``customer_id, segment, region`` of the night's encoded customers."""
+    return conn.execute(
+        "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id",
+        [day]).df()
+
+
+def training_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Rows, positive labels and as-of days of the training table, per split."""
+    return frame(conn, """
+        SELECT split, count(*) AS rows, sum(label)::BIGINT AS positives, count(DISTINCT as_of) AS as_of_days
+        FROM training_features GROUP BY split ORDER BY split""")
+
+
+def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    out = conn.execute("SELECT * FROM training_features ORDER BY as_of, customer_id").df()
+    if out.empty:
+        raise NotMaterialised("training_features is empty: materialise it first")
+    return out
+
+
+# --------------------------------------------------------------------------- scores
+def scores(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
+    """``customer_id, score, model_version`` of a scored night (empty when not scored)."""
+    return conn.execute(
+        "SELECT customer_id, score, model_version FROM risk_scores WHERE partition = ? ORDER BY customer_id",
+        [day]).df()
+
+
+def scored_customers(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT customer_id FROM risk_scores WHERE partition = ?", [day]).fetchall()}
