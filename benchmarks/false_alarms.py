@@ -24,7 +24,8 @@ from benchmarks.machine import describe
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
-from risk_assets.scenario.worlds import WORLDS, build_landing_world, landing_settings
+from risk_assets.app.operations import build_landing_world
+from risk_assets.scenario.worlds import WORLDS, landing_settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 HISTORY = (dt.date(2025, 1, 1), dt.date(2025, 11, 30))

@@ -53,7 +53,9 @@ from benchmarks.nightly_once import peak_rss_mb
 from risk_assets.core import model as model_lib
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.checks.catalogue import declared
-from risk_assets.checks.loaders import deployed_model, drift_counts, shared_model
+from risk_assets.checks import Step, drift
+from risk_assets.engines import DuckDBEngine
+from risk_assets.store.registry import load_deployed
 from risk_assets.defs.model import training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.core.features.spec import SPEC_VERSION
@@ -77,7 +79,7 @@ ROLLING = {"txn_count": "count", "amount_sum": "sum", "amount_max": "max"}
 
 def drift_check(conn, night: dt.date, settings: Settings):
     """The drift_bounds check as a night runs it: the aggregates from the warehouse, judged."""
-    inputs = drift_counts(conn, Night.of(night, settings.calendar), settings)
+    inputs = drift.load(Step(DuckDBEngine(conn), Night.of(night, settings.calendar), settings, source=None))
     return declared("encoded_features", "drift_bounds").judge(inputs.args, settings)
 
 
@@ -166,8 +168,8 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     out["with_over_without"] = round(with_s / without_s, 3)
     print(f"[{customers}] nightly: {with_s} s with checks, {without_s} s without", flush=True)
 
-    with open_warehouse(duckdb_resource(settings)) as conn, shared_model():
-        booster, card = deployed_model(conn)
+    with open_warehouse(duckdb_resource(settings)) as conn:
+        booster, card = load_deployed(conn)
         encoded = read_partition(conn, "encoded_features", night)
         out["drift_check_only"], _ = timed(lambda: drift_check(conn, night, settings), repeats)
     out["scoring"], scores = timed(lambda: model_lib.predict(booster, encoded, card), repeats)
@@ -235,9 +237,8 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
         reference = conn.execute(
             f"SELECT * FROM training_features USING SAMPLE reservoir({int(len(ours))} ROWS) REPEATABLE (7)").df()
         encoded = read_partition(conn, "encoded_features", night)
-        with shared_model():
-            _, card = deployed_model(conn)
-            ours_drift, _ = timed(lambda: drift_check(conn, night, settings), repeats)
+        _, card = load_deployed(conn)
+        ours_drift, _ = timed(lambda: drift_check(conn, night, settings), repeats)
     as_of = pd.Timestamp(b["as_of"])
     rolling_timing, rolled = timed(lambda: pandas_rolling(tx, as_of), min(repeats, 3))
     # An empty window is 0 in the spec (coalesce) and NaN in pandas' rolling max: compare as 0.

@@ -36,7 +36,9 @@ from benchmarks.machine import describe
 from benchmarks.run import DEFAULT_NIGHT
 from risk_assets.core import model as model_lib
 from risk_assets.app.cli import quiet_dagster_warnings
-from risk_assets.checks.loaders import deployed_model
+from risk_assets.checks import Step
+from risk_assets.engines import DuckDBEngine
+from risk_assets.store.registry import load_deployed
 from risk_assets.defs.model import training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.core.night import Night
@@ -62,7 +64,7 @@ def _timed(fn, repeats: int):
 
 STATISTIC_LOADERS = ("amount_scale", "category_coverage", "channel_coverage", "imputation_ceiling",
                      "missingness_pattern", "drift_bounds")
-"""The checks whose loaders are aggregate queries (``queries/statistics.py``)."""
+"""The checks whose loaders are aggregate queries (the statistic sections of ``risk_assets/checks/``)."""
 
 
 def check_statistics(conn, engine, night: Night, settings: Settings, repeats: int) -> dict:
@@ -70,22 +72,18 @@ def check_statistics(conn, engine, night: Night, settings: Settings, repeats: in
     over the lake (the night's encoded rows and ledger committed first, as the encoding
     step does), with the check verdicts compared."""
     from risk_assets.checks.catalogue import CHECKS
-    from risk_assets.checks import statistics as stats_sql
 
     for name in ("encoded_features", "imputation_log"):
         engine.lake.commit_partition(conn, name, night.day)
     decls = [d for d in CHECKS if d.name in STATISTIC_LOADERS and d.load is not None]
 
-    def verdicts():
-        return {f"{d.asset}.{d.name}": d.evaluate(conn, night, settings)[0] for d in decls}
-
-    def on_spark():
-        with stats_sql.on_engine(engine):
-            return verdicts()
+    def verdicts(on):
+        step = Step(on, night, settings, source=None, checks=CHECKS)  # one step: statistics computed once
+        return {f"{d.asset}.{d.name}": d.evaluate(step)[0] for d in decls}
 
     out = {}
-    out["check_statistics_duckdb"], ours = _timed(verdicts, repeats)
-    out["check_statistics_spark"], theirs = _timed(on_spark, repeats)
+    out["check_statistics_duckdb"], ours = _timed(lambda: verdicts(DuckDBEngine(conn)), repeats)
+    out["check_statistics_spark"], theirs = _timed(lambda: verdicts(engine), repeats)
     out["check_statistics_checks"] = [d.label for d in decls]
     out["check_verdicts_equal"] = theirs is not None and all(
         ours[k].passed == theirs[k].passed and ours[k].summary == theirs[k].summary for k in ours)
@@ -122,7 +120,7 @@ def contract(folder: Path, conn, engine, night: Night, settings: Settings, repea
                                   stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]))
 
     def spark():
-        return split_day(engine, conn, source.data_files(night.day), source.root, night.day, night.window,
+        return split_day(engine, source.data_files(night.day), source.root, night.day, night.window,
                          max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)[0]
 
     out = {}
@@ -151,19 +149,19 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
             raise SystemExit(f"{folder}: run `python -m benchmarks.run --workdir ... --sizes {customers}` first "
                              "(the night must be scored)")
         t0 = time.perf_counter()
-        committed = lake.sync_raw(conn)
+        committed = lake.sync(conn)
         out["lake_sync"] = {"seconds": round(time.perf_counter() - t0, 1), "partitions": len(committed),
                             "bytes": sum(f.stat().st_size for f in lake.table(RAW).rglob("*.parquet"))}
         t0 = time.perf_counter()
-        engine = SparkEngine(connect("local[2]"), lake)
-        engine.register_lake_views(conn)
+        engine = SparkEngine(conn, connect("local[2]"), lake, "local[2]")
+        engine.register_views()
         out["spark_session_start_s"] = round(time.perf_counter() - t0, 1)
         version = registry.current_mapping_version(conn)
 
         out["serving_duckdb"], ours = _timed(
             lambda: feature_sql.serving_features(conn, night, version, vocabulary), repeats)
         out["serving_spark"], theirs = _timed(
-            lambda: engine.serving_features(conn, night, version, vocabulary), repeats)
+            lambda: engine.serving_features(night, version, vocabulary), repeats)
         out["serving_equal"] = theirs is not None and bool(ours.equals(theirs))
         out["serving_rows"] = len(ours)
 
@@ -179,11 +177,10 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
         out |= check_statistics(conn, engine, night, settings, repeats)
         out |= contract(folder, conn, engine, night, settings, repeats)
 
-        booster, card = deployed_model(conn)
+        booster, card = load_deployed(conn)
         encoded = warehouse.read_partition(conn, "encoded_features", DEFAULT_NIGHT)
     out["scoring_duckdb_process"], here = _timed(lambda: model_lib.predict(booster, encoded, card), repeats)
-    text = booster.model_to_string()
-    out["scoring_spark"], there = _timed(lambda: engine.score(encoded, text, card.enc), repeats)
+    out["scoring_spark"], there = _timed(lambda: engine.score(encoded, booster, card), repeats)
     out["scores_max_abs_diff"] = None if there is None else float(np.max(np.abs(here - there)))
     out["scored_rows"] = len(encoded)
     return out

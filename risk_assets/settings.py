@@ -4,11 +4,12 @@ Defaults run the embedded demo world. A TOML file named by the environment varia
 ``RISK_ASSETS_CONFIG`` overrides any of them; unknown keys and invalid values fail at
 load time with a message that names the key (``checks.imputation_ceiling: ...``).
 
-These are the *production* settings: source, warehouse, calendar, raw contract,
-mapping, training, scoring, checks, alerts, deployment and overrides. The embedded
-world and its fault injection are one opaque section, ``[scenario]``, owned by
-:mod:`risk_assets.scenario`; only the embedded source reads it, and a settings file
-that enables a fault with any other source is refused.
+These are the *production* settings: source, warehouse, engine, calendar, raw contract,
+mapping, features, training, scoring, checks, alerts, automation, report, deployment and
+overrides. The embedded world and its fault injection are one opaque section,
+``[scenario]``, that this module does not read: :mod:`risk_assets.scenario` validates it
+(:func:`risk_assets.scenario.settings.scenario_of`) when the definitions are built, and
+refuses a fault switched on with any other source than the embedded world.
 
 Every threshold lives here so that check results can write the value they used into
 their metadata, and :func:`Settings.version` gives a short, stable fingerprint of the
@@ -23,13 +24,14 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from risk_assets.scenario.settings import ScenarioSettings
+from risk_assets.core.features.spec import FeatureVocabulary
+from risk_assets.core.night import Night
 
 CONFIG_ENV_VAR = "RISK_ASSETS_CONFIG"
 
@@ -131,9 +133,7 @@ class FeatureSettings(_Section):
     gambling_categories: tuple[str, ...] = ("gambling",)
     online_channels: tuple[str, ...] = ("online", "transfer")
 
-    def vocabulary(self):
-        from risk_assets.core.features.spec import FeatureVocabulary
-
+    def vocabulary(self) -> FeatureVocabulary:
         return FeatureVocabulary(cash=self.cash_categories, transfer=self.transfer_categories,
                                  gambling=self.gambling_categories, online=self.online_channels)
 
@@ -156,8 +156,6 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _no_leakage(self) -> TrainingSettings:
-        from risk_assets.core.night import Night
-
         if self.end < self.start:
             raise ValueError("training.end is before training.start")
         labels_end = Night(self.end).labels_known_after
@@ -337,18 +335,9 @@ class Settings(_Section):
     report: ReportSettings = ReportSettings()
     deployment: DeploymentSettings = DeploymentSettings()
     override: OverrideSettings = OverrideSettings()
-    scenario: ScenarioSettings = ScenarioSettings()
-    """The embedded world and its faults (``[scenario]``); read only by the embedded source."""
-
-    @model_validator(mode="after")
-    def _faults_only_in_the_embedded_world(self) -> Settings:
-        faults = self.scenario.faults()
-        if faults and self.source.kind != "embedded":
-            raise ValueError(
-                f"{', '.join(faults)} switch(es) on fault injection, which exists only in the "
-                f"embedded world; source.kind is {self.source.kind!r}"
-            )
-        return self
+    scenario: dict[str, Any] = Field(default_factory=dict)
+    """The embedded world and its faults (``[scenario]``), as written: validated and read
+    only by :mod:`risk_assets.scenario`."""
 
     @property
     def tz(self) -> ZoneInfo:

@@ -161,7 +161,7 @@ def landing_settings(folder: Path, world: str, landing: Path | None = None, **se
 def landing_world(request, tmp_path_factory) -> tuple[str, Path]:
     """(world name, folder): the world's landing folder (history and the nights after it)
     loaded through the landing source, with a trained and deployed model."""
-    from risk_assets.scenario.worlds import build_landing_world
+    from risk_assets.app.operations import build_landing_world
 
     world = request.param
     folder = tmp_path_factory.mktemp(f"landing_{world}")

@@ -68,7 +68,7 @@ def test_a_run_that_dies_leaves_its_checks_did_not_evaluate(world_copy, instance
     def broken(*args, **kwargs):
         raise OSError("simulated: the warehouse file is gone")
 
-    monkeypatch.setattr(checks, "open_warehouse", broken)
+    monkeypatch.setattr(checks, "open_engine", broken)
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert not result.success
     rows = audit_rows(instance, check_keys(build_definitions(settings)))

@@ -8,30 +8,37 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from risk_assets.checks.catalogue import declared
-from risk_assets.defs.checks import evaluate
-from risk_assets.defs.raw import load_customers, load_raw_days
+from risk_assets.checks import Step
+from risk_assets.checks.catalogue import CHECKS, declared
 from risk_assets.checks.model import deployment_gate, realised_vs_validation
 from risk_assets.checks.parity import parity_sample
 from risk_assets.core.night import Night
-from risk_assets.store import warehouse
+from risk_assets.defs.factory import deployment
+from risk_assets.defs.raw import load_customers, load_raw_days
+from risk_assets.engines import DuckDBEngine
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.settings import SettingsError
-from risk_assets.sources import make_source
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import small_settings
 
 DAY = dt.date(2025, 3, 12)
+
+
+def evaluate(decl, conn, night, settings):
+    """A check's body on the warehouse, without Dagster."""
+    return decl.evaluate(Step(DuckDBEngine(conn), night, settings, deployment(settings).source, CHECKS))
 
 
 @pytest.fixture
 def loaded(tmp_path):
     """The raw layer of two weeks, written by the asset bodies themselves."""
     settings = small_settings(tmp_path)
-    source = make_source(settings)
+    source = deployment(settings).source
     nights = [Night.of(DAY - dt.timedelta(days=i), settings.calendar) for i in range(13, -1, -1)]
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
         meta, verdict, conflicts = load_customers(conn, source, settings)
-        assert verdict.passed and conflicts.passed and meta["received"] == settings.scenario.world.n_customers
-        meta = load_raw_days(conn, source, nights, settings)
+        assert verdict.passed and conflicts.passed and meta["received"] == scenario_of(settings).world.n_customers
+        meta = load_raw_days(DuckDBEngine(conn), source, nights, settings)
         assert meta["partitions"] == 14 and meta["received"] == meta["accepted"] + meta["rejected"] > 0
         yield settings, conn
 
@@ -149,22 +156,27 @@ def test_the_label_horizon_schedule_picks_the_night_whose_labels_just_ended():
 
 # --------------------------------------------------------------------------- scenario apart
 def test_a_production_settings_file_cannot_switch_on_a_fault(tmp_path):
+    from risk_assets.defs.factory import build_definitions
     from risk_assets.settings import load_settings
 
     cfg = tmp_path / "prod.toml"
     cfg.write_text('[source]\nkind = "landing"\n[scenario.serving_skew]\nend_shift_hours = -3\n')
     with pytest.raises(SettingsError, match="scenario.serving_skew"):
-        load_settings(cfg)
+        build_definitions(load_settings(cfg))
     cfg.write_text('[source]\nkind = "landing"\n[scenario.world.product_change]\nenabled = true\n')
     with pytest.raises(SettingsError, match="scenario.world.product_change"):
-        load_settings(cfg)
+        build_definitions(load_settings(cfg))
 
 
-def test_only_the_embedded_source_carries_a_fault():
+def test_the_serving_fault_is_the_scenarios_wrapping_of_the_engine_not_a_property_of_any_source():
+    from risk_assets.scenario.faults import SkewedServingFactory
     from risk_assets.settings import Settings
+    from risk_assets.sources import Source
 
-    skewed = Settings().with_overrides(scenario={"serving_skew": {"end_shift_hours": -3.0}})
-    assert make_source(skewed).serving_skew.end_shift_hours == -3.0
-    assert make_source(Settings()).serving_skew is None
-    landing = Settings().with_overrides(source={"kind": "landing", "landing_dir": "/tmp/nowhere"})
-    assert make_source(landing).serving_skew is None
+    assert "serving_skew" not in Source.__annotations__ and "fault" not in " ".join(Source.__dict__)
+    skewed = deployment(Settings().with_overrides(scenario={"serving_skew": {"end_shift_hours": -3.0}}))
+    assert isinstance(skewed.engine, SkewedServingFactory) and skewed.engine.skew.end_shift_hours == -3.0
+    assert not hasattr(skewed.source, "serving_skew")
+    assert type(deployment(Settings()).engine).__name__ == "DuckDBEngineFactory"
+    landing = deployment(Settings().with_overrides(source={"kind": "landing", "landing_dir": "/tmp/nowhere"}))
+    assert type(landing.engine).__name__ == "DuckDBEngineFactory"

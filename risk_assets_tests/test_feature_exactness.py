@@ -17,6 +17,7 @@ import datetime as dt
 import pandas as pd
 
 from risk_assets.defs.features import compute_serving_features
+from risk_assets.engines import DuckDBEngine
 from risk_assets.defs.model import build_training_features, training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.core.features.spec import SPEC_VERSION
@@ -46,7 +47,7 @@ def _compare(settings, nights: list[dt.date]) -> None:
         version = registry.current_mapping_version(conn)
         for day in nights:
             night = Night.of(day, settings.calendar)
-            meta = compute_serving_features(conn, night, settings)
+            meta = compute_serving_features(DuckDBEngine(conn), night, settings)
             written = _stored(conn, "serving_features", day)
             frame = fsql.serving_features(conn, night, version, vocabulary)
             warehouse.replace_partition(conn, day, {"serving_features": frame.assign(
@@ -56,7 +57,7 @@ def _compare(settings, nights: list[dt.date]) -> None:
             assert meta["null_cells"] == int(frame.drop(columns=["customer_id", "as_of"]).isna().sum().sum())
             pd.testing.assert_frame_equal(written, before, check_exact=True)
 
-        build_training_features(conn, settings)
+        build_training_features(DuckDBEngine(conn), settings)
         written = warehouse.training_frame(conn)
         frames = []
         train, valid = training_nights(settings)

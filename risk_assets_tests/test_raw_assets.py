@@ -5,6 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.store import warehouse
 from risk_assets.scenario.source import EmbeddedSource, export_landing
 from risk_assets_tests.conftest import run_night, run_reference, small_settings
@@ -28,7 +29,7 @@ def test_several_days_reconcile_with_what_the_world_generated(settings, instance
         with warehouse.connect(settings.warehouse.duckdb_path) as conn:
             load = conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]).fetchall()
         assert load == [(len(source.transactions(day)), len(source.transactions(day)), 0)]
-    assert stored(settings, "customers") == settings.scenario.world.n_customers
+    assert stored(settings, "customers") == scenario_of(settings).world.n_customers
 
 
 def test_rerunning_a_partition_replaces_it(settings, instance):

@@ -147,8 +147,10 @@ NONSENSE = [
 
 @pytest.mark.parametrize("data, named", NONSENSE, ids=[n for _, n in NONSENSE])
 def test_settings_refuse_nonsense_naming_the_key(data, named):
+    from risk_assets.scenario.settings import scenario_of
+
     with pytest.raises(SettingsError) as err:
-        settings_from_mapping(data, origin="test.toml")
+        scenario_of(settings_from_mapping(data, origin="test.toml"))  # [scenario] is the scenario's to read
     assert named in str(err.value)
 
 

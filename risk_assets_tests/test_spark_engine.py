@@ -21,15 +21,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from risk_assets.checks import Step
+from risk_assets.checks.catalogue import CHECKS
 from risk_assets.core import model as model_lib
-from risk_assets.checks.loaders import deployed_model
+from risk_assets.core.night import Night
+from risk_assets.defs.factory import deployment
 from risk_assets.defs.model import build_training_features, training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
-from risk_assets.core.night import Night
+from risk_assets.engines import DuckDBEngine
 from risk_assets.engines import executions as fsql
-from risk_assets.store import registry
-from risk_assets.checks import statistics
-from risk_assets.store import warehouse
+from risk_assets.store import registry, warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, require, run_night
 from risk_assets_tests.test_bad_input import (  # noqa: F401 - the landing fixture
     FATAL,
@@ -64,37 +65,39 @@ def _spark_settings(world_copy, **sections):
 
 
 def _engine(settings, session):
-    from risk_assets.engines.spark.engine import SparkEngine
-    from risk_assets.engines.spark.lake import Lake
+    """The Spark engine's factory for ``settings``, with the warehouse's history committed
+    to its lake."""
+    from risk_assets.engines.spark.engine import SparkEngineFactory
 
-    lake = Lake(settings.engine.lake_path)
+    factory = SparkEngineFactory("local[2]", str(settings.engine.lake_path))
     with open_warehouse(duckdb_resource(settings)) as conn:
-        assert lake.sync_raw(conn)  # the history the warehouse holds, committed to the lake
-    return SparkEngine(session, lake)
+        assert factory.lake().sync(conn)  # the history the warehouse holds, committed to the lake
+    return factory
 
 
 def test_spark_features_equal_duckdb_features_exactly(world_copy, spark_session):
     settings = _spark_settings(world_copy)
-    engine = _engine(settings, spark_session)
+    factory = _engine(settings, spark_session)
     vocabulary = settings.features.vocabulary()
     with open_warehouse(duckdb_resource(settings)) as conn:
+        engine = factory.open(conn)
         version = registry.current_mapping_version(conn)
         for day in (dt.date(2025, 6, 30), dt.date(2025, 10, 31), dt.date(2025, 11, 30)):
             night = Night.of(day, settings.calendar)
             ours = fsql.serving_features(conn, night, version, vocabulary)
-            theirs = engine.serving_features(conn, night, version, vocabulary)
+            theirs = engine.serving_features(night, version, vocabulary)
             assert len(ours) > 1000 and ours["top_category_30d"].nunique() > 3
             pd.testing.assert_frame_equal(theirs, ours, check_exact=True)
         for spine in training_nights(settings):
             ours = fsql.training_features(conn, spine, version, vocabulary)
-            theirs = engine.training_features(conn, spine, version, vocabulary)
+            theirs = engine.training_features(spine, version, vocabulary)
             assert ours["as_of"].nunique() == len(spine)
             pd.testing.assert_frame_equal(theirs, ours, check_exact=True)
 
         # the training_features asset's body on each engine: the same table, labels included
-        build_training_features(conn, settings, engine)
+        build_training_features(engine, settings)
         on_spark = warehouse.training_frame(conn)
-        build_training_features(conn, settings)
+        build_training_features(DuckDBEngine(conn), settings)
         on_duckdb = warehouse.training_frame(conn)
     assert on_duckdb["label"].sum() > 0
     pd.testing.assert_frame_equal(on_spark, on_duckdb, check_exact=True)
@@ -132,7 +135,7 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
         version = stored.at[0, "mapping_version"]
         recomputed = fsql.serving_features(conn, Night.of(FIRST_NIGHT, spark.calendar), version,
                                            spark.features.vocabulary())
-        booster, card = deployed_model(conn)
+        booster, card = registry.load_deployed(conn)
         encoded = warehouse.read_partition(conn, "encoded_features", FIRST_NIGHT)
         scores = warehouse.scores(conn, FIRST_NIGHT)
     pd.testing.assert_frame_equal(stored[recomputed.columns], recomputed, check_exact=True, check_dtype=False)
@@ -152,23 +155,48 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
         assert outcomes["spark"] == outcomes["duckdb"] and outcomes["spark"], night
 
     # the checks' statistics were aggregated by Spark over the lake: the warehouse's, exactly
-    from risk_assets.engines.spark.engine import SparkEngine
-    from risk_assets.engines.spark.lake import Lake
-
-    engine = SparkEngine(spark_session, Lake(spark.engine.lake_path))
+    factory, source = deployment(spark).engine, deployment(spark).source
     with open_warehouse(duckdb_resource(spark)) as conn:
         for night in (FIRST_NIGHT, product_change):
-            on_duckdb = all_statistics(conn, night, spark)
-            with statistics.on_engine(engine):
-                on_spark = all_statistics(conn, night, spark)
+            on_duckdb = all_statistics(DuckDBEngine(conn), night, spark, source)
+            on_spark = all_statistics(factory.open(conn), night, spark, source)
             assert_same_statistics(on_duckdb, on_spark)
         assert len(on_duckdb["unmapped_rows"]) > 0 and on_duckdb["unseen_customers"]["n"].iloc[0] > 0
+        # the late-arrival comparison of a night that was scored: yesterday's scores counted by both
+        from risk_assets.checks import landing
+
+        now = landing.now_frame(source.transactions(FIRST_NIGHT))
+        late = [q.statistic(landing.LATE, {"day": FIRST_NIGHT}, frames={"_now": now})
+                for q in (DuckDBEngine(conn), factory.open(conn))]
+        pd.testing.assert_frame_equal(late[0], late[1], check_dtype=False)
+        assert late[0]["scored"].iloc[0] > 1000 and late[0]["rows_now"].iloc[0] > 100
+
+    # every verdict of the blocked night again, from Spark alone: the warehouse's per-night
+    # tables hidden (renamed away), each check's body through the Spark engine gives the
+    # verdict the nightly run recorded; through the DuckDB engine it cannot be evaluated
+    recorded = {(e.asset_key.to_user_string(), e.check_name): (e.passed, e.severity.value)
+                for e in run.get_asset_check_evaluations()}
+    hidden = _copy(spark, tmp_path / "hidden")
+    with warehouse.connect(hidden.warehouse.duckdb_path, ensure=False) as conn:
+        for name in warehouse.PER_NIGHT:
+            conn.execute(f'ALTER TABLE "{name}" RENAME TO "_hidden_{name}"')
+        night = Night.of(product_change, spark.calendar)
+        evaluated, failed_on_duckdb = {}, 0
+        for decl in (d for d in CHECKS if d.load is not None and (d.asset, d.name) in recorded):
+            verdict, _ = decl.evaluate(Step(factory.open(conn), night, spark, source, CHECKS))
+            evaluated[(decl.asset, decl.name)] = (verdict.passed, verdict.severity)
+            try:
+                decl.evaluate(Step(DuckDBEngine(conn), night, spark, source, CHECKS))
+            except Exception:  # noqa: BLE001 - a hidden table: the DuckDB engine cannot see it
+                failed_on_duckdb += 1
+    assert evaluated == {k: recorded[k] for k in evaluated} and len(evaluated) >= 15
+    assert failed_on_duckdb >= 12, failed_on_duckdb
 
 
 def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeypatch, capsys):
-    """Switching a warehouse to the Spark engine: `risk-assets lake-sync` commits every loaded
-    raw day (no Spark needed), each partition holding exactly the accepted rows; a second run
-    commits nothing."""
+    """Switching a warehouse to the Spark engine: `risk-assets lake-sync` commits every
+    partition of the per-night tables the warehouse holds (no Spark needed), each holding
+    exactly the warehouse's rows; a second run commits nothing."""
     from risk_assets.app import cli
     from risk_assets.settings import to_toml
     from risk_assets.engines.spark.lake import Lake
@@ -181,16 +209,18 @@ def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeyp
     assert cli.main(["lake-sync", *home]) == 0
     lake = Lake(settings.engine.lake_path)
     with open_warehouse(duckdb_resource(settings)) as conn:
-        loaded = [r[0] for r in conn.execute("SELECT DISTINCT partition FROM raw_loads ORDER BY 1").fetchall()]
+        loaded = [r[0] for r in conn.execute("SELECT DISTINCT partition FROM raw_transactions ORDER BY 1").fetchall()]
         assert lake.partitions("raw_transactions") == loaded and len(loaded) > 300
+        total = sum(conn.execute(f'SELECT count(DISTINCT partition) FROM "{name}"').fetchall()[0][0]
+                    for name in warehouse.PER_NIGHT)
         day = loaded[100]
         stored = conn.execute("SELECT count(*) FROM raw_transactions WHERE partition = ?", [day]).fetchall()[0][0]
         in_lake = conn.execute("SELECT count(*) FROM read_parquet(?)",
                                [str(lake.partition("raw_transactions", day) / "*.parquet")]).fetchall()[0][0]
     assert stored == in_lake > 0
-    assert f"committed {len(loaded)} raw day(s)" in capsys.readouterr().out
+    assert f"committed {total} partition(s) of {len(loaded)} day(s)" in capsys.readouterr().out
     assert cli.main(["lake-sync", *home]) == 0
-    assert "committed 0 raw day(s)" in capsys.readouterr().out
+    assert "committed 0 partition(s)" in capsys.readouterr().out
     assert not list((lake.root / "_staging").iterdir()) and not list((lake.root / "_trash").glob("*"))
 
 
@@ -205,7 +235,7 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
-def _both_engines(engine, settings, day):
+def _both_engines(factory, settings, day):
     """One landing day through the contract on the driver and on Spark."""
     from risk_assets.core.contract import SOURCE_FILE, split_transactions
     from risk_assets.engines.spark.contract import split_day
@@ -225,7 +255,7 @@ def _both_engines(engine, settings, day):
         except Exception as exc:  # noqa: BLE001 - compared with Spark's below
             out["driver"] = exc
         try:
-            out["spark"] = split_day(engine, conn, source.data_files(day), source.root, day, night.window,
+            out["spark"] = split_day(factory.open(conn), source.data_files(day), source.root, day, night.window,
                                      max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)
         except Exception as exc:  # noqa: BLE001
             out["spark"] = exc
@@ -234,13 +264,13 @@ def _both_engines(engine, settings, day):
 
 def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landing, spark_session, tmp_path):  # noqa: F811
     from risk_assets.core.contract import SOURCE_FILE, ContractError
-    from risk_assets.engines.spark.engine import SparkEngine
-    from risk_assets.engines.spark.lake import Lake
+    from risk_assets.engines.spark.engine import SparkEngineFactory
 
     settings, root, customers, instance = landing
-    engine = SparkEngine(spark_session, Lake(tmp_path / "lake"))
+    engine = SparkEngineFactory("local[2]", str(tmp_path / "lake"))
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
-        assert engine.lake.sync_raw(conn) == [STORED_DAY]  # the rows a re-sent id is compared with
+        # the rows a re-sent id is compared with
+        assert ("raw_transactions", STORED_DAY) in engine.lake().sync(conn)
     stored = pd.read_parquet(root / "transactions" / f"date={STORED_DAY}" / "part-0.parquet")
 
     # every kind of bad file the landing tests know, nested folders included, plus an unknown customer
@@ -266,7 +296,7 @@ def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landi
     assert split.notes == expected.notes
     assert per_file.sort_index().to_dict() == counts.sort_index().to_dict()
     # committed to the lake as the day's partitions
-    assert sorted(engine.lake.partitions("rejected_transactions")) == [day]
+    assert day in engine.lake().partitions("rejected_transactions")
 
     # the raw asset with [engine] kind = "spark": the day through the contract on Spark, in Dagster
     on_spark = settings.with_overrides(engine={"kind": "spark", "lake_path": str(tmp_path / "lake")})

@@ -1,4 +1,5 @@
-"""The checks' statistics as warehouse aggregates (risk_assets/queries/statistics.py).
+"""The checks' statistics as engine aggregates (the statistic section of each check family,
+``risk_assets/checks/<family>.py``).
 
 Each aggregate must equal its definition computed from the partition's rows (the pandas
 helpers the guards document): on hand-made edge cases here, and on real incident nights
@@ -13,10 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets.core import stats
-from risk_assets.checks import loaders
-from risk_assets.core.features.encoding import UNSEEN_CATEGORY
-from risk_assets.core.features.spec import FEATURES, NUMERIC, WINDOWS
+from risk_assets.checks import Step, amounts, coverage, daily, drift, imputation, landing, rejections
 from risk_assets.checks.coverage import category_coverage, night_counts
 from risk_assets.checks.drift import profile
 from risk_assets.checks.imputation import (
@@ -25,10 +23,12 @@ from risk_assets.checks.imputation import (
     coverage_cells,
     ledger_counts,
 )
+from risk_assets.core import stats
+from risk_assets.core.features.encoding import UNSEEN_CATEGORY
+from risk_assets.core.features.spec import FEATURES, NUMERIC, WINDOWS
 from risk_assets.core.night import Night
-from risk_assets.store import registry
-from risk_assets.checks import statistics
-from risk_assets.store import warehouse
+from risk_assets.engines import DuckDBEngine
+from risk_assets.store import registry, warehouse
 from risk_assets_tests.test_guards import _mapping, _night
 
 DAY = dt.date(2025, 3, 4)
@@ -38,6 +38,11 @@ DAY = dt.date(2025, 3, 4)
 def conn(tmp_path):
     with warehouse.connect(tmp_path / "w.duckdb") as c:
         yield c
+
+
+def drift_counts(q, night, settings):
+    """The drift check's loaded counts on engine ``q``."""
+    return drift.load(Step(q, night, settings, source=None)).args
 
 
 def _raw(night: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +62,7 @@ def test_drift_bins_in_sql_are_numpys_bins_on_edges_and_non_finite_values(conn):
     conn.execute(f"UPDATE encoded_features SET {feature} = NULL WHERE customer_id = ?", [f"C{len(values) - 1}"])
     conn.execute(f"UPDATE encoded_features SET {feature} = 'NaN'::DOUBLE WHERE customer_id = ?",
                  [f"C{len(values) - 2}"])
-    ours = statistics.bin_counts(conn, DAY, {feature: edges})[feature]
+    ours = drift.bin_counts(DuckDBEngine(conn), DAY, {feature: edges})[feature]
     expected = stats.bin_counts(np.array(values[:-1], dtype="float64"), edges)
     np.testing.assert_array_equal(ours, expected)
     assert ours.sum() == 9  # NULL, NaN and ±inf are not counted, exactly as numpy drops them
@@ -69,14 +74,15 @@ def test_category_aggregates_equal_the_rows_and_a_capped_sample_keeps_the_sugges
     mapping = _mapping().assign(version="m1")
     warehouse.insert(conn, "category_mapping", mapping)
     counts, unmapped = night_counts(night, mapping)
-    ours = statistics.category_counts(conn, DAY)
+    q = DuckDBEngine(conn)
+    ours = coverage.category_counts(q, DAY)
     pd.testing.assert_frame_equal(ours[["category", "rows", "amount_cents"]], counts[["category", "rows", "amount_cents"]],
                                   check_dtype=False)
     np.testing.assert_allclose(ours["mean_log"], counts["mean_log"], rtol=1e-13)
-    pd.testing.assert_frame_equal(statistics.unmapped_rows(conn, DAY, "m1"), unmapped.reset_index(drop=True),
+    pd.testing.assert_frame_equal(coverage.unmapped_rows(q, DAY, "m1"), unmapped.reset_index(drop=True),
                                   check_dtype=False)
 
-    capped = statistics.unmapped_rows(conn, DAY, "m1", cap=20)
+    capped = coverage.unmapped_rows(q, DAY, "m1", cap=20)
     assert capped.groupby("category").size().to_dict() == {"p2p": 20, "trips": 20}
     full = category_coverage(ours, unmapped, mapping, 0.005)
     sample = category_coverage(ours, capped, mapping, 0.005)
@@ -89,32 +95,52 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     """Every aggregate a check reads for ``day`` equals its definition on the stored rows
     (``tested``: whether some feature has enough cells, not coverage's, for missingness
     tests; None: either)."""
-    raw = warehouse.frame(conn, "SELECT transaction_id, category, amount_cents, channel FROM raw_transactions "
-                                "WHERE partition = ?", [day])
+    q = DuckDBEngine(conn)
+    night = Night.of(day, settings.calendar)
+    raw = warehouse.frame(conn, "SELECT partition, transaction_id, customer_id, category, amount_cents, channel "
+                                "FROM raw_transactions WHERE partition BETWEEN ? AND ?", [night.days_back(28), day])
+    raw["partition"] = pd.to_datetime(raw["partition"]).dt.date
+    history, raw = raw, raw[raw["partition"] == day]
     version = registry.current_mapping_version(conn)
-    counts, unmapped = night_counts(raw, registry.mapping(conn))
-    ours = statistics.category_counts(conn, day)
+    mapping = registry.mapping(conn)
+    counts, unmapped = night_counts(raw, mapping)
+    ours = coverage.category_counts(q, day)
     assert ours["rows"].sum() == len(raw) > 0
     pd.testing.assert_frame_equal(ours[["category", "rows", "amount_cents"]],
                                   counts[["category", "rows", "amount_cents"]], check_dtype=False)
     np.testing.assert_allclose(ours["mean_log"], counts["mean_log"], rtol=1e-12)
-    pd.testing.assert_frame_equal(statistics.unmapped_rows(conn, day, version), unmapped.reset_index(drop=True),
+    pd.testing.assert_frame_equal(coverage.unmapped_rows(q, day, version), unmapped.reset_index(drop=True),
                                   check_dtype=False)
     channels = raw["channel"].value_counts(dropna=False)
-    counted = statistics.value_counts(conn, day, "channel")
+    counted = coverage.value_counts(q, day, "channel")
     assert dict(zip(counted["value"].map(lambda v: v if isinstance(v, str) else None), counted["rows"])) == \
         {(k if isinstance(k, str) else None): v for k, v in channels.items()}
 
+    levels = amounts.levels(q, night.days_back(28), day)
+    expected_levels = amounts.levels_of(history)
+    pd.testing.assert_frame_equal(levels[["partition", "category", "rows"]],
+                                  expected_levels[["partition", "category", "rows"]], check_dtype=False)
+    np.testing.assert_allclose(levels["mean_log"], expected_levels["mean_log"], rtol=1e-12)
+    vocabulary = settings.features.vocabulary()
+    expected_daily = daily.aggregates_of(history, mapping, registry.channels(conn, version), list(vocabulary.online),
+                                         [*vocabulary.cash, *vocabulary.transfer, *vocabulary.gambling])
+    ours_daily = daily.aggregates(q, night.days_back(28), day, version, settings)
+    exact = ["partition", "rows", "all_rows", "mapped_rows", "risky_rows", "channel_rows", "online_rows"]
+    pd.testing.assert_frame_equal(ours_daily[exact], expected_daily[exact], check_dtype=False)
+    np.testing.assert_allclose(ours_daily[["dev_sum", "dev_sq"]], expected_daily[["dev_sum", "dev_sq"]], rtol=1e-9)
+
+    rejected = warehouse.frame(conn, "SELECT * FROM rejected_transactions WHERE partition = ?", [day])
+    pd.testing.assert_frame_equal(q.statistic(rejections.REASONS, {"day": day}), rejections.reasons_of(rejected),
+                                  check_dtype=False)
+
     ledger = warehouse.imputation_ledger(conn, day)
-    pd.testing.assert_frame_equal(statistics.ledger_counts(conn, day), ledger_counts(ledger), check_dtype=False)
-    assert statistics.customers_with(conn, day, UNSEEN_CATEGORY) == \
+    pd.testing.assert_frame_equal(imputation.ledger_cells(q, day), ledger_counts(ledger), check_dtype=False)
+    assert coverage.customers_with(q, day, UNSEEN_CATEGORY) == \
         ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()
 
-    night = Night.of(day, settings.calendar)
     first, last = night.scan_range(30)
     window = warehouse.window_categories(conn, night.window_start(30), night.as_of, first, last)
-    unmapped_customers = set(window.loc[~window["category"].isin(set(registry.mapping(conn)["raw_category"])),
-                                        "customer_id"])
+    unmapped_customers = set(window.loc[~window["category"].isin(set(mapping["raw_category"])), "customer_id"])
     unseen_channel = set(window.loc[window["channel"].notna() & ~window["channel"].isin(
         registry.channels(conn, version)), "customer_id"])
     groups = warehouse.customer_groups(conn, day)
@@ -123,43 +149,52 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     min_cells = settings.checks.missingness_min_cells
     cells, table = contingency(ledger, groups, coverage_cells(ledger, unmapped_customers, unseen_channel), exposure,
                                min_cells)
-    pd.testing.assert_frame_equal(statistics.missing_cells(conn, night, version), cells, check_dtype=False)
+    pd.testing.assert_frame_equal(imputation.missing_cells(q, night, version), cells, check_dtype=False)
     assert tested is None or (len(table) > 0) == tested
-    pd.testing.assert_frame_equal(statistics.missingness_contingency(conn, night, version, min_cells), table,
+    pd.testing.assert_frame_equal(imputation.missingness_contingency(q, night, version, min_cells), table,
                                   check_dtype=False)
 
-    inputs = loaders.drift_counts(conn, night, settings)
+    inputs = drift_counts(q, night, settings)
     encoded = warehouse.read_partition(conn, "encoded_features", day)
-    expected = profile(encoded, inputs.args["reference"])
-    assert set(inputs.args["counts"]) == set(expected)
+    expected = profile(encoded, inputs["reference"])
+    assert set(inputs["counts"]) == set(expected)
     for feature, values in expected.items():
-        np.testing.assert_array_equal(inputs.args["counts"][feature], values, err_msg=feature)
+        np.testing.assert_array_equal(inputs["counts"][feature], values, err_msg=feature)
 
 
-def all_statistics(conn, day: dt.date, settings) -> dict[str, pd.DataFrame]:
-    """Every aggregate the checks read for ``day``, on the current engine, as frames."""
-    version = registry.current_mapping_version(conn)
+def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataFrame]:
+    """Every aggregate the checks read for ``day``, on engine ``q``, as frames (with the
+    source, the late-arrival comparison of the day before too)."""
+    version = registry.current_mapping_version(q.conn)
     night = Night.of(day, settings.calendar)
-    drift = loaders.drift_counts(conn, night, settings).args["counts"]
-    return {
-        "category_counts": statistics.category_counts(conn, day),
-        "unmapped_rows": statistics.unmapped_rows(conn, day, version),
-        "channels": statistics.value_counts(conn, day, "channel"),
-        "ledger": statistics.ledger_counts(conn, day),
-        "unseen_customers": pd.DataFrame({"n": [statistics.customers_with(conn, day, UNSEEN_CATEGORY)]}),
-        "missing_cells": statistics.missing_cells(conn, night, version),
-        "contingency": statistics.missingness_contingency(conn, night, version, settings.checks.missingness_min_cells),
-        "drift": pd.DataFrame([(f, i, int(n)) for f, c in sorted(drift.items()) for i, n in enumerate(c)],
+    drift_rows = drift_counts(q, night, settings)["counts"]
+    out = {
+        "category_counts": coverage.category_counts(q, day),
+        "unmapped_rows": coverage.unmapped_rows(q, day, version),
+        "channels": coverage.value_counts(q, day, "channel"),
+        "amount_levels": amounts.levels(q, night.days_back(28), day),
+        "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
+        "reasons": q.statistic(rejections.REASONS, {"day": day}),
+        "ledger": imputation.ledger_cells(q, day),
+        "unseen_customers": pd.DataFrame({"n": [coverage.customers_with(q, day, UNSEEN_CATEGORY)]}),
+        "missing_cells": imputation.missing_cells(q, night, version),
+        "contingency": imputation.missingness_contingency(q, night, version, settings.checks.missingness_min_cells),
+        "drift": pd.DataFrame([(f, i, int(n)) for f, c in sorted(drift_rows.items()) for i, n in enumerate(c)],
                               columns=["feature", "bin", "rows"]),
     }
+    if source is not None:
+        now = landing.now_frame(source.transactions(night.previous.day))
+        out["late"] = q.statistic(landing.LATE, {"day": night.previous.day}, frames={"_now": now})
+    return out
 
 
 def assert_same_statistics(ours: dict[str, pd.DataFrame], theirs: dict[str, pd.DataFrame]) -> None:
     assert ours.keys() == theirs.keys()
     for name, frame in ours.items():
         other = theirs[name]
-        exact = [c for c in frame.columns if c != "mean_log"]
+        exact = [c for c in frame.columns if c not in ("mean_log", "dev_sum", "dev_sq")]
         pd.testing.assert_frame_equal(other[exact].reset_index(drop=True), frame[exact].reset_index(drop=True),
                                       check_dtype=False, obj=name)
-        if "mean_log" in frame:
-            np.testing.assert_allclose(other["mean_log"], frame["mean_log"], rtol=1e-12)
+        for column in ("mean_log", "dev_sum", "dev_sq"):
+            if column in frame:
+                np.testing.assert_allclose(other[column], frame[column], rtol=1e-12, err_msg=f"{name}.{column}")

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.settings import Settings
 from risk_assets.scenario.world import BASE_CATEGORIES, NEW_CATEGORIES, World, emitted_category_names
 
@@ -11,7 +12,7 @@ DAY = dt.date(2025, 6, 2)
 
 
 def world(**overrides) -> World:
-    return World(Settings().with_overrides(scenario={"world": {"n_customers": 3000, **overrides}}).scenario.world)
+    return World(scenario_of(Settings().with_overrides(scenario={"world": {"n_customers": 3000, **overrides}})).world)
 
 
 def test_same_seed_gives_identical_data_twice():
@@ -52,7 +53,7 @@ def test_weekends_are_visibly_lower():
 
 def test_non_utc_business_day_maps_to_its_utc_window():
     s = Settings().with_overrides(scenario={"world": {"n_customers": 2000}}, calendar={"timezone": "America/New_York"})
-    tx = World(s.scenario.world, s.calendar.timezone).transactions(dt.date(2025, 3, 9))  # DST starts
+    tx = World(scenario_of(s).world, s.calendar.timezone).transactions(dt.date(2025, 3, 9))  # DST starts
     start = pd.Timestamp("2025-03-09 05:00")  # 00:00 EST
     end = pd.Timestamp("2025-03-10 04:00")  # 00:00 EDT: a 23-hour day
     assert (tx["event_ts"] >= start).all() and (tx["event_ts"] < end).all()

@@ -14,6 +14,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.store import warehouse
 from risk_assets.scenario.world import PROFILES
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
@@ -125,7 +126,7 @@ def test_amounts_in_another_unit_fail_with_the_factor_stated(landing_copy, insta
 
 def test_a_rename_and_a_merge_of_categories_are_stopped_and_suggested(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT])
-    profile = PROFILES[settings.scenario.world.profile]
+    profile = PROFILES[scenario_of(settings).world.profile]
     changes = {**profile.renamed, **profile.merged}
 
     def product_change(frame, rng):
@@ -160,7 +161,7 @@ def test_hostile_category_strings_are_stopped_and_stored_verbatim(landing_copy, 
 def test_a_missingness_burst_in_one_region_under_the_ceiling_is_stopped(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT])
     customers = pd.read_parquet(landing_copy.landing / "customers.parquet")
-    region = PROFILES[settings.scenario.world.profile].regions[1]
+    region = PROFILES[scenario_of(settings).world.profile].regions[1]
     in_region = set(customers.loc[customers["region"] == region, "customer_id"])
 
     def burst(frame, rng):
@@ -202,7 +203,7 @@ def test_a_population_that_moved_beyond_the_training_bands_is_stopped_by_drift_b
     from risk_assets.defs.factory import build_definitions
 
     settings = landing_copy([FIRST_NIGHT])
-    segments = PROFILES[settings.scenario.world.profile].segments
+    segments = PROFILES[scenario_of(settings).world.profile].segments
     path = landing_copy.landing / "customers.parquet"
     customers = pd.read_parquet(path)
     moved = np.random.default_rng(3).random(len(customers)) < 0.5

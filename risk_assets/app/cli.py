@@ -332,12 +332,12 @@ def cmd_lake_sync(args: argparse.Namespace) -> int:
     settings, _ = _context(args)
     lake = Lake(settings.engine.lake_path)
     with open_warehouse(duckdb_resource(settings)) as conn:
-        committed = lake.sync_raw(conn)
+        committed = lake.sync(conn)
         lake.commit_reference(conn)
-    print(f"lake {lake.root}: committed {len(committed)} raw day(s)"
-          + (f" ({committed[0]} .. {committed[-1]})" if committed else " (it already held every loaded day)"))
-    if settings.engine.kind != "spark":
-        print("note: [engine] kind is not \"spark\": the pipeline will not read the lake until it is")
+    days = sorted({d for _, d in committed})
+    print(f"lake {lake.root}: committed {len(committed)} partition(s) of {len(days)} day(s)"
+          + (f" ({days[0]} .. {days[-1]})" if days else " (it already held every partition the warehouse holds)")
+          + f"; the pipeline reads the lake with [engine] kind = \"spark\" (now: {settings.engine.kind!r})")
     return 0
 
 

@@ -20,6 +20,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.app import alerts
 from risk_assets.core import model as model_lib
 from risk_assets.defs.factory import build_definitions
@@ -149,7 +150,7 @@ class Demo:
     # ------------------------------------------------------------------ the story
     def main(self, nights: int) -> int:
         s = self.base
-        self.say(f"risk_assets demo — {s.scenario.world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
+        self.say(f"risk_assets demo — {scenario_of(s).world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
                  f"DAGSTER_HOME {self.instance.root_directory}")
         t0 = time.perf_counter()
         if not self.run(s, REFERENCE_JOB).success:

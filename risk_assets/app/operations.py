@@ -7,7 +7,9 @@ UI, and after every night does what the run-status sensors do in production
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
@@ -15,6 +17,8 @@ from risk_assets.app import report
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
 from risk_assets.defs.sensors import after_night, failed_checks
+from risk_assets.scenario.settings import scenario_of
+from risk_assets.scenario.source import export_landing
 from risk_assets.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -127,3 +131,19 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
             if data.error:
                 return data.error.message.strip().splitlines()[0]
     return "run failed"
+
+
+def build_landing_world(settings: Settings, instance, history: tuple[dt.date, dt.date], last_day: dt.date,
+                        quiet: dict | None = None, say: Callable[[str], None] = lambda _: None) -> None:
+    """Export the world's landing files up to ``last_day``, then load reference data and
+    the raw ``history`` and train (and deploy) a model, all through the landing source."""
+    first, history_end = history
+    days = [first + dt.timedelta(days=i) for i in range((last_day - first).days + 1)]
+    export_landing(settings, Path(settings.source.landing_dir), days)
+    defs = build_definitions(settings)
+    for job, tags in ((REFERENCE_JOB, None), (HISTORY_JOB, range_tags(first, history_end)), (TRAINING_JOB, None)):
+        result = defs.resolve_job_def(job).execute_in_process(instance=instance, run_config=quiet, tags=tags,
+                                                              raise_on_error=False)
+        say(f"{scenario_of(settings).world.profile}: {job} {'ok' if result.success else 'FAILED'}")
+        if not result.success:
+            raise RuntimeError(f"{scenario_of(settings).world.profile}: {job} failed")

@@ -1,198 +1,150 @@
 """The check catalogue: every asset check of the project, one row each.
 
 A row says what the check is called, which asset it guards, whether it blocks, its
-severity policy, what it loads (a function in ``loaders.py``), which pure guard judges
-it (``risk_assets/guards/``) and which settings feed which of the guard's thresholds.
-``checks.py`` turns the rows into Dagster asset checks; checks evaluated *inside* their
-asset (before the asset writes, or on unpartitioned reference data) have no loader —
-the asset hands its in-memory frames to the same guard.
+severity policy, what it loads and which pure guard judges it (both in the check's family
+module next to its statistic: ``risk_assets/checks/<family>.py``), and which settings feed
+which of the guard's thresholds. ``risk_assets/defs/checks.py`` turns the rows into Dagster
+asset checks; checks evaluated *inside* their asset (before the asset writes, or on
+unpartitioned reference data) have no loader — the asset hands its in-memory frames to the
+same guard.
 
-Adding a check = one guard function + one row here (README: "Adding a check").
-Plain Python: no Dagster imports, so the table can be read and tested alone.
+Adding a check = a guard and a loader in its family module + one row here (README:
+"Adding a check"). Plain Python: no Dagster imports, so the table can be read and tested
+alone.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
-
 import pandas as pd
 
-from risk_assets.checks import loaders
-from risk_assets.checks import Verdict
-from risk_assets.checks.coverage import category_coverage, coverage_with_customers, value_coverage
-from risk_assets.checks.daily import daily_drift
-from risk_assets.checks.drift import drift_bounds
-from risk_assets.checks.imputation import imputation_ceiling, missingness_pattern
-from risk_assets.checks.model import realised_vs_validation
-from risk_assets.checks.parity import parity
-from risk_assets.checks.raw import (
-    amount_scale,
-    conflicting_duplicates,
-    landing_files,
-    late_arrivals,
-    lookback_health,
-    rejection_rate,
-    rows_reconcile,
+from risk_assets.checks import (
+    CheckDecl,
+    Step,
+    amounts,
+    coverage,
+    daily,
+    drift,
+    imputation,
+    landing,
+    lookback,
+    parity,
+    reconcile,
+    rejections,
+    schemas,
+    volume,
 )
-from risk_assets.checks.schemas import encoded_schema, raw_schema, scores_schema
+from risk_assets.checks.model import realised_vs_validation
 from risk_assets.checks.scores import score_sanity
-from risk_assets.checks.volume import row_volume
-from risk_assets.store import warehouse
-from risk_assets.settings import Settings
-
-
-@dataclass(eq=False)
-class CheckDecl:
-    name: str
-    asset: str
-    guard: Callable[..., Verdict]
-    """The pure statistic that judges the check."""
-    description: str
-    load: Callable[..., loaders.Inputs] | None = None
-    """``load(conn, night, settings) -> Inputs``; None: evaluated inside its asset."""
-    settings: Mapping[str, str] = field(default_factory=dict)
-    """Guard keyword -> dotted settings path (e.g. ``"checks.imputation_ceiling"``)."""
-    blocking: bool = True
-    severity: Literal["ERROR", "WARN", "WARN or ERROR"] = "ERROR"
-    """The severity policy (the guard's verdict carries the severity of each result)."""
-    partitioned: bool = True
-    deps: tuple[str, ...] = ()
-    """Other assets the check reads (shown as lineage in the UI)."""
-    quarantines: bool = False
-    """A raw day that fails this check is quarantined: judged again at every load and
-    recorded in ``raw_verdicts``, it blocks the nights whose look-back reads it."""
-
-    @property
-    def label(self) -> str:
-        return f"{self.asset}.{self.name}"
-
-    def thresholds(self, settings: Settings) -> dict:
-        """The guard's threshold arguments, read from ``settings``."""
-        return {kw: functools.reduce(getattr, path.split("."), settings) for kw, path in self.settings.items()}
-
-    def judge(self, args: Mapping, settings: Settings) -> Verdict:
-        """Run the guard on loaded (or in-memory) inputs with the configured thresholds."""
-        return self.guard(**args, **self.thresholds(settings))
-
-    def evaluate(self, conn, night, settings: Settings) -> tuple[Verdict, dict]:
-        """The check's body: its loader reads the warehouse, its guard judges with the
-        configured thresholds. Returns the verdict and the extras to record with it."""
-        inputs = self.load(conn, night, settings)
-        return self.judge(inputs.args, settings), inputs.extras
-
 
 _PARITY = {"atol": "checks.parity_atol", "rtol": "checks.parity_rtol", "bias_alpha": "checks.parity_bias_alpha",
            "min_nonzero": "checks.parity_min_nonzero", "categorical_tolerance": "checks.parity_categorical_tolerance"}
 
 CHECKS: tuple[CheckDecl, ...] = (
     # ------------------------------------------------------------------ reference data (in the asset)
-    CheckDecl("rows_reconcile", "customers", rows_reconcile, partitioned=False,
+    CheckDecl("rows_reconcile", "customers", reconcile.rows_reconcile, partitioned=False,
               description="received = accepted + rejected: rows read from the source against the rows "
               "stored in customers and rejected_customers."),
-    CheckDecl("conflicting_duplicates", "customers", conflicting_duplicates, partitioned=False,
+    CheckDecl("conflicting_duplicates", "customers", rejections.conflicting_duplicates, partitioned=False,
               description="A customer_id that arrives more than once with different attributes: every copy is "
               "rejected (no tie-break by row order) and this check fails with the ids; their transactions are "
               "rejected naming the conflict."),
-    CheckDecl("rows_reconcile", "irregularities", rows_reconcile, partitioned=False,
+    CheckDecl("rows_reconcile", "irregularities", reconcile.rows_reconcile, partitioned=False,
               description="received = accepted + rejected: rows read from the source against the rows "
               "stored in irregularities and rejected_irregularities."),
     # ------------------------------------------------------------------ raw layer
-    CheckDecl("rows_reconcile", "raw_transactions", rows_reconcile, load=loaders.reconcile, quarantines=True,
+    CheckDecl("rows_reconcile", "raw_transactions", reconcile.rows_reconcile, load=reconcile.load, quarantines=True,
               description="received = accepted + rejected: the counts recorded at load time against the "
               "rows stored in raw_transactions and rejected_transactions."),
-    CheckDecl("conflicting_duplicates", "raw_transactions", conflicting_duplicates, load=loaders.conflicts,
+    CheckDecl("conflicting_duplicates", "raw_transactions", rejections.conflicting_duplicates, load=rejections.load_conflicts,
               quarantines=True,
               description="A transaction_id that arrived more than once with different values (within a file, "
               "across files, or against a row stored in another partition): every copy is rejected, none wins "
               "by file order, and the day fails with the ids, files and differing columns."),
-    CheckDecl("landing_files", "raw_transactions", landing_files, load=loaders.landing_files,
+    CheckDecl("landing_files", "raw_transactions", landing.landing_files, load=landing.load_files,
               blocking=False, severity="WARN",
               description="What the load read and what it did not: data files with their rows, skipped marker, "
               "checksum and hidden files with the reason, and stray entries of the landing folder (malformed "
               "partition names, folders that fit no partition), which fail it (WARN) until cleaned up."),
-    CheckDecl("raw_schema", "raw_transactions", raw_schema, load=loaders.raw_partition,
+    CheckDecl("raw_schema", "raw_transactions", schemas.raw_schema, load=schemas.load_raw,
               settings={"max_amount": "raw.max_amount", "max_text": "raw.max_text_length"},
               description="Pandera schema of the stored partition: types, ranges, unique ids, timestamps "
               "inside the partition."),
-    CheckDecl("rejection_rate", "raw_transactions", rejection_rate, load=loaders.rejections, quarantines=True,
+    CheckDecl("rejection_rate", "raw_transactions", rejections.rejection_rate, load=rejections.load_rejections, quarantines=True,
               settings={"max_rejected_share": "checks.max_rejected_share"},
               description="Share of received rows the contract rejected."),
-    CheckDecl("row_volume", "raw_transactions", row_volume, load=loaders.volume, quarantines=True,
+    CheckDecl("row_volume", "raw_transactions", volume.row_volume, load=volume.load, quarantines=True,
               settings={"min_share": "checks.min_volume_share",
                         "holiday_min_share": "checks.holiday_min_volume_share"},
               description="A day with no rows, or far fewer than the same weekday's recent median (public "
               "holidays judged as holidays), stops the night: zero rows break no contract but would "
               "silently shrink every window."),
-    CheckDecl("amount_scale", "raw_transactions", amount_scale, load=loaders.amount_levels, quarantines=True,
+    CheckDecl("amount_scale", "raw_transactions", amounts.amount_scale, load=amounts.load, quarantines=True,
               settings={"max_amount_factor": "checks.max_amount_factor"},
               description="The night's amounts per category against the same categories' recent level: a "
               "unit change (cents sent as euros) moves them all by one factor, which the result states."),
-    CheckDecl("category_coverage", "raw_transactions", category_coverage, load=loaders.coverage,
+    CheckDecl("category_coverage", "raw_transactions", coverage.category_coverage, load=coverage.load_categories,
               settings={"max_unmapped_share": "checks.coverage_max_unmapped_share"},
               blocking=False, deps=("category_mapping",),
               description="Unmapped categories among the night's raw rows, vanished categories and "
               "suggested aliases. ERROR but not blocking here, so the feature layer still shows the "
               "consequences; the blocking coverage check sits on encoded_features."),
-    CheckDecl("channel_coverage", "raw_transactions", value_coverage, load=loaders.channels,
+    CheckDecl("channel_coverage", "raw_transactions", coverage.value_coverage, load=coverage.load_channels,
               settings={"max_unseen_share": "checks.coverage_max_unmapped_share"}, deps=("category_mapping",),
               blocking=False,
               description="Share of the night's rows whose channel the training period never saw (the channel "
               "vocabulary is stored with the mapping version). ERROR but not blocking here (the mapping it "
               "reads is downstream of this asset); its blocking twin sits on serving_features."),
-    CheckDecl("late_arrivals", "raw_transactions", late_arrivals, load=loaders.late_rows,
+    CheckDecl("late_arrivals", "raw_transactions", landing.late_arrivals, load=landing.load_late_rows,
               blocking=False, severity="WARN",
               description="Reconciles last night: re-reads the previous partition from the source with "
               "tonight's cut-off; rows that arrived after it was served are late data, and the customers "
               "they belong to were scored on incomplete windows. WARN with the affected share."),
     # ------------------------------------------------------------------ serving features
-    CheckDecl("lookback_health", "serving_features", lookback_health, load=loaders.lookback,
+    CheckDecl("lookback_health", "serving_features", lookback.lookback_health, load=lookback.load,
               description="Every raw partition the night's 90-day look-back reads has been loaded and passed "
               "the raw layer's blocking checks on its latest load. A failed day is quarantined: it blocks "
               "every night whose windows read it, naming the day and the check, until it is re-loaded and "
               "passes or an override (override.accept_days, with by and reason) accepts it."),
-    CheckDecl("channel_coverage", "serving_features", value_coverage, load=loaders.channels,
+    CheckDecl("channel_coverage", "serving_features", coverage.value_coverage, load=coverage.load_channels,
               settings={"max_unseen_share": "checks.coverage_max_unmapped_share"}, deps=("category_mapping",),
               description="Blocking channel gate: the same statistic as on raw_transactions. An unseen channel "
               "is never silently 'not online': the online share of its customers turns NULL and is counted."),
-    CheckDecl("feature_parity", "serving_features", parity, load=loaders.parity, settings=_PARITY,
+    CheckDecl("feature_parity", "serving_features", parity.parity, load=parity.load, settings=_PARITY,
               description="A seeded sample of tonight's customers recomputed by the training path and "
               "compared row by row: tolerance, missing rows and one-sided bias."),
     # ------------------------------------------------------------------ encoded features
-    CheckDecl("encoded_schema", "encoded_features", encoded_schema, load=loaders.encoded,
+    CheckDecl("encoded_schema", "encoded_features", schemas.encoded_schema, load=schemas.load_encoded,
               description="Pandera schema: finite numbers, categorical levels in the deployed model's "
               "vocabulary, one row per customer, versions present."),
-    CheckDecl("category_coverage", "encoded_features", coverage_with_customers, load=loaders.coverage_and_customers,
+    CheckDecl("category_coverage", "encoded_features", coverage.coverage_with_customers, load=coverage.load_categories_and_customers,
               settings={"max_unmapped_share": "checks.coverage_max_unmapped_share",
                         "max_customer_share": "checks.coverage_max_customer_share"},
               deps=("category_mapping",),
               description="Blocking coverage gate: unmapped share of the night's rows and share of "
               "scored customers with an unseen category in their features."),
-    CheckDecl("imputation_ceiling", "encoded_features", imputation_ceiling, load=loaders.ledger,
+    CheckDecl("imputation_ceiling", "encoded_features", imputation.imputation_ceiling, load=imputation.load_ledger,
               settings={"ceiling": "checks.imputation_ceiling"},
               description="Per-feature share of substituted cells (imputed or __unseen__) from the "
               "imputation ledger, against the ceiling."),
-    CheckDecl("missingness_pattern", "encoded_features", missingness_pattern, load=loaders.missingness,
+    CheckDecl("missingness_pattern", "encoded_features", imputation.missingness_pattern, load=imputation.load_missingness,
               settings={"alpha": "checks.missingness_alpha", "min_lift": "checks.missingness_min_lift",
                         "min_cells": "checks.missingness_min_cells"},
               description="Is missingness concentrated in a segment, region or category (chi-square, "
               "Bonferroni, lift)? Fires even under the imputation ceiling."),
-    CheckDecl("drift_bounds", "encoded_features", drift_bounds, load=loaders.drift_counts,
+    CheckDecl("drift_bounds", "encoded_features", drift.drift_bounds, load=drift.load,
               settings={"warn_alpha": "checks.drift_warn_alpha", "error_alpha": "checks.drift_error_alpha",
                         "min_psi": "checks.drift_min_psi", "min_js": "checks.drift_min_js"},
               severity="WARN or ERROR",
               description="Per-feature PSI (numeric) / Jensen-Shannon (categorical) against the model's "
               "reference profile; WARN and ERROR bands calibrated on the training period's day-to-day "
               "variability. Blocks on ERROR only."),
-    CheckDecl("daily_drift", "encoded_features", daily_drift, load=loaders.daily_history, severity="WARN or ERROR",
+    CheckDecl("daily_drift", "encoded_features", daily.daily_drift, load=daily.load, severity="WARN or ERROR",
               description="Slow one-directional change: a two-sided CUSUM of independent daily statistics of the "
               "raw layer (amount level against each category's training profile, online share, risky share), "
               "standardised per weekday, with WARN and ERROR thresholds calibrated at training for a stated "
               "in-control run length (in the result). Blocks on ERROR only."),
     # ------------------------------------------------------------------ scores (in the asset, before the write)
-    CheckDecl("scores_schema", "risk_scores", scores_schema,
+    CheckDecl("scores_schema", "risk_scores", schemas.scores_schema,
               description="One row per encoded customer, score in [0, 1], unique ranks, versions present. "
               "Evaluated before the write: a failing night writes nothing."),
     CheckDecl("score_sanity", "risk_scores", score_sanity, blocking=False, severity="WARN",
@@ -218,14 +170,6 @@ def in_asset(asset: str) -> list[CheckDecl]:
 QUARANTINING: tuple[CheckDecl, ...] = tuple(c for c in CHECKS if c.quarantines)
 
 
-def judge_raw_day(conn, night, settings: Settings) -> pd.DataFrame:
+def judge_raw_day(step: Step) -> pd.DataFrame:
     """A loaded raw day judged by every quarantining check (as recorded in ``raw_verdicts``)."""
-    rows = []
-    loaded_at = warehouse.loads(conn, night.day, night.day)["loaded_at"]
-    for decl in QUARANTINING:
-        verdict, _ = decl.evaluate(conn, night, settings)
-        rows.append({"partition": night.day, "check_name": decl.name, "passed": bool(verdict.passed),
-                     "severity": verdict.severity, "summary": verdict.summary,
-                     "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
-                     "settings_version": settings.version()})
-    return pd.DataFrame(rows)
+    return lookback.judge_raw_day(step, CHECKS)

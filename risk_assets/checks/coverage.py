@@ -1,4 +1,7 @@
-"""Category coverage: unmapped categories, vanished ones, and likely renames/merges."""
+"""Vocabulary coverage: unmapped categories, vanished ones and likely renames/merges
+(``category_coverage``, on the raw rows and, blocking, with the scored customers on the
+encoded features), and values of another column the training period never saw
+(``channel_coverage``)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,73 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, poisson
 
-from risk_assets.checks import Verdict
+from risk_assets.checks import Inputs, Step, Verdict
+from risk_assets.checks.imputation import encoded_rows, ledger_cells
+from risk_assets.core.features.encoding import UNSEEN_CATEGORY
+from risk_assets.store import registry, warehouse
 
 MIN_EXPECTED = 3.0  # below this many expected rows a vanished category is not news
 COLLAPSE_P = 1e-3
 SUGGESTION_COLUMNS = ["category", "kind", "replaces", "alias_to", "rows", "missing_rows", "margin", "confidence"]
+UNMAPPED_ROWS_CAP = 20_000
+"""At most this many rows of each unmapped category reach the alias suggestions (the
+first by transaction id; the counts are always exact)."""
+
+# --------------------------------------------------------------------------- statistics
+CATEGORY_COUNTS = f"""
+    SELECT category, count(*) AS rows, CAST(sum(amount_cents) AS BIGINT) AS amount_cents,
+           avg(ln(amount_cents)) AS mean_log
+    FROM {warehouse.table('raw_transactions')} WHERE partition = CAST($day AS DATE)
+    GROUP BY category ORDER BY category"""
+"""Per category of the raw partition: ``rows``, ``amount_cents`` (sum) and ``mean_log``
+(mean of ln amount_cents)."""
+
+UNMAPPED_ROWS = f"""
+    SELECT transaction_id, category, amount_cents FROM (
+        SELECT r.transaction_id, r.category, r.amount_cents,
+               row_number() OVER (PARTITION BY r.category ORDER BY r.transaction_id) AS k
+        FROM {warehouse.table('raw_transactions')} r
+        WHERE r.partition = CAST($day AS DATE) AND r.category NOT IN (
+            SELECT raw_category FROM {warehouse.table('category_mapping')} WHERE version = $version)) u
+    WHERE k <= $cap ORDER BY category, transaction_id"""
+"""The partition's rows whose category the mapping version does not know, at most ``cap``
+per category — none on a clean night (the one coverage statistic that returns rows)."""
+
+VALUE_COLUMNS = ("channel",)
+"""Raw columns whose values :func:`value_counts` counts (the identifier whitelist)."""
+
+UNSEEN_CUSTOMERS = f"""
+    SELECT feature, count(DISTINCT customer_id) AS customers FROM {warehouse.table('imputation_log')}
+    WHERE partition = CAST($day AS DATE) AND reason = $reason GROUP BY feature ORDER BY feature"""
+"""Customers with an unseen level, per categorical feature."""
+
+CUSTOMERS_WITH = f"""
+    SELECT count(DISTINCT customer_id) AS customers FROM {warehouse.table('imputation_log')}
+    WHERE partition = CAST($day AS DATE) AND reason = $reason"""
+"""Customers with at least one ledger cell of a reason (any feature)."""
+
+
+def category_counts(q, day) -> pd.DataFrame:
+    return q.statistic(CATEGORY_COUNTS, {"day": day})
+
+
+def unmapped_rows(q, day, mapping_version: str, cap: int = UNMAPPED_ROWS_CAP) -> pd.DataFrame:
+    return q.statistic(UNMAPPED_ROWS, {"day": day, "version": mapping_version, "cap": cap})
+
+
+def value_counts(q, day, column: str) -> pd.DataFrame:
+    """Rows per value of one raw column (``value, rows``; missing values as one NULL row)."""
+    if column not in VALUE_COLUMNS:
+        raise ValueError(f"no value counts for column {column!r}")
+    return q.statistic(f"""
+        SELECT "{column}" AS value, count(*) AS rows FROM {warehouse.table('raw_transactions')}
+        WHERE partition = CAST($day AS DATE) GROUP BY "{column}" ORDER BY rows DESC, value""", {"day": day})
+
+
+def customers_with(q, day, reason: str) -> int:
+    out = q.statistic(CUSTOMERS_WITH, {"day": day, "reason": reason})
+    return int(out["customers"].iloc[0]) if len(out) else 0
+
 
 
 def _poisson_p(observed: int, expected: float) -> float:
@@ -25,9 +90,8 @@ def _poisson_p(observed: int, expected: float) -> float:
 
 def night_counts(night: pd.DataFrame, mapping: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From a partition's rows (``transaction_id, category, amount_cents``): the per-category
-    counts and the unmapped rows that :func:`category_coverage` judges — what the checks
-    get from the warehouse as aggregates (:func:`risk_assets.checks.statistics.category_counts`,
-    ``unmapped_rows``)."""
+    counts and the unmapped rows that :func:`category_coverage` judges: the row-level
+    definition of :data:`CATEGORY_COUNTS` and :data:`UNMAPPED_ROWS` (uncapped)."""
     logs = np.log(night["amount_cents"].astype("float64"))
     counts = (night.assign(log=logs).groupby("category")
               .agg(rows=("log", "size"), amount_cents=("amount_cents", "sum"), mean_log=("log", "mean"))
@@ -287,3 +351,29 @@ def _best_assignment(options: dict[str, list]) -> dict[str, tuple]:
 
     search(0, 0.0, frozenset(), {})
     return best[1]
+
+
+# --------------------------------------------------------------------------- loaders
+def load_categories(step: Step) -> Inputs:
+    version = registry.current_mapping_version(step.conn)
+    day = step.night.day
+    return Inputs({"categories": category_counts(step, day), "unmapped": unmapped_rows(step, day, version),
+                   "mapping": registry.mapping(step.conn)}, {"mapping_version": version})
+
+
+def load_channels(step: Step) -> Inputs:
+    version = registry.current_mapping_version(step.conn)
+    return Inputs({"counts": value_counts(step, step.night.day, "channel"),
+                   "vocabulary": registry.channels(step.conn, version), "column": "channel"},
+                  {"mapping_version": version})
+
+
+def load_categories_and_customers(step: Step) -> Inputs:
+    day = step.night.day
+    base = load_categories(step)
+    unseen = step.statistic(UNSEEN_CUSTOMERS, {"day": day, "reason": UNSEEN_CATEGORY})
+    return Inputs(base.args | {
+        "customers_with_unseen": customers_with(step, day, UNSEEN_CATEGORY),
+        "scored_customers": encoded_rows(step, day),
+        "unseen_by_feature": {f: int(n) for f, n in zip(unseen["feature"], unseen["customers"])},
+    }, base.extras)

@@ -23,10 +23,82 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from risk_assets.checks import Verdict
+import datetime as dt
+
+from risk_assets.checks import Inputs, Refused, Step, Verdict, day_frame
+from risk_assets.settings import Settings
+from risk_assets.store import registry, warehouse
 
 STATISTICS: tuple[str, ...] = ("amount_level", "online_share", "risky_share")
 SIMULATED_RUNS = 300
+
+# --------------------------------------------------------------------------- statistic
+AGGREGATES = f"""
+    WITH m AS (SELECT raw_category, canonical FROM {warehouse.table('category_mapping')} WHERE version = $v),
+    ref AS (SELECT raw_category, training_log_amount_mean AS mu FROM {warehouse.table('category_mapping')}
+            WHERE version = $v AND origin = 'training'),
+    cv AS (SELECT channel FROM {warehouse.table('channel_vocabulary')} WHERE version = $v)
+    SELECT r.partition, count(ref.mu) AS rows,
+           coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
+           coalesce(sum((ln(r.amount_cents) - ref.mu) * (ln(r.amount_cents) - ref.mu)), 0) AS dev_sq,
+           count(*) AS all_rows, count(m.canonical) AS mapped_rows,
+           count(m.canonical) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows,
+           count(cv.channel) AS channel_rows,
+           count(cv.channel) FILTER (WHERE list_contains($online, r.channel)) AS online_rows
+    FROM {warehouse.table('raw_transactions')} r LEFT JOIN m ON m.raw_category = r.category
+    LEFT JOIN ref ON ref.raw_category = r.category LEFT JOIN cv ON cv.channel = r.channel
+    WHERE r.partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+    GROUP BY r.partition ORDER BY r.partition"""
+"""Per raw partition, the monitor's aggregates, each over the rows it can judge without
+duplicating another check's verdict:
+
+* ``rows``, ``dev_sum``, ``dev_sq`` — rows whose raw category is a training category, and
+  their ln(amount) minus that category's training mean (renamed and new categories mapped
+  by alias have no amount profile of their own);
+* ``all_rows``, ``mapped_rows``, ``risky_rows`` — all rows, rows with a mapped category,
+  and mapped rows whose canonical category is a cash, transfer or gambling one;
+* ``channel_rows``, ``online_rows`` — rows whose channel is in the mapping version's
+  channel vocabulary, and those of them the features count as online (missing and unseen
+  channels are the missingness and coverage checks' to judge)."""
+
+
+def aggregates_of(raw: pd.DataFrame, mapping: pd.DataFrame, channels: set[str], online: list[str],
+                  risky: list[str]) -> pd.DataFrame:
+    """The row-level definition of :data:`AGGREGATES` over raw rows (``partition, category,
+    channel, amount_cents``), one mapping version and its channel vocabulary."""
+    canonical = raw["category"].map(dict(zip(mapping["raw_category"], mapping["canonical"])))
+    training = mapping[mapping["origin"] == "training"]
+    dev = np.log(raw["amount_cents"].astype("float64")) - raw["category"].map(
+        dict(zip(training["raw_category"], training["training_log_amount_mean"])))
+    known = raw["channel"].isin(channels)
+    frame = pd.DataFrame({"partition": raw["partition"], "dev": dev, "mapped": canonical.notna(),
+                          "risky": canonical.isin(risky), "known": known, "online": known & raw["channel"].isin(online)})
+    out = frame.groupby("partition").agg(
+        rows=("dev", "count"), dev_sum=("dev", "sum"), dev_sq=("dev", lambda d: float((d ** 2).sum())),
+        all_rows=("dev", "size"), mapped_rows=("mapped", "sum"), risky_rows=("risky", "sum"),
+        channel_rows=("known", "sum"), online_rows=("online", "sum"))
+    return out.reset_index()
+
+
+def aggregates(q, first: dt.date, last: dt.date, mapping_version: str, settings: Settings) -> pd.DataFrame:
+    """:data:`AGGREGATES` for partitions ``first .. last`` under ``settings``' share groups."""
+    vocabulary = settings.features.vocabulary()
+    risky = [*vocabulary.cash, *vocabulary.transfer, *vocabulary.gambling]
+    return day_frame(q.statistic(AGGREGATES, {"v": mapping_version, "online": list(vocabulary.online),
+                                              "risky": risky, "first": first, "last": last}))
+
+
+def calibration(q, settings: Settings) -> dict:
+    """The monitor's levels and thresholds from the raw days up to the end of validation
+    (computed when a model is trained and stored in its card)."""
+    c, last = settings.checks, settings.training.validation_end
+    first = last - dt.timedelta(days=c.daily_calibration_days - 1)
+    days = aggregates(q, first, last, registry.current_mapping_version(q.conn), settings)
+    return calibrate(daily_statistics(days, c.coverage_max_unmapped_share), c.daily_k, c.daily_warn_arl,
+                     c.daily_error_arl)
+
+
+# --------------------------------------------------------------------------- guard
 
 
 def daily_statistics(days: pd.DataFrame, max_unmapped_share: float = 1.0) -> pd.DataFrame:
@@ -180,3 +252,26 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
                     "arl_error": calibration["arl_error"]},
         tables={"statistics": table},
     )
+
+
+# --------------------------------------------------------------------------- loader
+def load(step: Step) -> Inputs:
+    """The daily statistics of the nights since the deployed model's drift calibration
+    (at most ``checks.daily_nights``), quarantined days left out (their own checks judged
+    them; one bad day must not hold the monitor for months)."""
+    night, settings = step.night, step.settings
+    _, card = step.deployed_model()
+    calibrated = card.reference.get("daily_drift")
+    if calibrated is None:
+        raise Refused(f"model {card.version} has no daily drift calibration: retrain it")
+    first = max(dt.date.fromisoformat(calibrated["last_day"]) + dt.timedelta(days=1),
+                night.days_back(settings.checks.daily_nights - 1))
+    days = aggregates(step, first, night.day, registry.current_mapping_version(step.conn), settings)
+    verdicts = warehouse.raw_verdicts(step.conn, first, night.day)
+    bad = set(verdicts.loc[~verdicts["passed"], "partition"]) - set(settings.override.accept_days)
+    days = days[~days["partition"].isin(bad)]
+    stats = daily_statistics(days, settings.checks.coverage_max_unmapped_share)
+    accepted = list(settings.override.accept_drift)
+    return Inputs({"nights": stats[~stats["statistic"].isin(accepted)], "calibration": calibrated},
+                  {"model_version": card.version, "quarantined_days_left_out": len(bad),
+                   "accepted_drift": ", ".join(accepted) or "-"})

@@ -1,4 +1,5 @@
-"""Drift bounds: calibrated WARN/ERROR bands of each feature's distance to the reference.
+"""Drift bounds (``drift_bounds``): calibrated WARN/ERROR bands of each feature's distance
+to the model's reference profile.
 
 Slow one-directional change is watched on independent daily statistics of the raw layer
 (:mod:`risk_assets.checks.daily`), not on the overlapping windows of these features."""
@@ -9,9 +10,69 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+import datetime as dt
+from collections.abc import Sequence
+
+from risk_assets.checks import Inputs, Step, Verdict
 from risk_assets.core import stats
 from risk_assets.core.features.spec import BY_NAME, CATEGORICAL, NUMERIC
-from risk_assets.checks import Verdict
+from risk_assets.store import warehouse
+from risk_assets.store.warehouse import NotMaterialised
+
+# --------------------------------------------------------------------------- statistics
+_MAX_DOUBLE = float(np.finfo("float64").max)
+"""``-max <= v <= max`` holds for finite numbers only: NULL, NaN and ±inf fail it on both
+engines (both order NaN above every number)."""
+
+def _feature(name: str) -> str:
+    if name not in BY_NAME:
+        raise ValueError(f"{name!r} is not a feature of the spec")
+    return f'"{name}"'
+
+
+def bin_counts(q, day: dt.date, edges: dict[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    """Per numeric feature, the encoded partition's finite values counted in the bins
+    ``(-inf, e0], (e0, e1], …, (e_last, inf)`` — numpy's ``searchsorted(side="left")``,
+    as the reference profile was counted at training (:func:`risk_assets.core.stats.bin_counts`;
+    row-level definition: :func:`profile`)."""
+    if not edges:
+        return {}
+    params: dict[str, object] = {"day": day, "max": _MAX_DOUBLE}
+    parts = []
+    for i, (name, feature_edges) in enumerate(edges.items()):
+        column = _feature(name)
+        above = []
+        for k, edge in enumerate(feature_edges):
+            params[f"e{i}_{k}"] = float(edge)
+            above.append(f"CASE WHEN {column} > $e{i}_{k} THEN 1 ELSE 0 END")
+        parts.append(f"""
+            SELECT {i} AS f, {' + '.join(above) or '0'} AS bin, count(*) AS rows
+            FROM {warehouse.table('encoded_features')}
+            WHERE partition = CAST($day AS DATE) AND {column} >= -$max AND {column} <= $max
+            GROUP BY 2""")
+    rows = q.statistic(" UNION ALL ".join(parts), params)
+    out = {}
+    for i, (name, feature_edges) in enumerate(edges.items()):
+        mine = rows[rows["f"] == i]
+        counts = np.zeros(len(feature_edges) + 1, dtype="int64")
+        counts[mine["bin"].to_numpy(dtype="int64")] = mine["rows"].to_numpy(dtype="int64")
+        out[name] = counts
+    return out
+
+
+def level_counts(q, day: dt.date, features: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Per categorical feature, rows per value of the encoded partition (``value, rows``)."""
+    if not features:
+        return {}
+    parts = [f"""SELECT {i} AS f, {_feature(name)} AS value, count(*) AS rows
+                 FROM {warehouse.table('encoded_features')} WHERE partition = CAST($day AS DATE) GROUP BY 2"""
+             for i, name in enumerate(features)]
+    rows = q.statistic(" UNION ALL ".join(parts), {"day": day})
+    return {name: rows.loc[rows["f"] == i, ["value", "rows"]].reset_index(drop=True)
+            for i, name in enumerate(features)}
+
+
+# --------------------------------------------------------------------------- guard and row-level definition
 
 
 def monitored_features() -> list[str]:
@@ -34,8 +95,8 @@ def calibrated_threshold(daily_distances: list[float], alpha: float, n_features:
 
 def profile(encoded: pd.DataFrame, reference: dict) -> dict[str, np.ndarray]:
     """The night's counts per bin (numeric) or level (categorical) of each monitored
-    feature, from a frame of encoded rows — what the checks get from the warehouse as
-    aggregates (:func:`risk_assets.checks.statistics.bin_counts`, ``level_counts``)."""
+    feature, from a frame of encoded rows: the row-level definition of :func:`bin_counts`
+    and :func:`level_counts`."""
     out = {}
     for f in monitored_features():
         if f in reference["numeric"]:
@@ -102,3 +163,17 @@ def drift_bounds(counts: dict[str, np.ndarray], reference: dict, warn_alpha: flo
               "distances, Bonferroni across features; per-feature bands in the features table"},
         tables={"features": table},
     )
+
+
+# --------------------------------------------------------------------------- loader
+def load(step: Step) -> Inputs:
+    _, card = step.deployed_model()
+    reference = card.reference
+    monitored = monitored_features()
+    day = step.night.day
+    counts = bin_counts(step, day, {f: reference["numeric"][f]["edges"] for f in monitored if f in reference["numeric"]})
+    levels = level_counts(step, day, [f for f in monitored if f in reference["categorical"]])
+    counts |= {f: stats.fold_levels(v, reference["categorical"][f]["levels"]) for f, v in levels.items()}
+    if not sum(int(c.sum()) for c in counts.values()):
+        raise NotMaterialised(f"encoded_features[{day}] is empty: materialise it first")
+    return Inputs({"counts": counts, "reference": reference}, {"model_version": card.version})

@@ -1,4 +1,6 @@
-"""Imputation ceiling and missingness pattern, both over the imputation ledger."""
+"""Every substituted cell judged: the per-feature ceiling (``imputation_ceiling``) and
+whether missingness is concentrated in a group rather than random (``missingness_pattern``),
+both over the imputation ledger."""
 
 from __future__ import annotations
 
@@ -7,13 +9,116 @@ import pandas as pd
 from scipy.stats import chi2
 
 from risk_assets.core.features.encoding import UNSEEN_CATEGORY
-from risk_assets.core.features.spec import BY_NAME, FEATURE_NAMES, FEATURES
-from risk_assets.checks import Verdict
+from risk_assets.checks import Inputs, Step, Verdict
+from risk_assets.core.features.spec import BY_NAME, FEATURE_NAMES, FEATURES, WINDOWS
+from risk_assets.store import registry, warehouse
+
+# --------------------------------------------------------------------------- statistics
+LEDGER_COUNTS = f"""
+    SELECT feature, reason, count(*) AS cells, count(DISTINCT customer_id) AS customers
+    FROM {warehouse.table('imputation_log')} WHERE partition = CAST($day AS DATE)
+    GROUP BY feature, reason ORDER BY feature, reason"""
+"""Substituted cells per feature and reason (row-level definition: :func:`ledger_counts`)."""
+
+ENCODED_ROWS = f"""SELECT count(*) AS rows FROM {warehouse.table('encoded_features')}
+    WHERE partition = CAST($day AS DATE)"""
+"""Customers encoded (and scored) tonight."""
+
+
+def ledger_cells(q, day) -> pd.DataFrame:
+    return q.statistic(LEDGER_COUNTS, {"day": day})
+
+
+def encoded_rows(q, day) -> int:
+    return int(q.statistic(ENCODED_ROWS, {"day": day})["rows"].iloc[0])
+
+
+def missing_cells(q, night, mapping_version: str) -> pd.DataFrame:
+    """Per feature, the ledger's substituted cells and how many of them are coverage's to
+    judge (``feature, cells, excused``): an unseen categorical level, or a NULL a feature
+    has because the customer's 30-day window holds an unmapped category or a channel the
+    training period never saw (``Feature.null_when``;
+    :func:`coverage_cells` is its row-level definition)."""
+    sql, params = _missingness_sql(night, mapping_version)
+    return q.statistic(f"""{sql}
+        SELECT feature, count(*) AS cells, CAST(sum(CASE WHEN excused THEN 1 ELSE 0 END) AS BIGINT) AS excused
+        FROM cells GROUP BY feature ORDER BY feature""", params)
+
+
+def missingness_contingency(q, night, mapping_version: str, min_cells: int) -> pd.DataFrame:
+    """For every feature with at least ``min_cells`` cells that are not coverage's, the
+    scored customers counted by grouping, group and exposure: ``feature, dimension, grp, n,
+    customers, hits`` — ``n`` the customer's transactions in the feature's window
+    (``txn_count_<w>d``; the 30-day count for other windows), ``hits`` how many of them
+    carry a substituted cell of the feature. Groupings: segment, region and
+    ``uses:<category>`` (1 when the 30-day window holds the raw category)."""
+    sql, params = _missingness_sql(night, mapping_version)
+    enc = warehouse.table("encoded_features")
+    return q.statistic(f"""{sql},
+        tested AS (SELECT feature FROM cells WHERE NOT excused GROUP BY feature HAVING count(*) >= $min_cells),
+        hit AS (SELECT DISTINCT feature, customer_id FROM cells WHERE NOT excused),
+        base AS (
+            SELECT t.feature, c.customer_id, c.segment, c.region,
+                   CASE WHEN list_contains($exposure_7d, t.feature) THEN c.txn_count_7d
+                        WHEN list_contains($exposure_14d, t.feature) THEN c.txn_count_14d
+                        ELSE c.txn_count_30d END AS n,
+                   CASE WHEN h.customer_id IS NULL THEN 0 ELSE 1 END AS is_hit
+            FROM tested t CROSS JOIN (SELECT customer_id, segment, region, txn_count_7d, txn_count_14d,
+                                             txn_count_30d FROM {enc} WHERE partition = CAST($day AS DATE)) c
+            LEFT JOIN hit h ON h.feature = t.feature AND h.customer_id = c.customer_id),
+        used AS (SELECT DISTINCT customer_id, category FROM win),
+        categories AS (SELECT DISTINCT category FROM used)
+        SELECT feature, 'segment' AS dimension, segment AS grp, n, count(*) AS customers, sum(is_hit) AS hits
+        FROM base GROUP BY feature, segment, n
+        UNION ALL
+        SELECT feature, 'region' AS dimension, region AS grp, n, count(*) AS customers, sum(is_hit) AS hits
+        FROM base GROUP BY feature, region, n
+        UNION ALL
+        SELECT b.feature, concat('uses:', k.category) AS dimension,
+               CASE WHEN u.customer_id IS NULL THEN '0' ELSE '1' END AS grp, b.n,
+               count(*) AS customers, sum(b.is_hit) AS hits
+        FROM base b CROSS JOIN categories k
+        LEFT JOIN used u ON u.customer_id = b.customer_id AND u.category = k.category
+        GROUP BY b.feature, k.category, CASE WHEN u.customer_id IS NULL THEN '0' ELSE '1' END, b.n
+        ORDER BY feature, dimension, grp, n""", params | {"min_cells": int(min_cells)})
+
+
+def _missingness_sql(night, mapping_version: str) -> tuple[str, dict]:
+    first, last = night.scan_range(30)
+    raw, ledger = warehouse.table("raw_transactions"), warehouse.table("imputation_log")
+    params = {
+        "day": night.day, "first": first, "last": last, "start": night.window_start(30), "end": night.as_of,
+        "version": mapping_version, "unseen": UNSEEN_CATEGORY,
+        "on_unmapped": [f.name for f in FEATURES if f.null_when == "unmapped_category"],
+        "on_channel": [f.name for f in FEATURES if f.null_when == "unknown_channel"],
+        **{f"exposure_{w}d": [f.name for f in FEATURES if f.window_days == w] or [""] for w in WINDOWS if w != 30},
+    }
+    return f"""
+        WITH win AS (
+            SELECT DISTINCT customer_id, category, channel FROM {raw}
+            WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+              AND event_ts >= CAST($start AS TIMESTAMP) AND event_ts < CAST($end AS TIMESTAMP)),
+        unmapped AS (SELECT DISTINCT customer_id FROM win WHERE category NOT IN (
+            SELECT raw_category FROM {warehouse.table('category_mapping')} WHERE version = $version)),
+        unseen_channel AS (SELECT DISTINCT customer_id FROM win WHERE channel IS NOT NULL AND channel NOT IN (
+            SELECT channel FROM {warehouse.table('channel_vocabulary')} WHERE version = $version)),
+        cells AS (
+            SELECT l.feature, l.customer_id,
+                   l.reason = $unseen
+                   OR (list_contains($on_unmapped, l.feature) AND m.customer_id IS NOT NULL)
+                   OR (list_contains($on_channel, l.feature) AND s.customer_id IS NOT NULL) AS excused
+            FROM {ledger} l
+            LEFT JOIN unmapped m ON m.customer_id = l.customer_id
+            LEFT JOIN unseen_channel s ON s.customer_id = l.customer_id
+            WHERE l.partition = CAST($day AS DATE))""", params
+
+
+# --------------------------------------------------------------------------- guards and row-level definitions
 
 
 def ledger_counts(ledger: pd.DataFrame) -> pd.DataFrame:
-    """``feature, reason, cells, customers`` of ledger rows — what the checks get from the
-    warehouse as an aggregate (:func:`risk_assets.checks.statistics.ledger_counts`)."""
+    """``feature, reason, cells, customers`` of ledger rows: the row-level definition of
+    :data:`LEDGER_COUNTS`."""
     grouped = ledger.groupby(["feature", "reason"])["customer_id"]
     return pd.DataFrame({"cells": grouped.size(), "customers": grouped.nunique()}).reset_index()
 
@@ -66,9 +171,8 @@ CONTINGENCY_COLUMNS = ["feature", "dimension", "grp", "n", "customers", "hits"]
 def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series | None = None,
                 exposure: pd.DataFrame | None = None, min_cells: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From the ledger's rows and one row per scored customer, the two small frames
-    :func:`missingness_pattern` judges — what the checks get from the warehouse as
-    aggregates (:func:`risk_assets.checks.statistics.missing_cells`,
-    ``missingness_contingency``).
+    :func:`missingness_pattern` judges: the row-level definition of :func:`missing_cells`
+    and :func:`missingness_contingency`.
 
     ``excused``: a mask over the ledger of the cells whose cause the coverage checks judge
     (:func:`coverage_cells`). ``groups``: ``customer_id`` plus grouping columns (segment,
@@ -207,3 +311,24 @@ def category_usage(window: pd.DataFrame, customers: pd.Series) -> pd.DataFrame:
     usage = pd.crosstab(window["customer_id"], window["category"]) > 0
     usage.columns = [f"uses:{c}" for c in usage.columns]
     return usage.reindex(customers, fill_value=False).reset_index(drop=True).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- loaders
+def load_ledger(step: Step) -> Inputs:
+    day = step.night.day
+    return Inputs({"cells": ledger_cells(step, day), "rows": encoded_rows(step, day)})
+
+
+def load_missingness(step: Step) -> Inputs:
+    """The ledger's cells per feature (with those coverage judges) and, for the features
+    with enough of the rest, the contingency of customers by group and exposure — both
+    aggregated by the engine; a night without substituted cells reads nothing else."""
+    min_cells = step.settings.checks.missingness_min_cells
+    none = pd.DataFrame(columns=CONTINGENCY_COLUMNS)
+    if ledger_cells(step, step.night.day).empty:
+        return Inputs({"cells": pd.DataFrame(columns=["feature", "cells", "excused"]), "contingency": none})
+    version = registry.current_mapping_version(step.conn)
+    cells = missing_cells(step, step.night, version)
+    tested = (cells["cells"] - cells["excused"] >= min_cells).any()
+    table = missingness_contingency(step, step.night, version, min_cells) if tested else none
+    return Inputs({"cells": cells, "contingency": table})

@@ -1,4 +1,6 @@
-"""Feature parity: serving values against the training path, row by row."""
+"""Feature parity (``feature_parity``): a seeded sample of tonight's served rows against the
+same customers recomputed by the training execution, row by row — nightly, and in the
+deployment gate on the most recent nights."""
 
 from __future__ import annotations
 
@@ -8,8 +10,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from risk_assets.checks import Inputs, Step, Verdict
 from risk_assets.core.features.spec import CATEGORICAL, NUMERIC
-from risk_assets.checks import Verdict
+from risk_assets.core.night import Night
+from risk_assets.engines import Engine
+from risk_assets.settings import Settings
+from risk_assets.store import registry, warehouse
+
+# --------------------------------------------------------------------------- statistic
+SERVED_CUSTOMERS = f"""SELECT customer_id FROM {warehouse.table('serving_features')}
+    WHERE partition = CAST($day AS DATE) ORDER BY customer_id"""
+"""Tonight's served customers, whom the sample is drawn from."""
 
 
 def parity_sample(ids, size: int, seed: int, day: dt.date) -> list[str]:
@@ -92,3 +103,28 @@ def parity(
                     "bias_alpha": bias_alpha, "bias_level_per_feature": level, "min_nonzero": min_nonzero},
         tables={"features": table.sort_values(["beyond_tolerance", "biased", "mismatches"], ascending=False)},
     )
+
+
+# --------------------------------------------------------------------------- loader
+def parity_inputs(engine: Engine, night: Night, settings: Settings, mapping_version: str,
+                  served: pd.DataFrame | None = None) -> dict:
+    """The parity guard's frames for one night: a seeded sample of the served rows
+    (``served``; computed now by the engine's serving execution when None — the deployment
+    gate) and the same customers recomputed by its training execution."""
+    c, vocabulary = settings.checks, settings.features.vocabulary()
+    if served is None:
+        served = engine.serving_features(night, mapping_version, vocabulary)
+    sample = parity_sample(served["customer_id"].to_numpy(), c.parity_sample, c.parity_seed, night.day)
+    recomputed = engine.training_features([night], mapping_version, vocabulary, customers=sample)
+    return {"serving": served[served["customer_id"].isin(sample)], "training": recomputed}
+
+
+def load(step: Step) -> Inputs:
+    c, night = step.settings.checks, step.night
+    ids = step.statistic(SERVED_CUSTOMERS, {"day": night.day})["customer_id"].to_numpy()
+    # only the sample's stored rows are read, not every customer's
+    served = step.engine.rows("serving_features", night.day, parity_sample(ids, c.parity_sample, c.parity_seed,
+                                                                            night.day))
+    version = served.at[0, "mapping_version"] if len(served) else registry.current_mapping_version(step.conn)
+    return Inputs(parity_inputs(step.engine, night, step.settings, version, served=served),
+                  {"mapping_version": version, "weekday": night.weekday})

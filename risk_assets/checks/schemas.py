@@ -1,4 +1,9 @@
-"""Pandera schemas of the stored tables, validated lazily; failures summarised."""
+"""Pandera schemas of the stored tables (``raw_schema``, ``encoded_schema``, and
+``scores_schema`` before the scores are written), validated lazily; failures summarised.
+
+Pandera validates rows in pandas: these checks deliberately read their partition's rows
+on the driver, through :meth:`risk_assets.engines.Engine.rows` (the lake's copy on Spark),
+and say so in ``docs/scaling.md``."""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from risk_assets.checks import Inputs, Step, Verdict
 from risk_assets.core.contract import Window, transaction_schema
 from risk_assets.core.features.spec import CATEGORICAL, NUMERIC
-from risk_assets.checks import Verdict
+from risk_assets.store.warehouse import NotMaterialised
 
 
 def _validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> Verdict:
@@ -69,3 +75,18 @@ def scores_schema(frame: pd.DataFrame, expected_customers: int) -> Verdict:
         name="risk_scores",
     )
     return _validate(frame, schema)
+
+
+# --------------------------------------------------------------------------- loaders
+def load_raw(step: Step) -> Inputs:
+    return Inputs({"frame": step.engine.rows("raw_transactions", step.night.day), "window": step.night.window},
+                  {"partition": step.night.key})
+
+
+def load_encoded(step: Step) -> Inputs:
+    _, card = step.deployed_model()
+    frame = step.engine.rows("encoded_features", step.night.day)
+    if frame.empty:
+        raise NotMaterialised(f"encoded_features[{step.night.day}] is empty: materialise it first")
+    return Inputs({"frame": frame, "vocab": card.enc.vocab, "model_version": card.version},
+                  {"model_version": card.version})

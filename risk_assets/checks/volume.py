@@ -13,8 +13,13 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from risk_assets.checks import Verdict
+from risk_assets.checks import Inputs, Step, Verdict
+from risk_assets.core.calendar import holidays_between
+from risk_assets.store import warehouse
 
+HISTORY_DAYS = 120
+"""Days of load history ``row_volume`` learns a day's expectation from (eight weeks of
+weekdays, and the month starts and ends of four months)."""
 MIN_COMPARABLE_DAYS = 3
 """Same-weekday working days needed before a thin day is judged."""
 WEEKDAY_WEEKS = 8
@@ -89,3 +94,19 @@ def row_volume(received: int, accepted: int, day: dt.date, history: pd.DataFrame
                 + (" on a public holiday" if holiday else "") + f" (at least {share_needed:.0%} expected)",
         figures=figures, thresholds=thresholds,
     )
+
+
+# --------------------------------------------------------------------------- loader
+def load(step: Step) -> Inputs:
+    """The load ledger of the recent days (the accepted rows each load recorded)."""
+    night = step.night
+    first = night.days_back(HISTORY_DAYS)
+    ledger = warehouse.loads(step.conn, first, night.day)
+    today = ledger[ledger["partition"] == night.day]
+    return Inputs({
+        "received": int(today["received"].iloc[0]) if len(today) else 0,
+        "accepted": int(today["accepted"].iloc[0]) if len(today) else 0,
+        "day": night.day,
+        "history": ledger.loc[ledger["partition"] != night.day, ["partition", "accepted"]],
+        "holidays": holidays_between(step.settings.calendar, first, night.day),
+    })

@@ -24,7 +24,7 @@ def quantile_edges(values: np.ndarray, n_bins: int = 10) -> list[float]:
 
 def bin_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Finite values per bin: ``(-inf, e0], (e0, e1], …, (e_last, inf)`` (the warehouse
-    counts the same bins in SQL: :func:`risk_assets.checks.statistics.bin_counts`)."""
+    counts the same bins in SQL: :func:`risk_assets.checks.drift.bin_counts`)."""
     values = np.asarray(values, dtype="float64")
     values = values[np.isfinite(values)]
     return np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)

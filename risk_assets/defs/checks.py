@@ -6,8 +6,9 @@ their asset become that asset's check specs.
 Each check still records its own result, severity and blocking flag, and a check that
 cannot be evaluated (its statistic raises, or an input is missing) yields a failed
 result naming the error for that check alone: the other checks of the step still run.
-The body of every check is :func:`evaluate` — load, judge, return the verdict — a plain
-function that tests call without Dagster. ERROR results of blocking checks stop every
+The body of every check is :meth:`CheckDecl.evaluate` — load through a
+:class:`~risk_assets.checks.Step`, judge, return the verdict — a plain method that tests
+call without Dagster. ERROR results of blocking checks stop every
 downstream step of the run, so a bad night never reaches ``risk_scores``."""
 
 
@@ -15,27 +16,16 @@ from collections.abc import Iterator
 from itertools import groupby
 
 import dagster as dg
-import duckdb
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.checks import loaders
+from risk_assets.checks import CheckDecl, Refused, Step
+from risk_assets.checks.catalogue import CHECKS, in_asset
 from risk_assets.defs import render
-from risk_assets.checks.catalogue import CHECKS, CheckDecl, in_asset
-from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
-from risk_assets.checks import Refused, Verdict
-from risk_assets.core.night import Night
-from risk_assets.store import registry
-from risk_assets.checks import statistics
-from risk_assets.store import warehouse
-from risk_assets.store.warehouse import NotMaterialised
+from risk_assets.defs.resources import daily_partitions, night_of, open_engine
+from risk_assets.engines import EngineFactory
 from risk_assets.settings import Settings
-
-
-def evaluate(decl: CheckDecl, conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings) -> tuple[Verdict, dict]:
-    """One check on one night (:meth:`CheckDecl.evaluate`): load, judge, return the
-    verdict and the extras to record with it (the serving versions included)."""
-    verdict, extras = decl.evaluate(conn, night, settings)
-    return verdict, registry.serving_versions(conn) | extras
+from risk_assets.sources import Source
+from risk_assets.store.warehouse import NotMaterialised
 
 
 def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
@@ -48,23 +38,17 @@ def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
         description=summary, metadata={"summary": summary, "error": type(exc).__name__})
 
 
-def evaluate_step(decls: list[CheckDecl], conn: duckdb.DuckDBPyConnection, night: Night,
-                  settings: Settings) -> Iterator[dg.AssetCheckResult]:
+def evaluate_step(decls: list[CheckDecl], step: Step) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of one asset on one night, each isolated from the others
-    (they share the partitions and the model they read: read once per step)."""
-    with warehouse.shared_reads(), statistics.shared(), loaders.shared_model():
-        yield from _evaluate_each(decls, conn, night, settings)
-
-
-def _evaluate_each(decls: list[CheckDecl], conn: duckdb.DuckDBPyConnection, night: Night,
-                   settings: Settings) -> Iterator[dg.AssetCheckResult]:
+    (they share the step's statistics and model: computed once)."""
     for decl in decls:
         try:
-            verdict, extras = evaluate(decl, conn, night, settings)
+            verdict, extras = decl.evaluate(step)
         except Exception as exc:  # noqa: BLE001 - reported as this check's failed result
             yield not_evaluated(decl, exc)
             continue
-        yield render.check_result(verdict, settings, check_name=decl.name, asset_key=decl.asset, versions=extras)
+        yield render.check_result(verdict, step.settings, check_name=decl.name, asset_key=decl.asset,
+                                  versions=extras)
 
 
 def _spec(decl: CheckDecl, partitions: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
@@ -78,11 +62,11 @@ def _asset_checks(asset: str, decls: list[CheckDecl], settings: Settings,
 
     @dg.multi_asset_check(name=f"{asset}_checks", specs=[_spec(d, partitions) for d in decls], can_subset=True,
                           description=f"The nightly checks of {asset}, evaluated in one step.")
-    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, spark: SparkConnectResource):
+    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource,
+                engine: dg.ResourceParam[EngineFactory], source: dg.ResourceParam[Source]):
         selected = [d for k, d in by_key.items() if k in context.selected_asset_check_keys]  # catalogue order
-        engine = spark.engine() if settings.engine.kind == "spark" else None
-        with open_warehouse(duckdb) as conn, statistics.on_engine(engine):
-            yield from evaluate_step(selected, conn, night_of(context, settings), settings)
+        with open_engine(duckdb, engine) as opened:
+            yield from evaluate_step(selected, Step(opened, night_of(context, settings), settings, source, CHECKS))
 
     return _checks
 

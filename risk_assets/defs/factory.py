@@ -1,6 +1,15 @@
-"""Builds the Definitions for one Settings object (the code location and the tests)."""
+"""Builds the Definitions for one Settings object (the code location and the tests).
+
+This is where a deployment is chosen, once: the source (the landing folder, or the
+embedded world with the scenario's faults) and the engine (``[engine] kind``) become the
+``source`` and ``engine`` resources every step receives — the way Dagster's
+``project_fully_featured`` picks resources per deployment, so that no asset or check body
+asks which one it runs on.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -9,12 +18,34 @@ from risk_assets.defs.features import build_feature_assets
 from risk_assets.defs.jobs import NIGHTLY_JOB, PERFORMANCE_JOB, build_jobs
 from risk_assets.defs.model import build_model_assets
 from risk_assets.defs.raw import build_raw_assets
-from risk_assets.defs.resources import duckdb_resource, spark_resource
+from risk_assets.defs.resources import duckdb_resource
 from risk_assets.defs.sensors import build_automation
+from risk_assets.engines import EngineFactory, engine_factory
+from risk_assets.scenario import source as embedded
+from risk_assets.scenario.settings import check_faults
 from risk_assets.settings import Settings
+from risk_assets.sources import LandingSource, Source
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the rows come from and where the computations run."""
+
+    source: Source
+    engine: EngineFactory
+
+
+def deployment(settings: Settings) -> Deployment:
+    """The configured source and engine (the embedded world injects its faults here)."""
+    check_faults(settings)
+    engine = engine_factory(settings)
+    if settings.source.kind == "embedded":
+        return Deployment(*embedded.deployment(settings, engine))
+    return Deployment(LandingSource(settings), engine)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    chosen = deployment(settings)
     assets = build_raw_assets(settings) + build_feature_assets(settings) + build_model_assets(settings)
     # The missed-night alarm: yesterday's risk_scores must exist by the morning deadline.
     # It runs from its own sensor, never inside the nightly job it watches.
@@ -33,7 +64,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=schedules,
         sensors=sensors,
         jobs=list(jobs.values()),
-        resources={"duckdb": duckdb_resource(settings), "spark": spark_resource(settings)},
+        resources={"duckdb": duckdb_resource(settings), "engine": chosen.engine, "source": chosen.source},
         # DuckDB allows one writing process per file: run every step in-process.
         executor=dg.in_process_executor,
     )

@@ -7,19 +7,16 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from risk_assets.defs import render
-from risk_assets.checks.loaders import deployed_model
-from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
+from risk_assets.defs.resources import daily_partitions, night_of, open_engine
+from risk_assets.engines import Engine, EngineFactory
 from risk_assets.core.features.encoding import encode, ledger_rates
 from risk_assets.core.features.mapping import build_mapping, channel_vocabulary
 from risk_assets.core.features.spec import FEATURE_NAMES, LOOKBACK_DAYS, SPEC_VERSION
 from risk_assets.core.night import Night
-from risk_assets.engines import executions as feature_sql
 from risk_assets.store import registry
 from risk_assets.store import warehouse
-from risk_assets.engines.executions import ServingSkew
 from risk_assets.store.warehouse import NotMaterialised
 from risk_assets.settings import Settings
-from risk_assets.sources import make_source
 
 LOOKBACK_MAPPING = dg.TimeWindowPartitionMapping(
     start_offset=-(LOOKBACK_DAYS + 1), end_offset=0, allow_nonexistent_upstream_partitions=True
@@ -27,15 +24,15 @@ LOOKBACK_MAPPING = dg.TimeWindowPartitionMapping(
 
 
 # --------------------------------------------------------------------------- bodies
-def build_category_mapping(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+def build_category_mapping(engine: Engine, settings: Settings) -> dict:
     """The training period's categories plus the configured aliases, as the current
     mapping (a new version when anything changed)."""
-    t = settings.training
+    conn, t = engine.conn, settings.training
     first = Night.of(t.start, settings.calendar).days_back(LOOKBACK_DAYS)
-    seen = registry.category_volumes(conn, first, t.end)
+    seen = registry.category_volumes(engine, first, t.end)
     if seen.empty:
         raise NotMaterialised(f"no raw transactions in the training period {t.start}..{t.end}")
-    channels = registry.channel_volumes(conn, first, t.end)
+    channels = registry.channel_volumes(engine, first, t.end)
     mapping = build_mapping(seen, dict(settings.mapping.aliases), channels)
     vocabulary = channel_vocabulary(mapping.at[0, "version"], channels)
     new = registry.replace_mapping(conn, mapping, vocabulary, pd.Timestamp.now("UTC").tz_localize(None))
@@ -49,46 +46,39 @@ def build_category_mapping(conn: duckdb.DuckDBPyConnection, settings: Settings) 
     }
 
 
-def compute_serving_features(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings,
-                             skew: ServingSkew | None = None, engine=None) -> dict:
-    """Every active customer's features as of the night, written as its partition —
-    computed inside the warehouse, or by ``engine`` (the Spark engine) when given."""
+def compute_serving_features(engine: Engine, night: Night, settings: Settings) -> dict:
+    """Every active customer's features as of the night, written as its partition by the
+    engine's serving execution."""
+    conn = engine.conn
     mapping_version = registry.current_mapping_version(conn)
-    vocabulary = settings.features.vocabulary()
-    if engine is None:
-        feature_sql.write_serving_features(conn, night, mapping_version, vocabulary, SPEC_VERSION, skew)
-    else:
-        frame = engine.serving_features(conn, night, mapping_version, vocabulary, skew)
-        warehouse.replace_partition(conn, night.day, {"serving_features": frame.assign(
-            spec_version=SPEC_VERSION, mapping_version=mapping_version)})
+    engine.write_serving(night, mapping_version, settings.features.vocabulary())
+    rows = warehouse.count(conn, "serving_features", night.day)
+    engine.published("serving_features", night.day, rows)
     nulls = pd.Series(warehouse.null_cells(conn, "serving_features", night.day, list(FEATURE_NAMES)), dtype="int64")
     return {
-        "active_customers": warehouse.count(conn, "serving_features", night.day),
+        "active_customers": rows,
         "null_cells": int(nulls.sum()),
         "null_cells_by_feature": nulls[nulls > 0].rename("cells").rename_axis("feature").reset_index(),
         "spec_version": SPEC_VERSION,
         "mapping_version": mapping_version,
-        "serving_skew": str(skew) if skew else "off",
-        "engine": settings.engine.kind,
+        **engine.describe(),
         "settings_version": settings.version(),
     }
 
 
-def encode_night(conn: duckdb.DuckDBPyConnection, night: Night, lake=None) -> tuple[dict, dict]:
+def encode_night(engine: Engine, night: Night) -> tuple[dict, dict]:
     """The night's serving features on the deployed model's vocabulary, and the ledger of
-    every substituted cell; returns the metadata of both assets. With the Spark engine
-    (``lake``), both partitions are also committed to the lake, where the checks'
-    statistics are aggregated."""
-    _, card = deployed_model(conn)
+    every substituted cell; returns the metadata of both assets."""
+    conn = engine.conn
+    _, card = registry.load_deployed(conn)
     served = warehouse.read_partition(conn, "serving_features", night.day)
     versions = {"spec_version": SPEC_VERSION, "mapping_version": served.at[0, "mapping_version"],
                 "model_version": card.version}
     encoded, ledger = encode(served.drop(columns=["partition"]), card.enc)
     encoded, ledger = encoded.assign(**versions), ledger.assign(**versions)
     warehouse.replace_partition(conn, night.day, {"encoded_features": encoded, "imputation_log": ledger})
-    for name, rows in (("encoded_features", len(encoded)), ("imputation_log", len(ledger))):
-        if lake is not None and lake.commit_partition(conn, name, night.day) != rows:
-            raise RuntimeError(f"{name}[{night.key}]: the lake copy does not hold the {rows} rows written")
+    engine.published("encoded_features", night.day, len(encoded))
+    engine.published("imputation_log", night.day, len(ledger))
     rates = ledger_rates(ledger, len(encoded))
     per_feature = rates.groupby("feature", sort=False)["cells"].sum()
     encoded_meta = {
@@ -108,14 +98,13 @@ def encode_night(conn: duckdb.DuckDBPyConnection, night: Night, lake=None) -> tu
 # --------------------------------------------------------------------------- factory
 def build_feature_assets(settings: Settings) -> list:
     partitions = daily_partitions(settings)
-    skew = make_source(settings).serving_skew
 
     @dg.asset(group_name="features", kinds={"duckdb"}, code_version="1", deps=[dg.AssetDep("raw_transactions")],
               description="Versioned map raw category -> canonical category -> code: the categories "
               "seen in the training period plus the aliases in `settings.mapping.aliases`.")
-    def category_mapping(duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            return dg.MaterializeResult(metadata=render.metadata(build_category_mapping(conn, settings)))
+    def category_mapping(duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            return dg.MaterializeResult(metadata=render.metadata(build_category_mapping(opened, settings)))
 
     @dg.asset(group_name="features", kinds={"duckdb"}, code_version=SPEC_VERSION, partitions_def=partitions,
               deps=[dg.AssetDep("raw_transactions", partition_mapping=LOOKBACK_MAPPING), dg.AssetDep("customers"),
@@ -123,12 +112,11 @@ def build_feature_assets(settings: Settings) -> list:
               description="Every active customer's features as of the end of day P, computed by the "
               "serving execution of the feature spec (NULLs kept; encoding logs every substitution).")
     def serving_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
-                         spark: SparkConnectResource) -> dg.MaterializeResult:
-        if skew:
-            context.log.warning(f"serving skew injection is ON: {skew}")
-        engine = spark.engine() if settings.engine.kind == "spark" else None
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            meta = compute_serving_features(conn, night_of(context, settings), settings, skew, engine)
+                         engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            meta = compute_serving_features(opened, night_of(context, settings), settings)
+        if meta.get("fault"):
+            context.log.warning(f"fault injection is ON: {meta['fault']}")
         return dg.MaterializeResult(metadata=render.metadata(meta))
 
     @dg.multi_asset(
@@ -144,10 +132,10 @@ def build_feature_assets(settings: Settings) -> list:
         ],
         can_subset=False,
     )
-    def encoded_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource, spark: SparkConnectResource):
-        lake = spark.lake() if settings.engine.kind == "spark" else None
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            encoded_meta, ledger_meta = encode_night(conn, night_of(context, settings), lake)
+    def encoded_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
+                         engine: dg.ResourceParam[EngineFactory]):
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            encoded_meta, ledger_meta = encode_night(opened, night_of(context, settings))
         yield dg.MaterializeResult(asset_key="encoded_features", metadata=render.metadata(encoded_meta))
         yield dg.MaterializeResult(asset_key="imputation_log", metadata=render.metadata(ledger_meta))
 

@@ -11,24 +11,20 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.core import model as model_lib
-from risk_assets.defs import render
+from risk_assets.checks import Refused, Verdict, daily
 from risk_assets.checks.catalogue import declared
-from risk_assets.defs.checks import check_specs
-from risk_assets.checks.loaders import daily_aggregates, deployed_model, parity_inputs
-from risk_assets.defs.resources import SparkConnectResource, daily_partitions, night_of, open_warehouse
+from risk_assets.checks.model import deployment_gate
+from risk_assets.checks.parity import parity, parity_inputs
+from risk_assets.core import model as model_lib
 from risk_assets.core.features.encoding import fit_encoding
 from risk_assets.core.features.spec import NONE, SPEC_VERSION
-from risk_assets.checks import Refused, Verdict
-from risk_assets.checks.daily import calibrate, daily_statistics
-from risk_assets.checks.model import deployment_gate
-from risk_assets.checks.parity import parity
 from risk_assets.core.night import Night
-from risk_assets.engines import executions as feature_sql
-from risk_assets.store import registry
-from risk_assets.store import warehouse
+from risk_assets.defs import render
+from risk_assets.defs.checks import check_specs
+from risk_assets.defs.resources import daily_partitions, night_of, open_engine, open_warehouse
+from risk_assets.engines import Engine, EngineFactory
 from risk_assets.settings import Settings
-from risk_assets.sources import make_source
+from risk_assets.store import registry, warehouse
 
 
 def training_nights(settings: Settings) -> tuple[list[Night], list[Night]]:
@@ -48,9 +44,10 @@ def _now() -> pd.Timestamp:
 
 
 # --------------------------------------------------------------------------- bodies
-def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings, engine=None) -> dict:
-    """The training table (features and labels) of the training and validation spines;
-    the features computed inside the warehouse, or by ``engine`` (the Spark engine)."""
+def build_training_features(engine: Engine, settings: Settings) -> dict:
+    """The training table (features and labels) of the training and validation spines,
+    computed by the engine's training execution."""
+    conn = engine.conn
     train, valid = training_nights(settings)
     mapping_version = registry.current_mapping_version(conn)
     vocabulary = settings.features.vocabulary()
@@ -60,14 +57,9 @@ def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings,
                       "(they could only ever be 0): " + "; ".join(f"{f}: {', '.join(v)}" for f, v in absent.items())
                       + ". Set [features] to the source's own category and channel names.")
     with warehouse.transaction(conn):
-        conn.execute(f"DELETE FROM {warehouse.table('training_features')}")
-        if engine is not None:
-            engine.register_lake_views(conn)
+        warehouse.clear(conn, "training_features")
         for split, nights in (("train", train), ("validation", valid)):
-            compute = None if engine is None else (
-                lambda chunk: engine.training_chunk(chunk, mapping_version, vocabulary))
-            feature_sql.insert_training_features(conn, nights, mapping_version, vocabulary, split, SPEC_VERSION,
-                                                 compute=compute)
+            engine.insert_training(nights, mapping_version, vocabulary, split, SPEC_VERSION)
     by_split = warehouse.training_summary(conn)
     t = settings.training
     return {
@@ -78,13 +70,14 @@ def build_training_features(conn: duckdb.DuckDBPyConnection, settings: Settings,
         "training_labels_end": str(Night.of(t.end, settings.calendar).label_end.date()),
         "spec_version": SPEC_VERSION,
         "mapping_version": mapping_version,
-        "engine": settings.engine.kind,
+        **engine.describe(),
     }
 
 
-def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
+def train_model(engine: Engine, settings: Settings) -> dict:
     """Train on the training split, validate on the later one, save (LightGBM text +
     card) and register — not deploy."""
+    conn = engine.conn
     frame = warehouse.training_frame(conn)
     levels = registry.canonical_levels(conn)
     mapping_version = frame.at[0, "mapping_version"]
@@ -93,7 +86,7 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     booster, card, ledgers = model_lib.train(train, valid, encoding, settings.training,
                                              settings.scoring.review_budget, SPEC_VERSION, mapping_version,
                                              settings.features.vocabulary().as_dict())
-    card.reference["daily_drift"] = calibrate_daily_drift(conn, settings)
+    card.reference["daily_drift"] = daily.calibration(engine, settings)
     folder = model_lib.save(booster, card, settings.scoring.models_dir)
     val = card.metrics["validation"]
     registry.register_model(conn, {
@@ -115,27 +108,17 @@ def train_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
     }
 
 
-def calibrate_daily_drift(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict:
-    """The daily drift monitor's levels and thresholds, from the raw days up to the end of
-    validation (stored in the model card; see :mod:`risk_assets.checks.daily`)."""
-    c, last = settings.checks, settings.training.validation_end
-    first = last - dt.timedelta(days=c.daily_calibration_days - 1)
-    days = daily_statistics(daily_aggregates(conn, first, last, settings), c.coverage_max_unmapped_share)
-    return calibrate(days, c.daily_k, c.daily_warn_arl, c.daily_error_arl)
-
-
-def gate_newest_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[Verdict, str]:
+def gate_newest_model(engine: Engine, settings: Settings) -> tuple[Verdict, str]:
     """Judge the newest trained model with the deployment gate (parity re-checked on the
-    most recent loaded nights through the serving path as the source builds it) and
-    promote it if it passes. Returns the verdict and the version serving uses now."""
-    d = settings.deployment
+    most recent loaded nights through the engine's serving execution, as serving would
+    build it) and promote it if it passes. Returns the verdict and the version serving
+    uses now."""
+    conn, d = engine.conn, settings.deployment
     entry = registry.newest_model(conn)
     _, card = model_lib.load(Path(entry.path))
-    skew = make_source(settings).serving_skew
     nights = []
     for day in warehouse.recent_loaded_partitions(conn, d.parity_nights):
-        outcome = parity(**parity_inputs(conn, Night.of(day, settings.calendar), settings, card.mapping_version,
-                                         skew=skew),
+        outcome = parity(**parity_inputs(engine, Night.of(day, settings.calendar), settings, card.mapping_version),
                          **declared("serving_features", "feature_parity").thresholds(settings))
         nights.append({"night": str(day), "passed": outcome.passed, "summary": outcome.summary})
     verdict = deployment_gate(entry.version, card.metrics["validation"], card.spec_version, SPEC_VERSION, nights,
@@ -149,21 +132,18 @@ def gate_newest_model(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tu
     return verdict, serving.version if serving else "no model"
 
 
-def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings, engine=None
-                ) -> tuple[Verdict, Verdict, pd.DataFrame, dict]:
-    """Score the night's encoded customers with the deployed model (here, or on the
-    executors of ``engine``, the Spark engine). Returns the two pre-write verdicts
-    (schema, sanity), the scores and their metadata; writes nothing."""
-    booster, card = deployed_model(conn)
+def score_night(engine: Engine, night: Night, settings: Settings) -> tuple[Verdict, Verdict, pd.DataFrame, dict]:
+    """Score the night's encoded customers with the deployed model, on the engine.
+    Returns the two pre-write verdicts (schema, sanity), the scores and their metadata;
+    writes nothing."""
+    conn = engine.conn
+    booster, card = registry.load_deployed(conn)
     encoded = warehouse.read_partition(conn, "encoded_features", night.day)
     if set(encoded["model_version"]) != {card.version}:
         raise warehouse.NotMaterialised(
             f"encoded_features[{night.key}] was encoded for model {sorted(set(encoded['model_version']))}, "
             f"the deployed model is {card.version}: re-materialise encoded_features")
-    if engine is None:
-        scores = model_lib.predict(booster, encoded, card)
-    else:
-        scores = engine.score(encoded, booster.model_to_string(), card.enc)
+    scores = engine.score(encoded, booster, card)
     rank, band = model_lib.risk_bands(scores, settings.scoring.review_budget)
     out = pd.DataFrame({
         "customer_id": encoded["customer_id"], "score": scores, "risk_band": band, "rank": rank,
@@ -178,7 +158,7 @@ def score_night(conn: duckdb.DuckDBPyConnection, night: Night, settings: Setting
     meta = {"scored_customers": len(out), "high_band": int((band == "high").sum()),
             "mean_score": float(np.mean(scores)), "p99_score": float(np.quantile(scores, 0.99)),
             "model_version": card.version, "spec_version": SPEC_VERSION,
-            "mapping_version": str(out.at[0, "mapping_version"]), "engine": settings.engine.kind}
+            "mapping_version": str(out.at[0, "mapping_version"]), **engine.describe()}
     return schema, sanity, out, meta
 
 
@@ -209,18 +189,18 @@ def build_model_assets(settings: Settings) -> list:
               deps=["raw_transactions", "customers", "irregularities", "category_mapping"],
               description="Point-in-time features for (active customer, as-of day) pairs over the training "
               "and validation periods, with labels (irregularity within 30 days after as_of).")
-    def training_features(duckdb: DuckDBResource, spark: SparkConnectResource) -> dg.MaterializeResult:
-        engine = spark.engine() if settings.engine.kind == "spark" else None
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            return dg.MaterializeResult(metadata=render.metadata(build_training_features(conn, settings, engine)))
+    def training_features(duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            return dg.MaterializeResult(metadata=render.metadata(build_training_features(opened, settings)))
 
     @dg.asset(group_name="training", kinds={"lightgbm"}, code_version="1", deps=[training_features],
               description="LightGBM binary classifier, validated on the later held-out period; saved as "
               "LightGBM text plus a JSON card (features, vocabulary, versions, reference profile). "
               "Registered, not deployed: `deployed_model` decides.")
-    def risk_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            meta = train_model(conn, settings)
+    def risk_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
+                   engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            meta = train_model(opened, settings)
         context.log.info(f"model {meta['model_version']}: validation ROC AUC {meta['validation_roc_auc']:.3f}")
         return dg.MaterializeResult(metadata=render.metadata(meta))
 
@@ -229,9 +209,10 @@ def build_model_assets(settings: Settings) -> list:
               "metrics meet the settings, it was trained on the feature spec the code computes now, and "
               "serving and training paths agree on the most recent loaded nights. Serving always uses "
               "the deployed model; a refused model leaves the previous one in place.")
-    def deployed_model_asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            verdict, serving = gate_newest_model(conn, settings)
+    def deployed_model_asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
+                             engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            verdict, serving = gate_newest_model(opened, settings)
         meta = render.check_metadata(verdict, settings)
         if not verdict.passed:
             raise dg.Failure(description=f"{verdict.summary}. Serving keeps {serving}.",
@@ -245,11 +226,11 @@ def build_model_assets(settings: Settings) -> list:
               description="One score per active customer for night P: score, rank, risk band and the "
               "model, feature-spec and mapping versions that produced it. Written only after every "
               "upstream blocking check and its own schema check passed.")
-    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, spark: SparkConnectResource):
+    def risk_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]):
         night = night_of(context, settings)
-        engine = spark.engine() if settings.engine.kind == "spark" else None
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            schema, sanity, out, meta = score_night(conn, night, settings, engine)
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            conn = opened.conn
+            schema, sanity, out, meta = score_night(opened, night, settings)
             versions = registry.serving_versions(conn) | {"mapping_version": meta.get("mapping_version", "-")}
             yield render.check_result(schema, settings, check_name="scores_schema", versions=versions)
             yield render.check_result(sanity, settings, check_name="score_sanity", versions=versions)
@@ -257,6 +238,7 @@ def build_model_assets(settings: Settings) -> list:
                 context.log.error(f"risk_scores[{night.key}] not written: {schema.summary}")
                 return
             warehouse.replace_partition(conn, night.day, {"risk_scores": out})
+            opened.published("risk_scores", night.day, len(out))
         yield dg.MaterializeResult(metadata=render.metadata(meta))
 
     @dg.asset(group_name="scores", kinds={"duckdb"}, code_version="1", partitions_def=partitions,

@@ -20,16 +20,16 @@ from risk_assets.core.contract import (
     split_irregularities,
     split_transactions,
 )
-from risk_assets.defs import render
+from risk_assets.checks import Step, Verdict
 from risk_assets.checks.catalogue import declared, judge_raw_day
-from risk_assets.defs.checks import check_specs
-from risk_assets.defs.resources import SparkConnectResource, daily_partitions, open_warehouse
-from risk_assets.checks import Verdict
 from risk_assets.core.night import Night
-from risk_assets.store import registry
-from risk_assets.store import warehouse
+from risk_assets.defs import render
+from risk_assets.defs.checks import check_specs
+from risk_assets.defs.resources import daily_partitions, open_engine, open_warehouse
+from risk_assets.engines import Engine, EngineFactory
 from risk_assets.settings import Settings
-from risk_assets.sources import Entry, LandingSource, Source, make_source
+from risk_assets.sources import Entry, Source
+from risk_assets.store import registry, warehouse
 
 
 class RawReadConfig(dg.Config):
@@ -106,54 +106,31 @@ def file_ledger(source: Source, night: Night, counts: pd.Series, layout: list[En
     return pd.DataFrame(rows, columns=["path", "action", "rows", "reason"])
 
 
-def split_day(conn: duckdb.DuckDBPyConnection, source: Source, night: Night, settings: Settings, known: set[str],
-              conflicted: set[str], cutoff: pd.Timestamp | None, engine=None) -> tuple[Split, pd.Series]:
-    """One day's rows through the contract, and the rows read per file: on the driver, or
-    — ``engine`` given, a landing folder — on Spark's executors, where the accepted and
-    rejected rows are committed to the lake before the warehouse loads them."""
-    r = settings.raw
-    if engine is not None:
-        from risk_assets.engines.spark.contract import split_day as on_spark
-
-        return on_spark(engine, conn, source.data_files(night.day), source.root, night.day, night.window,
-                        max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)
-    frame = source.transactions(night.day, read_at=cutoff)
-    split = split_transactions(
-        frame, night.window, max_amount=r.max_amount, max_text=r.max_text_length, known_customers=known,
-        stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]),
-        conflicted_customers=conflicted)
-    return split, frame[SOURCE_FILE].value_counts() if len(frame) else pd.Series(dtype="int64")
-
-
-def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[Night], settings: Settings,
-                  read_at: str | None = None, engine=None) -> dict:
+def load_raw_days(engine: Engine, source: Source, nights: list[Night], settings: Settings,
+                  read_at: str | None = None) -> dict:
     """Validate and write each day (one transaction per day); returns the metadata of
     the whole load. A day whose file cannot be read, or whose stored rows do not
-    reconcile, raises :class:`RawDayError` and writes nothing of that day. With the Spark
-    engine (``engine``), each reconciled day is also in the lake (the rows Spark reads):
-    a landing folder's days go through the contract on Spark, which commits them to the
-    lake first; other sources' days are committed after the warehouse."""
-    lake = None
-    if settings.engine.kind == "spark":
-        from risk_assets.engines.spark.lake import Lake
-
-        lake = Lake(settings.engine.lake_path)
-    on_spark = engine if engine is not None and isinstance(source, LandingSource) else None
+    reconcile, raises :class:`RawDayError` and writes nothing of that day. The engine runs
+    the contract (a landing folder's days on Spark's executors with the Spark engine) and
+    holds every reconciled day where it computes before the day is judged."""
+    conn = engine.conn
     cutoff = pd.Timestamp(read_at).tz_localize(None) if read_at else None
     known = warehouse.customer_ids(conn)
     if not known:
         raise warehouse.NotMaterialised("the customers table is empty: materialise `customers` first")
     conflicted = warehouse.conflicted_customers(conn)
     layout = source.layout_problems()
-    per_partition, reasons, unhealthy = [], {}, []
+    per_partition, reasons, unhealthy, ran_on = [], {}, [], set()
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None
     for night in nights:
         try:
-            split, per_file = split_day(conn, source, night, settings, known, conflicted, cutoff, on_spark)
+            day = engine.split_day(source, night, settings.raw, known, conflicted, cutoff)
         except ContractError as exc:
             raise RawDayError(f"partition {night.key}: {exc}",
                               {"file": exc.file, "column": exc.column, "problem": exc.problem}) from exc
+        split, per_file = day.split, day.per_file
+        ran_on.add(day.ran_on)
         files = file_ledger(source, night, per_file, layout)
         load = pd.DataFrame([{
             "received": split.received, "accepted": len(split.accepted), "rejected": len(split.rejected),
@@ -170,12 +147,12 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
         if acc + rej != split.received:  # also judged per night by the rows_reconcile check
             raise RawDayError(f"partition {night.key}: received {split.received} rows but stored {acc} accepted "
                               f"+ {rej} rejected")
+        engine.published("raw_transactions", night.day, acc)
+        engine.published("rejected_transactions", night.day, rej)
         # the day's health, judged with its load: a failed day is quarantined for later nights
-        verdicts = judge_raw_day(conn, night, settings)
+        verdicts = judge_raw_day(Step(engine, night, settings, source))
         warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
         unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
-        if lake is not None and on_spark is None and lake.commit_raw_partition(conn, night.day) != acc:
-            raise RawDayError(f"partition {night.key}: the lake copy does not hold the {acc} accepted rows")
         totals = {"received": totals["received"] + split.received, "accepted": totals["accepted"] + acc,
                   "rejected": totals["rejected"] + rej}
         for reason, n in split.reasons.items():
@@ -191,8 +168,8 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
     else:
         meta = {**totals, "partitions": len(nights), "rejection_reasons": _counts(reasons),
                 "per_partition": pd.DataFrame(per_partition), "settings_version": settings.version()}
-    return meta | {"source": source.name, "read_at": read_at or "(all arrived)", "engine": settings.engine.kind,
-                   "contract_ran_on": "spark executors" if on_spark is not None else "driver",
+    return meta | {"source": source.name, "read_at": read_at or "(all arrived)", **engine.describe(),
+                   "contract_ran_on": ", ".join(sorted(ran_on)) or "-",
                    "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
                    "quarantined_days": len({u.split()[0] for u in unhealthy}),
                    "failed_raw_checks": ", ".join(unhealthy[:20]) or "-"}
@@ -201,13 +178,12 @@ def load_raw_days(conn: duckdb.DuckDBPyConnection, source: Source, nights: list[
 # --------------------------------------------------------------------------- factory
 def build_raw_assets(settings: Settings) -> list:
     partitions = daily_partitions(settings)
-    source = make_source(settings)
 
     @dg.asset(group_name="raw", kinds={"duckdb"}, code_version="1",
               check_specs=check_specs("customers", settings),
               description="Customer master data, validated against the landing contract. "
               "Rejected rows are kept in the `rejected_customers` table with their reasons.")
-    def customers(duckdb: DuckDBResource):
+    def customers(duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
         with open_warehouse(duckdb) as conn:
             meta, verdict, conflicts = load_customers(conn, source, settings)
             versions = registry.serving_versions(conn)
@@ -219,7 +195,7 @@ def build_raw_assets(settings: Settings) -> list:
               check_specs=check_specs("irregularities", settings),
               description="Irregularity events (the label source). Rows for unknown customers are "
               "rejected into `rejected_irregularities`.")
-    def irregularities(duckdb: DuckDBResource):
+    def irregularities(duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
         with open_warehouse(duckdb) as conn:
             meta, verdict = load_irregularities(conn, source, settings)
             versions = registry.serving_versions(conn)
@@ -240,12 +216,11 @@ def build_raw_assets(settings: Settings) -> list:
         can_subset=False,
     )
     def raw_transactions(context: dg.AssetExecutionContext, config: RawReadConfig, duckdb: DuckDBResource,
-                         spark: SparkConnectResource):
+                         engine: dg.ResourceParam[EngineFactory], source: dg.ResourceParam[Source]):
         nights = [Night.of(key, settings.calendar) for key in context.partition_keys]
-        engine = spark.engine() if settings.engine.kind == "spark" and isinstance(source, LandingSource) else None
         try:
-            with render.clear_failure(), open_warehouse(duckdb) as conn:
-                meta = load_raw_days(conn, source, nights, settings, read_at=config.read_at, engine=engine)
+            with render.clear_failure(), open_engine(duckdb, engine) as opened:
+                meta = load_raw_days(opened, source, nights, settings, read_at=config.read_at)
         except RawDayError as exc:
             raise dg.Failure(description=str(exc), metadata=exc.metadata, allow_retries=False) from exc
         yield dg.MaterializeResult(asset_key="raw_transactions", metadata=render.metadata(meta))

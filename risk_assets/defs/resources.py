@@ -1,17 +1,19 @@
-"""Resources and partitions shared by every definition: the warehouse connection and
-the daily partitions of the business calendar."""
+"""Resources and partitions shared by every definition: the warehouse connection, the
+engine that opens on it (a plain :class:`~risk_assets.engines.EngineFactory` handed to the
+steps as a Dagster resource, chosen once per deployment by ``factory.py``), and the daily
+partitions of the business calendar."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
 from risk_assets.core.night import Night
+from risk_assets.engines import Engine, EngineFactory
 from risk_assets.store import warehouse
 from risk_assets.settings import Settings
 
@@ -61,25 +63,8 @@ def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnecti
         conn.close()
 
 
-class SparkConnectResource(dg.ConfigurableResource):
-    """The Spark engine's session (``[engine] kind = "spark"``) over Spark Connect, and the
-    Parquet lake it reads. Nothing connects until a step asks for :meth:`engine`; with the
-    DuckDB engine no step does, and PySpark need not be installed."""
-
-    remote: str = "local[2]"
-    lake_path: str = ".risk_assets/lake"
-
-    def lake(self):
-        """The lake alone (no Spark session: writing it is the warehouse's COPY)."""
-        from risk_assets.engines.spark.lake import Lake
-
-        return Lake(Path(self.lake_path))
-
-    def engine(self):
-        from risk_assets.engines.spark.engine import SparkEngine, connect
-
-        return SparkEngine(connect(self.remote), self.lake())
-
-
-def spark_resource(settings: Settings) -> SparkConnectResource:
-    return SparkConnectResource(remote=settings.engine.spark_remote, lake_path=str(settings.engine.lake_path))
+@contextmanager
+def open_engine(resource: DuckDBResource, engine: EngineFactory) -> Iterator[Engine]:
+    """The step's engine on a fresh warehouse connection (:func:`open_warehouse`)."""
+    with open_warehouse(resource) as conn:
+        yield engine.open(conn)

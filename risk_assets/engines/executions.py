@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
@@ -42,33 +41,6 @@ _MAPPED_TX = """
     WHERE r.partition BETWEEN $first_partition AND $last_partition"""
 
 
-@dataclass(frozen=True)
-class ServingSkew:
-    """Fault injection for tests and the demo: a serving build whose windows differ.
-
-    ``end_shift_hours`` moves every bound (as_of and window starts) by that many hours;
-    ``window_days_offset`` lengthens (or shortens) every window by whole days. Both 0
-    in production."""
-
-    end_shift_hours: float = 0.0
-    window_days_offset: int = 0
-
-    @property
-    def active(self) -> bool:
-        return bool(self.end_shift_hours or self.window_days_offset)
-
-
-def serving_bounds(night: Night, skew: ServingSkew | None = None) -> dict[str, pd.Timestamp]:
-    bounds = night.bound_row()
-    if skew and skew.active:
-        shift = pd.Timedelta(hours=skew.end_shift_hours)
-        bounds = {
-            k: v + shift - (pd.Timedelta(days=skew.window_days_offset) if k.startswith("start_") else pd.Timedelta(0))
-            for k, v in bounds.items()
-        }
-    return bounds
-
-
 def _partition_range(nights: Iterable[Night]) -> tuple[dt.date, dt.date]:
     nights = sorted(nights, key=lambda n: n.day)
     return nights[0].scan_range()[0], nights[-1].scan_range()[1]
@@ -78,11 +50,11 @@ def serving_query(
     night: Night,
     mapping_version: str,
     vocabulary: FeatureVocabulary,
-    skew: ServingSkew | None = None,
 ) -> tuple[str, dict]:
     """The serving execution for ``night``: its SQL (one row per active customer, no
-    ORDER BY) and parameters; the share features count the values ``vocabulary`` names."""
-    bounds = serving_bounds(night, skew)
+    ORDER BY) and parameters; the share features count the values ``vocabulary`` names.
+    The window bounds are the night's (:meth:`Night.bound_row`)."""
+    bounds = night.bound_row()
     first, last = night.scan_range()
     b_row = ", ".join(f"$b_{c}::TIMESTAMP AS {c}" for c in BOUND_COLUMNS)
     sql = f"""
@@ -107,11 +79,10 @@ def serving_features(
     night: Night,
     mapping_version: str,
     vocabulary: FeatureVocabulary,
-    skew: ServingSkew | None = None,
 ) -> pd.DataFrame:
     """Features of every active customer as of the end of business day ``night``, as
     pandas ordered by customer (the parity check, tests, the benchmark)."""
-    sql, params = serving_query(night, mapping_version, vocabulary, skew)
+    sql, params = serving_query(night, mapping_version, vocabulary)
     return finish(warehouse.frame(conn, f"{sql}\nORDER BY f.customer_id", params))
 
 
@@ -121,13 +92,12 @@ def write_serving_features(
     mapping_version: str,
     vocabulary: FeatureVocabulary,
     spec_version: str,
-    skew: ServingSkew | None = None,
 ) -> None:
     """Replace the ``serving_features`` partition of ``night`` with the serving
     execution's rows, inside the warehouse (the rows never pass through pandas: the
     round trip cost more than half the query at 300k customers — ``benchmarks/run.py``).
     The same values as :func:`serving_features` (a test compares them)."""
-    sql, params = serving_query(night, mapping_version, vocabulary, skew)
+    sql, params = serving_query(night, mapping_version, vocabulary)
     warehouse.replace_partition_from_query(
         conn, night.day, "serving_features",
         f"SELECT q.*, $spec_version AS spec_version, $mapping AS mapping_version FROM ({sql}) q "

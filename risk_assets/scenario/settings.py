@@ -2,17 +2,21 @@
 
 The ``[scenario]`` section of a settings file (``[scenario.world]``,
 ``[scenario.world.product_change]``, ``[scenario.serving_skew]`` …). Production
-settings (:mod:`risk_assets.settings`) hold it as one opaque section; only the
-embedded source reads it, and the settings refuse an enabled fault together with a
+settings (:mod:`risk_assets.settings`) hold it as one opaque section; :func:`scenario_of`
+validates and reads it, and :func:`check_faults` refuses an enabled fault together with a
 non-embedded source.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from risk_assets.settings import Settings, SettingsError
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -107,3 +111,29 @@ class ScenarioSettings(_Section):
         if self.serving_skew.end_shift_hours or self.serving_skew.window_days_offset:
             on.append("scenario.serving_skew")
         return on
+
+
+def scenario_of(settings: Settings) -> ScenarioSettings:
+    """The ``[scenario]`` section of ``settings``, validated (defaults where it is silent);
+    a bad key or value is a :class:`SettingsError` naming it (``scenario.world.…``)."""
+    return _validated(json.dumps(settings.scenario, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=16)
+def _validated(section: str) -> ScenarioSettings:
+    try:
+        return ScenarioSettings.model_validate(json.loads(section))
+    except ValidationError as exc:
+        problems = [f"scenario.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def check_faults(settings: Settings) -> ScenarioSettings:
+    """:func:`scenario_of`, refusing a fault switched on with any other source than the
+    embedded world (a landing source has nothing to inject it into)."""
+    scenario = scenario_of(settings)
+    faults = scenario.faults()
+    if faults and settings.source.kind != "embedded":
+        raise SettingsError(f"invalid settings:\n  (root): {', '.join(faults)} switch(es) on fault injection, "
+                            f"which exists only in the embedded world; source.kind is {settings.source.kind!r}")
+    return scenario

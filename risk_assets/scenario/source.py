@@ -1,4 +1,5 @@
-"""The embedded world as a source system, and its export in the landing layout."""
+"""The embedded world as a source system, its deployment (the source, and the configured
+engine with the scenario's faults injected), and its export in the landing layout."""
 
 from __future__ import annotations
 
@@ -7,23 +8,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from risk_assets.engines.executions import ServingSkew
+from risk_assets.engines import EngineFactory
+from risk_assets.scenario.faults import SkewedServingFactory, active
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.scenario.world import World
 from risk_assets.settings import Settings
 from risk_assets.sources import DayListing, Entry, tag
 
 
 class EmbeddedSource:
-    """The synthetic world as if it were a source system; its scenario's serving-skew
-    fault is the only fault the production path can see (through ``serving_skew``)."""
+    """The synthetic world as if it were a source system (its own faults — the product
+    change, the missingness burst, late data — are in the rows it hands over)."""
 
     name = "embedded"
 
     def __init__(self, settings: Settings):
-        scenario = settings.scenario
-        self.world = World(scenario.world, settings.calendar.timezone)
-        skew = ServingSkew(scenario.serving_skew.end_shift_hours, scenario.serving_skew.window_days_offset)
-        self.serving_skew = skew if skew.active else None
+        self.world = World(scenario_of(settings).world, settings.calendar.timezone)
 
     def customers(self) -> pd.DataFrame:
         return tag(self.world.customers(), "embedded:customers")
@@ -58,9 +58,16 @@ def embedded_source(settings: Settings) -> EmbeddedSource:
     return _EMBEDDED[key]
 
 
+def deployment(settings: Settings, engine: EngineFactory) -> tuple[EmbeddedSource, EngineFactory]:
+    """The embedded world as a deployment: its source, and ``engine`` with the scenario's
+    serving-skew fault injected when it is switched on."""
+    skew = scenario_of(settings).serving_skew
+    return embedded_source(settings), SkewedServingFactory(engine, skew) if active(skew) else engine
+
+
 def export_landing(settings: Settings, root: Path, days: list[dt.date]) -> None:
     """Write the embedded world in the landing layout (an example of the contract)."""
-    world = World(settings.scenario.world, settings.calendar.timezone)
+    world = World(scenario_of(settings).world, settings.calendar.timezone)
     root.mkdir(parents=True, exist_ok=True)
     world.customers().to_parquet(root / "customers.parquet", index=False)
     world.irregularities().to_parquet(root / "irregularities.parquet", index=False)

@@ -1,7 +1,8 @@
 """The two worlds as a user would deploy them: exported as landing folders and configured
 the way their sources need (names for the share features, business timezone, public
 holidays). Used by the incident and false-alarm tests and ``benchmarks.false_alarms``:
-every guard is held to the same thresholds on both.
+every guard is held to the same thresholds on both
+(:func:`risk_assets.app.operations.build_landing_world` loads and trains one).
 
 * ``embedded`` — the default world;
 * ``alpine`` — deliberately different: its own category, channel, segment and region
@@ -11,8 +12,6 @@ every guard is held to the same thresholds on both.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 
 from risk_assets.settings import Settings
@@ -46,23 +45,3 @@ def landing_settings(folder: Path, world: str, customers: int, training: dict, l
         training={**training, **merged.pop("training", {})},
         **merged,
     )
-
-
-def build_landing_world(settings: Settings, instance, history: tuple[dt.date, dt.date], last_day: dt.date,
-                        quiet: dict | None = None, say: Callable[[str], None] = lambda _: None) -> None:
-    """Export the world's landing files up to ``last_day``, then load reference data and
-    the raw ``history`` and train (and deploy) a model, all through the landing source."""
-    from risk_assets.defs.factory import build_definitions
-    from risk_assets.defs.jobs import HISTORY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
-    from risk_assets.scenario.source import export_landing
-
-    first, history_end = history
-    days = [first + dt.timedelta(days=i) for i in range((last_day - first).days + 1)]
-    export_landing(settings, Path(settings.source.landing_dir), days)
-    defs = build_definitions(settings)
-    for job, tags in ((REFERENCE_JOB, None), (HISTORY_JOB, range_tags(first, history_end)), (TRAINING_JOB, None)):
-        result = defs.resolve_job_def(job).execute_in_process(instance=instance, run_config=quiet, tags=tags,
-                                                              raise_on_error=False)
-        say(f"{settings.scenario.world.profile}: {job} {'ok' if result.success else 'FAILED'}")
-        if not result.success:
-            raise RuntimeError(f"{settings.scenario.world.profile}: {job} failed")

@@ -8,30 +8,40 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import duckdb
+import lightgbm as lgb
 import pandas as pd
+
+from risk_assets.core import model as model_lib
 
 from risk_assets.store import warehouse
 from risk_assets.store.warehouse import NotMaterialised
 
 
 # --------------------------------------------------------------------------- category mapping
-def category_volumes(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+CATEGORY_VOLUMES = f"""
+    SELECT category AS raw_category, count(*) AS rows, CAST(sum(amount_cents) AS BIGINT) AS amount_cents,
+           avg(ln(amount_cents)) AS log_amount_mean, coalesce(stddev_samp(ln(amount_cents)), 0) AS log_amount_std
+    FROM {warehouse.table('raw_transactions')} WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+    GROUP BY category ORDER BY category"""
+
+CHANNEL_VOLUMES = f"""
+    SELECT channel, count(*) AS rows FROM {warehouse.table('raw_transactions')}
+    WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE) AND channel IS NOT NULL
+    GROUP BY channel ORDER BY channel"""
+
+
+def category_volumes(engine, first: dt.date, last: dt.date) -> pd.DataFrame:
     """Per raw category over partitions ``first .. last``: rows, amount and log-amount
-    moments (what the mapping records about the training period)."""
-    return conn.execute(
-        "SELECT category AS raw_category, count(*) AS rows, sum(amount_cents) AS amount_cents, "
-        "avg(ln(amount_cents)) AS log_amount_mean, coalesce(stddev_samp(ln(amount_cents)), 0) AS log_amount_std "
-        "FROM raw_transactions WHERE partition BETWEEN ? AND ? GROUP BY category ORDER BY category",
-        [first, last],
-    ).df()
+    moments (what the mapping records about the training period), aggregated by the engine."""
+    return engine.statistic(CATEGORY_VOLUMES, {"first": first, "last": last})
 
 
-def channel_volumes(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+def channel_volumes(engine, first: dt.date, last: dt.date) -> pd.DataFrame:
     """``channel, rows`` of the non-null channels over partitions ``first .. last``."""
-    return conn.execute(
-        "SELECT channel, count(*) AS rows FROM raw_transactions WHERE partition BETWEEN ? AND ? "
-        "AND channel IS NOT NULL GROUP BY channel ORDER BY channel", [first, last]).df()
+    return engine.statistic(CHANNEL_VOLUMES, {"first": first, "last": last})
 
 
 def channels(conn: duckdb.DuckDBPyConnection, version: str) -> set[str]:
@@ -99,6 +109,14 @@ def deployed_model(conn: duckdb.DuckDBPyConnection) -> ModelEntry | None:
         "SELECT version, path FROM model_registry WHERE deployed_at IS NOT NULL "
         "ORDER BY deployed_at DESC, version LIMIT 1").fetchall()
     return ModelEntry(*rows[0]) if rows else None
+
+
+def load_deployed(conn: duckdb.DuckDBPyConnection) -> tuple[lgb.Booster, model_lib.ModelCard]:
+    """The deployed model, parsed (:class:`NotMaterialised` before any promotion)."""
+    entry = deployed_model(conn)
+    if entry is None:
+        raise NotMaterialised("no deployed model: materialise `risk_model` and `deployed_model` first (training_job)")
+    return model_lib.load(Path(entry.path))
 
 
 def model_path(conn: duckdb.DuckDBPyConnection, version: str) -> str:

@@ -17,9 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 
 import duckdb
@@ -109,6 +108,14 @@ def _columns(ddl: str) -> list[str]:
 
 
 COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
+
+
+def _types(ddl: str) -> dict[str, str]:
+    return {part.split()[0]: part.split()[1] for part in (p.strip() for p in ddl.replace("\n", " ").split(",")) if part}
+
+
+COLUMN_TYPES = {name: _types(ddl) for name, ddl in TABLES.items()}
+"""Table -> column -> DuckDB type: how a copy of a table read back from files is cast."""
 
 
 def table(name: str) -> str:
@@ -254,6 +261,11 @@ def null_cells(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date, c
     return dict(zip(columns, (int(v) for v in counts)))
 
 
+def clear(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Delete every row of an (unpartitioned) table; the caller owns the transaction."""
+    conn.execute(f"DELETE FROM {table(name)}")
+
+
 def replace_table(conn: duckdb.DuckDBPyConnection, frames: Mapping[str, pd.DataFrame]) -> None:
     """Atomically replace whole (unpartitioned) tables (one transaction)."""
     with transaction(conn):
@@ -291,20 +303,10 @@ class NotMaterialised(LookupError):
     """A step needs rows another asset has not written yet (the message says which)."""
 
 
-_SHARED_READS: ContextVar[dict | None] = ContextVar("shared_reads", default=None)
-
-
-@contextmanager
-def shared_reads() -> Iterator[None]:
-    """Within the block, :func:`read_partition` reads each partition once and hands every
-    caller its own copy of the columns it asked for: the checks of one asset run in one
-    step and several read the same partition (``risk_assets/defs/checks.py``). Only for
-    blocks that do not write the partitions they read."""
-    token = _SHARED_READS.set({})
-    try:
-        yield
-    finally:
-        _SHARED_READS.reset(token)
+PER_NIGHT = ("raw_transactions", "rejected_transactions", "serving_features", "encoded_features", "imputation_log",
+             "risk_scores")
+"""The per-night tables whose size grows with the data: what an engine computes over
+(the others are ledgers, reference data and the registry)."""
 
 
 def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, required: bool = True,
@@ -317,18 +319,33 @@ def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, req
         if unknown:
             raise ValueError(f"{name} has no columns {sorted(unknown)}")
         wanted = ", ".join(f'"{c}"' for c in ["customer_id", *columns])
-    shared = _SHARED_READS.get()
-    if shared is None:
-        out = frame(conn, f"SELECT {wanted} FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
-    else:
-        if (name, day) not in shared:
-            shared[(name, day)] = frame(
-                conn, f"SELECT * FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
-        whole = shared[(name, day)]
-        out = (whole if columns is None else whole[["customer_id", *columns]]).copy()
+    out = frame(conn, f"SELECT {wanted} FROM {table(name)} WHERE partition = ? ORDER BY customer_id", [day])
     if required and out.empty:
         raise NotMaterialised(f"{name}[{day}] is empty: materialise it first")
     return out
+
+
+def partition_order(name: str, prefix: str = "") -> str:
+    """How :func:`partition_rows` orders a table's rows (raw rows: as stored)."""
+    keys = {"raw_transactions": [], "rejected_transactions": ["source_file", "source_row"]}.get(name, ["customer_id"])
+    return (" ORDER BY " + ", ".join(prefix + k for k in keys)) if keys else ""
+
+
+def partition_rows(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date,
+                   customers: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every column of one partition of a per-night table (only ``customers``' rows when
+    given), per-customer tables ordered by customer."""
+    if name not in PER_NIGHT:
+        raise ValueError(f"{name!r} is not a per-night table")
+    order = partition_order(name, "t.")
+    if customers is None:
+        return frame(conn, f"SELECT t.* FROM {table(name)} t WHERE t.partition = ?{order}", [day])
+    conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
+    try:
+        return frame(conn, f"SELECT t.* FROM {table(name)} t JOIN _wanted_ids USING (customer_id) "
+                           f"WHERE t.partition = ?{order}", [day])
+    finally:
+        conn.unregister("_wanted_ids")
 
 
 # --------------------------------------------------------------------------- raw layer
@@ -376,10 +393,6 @@ def load_files(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
                         "ORDER BY action, path", [day]).df()
 
 
-def raw_partition(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
-    return conn.execute("SELECT * FROM raw_transactions WHERE partition = ?", [day]).df()
-
-
 def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp,
                       first: dt.date, last: dt.date) -> pd.DataFrame:
     """Distinct (customer_id, category, channel) with an event in ``[start, end)``,
@@ -387,21 +400,6 @@ def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end:
     return conn.execute(
         "SELECT DISTINCT customer_id, category, channel FROM raw_transactions WHERE event_ts >= ? "
         "AND event_ts < ? AND partition BETWEEN ? AND ?", [start, end, first, last]).df()
-
-
-def stored_record_keys(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str]:
-    """Every transaction id of a partition, accepted or rejected."""
-    return {r[0] for r in conn.execute(
-        "SELECT transaction_id FROM raw_transactions WHERE partition = ? UNION "
-        "SELECT record_key FROM rejected_transactions WHERE partition = ?", [day, day]).fetchall()}
-
-
-def rejection_reasons(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
-    """``reasons, rows, example`` (a record key) of the partition's rejected rows, most
-    frequent first."""
-    return conn.execute(
-        "SELECT reasons, count(*) AS rows, min(record_key) AS example FROM rejected_transactions "
-        "WHERE partition = ? GROUP BY reasons ORDER BY rows DESC, reasons", [day]).df()
 
 
 def _dated(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict) -> pd.DataFrame:
@@ -416,44 +414,6 @@ def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.
     return _dated(
         conn, "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
         "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last])
-
-
-def category_log_amounts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
-    """``partition, category, rows, mean_log`` (mean of ln(amount_cents)) per day and category."""
-    return _dated(
-        conn, "SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log FROM raw_transactions "
-        "WHERE partition BETWEEN ? AND ? GROUP BY partition, category ORDER BY partition, category", [first, last])
-
-
-def daily_aggregates(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date, mapping_version: str,
-                     online: list[str], risky: list[str]) -> pd.DataFrame:
-    """Per raw partition, the daily drift monitor's aggregates, each over the rows it can
-    judge without duplicating another check's verdict:
-
-    * ``rows``, ``dev_sum``, ``dev_sq`` — rows whose raw category is a training category,
-      and their ln(amount) minus that category's training mean (renamed and new categories
-      mapped by alias have no amount profile of their own);
-    * ``all_rows``, ``mapped_rows``, ``risky_rows`` — all rows, rows with a mapped
-      category, and mapped rows whose canonical category is in ``risky``;
-    * ``channel_rows``, ``online_rows`` — rows whose channel is in the mapping version's
-      channel vocabulary, and those of them in ``online`` (missing and unseen channels are
-      the missingness and coverage checks' to judge)."""
-    return _dated(
-        conn, """WITH m AS (SELECT raw_category, canonical FROM category_mapping WHERE version = $v),
-           ref AS (SELECT raw_category, training_log_amount_mean AS mu FROM category_mapping
-                   WHERE version = $v AND origin = 'training'),
-           cv AS (SELECT channel FROM channel_vocabulary WHERE version = $v)
-           SELECT r.partition, count(ref.mu) AS rows,
-                  coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
-                  coalesce(sum((ln(r.amount_cents) - ref.mu) ^ 2), 0) AS dev_sq,
-                  count(*) AS all_rows, count(m.canonical) AS mapped_rows,
-                  count(m.canonical) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows,
-                  count(cv.channel) AS channel_rows,
-                  count(cv.channel) FILTER (WHERE list_contains($online, r.channel)) AS online_rows
-           FROM raw_transactions r LEFT JOIN m ON m.raw_category = r.category
-           LEFT JOIN ref ON ref.raw_category = r.category LEFT JOIN cv ON cv.channel = r.channel
-           WHERE r.partition BETWEEN $first AND $last GROUP BY r.partition ORDER BY r.partition""",
-        {"v": mapping_version, "online": online, "risky": risky, "first": first, "last": last})
 
 
 def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
@@ -476,21 +436,6 @@ def irregular_customers(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, en
 
 
 # --------------------------------------------------------------------------- features
-def serving_customer_ids(conn: duckdb.DuckDBPyConnection, day: dt.date) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT customer_id FROM serving_features WHERE partition = ? ORDER BY customer_id", [day]).fetchall()]
-
-
-def serving_rows(conn: duckdb.DuckDBPyConnection, day: dt.date, customers: list[str]) -> pd.DataFrame:
-    """Stored serving features of these customers only."""
-    conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
-    try:
-        return frame(conn, "SELECT s.* FROM serving_features s JOIN _wanted_ids USING (customer_id) "
-                           "WHERE s.partition = ? ORDER BY s.customer_id", [day])
-    finally:
-        conn.unregister("_wanted_ids")
-
-
 def imputation_ledger(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
     return conn.execute("SELECT * FROM imputation_log WHERE partition = ?", [day]).df()
 
@@ -524,5 +469,3 @@ def scores(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
         [day]).df()
 
 
-def scored_customers(conn: duckdb.DuckDBPyConnection, day: dt.date) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT customer_id FROM risk_scores WHERE partition = ?", [day]).fetchall()}

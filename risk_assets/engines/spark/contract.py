@@ -130,15 +130,15 @@ def mark_groups(rows: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def split_day(engine, conn: duckdb.DuckDBPyConnection, files: list[Path], root: Path, day, window: Window, *,
+def split_day(engine, files: list[Path], root: Path, day, window: Window, *,
               max_amount: float, max_text: int, conflicted: set[str]) -> tuple[Split, pd.Series]:
     """One day's landing files through the contract on Spark; the accepted and rejected
     rows committed to the lake and returned as the warehouse's frames, with the rows read
     per file."""
     from pyspark.sql import functions as F
 
-    spark, lake = engine.spark, engine.lake
-    engine.register_lake_views(conn)
+    spark, lake, conn = engine.spark, engine.lake, engine.conn
+    engine.register_views()
     listing = spark.createDataFrame(pd.DataFrame({"file_order": range(len(files)), "path": [str(p) for p in files]}),
                                     "file_order int, path string")
     checked = (listing.repartition(max(len(files), 1), "file_order")

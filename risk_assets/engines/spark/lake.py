@@ -5,7 +5,7 @@
   already judged every row: the lake holds exactly the accepted rows, never more);
 * ``encoded_features/`` and ``imputation_log/`` — each night's encoded rows and ledger,
   committed by the encoding step after the warehouse commit: the checks' statistics
-  (:mod:`risk_assets.checks.statistics`) are aggregated from them on Spark;
+  (the statistic sections of ``risk_assets/checks/``) are aggregated from them on Spark;
 * ``customers/``, ``category_mapping/``, ``channel_vocabulary/`` — the small reference
   tables, re-committed before each Spark computation.
 
@@ -29,15 +29,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from risk_assets.store import warehouse
 
 RAW = "raw_transactions"
-REFERENCE = ("customers", "category_mapping", "channel_vocabulary")
-NIGHTLY = ("encoded_features", "imputation_log")
-"""Per-night tables the checks' statistics read on Spark (committed by the encoding step)."""
 REJECTED = "rejected_transactions"
-PARTITIONED = (RAW, REJECTED, *NIGHTLY)
+REFERENCE = ("customers", "category_mapping", "channel_vocabulary")
+PARTITIONED = warehouse.PER_NIGHT
+"""Every per-night table: committed by the step that writes it (after the warehouse), and
+read by Spark — the features, the scoring and every check statistic."""
 
 
 def _path(path: Path) -> str:
@@ -98,9 +99,30 @@ class Lake:
         self.commit(self.partition(name, day), write)
         return int(written[0])
 
-    def commit_raw_partition(self, conn: duckdb.DuckDBPyConnection, day: dt.date) -> int:
-        """Copy the warehouse's accepted rows of ``day`` into the lake."""
-        return self.commit_partition(conn, RAW, day)
+    def read_partition(self, conn: duckdb.DuckDBPyConnection, name: str, day: dt.date,
+                       customers=None) -> pd.DataFrame:
+        """A committed partition as the warehouse would return it (its columns, in order,
+        cast to the warehouse's types; ``customers`` only, when given), read on the driver
+        by DuckDB from the lake's files."""
+        if name not in PARTITIONED:
+            raise ValueError(f"{name!r} is not a table of the lake")
+        files = sorted(str(p) for p in self.partition(name, day).glob("*.parquet"))
+        types = warehouse.COLUMN_TYPES[name]
+        cast = ", ".join("CAST($day AS DATE) AS partition" if c == "partition" else f'CAST("{c}" AS {t}) AS "{c}"'
+                         for c, t in types.items())
+        if not files:  # nothing committed: the empty partition, typed
+            empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
+            return warehouse.frame(conn, f"SELECT {empty} WHERE false")
+        order = warehouse.partition_order(name)
+        if customers is None:
+            return warehouse.frame(conn, f"SELECT {cast} FROM read_parquet($files){order}", {"day": day, "files": files})
+        conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
+        try:
+            return warehouse.frame(conn, f"SELECT {cast} FROM read_parquet($files) "
+                                         f"WHERE customer_id IN (SELECT customer_id FROM _wanted_ids){order}",
+                                   {"day": day, "files": files})
+        finally:
+            conn.unregister("_wanted_ids")
 
     def commit_reference(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Re-commit the small reference tables from the warehouse."""
@@ -111,13 +133,16 @@ class Lake:
 
             self.commit(self.table(name), write)
 
-    def sync_raw(self, conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
-        """Commit every loaded raw partition the lake does not hold yet (a warehouse that
-        switches to the Spark engine keeps its history); returns the days committed."""
-        have = set(self.partitions(RAW))
-        loaded = [r[0] for r in conn.execute(
-            f"SELECT DISTINCT partition FROM {warehouse.table('raw_loads')} ORDER BY partition").fetchall()]
-        missing = [d for d in loaded if d not in have]
-        for day in missing:
-            self.commit_raw_partition(conn, day)
-        return missing
+    def sync(self, conn: duckdb.DuckDBPyConnection) -> list[tuple[str, dt.date]]:
+        """Commit every partition of a per-night table that the warehouse holds and the lake
+        does not (a warehouse that switches to the Spark engine keeps its history); returns
+        the (table, day) pairs committed."""
+        committed = []
+        for name in PARTITIONED:
+            have = set(self.partitions(name))
+            stored = [r[0] for r in conn.execute(
+                f"SELECT DISTINCT partition FROM {warehouse.table(name)} ORDER BY partition").fetchall()]
+            for day in (d for d in stored if d not in have):
+                self.commit_partition(conn, name, day)
+                committed.append((name, day))
+        return committed

@@ -1,0 +1,92 @@
+"""Quarantine: a raw day that failed a quarantining check blocks every night whose
+look-back reads it (``lookback_health``), until it is re-loaded and passes or an override
+accepts it. The day's verdicts are recorded with each load (:func:`judge_raw_day`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from risk_assets.checks import CheckDecl, Inputs, Step, Verdict
+from risk_assets.core.night import Night
+from risk_assets.store import warehouse
+
+
+def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.DataFrame:
+    """The step's (loaded) raw day judged by every quarantining check, as recorded in
+    ``raw_verdicts`` (``checks``: the declarations to pick them from; the step's own by
+    default)."""
+    rows = []
+    loaded_at = warehouse.loads(step.conn, step.night.day, step.night.day)["loaded_at"]
+    for decl in (d for d in (checks if checks is not None else step.checks) if d.quarantines):
+        verdict, _ = decl.evaluate(step)
+        rows.append({"partition": step.night.day, "check_name": decl.name, "passed": bool(verdict.passed),
+                     "severity": verdict.severity, "summary": verdict.summary,
+                     "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
+                     "settings_version": step.settings.version()})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- guard
+def lookback_health(expected: list[dt.date], loaded: Iterable[dt.date], verdicts: pd.DataFrame,
+                    accepted: dict[dt.date, str]) -> Verdict:
+    """Every raw partition of the night's look-back was loaded *and* passed the raw
+    layer's blocking checks on its latest load (``verdicts``: ``partition, check_name, passed,
+    summary``; a day without verdicts has not been judged). A day that failed is
+    quarantined: the nights whose windows read it are blocked, naming the day and the
+    check, until it is re-loaded and passes, or ``accepted`` (an override with a name and
+    a reason) takes it as it is."""
+    loaded = set(loaded)
+    tonight = expected[-1]
+    missing = [d for d in expected if d not in loaded]
+    earlier = [d for d in expected[:-1] if d in loaded]
+    failed = verdicts[~verdicts["passed"] & verdicts["partition"].isin(earlier)]
+    judged = set(verdicts["partition"])
+    unjudged = [d for d in earlier if d not in judged]
+    sick = {d: list(g["check_name"] + ": " + g["summary"]) for d, g in failed.groupby("partition")}
+    waived = {d: accepted[d] for d in sorted(sick) if d in accepted}
+    quarantined = {d: why for d, why in sorted(sick.items()) if d not in accepted}
+    table = pd.DataFrame([{"partition": str(d), "problem": "; ".join(why), "accepted_by_override": d in waived}
+                          for d, why in sorted(sick.items())] + [
+        {"partition": str(d), "problem": "never loaded", "accepted_by_override": False} for d in missing] + [
+        {"partition": str(d), "problem": "loaded but never judged", "accepted_by_override": False} for d in unjudged])
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of {len(expected)} look-back day(s) never loaded: "
+                        + ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else ""))
+    if quarantined:
+        problems.append(f"{len(quarantined)} quarantined day(s) in the look-back: " + "; ".join(
+            f"{d} ({', '.join(why)})" for d, why in list(quarantined.items())[:5]))
+    if unjudged:
+        problems.append(f"{len(unjudged)} day(s) loaded but never judged: " + ", ".join(map(str, unjudged[:5])))
+    return Verdict(
+        passed=not problems, severity="ERROR",
+        summary="; ".join(problems) if problems else (
+            f"all {len(expected)} look-back days loaded and healthy ({expected[0]} .. {tonight})"
+            + (f"; {len(waived)} accepted by override" if waived else "")),
+        figures={"lookback_days": len(expected), "missing_days": len(missing),
+                 "first_missing": str(missing[0]) if missing else "-", "quarantined_days": len(quarantined),
+                 "first_quarantined": str(next(iter(quarantined))) if quarantined else "-",
+                 "accepted_days": len(waived), "unjudged_days": len(unjudged)},
+        tables={"unhealthy_days": table},
+    )
+
+
+
+# --------------------------------------------------------------------------- loader
+def load(step: Step) -> Inputs:
+    """The look-back's load ledger and the raw verdicts recorded with each load; a day
+    whose verdicts are missing or older than its latest load is judged now (same guards)."""
+    night, settings = step.night, step.settings
+    expected = night.lookback_partitions
+    ledger = warehouse.loads(step.conn, expected[0], expected[-1])
+    verdicts = warehouse.raw_verdicts(step.conn, expected[0], expected[-1])
+    fresh = verdicts.merge(ledger[["partition", "loaded_at"]], on=["partition", "loaded_at"])
+    stale = [d for d in ledger["partition"] if d != night.day and d not in set(fresh["partition"])]
+    for day in stale:
+        fresh = pd.concat([fresh, judge_raw_day(step.on(Night.of(day, settings.calendar)))], ignore_index=True)
+    return Inputs({"expected": expected, "loaded": ledger["partition"].tolist(), "verdicts": fresh,
+                   "accepted": {d: f"{settings.override.by}: {settings.override.reason}"
+                                for d in settings.override.accept_days}})
