@@ -53,20 +53,27 @@ def _data(conn: duckdb.DuckDBPyConnection, customers: int, seed: float = 0.42) -
 
 
 def _range_join(full: bool) -> str:
-    aggs = ", ".join(f"count(*) FILTER (WHERE t.day >= b.d - {w}) AS c{w}, "
-                     f"coalesce(sum(amount_cents) FILTER (WHERE t.day >= b.d - {w}), 0) AS s{w}" for w in WINDOWS)
+    aggs = ", ".join(
+        f"count(*) FILTER (WHERE t.day >= b.d - {w}) AS c{w}, "
+        f"coalesce(sum(amount_cents) FILTER (WHERE t.day >= b.d - {w}), 0) AS s{w}"
+        for w in WINDOWS
+    )
     extra = ""
     if full:
-        extra = (", coalesce(len(list_distinct(list(canonical) FILTER (WHERE t.day >= b.d - 30))), 0) AS nc, "
-                 "arg_max(canonical, (amount_cents, ts, canonical)) FILTER (WHERE t.day >= b.d - 30) AS top")
+        extra = (
+            ", coalesce(len(list_distinct(list(canonical) FILTER (WHERE t.day >= b.d - 30))), 0) AS nc, "
+            "arg_max(canonical, (amount_cents, ts, canonical)) FILTER (WHERE t.day >= b.d - 30) AS top"
+        )
     return f"""SELECT t.customer_id, b.d, {aggs} {extra}
                FROM spine b JOIN t ON t.day >= b.d - 90 AND t.day < b.d GROUP BY ALL"""
 
 
 def _window_frames() -> str:
     frame = "OVER (PARTITION BY customer_id ORDER BY day RANGE BETWEEN {w} PRECEDING AND 1 PRECEDING)"
-    aggs = ", ".join(f"count(amount_cents) {frame.format(w=w)} AS c{w}, "
-                     f"coalesce(sum(amount_cents) {frame.format(w=w)}, 0) AS s{w}" for w in WINDOWS)
+    aggs = ", ".join(
+        f"count(amount_cents) {frame.format(w=w)} AS c{w}, coalesce(sum(amount_cents) {frame.format(w=w)}, 0) AS s{w}"
+        for w in WINDOWS
+    )
     return f"""WITH p AS (SELECT c.customer_id, b.d AS day FROM (SELECT DISTINCT customer_id FROM t) c, spine b),
         u AS (SELECT customer_id, day, amount_cents, false AS probe FROM t
               UNION ALL SELECT customer_id, day, NULL, true FROM p),
@@ -93,8 +100,11 @@ def _prefix_sums_asof() -> str:
 
 
 def _row_columns() -> str:
-    aggs = ", ".join(f"count(*) FILTER (WHERE t.day >= b.d - {w}) AS c{w}, "
-                     f"coalesce(sum(amount_cents) FILTER (WHERE t.day >= b.d - {w}), 0) AS s{w}" for w in WINDOWS)
+    aggs = ", ".join(
+        f"count(*) FILTER (WHERE t.day >= b.d - {w}) AS c{w}, "
+        f"coalesce(sum(amount_cents) FILTER (WHERE t.day >= b.d - {w}), 0) AS s{w}"
+        for w in WINDOWS
+    )
     return f"""WITH r AS (SELECT *, lag(day) OVER (PARTITION BY customer_id, canonical ORDER BY ts) AS prev_day,
                               dense_rank() OVER (ORDER BY amount_cents, ts, canonical) AS k FROM t
                    WHERE day >= (SELECT min(d) FROM spine) - 90 AND day < (SELECT max(d) FROM spine))
@@ -110,14 +120,19 @@ def _timed(conn, sql: str, repeats: int, name: str) -> dict:
         t0 = time.perf_counter()
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
         runs.append(round(time.perf_counter() - t0, 3))
-    return {"median_s": statistics.median(runs), "runs_s": runs,
-            "rows": conn.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]}
+    return {
+        "median_s": statistics.median(runs),
+        "runs_s": runs,
+        "rows": conn.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0],
+    }
 
 
 def _same(conn, a: str, b: str, columns: list[str]) -> bool:
     diff = " OR ".join(f"x.{c} IS DISTINCT FROM y.{c}" for c in columns)
-    return conn.execute(f"SELECT count(*) FROM {a} x FULL JOIN {b} y USING (customer_id, d) WHERE {diff}"
-                        ).fetchall()[0][0] == 0
+    return (
+        conn.execute(f"SELECT count(*) FROM {a} x FULL JOIN {b} y USING (customer_id, d) WHERE {diff}").fetchall()[0][0]
+        == 0
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -129,8 +144,12 @@ def main(argv: list[str] | None = None) -> dict:
     conn = duckdb.connect()
     _data(conn, args.customers)
     decomposable = [f"{k}{w}" for w in WINDOWS for k in ("c", "s")]
-    out = {"machine": describe(), "customers": args.customers,
-           "transactions": conn.execute("SELECT count(*) FROM t").fetchall()[0][0], "strategies": {}}
+    out = {
+        "machine": describe(),
+        "customers": args.customers,
+        "transactions": conn.execute("SELECT count(*) FROM t").fetchall()[0][0],
+        "strategies": {},
+    }
     s = out["strategies"]
     s["range_join_counts_sums"] = _timed(conn, _range_join(False), args.repeats, "rj")
     s["window_frames_counts_sums"] = _timed(conn, _window_frames(), args.repeats, "wf")
@@ -141,10 +160,12 @@ def main(argv: list[str] | None = None) -> dict:
     conn.execute("CREATE OR REPLACE TABLE spine AS SELECT 577 AS d")
     s["serving_shape_range_join_all"] = _timed(conn, _range_join(True), args.repeats, "sja")
     s["serving_shape_row_columns_all"] = _timed(conn, _row_columns(), args.repeats, "src")
-    out["agree"] = {"window_frames": _same(conn, "rj", "wf", decomposable),
-                    "prefix_sums_asof": _same(conn, "rj", "ps", decomposable),
-                    "row_columns": _same(conn, "rja", "rc", [*decomposable, "nc", "top"]),
-                    "row_columns_serving_shape": _same(conn, "sja", "src", [*decomposable, "nc", "top"])}
+    out["agree"] = {
+        "window_frames": _same(conn, "rj", "wf", decomposable),
+        "prefix_sums_asof": _same(conn, "rj", "ps", decomposable),
+        "row_columns": _same(conn, "rja", "rc", [*decomposable, "nc", "top"]),
+        "row_columns_serving_shape": _same(conn, "sja", "src", [*decomposable, "nc", "top"]),
+    }
     text = json.dumps(out, indent=1)
     print(text)
     target = args.out or Path(__file__).parent / "results" / f"alternatives_{args.customers}.json"

@@ -22,17 +22,23 @@ import dagster as dg
 
 from benchmarks.machine import describe
 from risk_assets.app.cli import quiet_dagster_warnings
+from risk_assets.app.operations import build_landing_world
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
-from risk_assets.app.operations import build_landing_world
 from risk_assets.scenario.worlds import WORLDS, landing_settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 HISTORY = (dt.date(2025, 1, 1), dt.date(2025, 11, 30))
 FIRST_NIGHT = dt.date(2025, 12, 1)
-TRAINING = {"start": "2025-04-01", "end": "2025-09-15", "asof_step_days": 8,
-            "validation_start": "2025-10-20", "validation_end": "2025-11-29", "validation_step_days": 4,
-            "num_boost_round": 60}
+TRAINING = {
+    "start": "2025-04-01",
+    "end": "2025-09-15",
+    "asof_step_days": 8,
+    "validation_start": "2025-10-20",
+    "validation_end": "2025-11-29",
+    "validation_step_days": 4,
+    "num_boost_round": 60,
+}
 """The model every false-alarm figure in the README was measured with (the test suite's)."""
 
 
@@ -47,8 +53,9 @@ def measure(world: str, customers: int, nights: int) -> dict:
         job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         for i in range(nights):
             night = FIRST_NIGHT + dt.timedelta(days=i)
-            run = job.execute_in_process(instance=instance, run_config=QUIET, partition_key=night.isoformat(),
-                                         raise_on_error=False)
+            run = job.execute_in_process(
+                instance=instance, run_config=QUIET, partition_key=night.isoformat(), raise_on_error=False
+            )
             warned = False
             for e in run.get_asset_check_evaluations():
                 results += 1
@@ -61,14 +68,27 @@ def measure(world: str, customers: int, nights: int) -> dict:
                         warned = True
             blocked += [] if run.success else [str(night)]
             warn_nights += [str(night)] if warned else []
-            print(f"{world} {night}: blocked {len(blocked)}, WARN nights {len(warn_nights)}, "
-                  f"ERROR results {sum(errors.values())}", flush=True)
+            print(
+                f"{world} {night}: blocked {len(blocked)}, WARN nights {len(warn_nights)}, "
+                f"ERROR results {sum(errors.values())}",
+                flush=True,
+            )
     return {
-        "world": world, "customers": customers, "nights": nights, "first_night": str(FIRST_NIGHT),
-        "last_night": str(last), "check_results": results, "checks_per_night": results // max(nights, 1),
-        "blocked_nights": blocked, "warn_nights": warn_nights, "warn_night_share": len(warn_nights) / max(nights, 1),
-        "error_results": sum(errors.values()), "warn_results": sum(warns.values()),
-        "error_by_check": dict(errors), "warn_by_check": dict(warns), "machine": describe(),
+        "world": world,
+        "customers": customers,
+        "nights": nights,
+        "first_night": str(FIRST_NIGHT),
+        "last_night": str(last),
+        "check_results": results,
+        "checks_per_night": results // max(nights, 1),
+        "blocked_nights": blocked,
+        "warn_nights": warn_nights,
+        "warn_night_share": len(warn_nights) / max(nights, 1),
+        "error_results": sum(errors.values()),
+        "warn_results": sum(warns.values()),
+        "error_by_check": dict(errors),
+        "warn_by_check": dict(warns),
+        "machine": describe(),
     }
 
 
@@ -80,7 +100,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     quiet_dagster_warnings()
     reports = []
-    for world in (list(WORLDS) if args.world == "both" else [args.world]):
+    for world in list(WORLDS) if args.world == "both" else [args.world]:
         report = measure(world, args.customers, args.nights)
         out = Path(__file__).parent / "results" / f"false_alarms_{world}_{args.customers}x{args.nights}.json"
         out.write_text(json.dumps(report, indent=1))

@@ -23,7 +23,13 @@ def describe() -> dict:
     except OSError:
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "os": platform.platform(),
-        "python": platform.python_version(), "dagster": dagster.__version__, "duckdb": duckdb.__version__,
-        "lightgbm": lightgbm.__version__, "pandas": pandas.__version__,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "dagster": dagster.__version__,
+        "duckdb": duckdb.__version__,
+        "lightgbm": lightgbm.__version__,
+        "pandas": pandas.__version__,
     }

@@ -23,8 +23,14 @@ from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
 
-NIGHTLY_ASSETS = ("raw_transactions", "rejected_transactions", "serving_features",
-                  "encoded_features", "imputation_log", "risk_scores")
+NIGHTLY_ASSETS = (
+    "raw_transactions",
+    "rejected_transactions",
+    "serving_features",
+    "encoded_features",
+    "imputation_log",
+    "risk_scores",
+)
 WITHOUT_CHECKS_JOB = "nightly_job_without_checks"
 
 
@@ -64,17 +70,23 @@ def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True)
         inside = [key for name in NIGHTLY_ASSETS for key in defs.resolve_assets_def(name).check_keys]
         name = WITHOUT_CHECKS_JOB
         selection = dg.AssetSelection.assets(*NIGHTLY_ASSETS).without_checks() | dg.AssetSelection.checks(*inside)
-        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(WITHOUT_CHECKS_JOB, selection=selection)]))
+        defs = dg.Definitions.merge(
+            defs, dg.Definitions(jobs=[dg.define_asset_job(WITHOUT_CHECKS_JOB, selection=selection)])
+        )
     with dg.instance_for_test() as instance:
         job = defs.resolve_job_def(name)
         t0 = time.perf_counter()
-        result = job.execute_in_process(instance=instance, run_config=world.QUIET,
-                                        partition_key=night.isoformat(), raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, run_config=world.QUIET, partition_key=night.isoformat(), raise_on_error=False
+        )
         seconds = time.perf_counter() - t0
         steps = step_durations(instance, result.run_id)
         failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     return {
-        "checks": checks, "success": result.success, "seconds": round(seconds, 3), "steps_seconds": steps,
+        "checks": checks,
+        "success": result.success,
+        "seconds": round(seconds, 3),
+        "steps_seconds": steps,
         "check_steps_seconds": round(sum(v for k, v in steps.items() if is_check_step(k)), 3),
         "failed_checks": failed_checks,
         "peak_rss_mb": peak_rss_mb(),

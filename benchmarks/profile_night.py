@@ -20,10 +20,16 @@ from pathlib import Path
 
 STEP = re.compile(r"^([\w.<>]+) \(risk_assets/defs/(?:checks|raw|features|model)\.py")
 LIBRARIES = [  # innermost Python frame's location -> bucket
-    ("duckdb", "duckdb"), ("pandera", "pandera"), ("lightgbm", "lightgbm"),
-    ("sqlalchemy", "dagster event log (sqlite)"), ("sqlite", "dagster event log (sqlite)"),
-    ("pandas", "pandas / numpy / arrow"), ("numpy", "pandas / numpy / arrow"), ("pyarrow", "pandas / numpy / arrow"),
-    ("risk_assets", "risk_assets"), ("dagster", "dagster"),
+    ("duckdb", "duckdb"),
+    ("pandera", "pandera"),
+    ("lightgbm", "lightgbm"),
+    ("sqlalchemy", "dagster event log (sqlite)"),
+    ("sqlite", "dagster event log (sqlite)"),
+    ("pandas", "pandas / numpy / arrow"),
+    ("numpy", "pandas / numpy / arrow"),
+    ("pyarrow", "pandas / numpy / arrow"),
+    ("risk_assets", "risk_assets"),
+    ("dagster", "dagster"),
 ]
 
 
@@ -39,8 +45,10 @@ def summarise(raw: str) -> dict:
         total += int(count)
         bucket = "other"
         for frame in reversed(frames):
-            where = frame[frame.find("(") + 1:]
-            bucket = next((name for prefix, name in LIBRARIES if where.startswith(prefix) or f"/{prefix}/" in where), None)
+            where = frame[frame.find("(") + 1 :]
+            bucket = next(
+                (name for prefix, name in LIBRARIES if where.startswith(prefix) or f"/{prefix}/" in where), None
+            )
             if bucket:
                 break
         libraries[bucket or "other"] += int(count)
@@ -48,8 +56,15 @@ def summarise(raw: str) -> dict:
         steps[step] += int(count)
         ours = [f for f in frames if "risk_assets/" in f and "risk_assets/defs/" not in f]
         if ours:  # the project's innermost function below the Dagster layer, and what it called
-            callee = next((name for prefix, name in LIBRARIES
-                           for f in frames[frames.index(ours[-1]) + 1:][:1] if f"/{prefix}/" in f), "itself")
+            callee = next(
+                (
+                    name
+                    for prefix, name in LIBRARIES
+                    for f in frames[frames.index(ours[-1]) + 1 :][:1]
+                    if f"/{prefix}/" in f
+                ),
+                "itself",
+            )
             functions[f"{ours[-1].split(' (')[0]} -> {callee}"] += int(count)
     share = lambda c: {k: round(v / max(total, 1), 3) for k, v in c.most_common()}  # noqa: E731
     top = collections.Counter(dict(functions.most_common(25)))
@@ -64,10 +79,31 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "samples.txt"
-        subprocess.run(["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out), "--",
-                        sys.executable, "-m", "benchmarks.nightly_once", "--folder", str(args.folder),
-                        "--customers", str(args.customers), "--night", args.night],
-                       check=True, capture_output=True, cwd=Path(__file__).resolve().parent.parent)
+        subprocess.run(
+            [
+                "py-spy",
+                "record",
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "--",
+                sys.executable,
+                "-m",
+                "benchmarks.nightly_once",
+                "--folder",
+                str(args.folder),
+                "--customers",
+                str(args.customers),
+                "--night",
+                args.night,
+            ],
+            check=True,
+            capture_output=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         result = summarise(out.read_text())
     from benchmarks.machine import describe
 

@@ -50,29 +50,34 @@ import pandas as pd
 from benchmarks import world
 from benchmarks.machine import describe
 from benchmarks.nightly_once import peak_rss_mb
-from risk_assets.core import model as model_lib
 from risk_assets.app.cli import quiet_dagster_warnings
-from risk_assets.checks.catalogue import declared
 from risk_assets.checks import Step, drift
-from risk_assets.engines import DuckDBEngine
-from risk_assets.store.registry import load_deployed
-from risk_assets.defs.model import training_nights
-from risk_assets.defs.resources import duckdb_resource, open_warehouse
+from risk_assets.checks.catalogue import declared
+from risk_assets.checks.drift import monitored_features
+from risk_assets.core import model as model_lib
 from risk_assets.core.features.spec import SPEC_VERSION
 from risk_assets.core.night import Night
+from risk_assets.defs.model import training_nights
+from risk_assets.defs.resources import duckdb_resource, open_warehouse
+from risk_assets.engines import DuckDBEngine
 from risk_assets.engines import executions as feature_sql
-from risk_assets.store.registry import current_mapping_version
-from risk_assets.store.warehouse import read_partition
-from risk_assets.checks.drift import monitored_features
 from risk_assets.settings import Settings
+from risk_assets.store.registry import current_mapping_version, load_deployed
+from risk_assets.store.warehouse import read_partition
 
 DEFAULT_NIGHT = dt.date(2026, 8, 1)
 """Clean: the default world's product change starts on 2026-08-10."""
 TINY = {"sizes": [400], "night": world.FIRST_NIGHT, "repeats": 1}
 TARGETS = {  # issue 15 (issue 6's were: checks 1 s, night 15 s, share 25%, growth 4.5x)
-    "serving_features_s": 0.3, "training_features_s": 15.0, "all_checks_s": 0.6,
-    "evidently_over_drift_check": 20.0, "nightly_s": 4.0, "checks_share_of_nightly": 0.20,
-    "peak_rss_gb": 4.0, "training_peak_rss_gb": 4.0, "largest_over_smallest_nightly": 4.0,
+    "serving_features_s": 0.3,
+    "training_features_s": 15.0,
+    "all_checks_s": 0.6,
+    "evidently_over_drift_check": 20.0,
+    "nightly_s": 4.0,
+    "checks_share_of_nightly": 0.20,
+    "peak_rss_gb": 4.0,
+    "training_peak_rss_gb": 4.0,
+    "largest_over_smallest_nightly": 4.0,
 }
 ROLLING = {"txn_count": "count", "amount_sum": "sum", "amount_max": "max"}
 
@@ -96,10 +101,23 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[dict, object]:
 
 
 def nightly(folder: Path, customers: int, night: dt.date, checks: bool) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.nightly_once", "--folder", str(folder),
-           "--customers", str(customers), "--night", night.isoformat()]
-    out = subprocess.run(cmd + ([] if checks else ["--without-checks"]), capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.nightly_once",
+        "--folder",
+        str(folder),
+        "--customers",
+        str(customers),
+        "--night",
+        night.isoformat(),
+    ]
+    out = subprocess.run(
+        cmd + ([] if checks else ["--without-checks"]),
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"nightly run failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -132,13 +150,20 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         out["transactions_in_warehouse"] = int(conn.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0])
         version = current_mapping_version(conn)
         out["serving_features"], served = timed(
-            lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()), repeats)
+            lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()),
+            repeats,
+        )
         out["serving_features"]["rows"] = len(served)
         out["serving_features_written"], _ = timed(
-            lambda: feature_sql.write_serving_features(conn, Night(night, tz), version, settings.features.vocabulary(),
-                                                       SPEC_VERSION), repeats)
-        out["serving_features_written"]["what"] = "write_serving_features: the partition computed and written " \
+            lambda: feature_sql.write_serving_features(
+                conn, Night(night, tz), version, settings.features.vocabulary(), SPEC_VERSION
+            ),
+            repeats,
+        )
+        out["serving_features_written"]["what"] = (
+            "write_serving_features: the partition computed and written "
             "inside the warehouse, as the serving_features asset does"
+        )
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
 
@@ -150,19 +175,27 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     guarded, bare = runs[True], runs[False]
     med = statistics.median
     out["nightly_with_checks"] = {
-        "median_s": med(r["seconds"] for r in guarded), "runs_s": [r["seconds"] for r in guarded],
-        "success": all(r["success"] for r in guarded), "failed_checks": sorted({c for r in guarded for c in r["failed_checks"]}),
+        "median_s": med(r["seconds"] for r in guarded),
+        "runs_s": [r["seconds"] for r in guarded],
+        "success": all(r["success"] for r in guarded),
+        "failed_checks": sorted({c for r in guarded for c in r["failed_checks"]}),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in guarded),
-        "steps_median_s": {k: med(r["steps_seconds"].get(k, 0.0) for r in guarded) for k in guarded[0]["steps_seconds"]},
+        "steps_median_s": {
+            k: med(r["steps_seconds"].get(k, 0.0) for r in guarded) for k in guarded[0]["steps_seconds"]
+        },
     }
     out["nightly_without_checks"] = {
-        "median_s": med(r["seconds"] for r in bare), "runs_s": [r["seconds"] for r in bare],
-        "success": all(r["success"] for r in bare), "peak_rss_mb": max(r["peak_rss_mb"] for r in bare),
+        "median_s": med(r["seconds"] for r in bare),
+        "runs_s": [r["seconds"] for r in bare],
+        "success": all(r["success"] for r in bare),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in bare),
         "steps_median_s": {k: med(r["steps_seconds"].get(k, 0.0) for r in bare) for k in bare[0]["steps_seconds"]},
     }
-    out["all_checks"] = {"median_s": med(r["check_steps_seconds"] for r in guarded),
-                         "runs_s": [r["check_steps_seconds"] for r in guarded],
-                         "note": "sum of the asset-check steps of the guarded nightly run, Dagster step overhead included"}
+    out["all_checks"] = {
+        "median_s": med(r["check_steps_seconds"] for r in guarded),
+        "runs_s": [r["check_steps_seconds"] for r in guarded],
+        "note": "sum of the asset-check steps of the guarded nightly run, Dagster step overhead included",
+    }
     with_s, without_s = out["nightly_with_checks"]["median_s"], out["nightly_without_checks"]["median_s"]
     out["checks_share_of_nightly"] = round((with_s - without_s) / with_s, 3)
     out["with_over_without"] = round(with_s / without_s, 3)
@@ -186,18 +219,21 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
             conn.execute("BEGIN TRANSACTION")
             try:
                 conn.execute("DELETE FROM training_features")
-                feature_sql.insert_training_features(conn, spine, version, settings.features.vocabulary(),
-                                                     "train", SPEC_VERSION)
+                feature_sql.insert_training_features(
+                    conn, spine, version, settings.features.vocabulary(), "train", SPEC_VERSION
+                )
                 return int(conn.execute("SELECT count(*) FROM training_features").fetchall()[0][0])
             finally:
                 conn.execute("ROLLBACK")
 
         out["training_features"], rows = timed(build_training_rows, min(repeats, 3))
     out["training_features"] |= {
-        "rows": rows, "as_of_days": len(spine),
+        "rows": rows,
+        "as_of_days": len(spine),
         "spine": f"{spine[0]} .. {spine[-1]} every {Settings().training.asof_step_days} days",
         "what": "insert_training_features: rows and labels written into the warehouse table, as the asset does",
-        "process_peak_rss_mb": peak_rss_mb(), "process_peak_rss_mb_before": rss_before,
+        "process_peak_rss_mb": peak_rss_mb(),
+        "process_peak_rss_mb_before": rss_before,
     }
     print(f"[{customers}] training features: {out['training_features']}", flush=True)
     return out
@@ -227,15 +263,20 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     out: dict = {"customers": customers}
     with open_warehouse(duckdb_resource(settings)) as conn:
         version = current_mapping_version(conn)
-        ours_timing, ours = timed(lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()), repeats)
+        ours_timing, ours = timed(
+            lambda: feature_sql.serving_features(conn, Night(night, tz), version, settings.features.vocabulary()),
+            repeats,
+        )
         ours = ours.set_index("customer_id")
         tx = conn.execute(
             "SELECT customer_id, event_ts, amount_cents / 100.0 AS amount FROM raw_transactions "
             "WHERE partition BETWEEN ? AND ? AND event_ts >= ? AND event_ts < ?",
-            [night - dt.timedelta(days=32), night + dt.timedelta(days=1), b["start_30"], b["as_of"]]).df()
+            [night - dt.timedelta(days=32), night + dt.timedelta(days=1), b["start_30"], b["as_of"]],
+        ).df()
         # a seeded sample of the model's training frame, as large as the night
         reference = conn.execute(
-            f"SELECT * FROM training_features USING SAMPLE reservoir({int(len(ours))} ROWS) REPEATABLE (7)").df()
+            f"SELECT * FROM training_features USING SAMPLE reservoir({int(len(ours))} ROWS) REPEATABLE (7)"
+        ).df()
         encoded = read_partition(conn, "encoded_features", night)
         _, card = load_deployed(conn)
         ours_drift, _ = timed(lambda: drift_check(conn, night, settings), repeats)
@@ -245,15 +286,22 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
     mine = ours.loc[rolled.index, rolled.columns].fillna(0.0)
     agree = bool(np.allclose(mine.to_numpy(float), rolled.fillna(0.0).to_numpy(float), rtol=1e-9, atol=1e-6))
     out["features"] = {
-        "ours_serving_sql": ours_timing, "pandas_groupby_rolling": rolling_timing,
-        "features_compared": list(rolled.columns), "customers_compared": len(rolled), "values_agree": agree,
+        "ours_serving_sql": ours_timing,
+        "pandas_groupby_rolling": rolling_timing,
+        "features_compared": list(rolled.columns),
+        "customers_compared": len(rolled),
+        "values_agree": agree,
         "pandas_over_ours": round(rolling_timing["median_s"] / ours_timing["median_s"], 1),
         "note": "pandas timed on a frame already in memory (the 30-day window only); ours includes the DuckDB scan "
-                "and all 24 features",
+        "and all 24 features",
     }
     print(f"[compare] features: {out['features']}", flush=True)
-    out["drift"] = {"ours_drift_bounds": ours_drift, "features": len(monitored_features()),
-                    "reference_rows": len(reference), "current_rows": len(encoded)}
+    out["drift"] = {
+        "ours_drift_bounds": ours_drift,
+        "features": len(monitored_features()),
+        "reference_rows": len(reference),
+        "current_rows": len(encoded),
+    }
     try:
         from evidently import Report
         from evidently.presets import DataDriftPreset
@@ -264,8 +312,9 @@ def compare(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
 
     columns = monitored_features()
     ref, cur = reference[columns], encoded[columns]
-    ev_timing, _ = timed(lambda: Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref),
-                         max(1, min(repeats, 3)))
+    ev_timing, _ = timed(
+        lambda: Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref), max(1, min(repeats, 3))
+    )
     out["drift"]["evidently"] = ev_timing | {"version": evidently.__version__}
     out["drift"]["evidently_over_ours"] = round(ev_timing["median_s"] / ours_drift["median_s"], 1)
     print(f"[compare] drift: {out['drift']}", flush=True)
@@ -285,7 +334,8 @@ def verdicts(sizes: dict[int, dict], comparison: dict | None) -> dict:
     }
     if len(sizes) > 1:
         measured["largest_over_smallest_nightly"] = round(
-            largest["nightly_with_checks"]["median_s"] / smallest["nightly_with_checks"]["median_s"], 2)
+            largest["nightly_with_checks"]["median_s"] / smallest["nightly_with_checks"]["median_s"], 2
+        )
     ev = (comparison or {}).get("drift", {}).get("evidently")
     if isinstance(ev, dict):
         measured["evidently_over_drift_check"] = comparison["drift"]["evidently_over_ours"]
@@ -304,10 +354,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[75_000, 150_000, 300_000])
     parser.add_argument("--night", type=dt.date.fromisoformat, default=DEFAULT_NIGHT)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workdir", type=Path, default=None, help="where the worlds are built (default: a temp folder)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the worlds are built (default: a temp folder)"
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse worlds already built in --workdir")
     parser.add_argument("--no-compare", action="store_true", help="skip the pandas / Evidently comparison")
-    parser.add_argument("--tiny", action="store_true", help="CI smoke run: %s" % TINY)
+    parser.add_argument("--tiny", action="store_true", help=f"CI smoke run: {TINY}")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.tiny:
@@ -315,9 +367,14 @@ def main(argv: list[str] | None = None) -> dict:
     quiet_dagster_warnings()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="risk_assets_bench_"))
     started = time.perf_counter()
-    report: dict = {"machine": describe(), "night": args.night.isoformat(), "repeats": args.repeats,
-                    "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
-                    "build_seconds": {}, "sizes": {}}
+    report: dict = {
+        "machine": describe(),
+        "night": args.night.isoformat(),
+        "repeats": args.repeats,
+        "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "build_seconds": {},
+        "sizes": {},
+    }
     sizes = sorted(args.sizes)
     for customers in sizes:
         folder = workdir / f"customers_{customers}"
@@ -327,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_compare:
         comparison = compare(workdir / f"customers_{sizes[-1]}", sizes[-1], args.night, args.repeats)
         report["side_by_side"] = comparison
-    report["targets"] = verdicts({k: v for k, v in report["sizes"].items()}, comparison)
+    report["targets"] = verdicts(dict(report["sizes"]), comparison)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     out = args.out or Path(__file__).parent / "results" / f"run_{'_'.join(map(str, sizes))}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

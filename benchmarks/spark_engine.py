@@ -34,18 +34,17 @@ import numpy as np
 from benchmarks import world
 from benchmarks.machine import describe
 from benchmarks.run import DEFAULT_NIGHT
-from risk_assets.core import model as model_lib
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.checks import Step
-from risk_assets.engines import DuckDBEngine
-from risk_assets.store.registry import load_deployed
+from risk_assets.core import model as model_lib
+from risk_assets.core.night import Night
 from risk_assets.defs.model import training_nights
 from risk_assets.defs.resources import duckdb_resource, open_warehouse
-from risk_assets.core.night import Night
+from risk_assets.engines import DuckDBEngine
 from risk_assets.engines import executions as feature_sql
-from risk_assets.store import registry
-from risk_assets.store import warehouse
 from risk_assets.settings import Settings
+from risk_assets.store import registry, warehouse
+from risk_assets.store.registry import load_deployed
 
 
 def _timed(fn, repeats: int):
@@ -55,15 +54,23 @@ def _timed(fn, repeats: int):
         t0 = time.perf_counter()
         try:
             out = fn()
-        except Exception as exc:  # noqa: BLE001 - recorded in the result
-            return {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                    "after_s": round(time.perf_counter() - t0, 1)}, None
+        except Exception as exc:
+            return {
+                "failed": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                "after_s": round(time.perf_counter() - t0, 1),
+            }, None
         runs.append(round(time.perf_counter() - t0, 3))
     return {"median_s": statistics.median(runs), "runs_s": runs}, out
 
 
-STATISTIC_LOADERS = ("amount_scale", "category_coverage", "channel_coverage", "imputation_ceiling",
-                     "missingness_pattern", "drift_bounds")
+STATISTIC_LOADERS = (
+    "amount_scale",
+    "category_coverage",
+    "channel_coverage",
+    "imputation_ceiling",
+    "missingness_pattern",
+    "drift_bounds",
+)
 """The checks whose loaders are aggregate queries (the statistic sections of ``risk_assets/checks/``)."""
 
 
@@ -86,7 +93,8 @@ def check_statistics(conn, engine, night: Night, settings: Settings, repeats: in
     out["check_statistics_spark"], theirs = _timed(lambda: verdicts(engine), repeats)
     out["check_statistics_checks"] = [d.label for d in decls]
     out["check_verdicts_equal"] = theirs is not None and all(
-        ours[k].passed == theirs[k].passed and ours[k].summary == theirs[k].summary for k in ours)
+        ours[k].passed == theirs[k].passed and ours[k].summary == theirs[k].summary for k in ours
+    )
     return out
 
 
@@ -96,9 +104,9 @@ def contract(folder: Path, conn, engine, night: Night, settings: Settings, repea
     import pyarrow.parquet as pq
 
     from risk_assets.core.contract import split_transactions
+    from risk_assets.engines.spark.contract import split_day
     from risk_assets.scenario.source import export_landing
     from risk_assets.sources import LandingSource
-    from risk_assets.engines.spark.contract import split_day
 
     root = folder / "landing_export"
     day_dir = root / "transactions" / f"date={night.day}"
@@ -115,22 +123,39 @@ def contract(folder: Path, conn, engine, night: Night, settings: Settings, repea
 
     def driver():
         frame = source.transactions(night.day)
-        return split_transactions(frame, night.window, max_amount=r.max_amount, max_text=r.max_text_length,
-                                  known_customers=known, conflicted_customers=conflicted,
-                                  stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]))
+        return split_transactions(
+            frame,
+            night.window,
+            max_amount=r.max_amount,
+            max_text=r.max_text_length,
+            known_customers=known,
+            conflicted_customers=conflicted,
+            stored_elsewhere=warehouse.stored_elsewhere(conn, night.day, frame["transaction_id"]),
+        )
 
     def spark():
-        return split_day(engine, source.data_files(night.day), source.root, night.day, night.window,
-                         max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)[0]
+        return split_day(
+            engine,
+            source.data_files(night.day),
+            source.root,
+            night.day,
+            night.window,
+            max_amount=r.max_amount,
+            max_text=r.max_text_length,
+            conflicted=conflicted,
+        )[0]
 
     out = {}
     out["contract_driver"], ours = _timed(driver, repeats)
     out["contract_spark"], theirs = _timed(spark, repeats)
     out["contract_rows"] = None if ours is None else ours.received
     out["contract_files"] = len(source.data_files(night.day))
-    out["contract_equal"] = theirs is not None and ours is not None and (
-        len(ours.accepted), len(ours.rejected), ours.reasons) == (len(theirs.accepted), len(theirs.rejected),
-                                                                   theirs.reasons)
+    out["contract_equal"] = (
+        theirs is not None
+        and ours is not None
+        and (len(ours.accepted), len(ours.rejected), ours.reasons)
+        == (len(theirs.accepted), len(theirs.rejected), theirs.reasons)
+    )
     return out
 
 
@@ -142,16 +167,21 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
     lake = Lake(folder / "lake")
     night = Night.of(DEFAULT_NIGHT, settings.calendar)
     vocabulary = settings.features.vocabulary()
-    chunk = training_nights(Settings())[0][-feature_sql.TRAINING_CHUNK_DAYS:]
+    chunk = training_nights(Settings())[0][-feature_sql.TRAINING_CHUNK_DAYS :]
     out: dict = {"customers": customers}
     with open_warehouse(duckdb_resource(settings)) as conn:
         if not warehouse.count(conn, "encoded_features", DEFAULT_NIGHT):
-            raise SystemExit(f"{folder}: run `python -m benchmarks.run --workdir ... --sizes {customers}` first "
-                             "(the night must be scored)")
+            raise SystemExit(
+                f"{folder}: run `python -m benchmarks.run --workdir ... --sizes {customers}` first "
+                "(the night must be scored)"
+            )
         t0 = time.perf_counter()
         committed = lake.sync(conn)
-        out["lake_sync"] = {"seconds": round(time.perf_counter() - t0, 1), "partitions": len(committed),
-                            "bytes": sum(f.stat().st_size for f in lake.table(RAW).rglob("*.parquet"))}
+        out["lake_sync"] = {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "partitions": len(committed),
+            "bytes": sum(f.stat().st_size for f in lake.table(RAW).rglob("*.parquet")),
+        }
         t0 = time.perf_counter()
         engine = SparkEngine(conn, connect("local[2]"), lake, "local[2]")
         engine.register_views()
@@ -159,14 +189,15 @@ def measure(folder: Path, customers: int, repeats: int) -> dict:
         version = registry.current_mapping_version(conn)
 
         out["serving_duckdb"], ours = _timed(
-            lambda: feature_sql.serving_features(conn, night, version, vocabulary), repeats)
-        out["serving_spark"], theirs = _timed(
-            lambda: engine.serving_features(night, version, vocabulary), repeats)
+            lambda: feature_sql.serving_features(conn, night, version, vocabulary), repeats
+        )
+        out["serving_spark"], theirs = _timed(lambda: engine.serving_features(night, version, vocabulary), repeats)
         out["serving_equal"] = theirs is not None and bool(ours.equals(theirs))
         out["serving_rows"] = len(ours)
 
         out["training_chunk_duckdb"], ours = _timed(
-            lambda: feature_sql.training_features(conn, chunk, version, vocabulary), 1)
+            lambda: feature_sql.training_features(conn, chunk, version, vocabulary), 1
+        )
         out["training_chunk_spark"], theirs = _timed(lambda: engine.training_chunk(chunk, version, vocabulary), 1)
         out["training_chunk_equal"] = theirs is not None and bool(ours.equals(theirs))
         out["training_chunk_rows"] = len(ours)
@@ -194,8 +225,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     quiet_dagster_warnings()
-    report = {"machine": describe(), "night": DEFAULT_NIGHT.isoformat(), "repeats": args.repeats,
-              "spark_remote": "local[2]", "sizes": {}}
+    report = {
+        "machine": describe(),
+        "night": DEFAULT_NIGHT.isoformat(),
+        "repeats": args.repeats,
+        "spark_remote": "local[2]",
+        "sizes": {},
+    }
     for customers in sorted(args.sizes):
         report["sizes"][customers] = measure(args.workdir / f"customers_{customers}", customers, args.repeats)
         print(json.dumps(report["sizes"][customers]), flush=True)

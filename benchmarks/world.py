@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
-from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+
+from risk_assets.core.features.spec import LOOKBACK_DAYS
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, REFERENCE_JOB, TRAINING_JOB
-from risk_assets.core.features.spec import LOOKBACK_DAYS
+from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from risk_assets.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -30,10 +31,15 @@ def training_near(night: dt.date, world_start: dt.date = dt.date(2025, 1, 1)) ->
     active customers, shorter gaps), which the directional drift monitor rightly flags."""
     end = night - dt.timedelta(days=45)
     start = max(end - dt.timedelta(days=96), world_start + dt.timedelta(days=LOOKBACK_DAYS + 1))
-    return {"start": start.isoformat(), "end": end.isoformat(), "asof_step_days": 12,
-            "validation_start": (night - dt.timedelta(days=14)).isoformat(),
-            "validation_end": (night - dt.timedelta(days=1)).isoformat(), "validation_step_days": 3,
-            "num_boost_round": 100}
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "asof_step_days": 12,
+        "validation_start": (night - dt.timedelta(days=14)).isoformat(),
+        "validation_end": (night - dt.timedelta(days=1)).isoformat(),
+        "validation_step_days": 3,
+        "num_boost_round": 100,
+    }
 
 
 def settings_for(folder: Path, customers: int, night: dt.date = FIRST_NIGHT) -> Settings:
@@ -45,17 +51,23 @@ def settings_for(folder: Path, customers: int, night: dt.date = FIRST_NIGHT) -> 
     )
 
 
-def build(settings: Settings, instance: dg.DagsterInstance, say: Callable[[str], None] = print,
-          night: dt.date = FIRST_NIGHT) -> dict[str, float]:
+def build(
+    settings: Settings, instance: dg.DagsterInstance, say: Callable[[str], None] = print, night: dt.date = FIRST_NIGHT
+) -> dict[str, float]:
     """Customers, raw history from the first partition up to the day before ``night``,
     mapping and model."""
     defs = build_definitions(settings)
     timings = {}
     for label, job, tags in (
         ("reference", REFERENCE_JOB, {}),
-        ("raw_history", HISTORY_JOB, {
-            ASSET_PARTITION_RANGE_START_TAG: settings.calendar.partitions_start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: (night - dt.timedelta(days=1)).isoformat()}),
+        (
+            "raw_history",
+            HISTORY_JOB,
+            {
+                ASSET_PARTITION_RANGE_START_TAG: settings.calendar.partitions_start.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: (night - dt.timedelta(days=1)).isoformat(),
+            },
+        ),
         ("training", TRAINING_JOB, {}),
     ):
         t0 = time.perf_counter()

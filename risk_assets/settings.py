@@ -134,8 +134,12 @@ class FeatureSettings(_Section):
     online_channels: tuple[str, ...] = ("online", "transfer")
 
     def vocabulary(self) -> FeatureVocabulary:
-        return FeatureVocabulary(cash=self.cash_categories, transfer=self.transfer_categories,
-                                 gambling=self.gambling_categories, online=self.online_channels)
+        return FeatureVocabulary(
+            cash=self.cash_categories,
+            transfer=self.transfer_categories,
+            gambling=self.gambling_categories,
+            online=self.online_channels,
+        )
 
 
 class TrainingSettings(_Section):
@@ -378,18 +382,18 @@ MOVED_KEYS: dict[str, str] = {
 
 
 def settings_from_mapping(data: dict, origin: str = "settings") -> Settings:
-    moved = [f"{old}: the section [{old}] moved to [{new}] (the embedded world's scenario lives apart "
-             f"from production settings); rename it, keys unchanged: {old}.KEY -> {new}.KEY"
-             for old, new in MOVED_KEYS.items() if old in data]
+    moved = [
+        f"{old}: the section [{old}] moved to [{new}] (the embedded world's scenario lives apart "
+        f"from production settings); rename it, keys unchanged: {old}.KEY -> {new}.KEY"
+        for old, new in MOVED_KEYS.items()
+        if old in data
+    ]
     if moved:
         raise SettingsError(f"invalid {origin}:\n  " + "\n  ".join(moved))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()]
         raise SettingsError(f"invalid {origin}:\n  " + "\n  ".join(problems)) from None
 
 
@@ -413,18 +417,10 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     base = file.resolve().parent
     return settings.model_copy(
         update={
-            "source": settings.source.model_copy(
-                update={"landing_dir": base / settings.source.landing_dir}
-            ),
-            "warehouse": settings.warehouse.model_copy(
-                update={"duckdb_path": base / settings.warehouse.duckdb_path}
-            ),
-            "scoring": settings.scoring.model_copy(
-                update={"models_dir": base / settings.scoring.models_dir}
-            ),
-            "alerts": settings.alerts.model_copy(
-                update={"duckdb_path": base / settings.alerts.duckdb_path}
-            ),
+            "source": settings.source.model_copy(update={"landing_dir": base / settings.source.landing_dir}),
+            "warehouse": settings.warehouse.model_copy(update={"duckdb_path": base / settings.warehouse.duckdb_path}),
+            "scoring": settings.scoring.model_copy(update={"models_dir": base / settings.scoring.models_dir}),
+            "alerts": settings.alerts.model_copy(update={"duckdb_path": base / settings.alerts.duckdb_path}),
             "report": settings.report.model_copy(update={"dir": base / settings.report.dir}),
             "engine": settings.engine.model_copy(update={"lake_path": base / settings.engine.lake_path}),
         }

@@ -10,9 +10,13 @@ import dagster as dg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from risk_assets.defs.factory import build_definitions
-from risk_assets.defs.jobs import NIGHTLY_JOB, REFERENCE_JOB
-from risk_assets.settings import Settings
+from risk_assets.defs.known_warnings import accept_known_dagster_warnings, filterwarnings_lines
+
+accept_known_dagster_warnings()  # before the definitions are imported: some warn at import
+
+from risk_assets.defs.factory import build_definitions  # noqa: E402
+from risk_assets.defs.jobs import NIGHTLY_JOB, REFERENCE_JOB  # noqa: E402
+from risk_assets.settings import Settings  # noqa: E402
 
 # Property tests are deterministic in CI (same examples every run); RISK_ASSETS_SLOW=1
 # explores new random examples with larger counts (see test_bad_input.py).
@@ -21,6 +25,13 @@ hypothesis_settings.register_profile("slow", deadline=None, print_blob=True)
 hypothesis_settings.load_profile("slow" if os.environ.get("RISK_ASSETS_SLOW") == "1" else "ci")
 
 SMALL = {"n_customers": 1500}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The warnings the project accepts knowingly (``defs/known_warnings.py``, the one list)
+    are filtered in the test run too; any other warning is printed in the summary."""
+    for line in filterwarnings_lines():
+        config.addinivalue_line("filterwarnings", line)
 
 
 def scenario(sections: dict) -> dict:
@@ -64,6 +75,7 @@ def run_night(
 ) -> dg.ExecuteInProcessResult:
     """One nightly partition; ``raw_only`` loads just the raw layer (the history job)."""
     from risk_assets.defs.jobs import HISTORY_JOB
+
     defs = build_definitions(settings)
     return defs.resolve_job_def(HISTORY_JOB if raw_only else NIGHTLY_JOB).execute_in_process(
         instance=instance,
@@ -82,8 +94,12 @@ FIRST_NIGHT = dt.date(2025, 12, 1)
 TRAINED_OVERRIDES = {
     "world": {"n_customers": 4000},
     "training": {
-        "start": "2025-04-01", "end": "2025-09-15", "asof_step_days": 8,
-        "validation_start": "2025-10-20", "validation_end": "2025-11-29", "validation_step_days": 4,
+        "start": "2025-04-01",
+        "end": "2025-09-15",
+        "asof_step_days": 8,
+        "validation_start": "2025-10-20",
+        "validation_end": "2025-11-29",
+        "validation_step_days": 4,
         "num_boost_round": 60,
     },
 }
@@ -118,8 +134,10 @@ def trained_world(tmp_path_factory) -> Path:
         defs.resolve_job_def(HISTORY_JOB).execute_in_process(
             instance=instance,
             run_config=QUIET,
-            tags={ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-                  ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat()},
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: HISTORY_END.isoformat(),
+            },
         )
         defs.resolve_job_def(TRAINING_JOB).execute_in_process(instance=instance, run_config=QUIET)
     return folder
@@ -166,9 +184,12 @@ def landing_world(request, tmp_path_factory) -> tuple[str, Path]:
     world = request.param
     folder = tmp_path_factory.mktemp(f"landing_{world}")
     with dg.instance_for_test() as instance:
-        build_landing_world(landing_settings(folder, world), instance, (HISTORY_START, HISTORY_END),
-                            LANDING_LAST_DAY, QUIET)
+        build_landing_world(
+            landing_settings(folder, world), instance, (HISTORY_START, HISTORY_END), LANDING_LAST_DAY, QUIET
+        )
     return world, folder
+
+
 @pytest.fixture
 def landing_copy(landing_world, tmp_path):
     """A private copy of a landing world's warehouse and of the landing files of the days a
@@ -225,12 +246,19 @@ def postgres_server() -> dict[str, str]:
     except ImportError:
         require("dagster-postgres", False, "pip install -e '.[postgres]'")
     url = os.environ.get(POSTGRES_ENV)
-    require("a PostgreSQL server", bool(url),
-            f"install PostgreSQL and set {POSTGRES_ENV}=postgresql://USER:PASSWORD@HOST:PORT/postgres")
+    require(
+        "a PostgreSQL server",
+        bool(url),
+        f"install PostgreSQL and set {POSTGRES_ENV}=postgresql://USER:PASSWORD@HOST:PORT/postgres",
+    )
     parts = urlparse(url)
-    server = {"host": parts.hostname or "127.0.0.1", "port": str(parts.port or 5432),
-              "user": unquote(parts.username or "postgres"), "password": unquote(parts.password or ""),
-              "dbname": parts.path.lstrip("/") or "postgres"}
+    server = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": str(parts.port or 5432),
+        "user": unquote(parts.username or "postgres"),
+        "password": unquote(parts.password or ""),
+        "dbname": parts.path.lstrip("/") or "postgres",
+    }
     try:
         psycopg2.connect(**server, connect_timeout=5).close()
     except psycopg2.OperationalError as exc:
@@ -255,8 +283,13 @@ def postgres_home(postgres_server, tmp_path, monkeypatch) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(Path(__file__).resolve().parent.parent / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
-    for key, value in {"HOST": postgres_server["host"], "PORT": postgres_server["port"],
-                       "USER": postgres_server["user"], "PASSWORD": postgres_server["password"], "DB": name}.items():
+    for key, value in {
+        "HOST": postgres_server["host"],
+        "PORT": postgres_server["port"],
+        "USER": postgres_server["user"],
+        "PASSWORD": postgres_server["password"],
+        "DB": name,
+    }.items():
         monkeypatch.setenv(f"RISK_ASSETS_PG_{key}", value)
     try:
         yield home

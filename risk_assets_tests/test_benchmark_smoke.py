@@ -11,14 +11,26 @@ from pathlib import Path
 from benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASUREMENTS = ["serving_features", "training_features", "all_checks", "scoring",
-                "nightly_with_checks", "nightly_without_checks", "drift_check_only"]
+MEASUREMENTS = [
+    "serving_features",
+    "training_features",
+    "all_checks",
+    "scoring",
+    "nightly_with_checks",
+    "nightly_without_checks",
+    "drift_check_only",
+]
 
 
 def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
     out = tmp_path / "tiny.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--tiny", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["machine"]["cores"] and report["machine"]["dagster"]
@@ -34,8 +46,15 @@ def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
     assert features["values_agree"] and features["customers_compared"] > 0
     evidently = report["side_by_side"]["drift"]["evidently"]
     assert isinstance(evidently, dict) or evidently.startswith("skipped: evidently is not installed")
-    assert set(report["targets"]) >= {"serving_features_s", "training_features_s", "all_checks_s", "nightly_s",
-                                      "checks_share_of_nightly", "peak_rss_gb", "training_peak_rss_gb"}
+    assert set(report["targets"]) >= {
+        "serving_features_s",
+        "training_features_s",
+        "all_checks_s",
+        "nightly_s",
+        "checks_share_of_nightly",
+        "peak_rss_gb",
+        "training_peak_rss_gb",
+    }
     # the serving partition and the training rows as the assets write them
     assert size["serving_features_written"]["median_s"] > 0
     assert "inside the warehouse" in size["serving_features_written"]["what"]

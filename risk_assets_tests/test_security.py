@@ -13,25 +13,34 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from risk_assets.store import warehouse
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB, TRAINING_JOB
-from risk_assets.settings import Settings, SettingsError, settings_from_mapping
 from risk_assets.scenario.source import export_landing
+from risk_assets.settings import Settings, SettingsError, settings_from_mapping
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET
-from risk_assets_tests.test_bad_input import HOSTILE
+from risk_assets_tests.sources.test_bad_input import HOSTILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_ui_command_in_the_docs_binds_to_localhost():
     blocks = re.findall(r"```[a-z]*\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    commands = [line for block in blocks for line in block.splitlines()
-                if re.search(r"dagster(-webserver)? dev|dagster-webserver |\bdg dev", line)]
+    commands = [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if re.search(r"dagster(-webserver)? dev|dagster-webserver |\bdg dev", line)
+    ]
     assert commands, "the README shows how to start the UI"
     for line in commands:
         assert re.search(r"(-h|--host) 127\.0\.0\.1\b", line), line
-    for path in (ROOT / "README.md", ROOT / "workspace.yaml", ROOT / "pyproject.toml", *ROOT.glob("risk_assets/**/*.py")):
+    for path in (
+        ROOT / "README.md",
+        ROOT / "workspace.yaml",
+        ROOT / "pyproject.toml",
+        *ROOT.glob("risk_assets/**/*.py"),
+    ):
         assert "0.0.0.0" not in path.read_text(), path
 
 
@@ -60,8 +69,13 @@ def test_saved_models_are_lightgbm_text_and_json_only(trained_world):
         assert model.read_text().startswith("tree\nversion=")
 
 
-@given(st.one_of(st.text(max_size=60), st.sampled_from(HOSTILE),
-                 st.sampled_from(list(warehouse.TABLES)).map(lambda t: f'{t}"; DROP TABLE {t}; --')))
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.sampled_from(HOSTILE),
+        st.sampled_from(list(warehouse.TABLES)).map(lambda t: f'{t}"; DROP TABLE {t}; --'),
+    )
+)
 def test_only_whitelisted_identifiers_reach_sql(name):
     if name in warehouse.TABLES:
         assert warehouse.table(name) == f'"{name}"'
@@ -96,8 +110,13 @@ def test_hostile_category_names_and_sql_looking_settings_are_only_ever_data(worl
     before = _tables_and_counts(path)
 
     with dg.instance_for_test() as instance:
-        result = build_definitions(settings).resolve_job_def(NIGHTLY_JOB).execute_in_process(
-            instance=instance, partition_key=night.isoformat(), run_config=QUIET, raise_on_error=False)
+        result = (
+            build_definitions(settings)
+            .resolve_job_def(NIGHTLY_JOB)
+            .execute_in_process(
+                instance=instance, partition_key=night.isoformat(), run_config=QUIET, raise_on_error=False
+            )
+        )
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
     coverage = checks[("encoded_features", "category_coverage")]
     assert not coverage.passed and not result.success  # new categories block the night, as they should
@@ -106,18 +125,24 @@ def test_hostile_category_names_and_sql_looking_settings_are_only_ever_data(worl
     assert after.keys() == before.keys()
     assert after["customers"] == before["customers"] and after["model_registry"] == before["model_registry"]
     with warehouse.connect(path, read_only=True) as conn:
-        stored = {r[0] for r in conn.execute(
-            "SELECT DISTINCT category FROM raw_transactions WHERE partition = ?", [night]).fetchall()}
+        stored = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT category FROM raw_transactions WHERE partition = ?", [night]
+            ).fetchall()
+        }
     assert set(HOSTILE) <= stored
 
     aliased = world_copy(mapping={"aliases": {HOSTILE[0]: "groceries"}})
     with dg.instance_for_test() as instance:
         mapping_job = build_definitions(aliased).resolve_job_def(TRAINING_JOB)
-        assert mapping_job.execute_in_process(instance=instance, run_config=QUIET,
-                                              asset_selection=[dg.AssetKey("category_mapping")]).success
+        assert mapping_job.execute_in_process(
+            instance=instance, run_config=QUIET, asset_selection=[dg.AssetKey("category_mapping")]
+        ).success
     with warehouse.connect(path, read_only=True) as conn:
-        rows = conn.execute("SELECT canonical, origin FROM category_mapping WHERE raw_category = ?",
-                            [HOSTILE[0]]).fetchall()
+        rows = conn.execute(
+            "SELECT canonical, origin FROM category_mapping WHERE raw_category = ?", [HOSTILE[0]]
+        ).fetchall()
     assert rows == [("groceries", "alias")]
     assert _tables_and_counts(path).keys() == before.keys()
 
@@ -165,8 +190,12 @@ def test_every_share_and_threshold_in_settings_refuses_negative_values():
             if hasattr(field.annotation, "model_fields"):
                 walk(field.annotation, (*path, field_name))
                 continue
-            bounds = [m for m in field.metadata if getattr(m, "ge", getattr(m, "gt", None)) is not None
-                      and getattr(m, "ge", getattr(m, "gt", None)) >= 0]
+            bounds = [
+                m
+                for m in field.metadata
+                if getattr(m, "ge", getattr(m, "gt", None)) is not None
+                and getattr(m, "ge", getattr(m, "gt", None)) >= 0
+            ]
             if field.annotation not in (float, int) or not bounds:
                 continue
             data: dict = {field_name: -1}

@@ -36,12 +36,12 @@ def test_toml_file_from_env_var_overrides_and_resolves_paths(tmp_path, monkeypat
     "toml, key",
     [
         ("[scenario.world]\nn_customers = -5\n", "scenario.world.n_customers"),
-        ("[calendar]\ntimezone = \"Mars/Olympus\"\n", "calendar.timezone"),
+        ('[calendar]\ntimezone = "Mars/Olympus"\n', "calendar.timezone"),
         ("[scenario.world.missingness]\nshare = 1.5\n", "scenario.world.missingness.share"),
         ("[scenario.world]\nno_such_key = 1\n", "scenario.world.no_such_key"),
         ("[world]\nn_customers = 300\n", "the section [world] moved to [scenario.world]"),
         ("[serving_skew]\nend_shift_hours = -3\n", "the section [serving_skew] moved to [scenario.serving_skew]"),
-        ("[source]\nkind = \"s3\"\n", "source.kind"),
+        ('[source]\nkind = "s3"\n', "source.kind"),
     ],
 )
 def test_invalid_values_fail_at_load_naming_the_key(tmp_path, toml, key):
@@ -72,6 +72,7 @@ def test_the_readme_settings_example_is_valid_and_shows_the_defaults():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     [example] = re.findall(r"```toml\n(# risk_assets\.toml.*?)```", readme, flags=re.S)
     documented = settings_from_mapping(tomllib.loads(example), origin="README.md")
-    assert documented.model_copy(update={"scenario": {}}) == Settings(), \
+    assert documented.model_copy(update={"scenario": {}}) == Settings(), (
         "the README's settings example drifted from the defaults"
+    )
     assert scenario_of(documented) == scenario_of(Settings()), "the README's [scenario] drifted from its defaults"

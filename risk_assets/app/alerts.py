@@ -50,7 +50,7 @@ def post_webhook(url: str, alert: Alert, timeout: float) -> str:
         url, data=json.dumps(alert.payload()).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL from settings
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return f"HTTP {response.status}"
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         # The alert is still stored and logged; the failed delivery is recorded with it.
@@ -58,8 +58,9 @@ def post_webhook(url: str, alert: Alert, timeout: float) -> str:
         return f"failed: {exc}"
 
 
-def record(path: str | Path, alerts: list[Alert], webhook_url: str | None = None,
-           webhook_timeout: float = 5.0) -> list[Alert]:
+def record(
+    path: str | Path, alerts: list[Alert], webhook_url: str | None = None, webhook_timeout: float = 5.0
+) -> list[Alert]:
     """Store new alerts (ids already stored are skipped), log them, post them. Returns the new ones."""
     if not alerts:
         return []
@@ -68,8 +69,15 @@ def record(path: str | Path, alerts: list[Alert], webhook_url: str | None = None
         fresh = [a for a in {a.alert_id: a for a in alerts}.values() if a.alert_id not in known]
         rows = []
         for alert in fresh:
-            log.warning("ALERT %s %s %s/%s: %s (run %s)", alert.kind, alert.partition, alert.asset,
-                        alert.check_name, alert.reason, alert.run_url or alert.run_id)
+            log.warning(
+                "ALERT %s %s %s/%s: %s (run %s)",
+                alert.kind,
+                alert.partition,
+                alert.asset,
+                alert.check_name,
+                alert.reason,
+                alert.run_url or alert.run_id,
+            )
             status = post_webhook(webhook_url, alert, webhook_timeout) if webhook_url else None
             rows.append(alert.payload() | {"created_at": alert.created_at, "webhook_status": status})
         if rows:

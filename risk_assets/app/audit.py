@@ -14,9 +14,24 @@ import pandas as pd
 from risk_assets.defs.render import RESERVED
 from risk_assets.defs.sensors import FAILED, PLANNED, SUCCEEDED, _blocked, record_status
 
-AUDIT_COLUMNS = ["partition", "asset", "check", "status", "severity", "blocking", "summary", "figures",
-                 "thresholds", "override", "run_id", "time", "spec_version", "mapping_version", "model_version",
-                 "settings_version"]
+AUDIT_COLUMNS = [
+    "partition",
+    "asset",
+    "check",
+    "status",
+    "severity",
+    "blocking",
+    "summary",
+    "figures",
+    "thresholds",
+    "override",
+    "run_id",
+    "time",
+    "spec_version",
+    "mapping_version",
+    "model_version",
+    "settings_version",
+]
 _LIMIT = 100_000
 
 
@@ -56,26 +71,29 @@ def audit_rows(instance: dg.DagsterInstance, checks: dict[dg.AssetCheckKey, bool
             # figures: the result's scalar entries (tables and JSON data stay in the UI)
             metadata = {k: _plain(v) for k, v in raw.items()}
             metadata = {k: v for k, v in metadata.items() if v is not None}
-            versions = {v: metadata.get(v) for v in ("spec_version", "mapping_version", "model_version",
-                                                      "settings_version")}
+            versions = {
+                v: metadata.get(v) for v in ("spec_version", "mapping_version", "model_version", "settings_version")
+            }
             summary = metadata.get("summary") or (evaluation.description if evaluation else None)
             by, why = metadata.get("override_by"), metadata.get("override_reason")
             figures = {k: v for k, v in metadata.items() if k not in RESERVED}
-            rows.append({
-                "partition": record.partition or "-",
-                "asset": key.asset_key.to_user_string(),
-                "check": key.name,
-                "status": _status(instance, record),
-                "severity": evaluation.severity.value if evaluation else "-",
-                "blocking": blocking,
-                "summary": summary or "-",
-                "figures": dict(sorted(figures.items())),
-                "thresholds": dict(sorted((thresholds.value if thresholds is not None else {}).items())),
-                "override": f"{by}: {why}" if by else "-",
-                "run_id": record.run_id,
-                "time": dt.datetime.fromtimestamp(record.create_timestamp, dt.timezone.utc).isoformat(timespec="seconds"),
-                **versions,
-            })
+            rows.append(
+                {
+                    "partition": record.partition or "-",
+                    "asset": key.asset_key.to_user_string(),
+                    "check": key.name,
+                    "status": _status(instance, record),
+                    "severity": evaluation.severity.value if evaluation else "-",
+                    "blocking": blocking,
+                    "summary": summary or "-",
+                    "figures": dict(sorted(figures.items())),
+                    "thresholds": dict(sorted((thresholds.value if thresholds is not None else {}).items())),
+                    "override": f"{by}: {why}" if by else "-",
+                    "run_id": record.run_id,
+                    "time": dt.datetime.fromtimestamp(record.create_timestamp, dt.UTC).isoformat(timespec="seconds"),
+                    **versions,
+                }
+            )
     frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     # a result that never evaluated carries no metadata: it was judged under its run's versions
     for column in ("spec_version", "mapping_version", "model_version", "settings_version"):
@@ -98,5 +116,7 @@ def filtered(frame: pd.DataFrame, start: str | None, end: str | None, check: str
 
 def check_keys(defs: dg.Definitions) -> dict[dg.AssetCheckKey, bool]:
     graph = defs.resolve_asset_graph()
-    return {key: graph.get_check_spec(key).blocking for key in sorted(graph.asset_check_keys,
-                                                                      key=lambda k: k.to_user_string())}
+    return {
+        key: graph.get_check_spec(key).blocking
+        for key in sorted(graph.asset_check_keys, key=lambda k: k.to_user_string())
+    }

@@ -47,7 +47,7 @@ def _settings_file(home: Path) -> str | None:
 
 def quiet_dagster_warnings() -> None:
     """The CLI's output is its own: the preview/beta/superseded-API warnings the project
-    accepts on purpose are filtered (see ``risk_assets/known_warnings.py``)."""
+    accepts on purpose are filtered (see ``risk_assets/defs/known_warnings.py``)."""
     from risk_assets.defs.known_warnings import accept_known_dagster_warnings
 
     accept_known_dagster_warnings()
@@ -124,8 +124,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     for result in results:
         print(f"{result.job_name}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
     ok = all(r.success for r in results)
-    print(f"loaded {first} .. {last} ({(last - first).days + 1} days) in {time.perf_counter() - t0:.0f}s"
-          if ok else "load failed: see the run in the UI (risk-assets ui)")
+    print(
+        f"loaded {first} .. {last} ({(last - first).days + 1} days) in {time.perf_counter() - t0:.0f}s"
+        if ok
+        else "load failed: see the run in the UI (risk-assets ui)"
+    )
     return 0 if ok else 1
 
 
@@ -134,26 +137,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings, instance = _context(args)
     result = Operator(settings, instance).train()
-    meta = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
     model = meta.get("risk_model", {})
     if model:
-        print(f"model {model.get('model_version')}: validation ROC AUC {model.get('validation_roc_auc', 0):.3f}, "
-              f"precision in top {model.get('review_budget', 0):.0%} {model.get('validation_precision_at_budget', 0):.3f}")
+        print(
+            f"model {model.get('model_version')}: validation ROC AUC {model.get('validation_roc_auc', 0):.3f}, "
+            f"precision in top {model.get('review_budget', 0):.0%} {model.get('validation_precision_at_budget', 0):.3f}"
+        )
     gate = meta.get("deployed_model")
     if result.success and gate:
         print(f"deployment gate: {gate.get('decision')} — serving {gate.get('model_version')}")
         return 0
-    failure = next((e.step_failure_data.user_failure_data.description for e in result.all_events
-                    if e.event_type_value == "STEP_FAILURE" and e.step_failure_data
-                    and e.step_failure_data.user_failure_data), None)
+    failure = next(
+        (
+            e.step_failure_data.user_failure_data.description
+            for e in result.all_events
+            if e.event_type_value == "STEP_FAILURE" and e.step_failure_data and e.step_failure_data.user_failure_data
+        ),
+        None,
+    )
     print(f"training or the deployment gate failed: {failure or 'see the run in the UI'} (run {result.run_id})")
     return 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One night, or a range in order, with a progress bar and a summary."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from risk_assets.app.operations import Operator, nights_between, parse_day
 
@@ -168,8 +187,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     operator = Operator(settings, instance)
     outcomes = []
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("nights"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("nights"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console, transient=True, disable=len(nights) == 1) as progress:
         task = progress.add_task("nightly_job", total=len(nights))
         for night in nights:
@@ -180,15 +206,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.advance(task)
     scored = sum(o.scored for o in outcomes)
     blocked = [o for o in outcomes if not o.scored]
-    console.print(f"{len(outcomes)} night(s): {scored} scored, {len(blocked)} blocked or failed"
-                  + (f" ({', '.join(str(o.night) for o in blocked)})" if blocked else "")
-                  + f"; reports in {settings.report.dir}")
+    console.print(
+        f"{len(outcomes)} night(s): {scored} scored, {len(blocked)} blocked or failed"
+        + (f" ({', '.join(str(o.night) for o in blocked)})" if blocked else "")
+        + f"; reports in {settings.report.dir}"
+    )
     return 1 if blocked else 0
 
 
 def _outcome_line(o) -> str:
-    what = (f"[green]scored {o.scored_customers:,}[/green]" if o.scored else
-            f"[red]BLOCKED[/red] by {', '.join(o.blocked_by)}" if o.blocked_by else f"[red]FAILED[/red]: {o.error}")
+    what = (
+        f"[green]scored {o.scored_customers:,}[/green]"
+        if o.scored
+        else f"[red]BLOCKED[/red] by {', '.join(o.blocked_by)}"
+        if o.blocked_by
+        else f"[red]FAILED[/red]: {o.error}"
+    )
     warn = f"  WARN: {', '.join(o.warnings)}" if o.warnings else ""
     return f"{o.night}  {o.received if o.received is not None else '-':>7} rows  {what}{warn}  run {o.run_id[:8]}"
 
@@ -213,8 +246,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold", no_wrap=column in ("night", "status", "runs"))
     colour = {"SCORED": "green", "BLOCKED": "red", "FAILED": "red", "NOT RUN": "yellow", "RUNNING": "cyan"}
     for r in rows:  # one check per line: names stay whole
-        table.add_row(r.night, f"[{colour[r.status]}]{r.status}[/]", "\n".join(r.blocked_by) or "-",
-                      "\n".join(r.warnings) or "-", str(r.runs), "\n".join(r.earlier_blocked_by) or "-")
+        table.add_row(
+            r.night,
+            f"[{colour[r.status]}]{r.status}[/]",
+            "\n".join(r.blocked_by) or "-",
+            "\n".join(r.warnings) or "-",
+            str(r.runs),
+            "\n".join(r.earlier_blocked_by) or "-",
+        )
     _console().print(table)
     return 1 if any(r.status in ("BLOCKED", "FAILED") for r in rows) else 0
 
@@ -278,8 +317,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     end = parse_day(args.end, "--to").isoformat() if args.end else None
     home = Path(args.home)
     if not home.is_dir():
-        print(f"risk-assets audit: no Dagster instance at {home} (run the demo or set DAGSTER_HOME)",
-              file=sys.stderr)
+        print(f"risk-assets audit: no Dagster instance at {home} (run the demo or set DAGSTER_HOME)", file=sys.stderr)
         return 2
     settings, instance = _context(args)
     from risk_assets.app.audit import audit_rows, check_keys, filtered
@@ -308,16 +346,28 @@ def _audit_table(frame, wide: bool) -> None:
         print("no check executions match")
         return
     table = Table(show_lines=not wide, expand=not wide)
-    columns = ["night", "check", "result", "time (UTC)", "summary", "thresholds", "override", "model / mapping",
-               "run"]
+    columns = ["night", "check", "result", "time (UTC)", "summary", "thresholds", "override", "model / mapping", "run"]
     for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=wide, min_width=10 if column == "check" else None,
-                         ratio=4 if column == "summary" else 1)
+        table.add_column(
+            column,
+            overflow="fold",
+            no_wrap=wide,
+            min_width=10 if column == "check" else None,
+            ratio=4 if column == "summary" else 1,
+        )
     for r in frame.itertuples():
         result = f"{r.status} {r.severity}" + (" blocking" if r.blocking else "")
-        table.add_row(r.partition, f"{r.asset}.{r.check}", result, r.time.replace("T", " ")[:19], r.summary,
-                      ", ".join(f"{k}={v}" for k, v in r.thresholds.items()) or "-", r.override,
-                      f"{r.model_version or '-'} / {r.mapping_version or '-'}", r.run_id[:8])
+        table.add_row(
+            r.partition,
+            f"{r.asset}.{r.check}",
+            result,
+            r.time.replace("T", " ")[:19],
+            r.summary,
+            ", ".join(f"{k}={v}" for k, v in r.thresholds.items()) or "-",
+            r.override,
+            f"{r.model_version or '-'} / {r.mapping_version or '-'}",
+            r.run_id[:8],
+        )
     console = _console()
     if wide:
         console.width = 10_000
@@ -335,9 +385,11 @@ def cmd_lake_sync(args: argparse.Namespace) -> int:
         committed = lake.sync(conn)
         lake.commit_reference(conn)
     days = sorted({d for _, d in committed})
-    print(f"lake {lake.root}: committed {len(committed)} partition(s) of {len(days)} day(s)"
-          + (f" ({days[0]} .. {days[-1]})" if days else " (it already held every partition the warehouse holds)")
-          + f"; the pipeline reads the lake with [engine] kind = \"spark\" (now: {settings.engine.kind!r})")
+    print(
+        f"lake {lake.root}: committed {len(committed)} partition(s) of {len(days)} day(s)"
+        + (f" ({days[0]} .. {days[-1]})" if days else " (it already held every partition the warehouse holds)")
+        + f'; the pipeline reads the lake with [engine] kind = "spark" (now: {settings.engine.kind!r})'
+    )
     return 0
 
 
@@ -361,13 +413,17 @@ def _bad(message: str) -> Exception:
 
 
 def _home(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", default=os.environ.get("DAGSTER_HOME", DEFAULT_HOME),
-                        help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)")
+    parser.add_argument(
+        "--home",
+        default=os.environ.get("DAGSTER_HOME", DEFAULT_HOME),
+        help="Dagster instance folder (default: $DAGSTER_HOME or ./.dagster_home)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="risk-assets", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="risk-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded world")
@@ -392,8 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     _home(train)
     train.set_defaults(func=cmd_train)
 
-    run = sub.add_parser("run", help="run one night, or a range of nights in order (re-running a night "
-                         "replaces it)")
+    run = sub.add_parser("run", help="run one night, or a range of nights in order (re-running a night replaces it)")
     _home(run)
     run.add_argument("--night", help="one night (YYYY-MM-DD)")
     run.add_argument("--from", dest="start", help="first night of a range")
@@ -428,8 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--wide", action="store_true", help="one line per result, nothing wrapped")
     audit.set_defaults(func=cmd_audit)
 
-    lake = sub.add_parser("lake-sync", help="commit the loaded raw days to the Spark engine's lake "
-                          "([engine] lake_path) — once, when switching to the Spark engine")
+    lake = sub.add_parser(
+        "lake-sync",
+        help="commit the loaded raw days to the Spark engine's lake "
+        "([engine] lake_path) — once, when switching to the Spark engine",
+    )
     _home(lake)
     lake.set_defaults(func=cmd_lake_sync)
 

@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TextIO
-
 from pathlib import Path
+from typing import TextIO
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from risk_assets.scenario.settings import scenario_of
 from risk_assets.app import alerts
 from risk_assets.core import model as model_lib
+from risk_assets.core.features.encoding import encode
+from risk_assets.core.night import Night
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
 from risk_assets.defs.sensors import after_night, check_alerts
-from risk_assets.core.features.encoding import encode
-from risk_assets.core.night import Night
-from risk_assets.store import registry
-from risk_assets.store import warehouse
+from risk_assets.scenario.settings import scenario_of
 from risk_assets.settings import Settings, to_toml
+from risk_assets.store import registry, warehouse
 
 HISTORY_END = dt.date(2026, 7, 31)
 FIRST_NIGHT = dt.date(2026, 8, 1)
@@ -49,8 +47,9 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
 
 
 def _failed(result, severity: dg.AssetCheckSeverity) -> list[str]:
-    return sorted({e.check_name for e in result.get_asset_check_evaluations()
-                   if not e.passed and e.severity == severity})
+    return sorted(
+        {e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity == severity}
+    )
 
 
 class Demo:
@@ -66,33 +65,52 @@ class Demo:
         print(msg, file=self.out, flush=True)
 
     def settings_for(self, night: dt.date, skew: bool = False, burst: bool = True) -> Settings:
-        world = {"product_change": {"enabled": True, "date": CHANGE_NIGHT.isoformat()},
-                 "late_arrival": {"enabled": True, "date": LATE_FROM.isoformat(), "share": 0.05}}
+        world = {
+            "product_change": {"enabled": True, "date": CHANGE_NIGHT.isoformat()},
+            "late_arrival": {"enabled": True, "date": LATE_FROM.isoformat(), "share": 0.05},
+        }
         if burst:
-            world["missingness"] = {"enabled": True, "date": BURST[0].isoformat(),
-                                    "days": (BURST[1] - BURST[0]).days + 1, "share": 0.12,
-                                    "concentrate_in": "segment:smb"}
-        override = ({"by": "demo operator", "reason": "product change of 2026-08-10 moved new products online; "
-                     "accepted until the retrain", "accept_drift": list(self.accepted_drift)}
-                    if self.accepted_drift else {})
+            world["missingness"] = {
+                "enabled": True,
+                "date": BURST[0].isoformat(),
+                "days": (BURST[1] - BURST[0]).days + 1,
+                "share": 0.12,
+                "concentrate_in": "segment:smb",
+            }
+        override = (
+            {
+                "by": "demo operator",
+                "reason": "product change of 2026-08-10 moved new products online; accepted until the retrain",
+                "accept_drift": list(self.accepted_drift),
+            }
+            if self.accepted_drift
+            else {}
+        )
         return self.base.with_overrides(
             scenario={"world": world, "serving_skew": {"end_shift_hours": -3.0 if skew else 0.0}},
-            mapping={"aliases": dict(self.aliases)}, override=override,
+            mapping={"aliases": dict(self.aliases)},
+            override=override,
         )
 
     def run(self, settings: Settings, job: str, **kwargs) -> dg.ExecuteInProcessResult:
         defs = build_definitions(settings)
-        self.check_keys = self.check_keys or sorted(defs.resolve_asset_graph().asset_check_keys,
-                                                    key=lambda k: k.to_user_string())
+        self.check_keys = self.check_keys or sorted(
+            defs.resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string()
+        )
         return defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance, raise_on_error=False, **{"run_config": QUIET, **kwargs})
+            instance=self.instance, raise_on_error=False, **{"run_config": QUIET, **kwargs}
+        )
 
     def night(self, night: dt.date, settings: Settings) -> dg.ExecuteInProcessResult:
         """The nightly run, then what production's run-status sensors do with it (tag a
         blocked run with its blocking checks, alert, write and link the night's report)."""
         read_at = Night.of(night, self.base.calendar).morning_after(dt.time(2, 30)).isoformat()
-        result = self.run(settings, NIGHTLY_JOB, partition_key=night.isoformat(),
-                          run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}})
+        result = self.run(
+            settings,
+            NIGHTLY_JOB,
+            partition_key=night.isoformat(),
+            run_config={**QUIET, "ops": {"raw_transactions": {"config": {"read_at": read_at}}}},
+        )
         failure = None if result.success else "scores not written"
         self.night_alerts += after_night(self.instance, self.instance.get_run_by_id(result.run_id), settings, failure)
         return result
@@ -101,8 +119,15 @@ class Demo:
         """What the alert sensors raise for this run: check_failed per failed check (the
         check-alert sensor) and night_blocked per blocked night (the run-failure sensor)."""
         found, self.alert_cursor = check_alerts(self.instance, self.check_keys, self.alert_cursor, self.base)
-        new = alerts.record(self.base.alerts.duckdb_path, found, self.base.alerts.webhook_url,
-                            self.base.alerts.webhook_timeout_seconds) + self.night_alerts
+        new = (
+            alerts.record(
+                self.base.alerts.duckdb_path,
+                found,
+                self.base.alerts.webhook_url,
+                self.base.alerts.webhook_timeout_seconds,
+            )
+            + self.night_alerts
+        )
         self.night_alerts = []
         return new
 
@@ -112,10 +137,12 @@ class Demo:
         errors, warns = _failed(result, dg.AssetCheckSeverity.ERROR), _failed(result, dg.AssetCheckSeverity.WARN)
         status = f"scored {scores['scored_customers']:>6}" if "risk_scores" in meta else "BLOCKED     "
         new = self.new_alerts()
-        self.say(f"{night}{label:<9} {raw.get('received', '-'):>6} rows  {status}  "
-                 f"alerts {len(new):>2}  "
-                 + (f"ERROR: {', '.join(errors)}" if errors else "all ERROR checks passed")
-                 + (f"  WARN: {', '.join(warns)}" if warns else ""))
+        self.say(
+            f"{night}{label:<9} {raw.get('received', '-'):>6} rows  {status}  "
+            f"alerts {len(new):>2}  "
+            + (f"ERROR: {', '.join(errors)}" if errors else "all ERROR checks passed")
+            + (f"  WARN: {', '.join(warns)}" if warns else "")
+        )
 
     # ------------------------------------------------------------------ cost of a bad night
     def bad_scores(self, night: dt.date) -> pd.Series | None:
@@ -144,38 +171,55 @@ class Demo:
         p_clean = len(flagged_clean & truth) / max(len(flagged_clean), 1)
         p_bad = len(flagged_bad & truth) / max(len(flagged_bad), 1)
         flips = len(flagged_clean ^ flagged_bad)
-        return (f"  cost had it been written: {flips} customers' review flag flips; precision in the top "
-                f"{budget:.0%} {p_bad:.3f} instead of {p_clean:.3f}")
+        return (
+            f"  cost had it been written: {flips} customers' review flag flips; precision in the top "
+            f"{budget:.0%} {p_bad:.3f} instead of {p_clean:.3f}"
+        )
 
     # ------------------------------------------------------------------ the story
     def main(self, nights: int) -> int:
         s = self.base
-        self.say(f"risk_assets demo — {scenario_of(s).world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
-                 f"DAGSTER_HOME {self.instance.root_directory}")
+        self.say(
+            f"risk_assets demo — {scenario_of(s).world.n_customers:,} customers, warehouse {s.warehouse.duckdb_path}, "
+            f"DAGSTER_HOME {self.instance.root_directory}"
+        )
         t0 = time.perf_counter()
         if not self.run(s, REFERENCE_JOB).success:
             return 1
         history = self.run(s, HISTORY_JOB, tags=range_tags(s.calendar.partitions_start, HISTORY_END))
-        self.say(f"[1/3] reference data and raw history {s.calendar.partitions_start}..{HISTORY_END}: "
-                 f"{'ok' if history.success else 'FAILED'} ({time.perf_counter() - t0:.0f}s)")
+        self.say(
+            f"[1/3] reference data and raw history {s.calendar.partitions_start}..{HISTORY_END}: "
+            f"{'ok' if history.success else 'FAILED'} ({time.perf_counter() - t0:.0f}s)"
+        )
         if not history.success:
             return 1
         t0 = time.perf_counter()
         trained = self.run(s, TRAINING_JOB)
         if not trained.success:
-            why = next((e.step_failure_data.user_failure_data.description for e in trained.all_events
-                        if e.event_type_value == "STEP_FAILURE" and e.step_failure_data
-                        and e.step_failure_data.user_failure_data), "see the training run in the UI")
+            why = next(
+                (
+                    e.step_failure_data.user_failure_data.description
+                    for e in trained.all_events
+                    if e.event_type_value == "STEP_FAILURE"
+                    and e.step_failure_data
+                    and e.step_failure_data.user_failure_data
+                ),
+                "see the training run in the UI",
+            )
             self.say(f"[2/3] training failed: {why}")
             return 1
         m = _metadata(trained)["risk_model"]
-        self.say(f"[2/3] model {m['model_version']} trained and deployed ({time.perf_counter() - t0:.0f}s): "
-                 f"validation ROC AUC {m['validation_roc_auc']:.3f}, PR AUC {m['validation_pr_auc']:.3f}, "
-                 f"precision in top {m['review_budget']:.0%} {m['validation_precision_at_budget']:.3f} "
-                 f"(base rate {m['validation_base_rate']:.3f})")
-        self.say(f"[3/3] {nights} nights from {FIRST_NIGHT}; incidents: skewed serving build on {SKEW_NIGHT}, "
-                 f"product change from {CHANGE_NIGHT}, missingness burst {BURST[0]}..{BURST[1]}, "
-                 f"5% of each day arriving late from {LATE_FROM}")
+        self.say(
+            f"[2/3] model {m['model_version']} trained and deployed ({time.perf_counter() - t0:.0f}s): "
+            f"validation ROC AUC {m['validation_roc_auc']:.3f}, PR AUC {m['validation_pr_auc']:.3f}, "
+            f"precision in top {m['review_budget']:.0%} {m['validation_precision_at_budget']:.3f} "
+            f"(base rate {m['validation_base_rate']:.3f})"
+        )
+        self.say(
+            f"[3/3] {nights} nights from {FIRST_NIGHT}; incidents: skewed serving build on {SKEW_NIGHT}, "
+            f"product change from {CHANGE_NIGHT}, missingness burst {BURST[0]}..{BURST[1]}, "
+            f"5% of each day arriving late from {LATE_FROM}"
+        )
         self.say()
         blocked_at_end = 0
         for i in range(nights):
@@ -200,12 +244,16 @@ class Demo:
             self.say(self.cost(night, bad))
         self.say()
         stored = alerts.read(s.alerts.duckdb_path)
-        self.say(f"alerts table {s.alerts.duckdb_path}: {len(stored)} alert(s) "
-                 f"({', '.join(f'{k}: {v}' for k, v in stored['kind'].value_counts().items()) or 'none'})")
+        self.say(
+            f"alerts table {s.alerts.duckdb_path}: {len(stored)} alert(s) "
+            f"({', '.join(f'{k}: {v}' for k, v in stored['kind'].value_counts().items()) or 'none'})"
+        )
         self.say(f"reports:      {s.report.dir}/night-<D>.html (one per night, linked from risk_scores[D] in the UI)")
         self.say("read it:      .venv/bin/risk-assets status --last 21 | alerts | audit --check imputation_ceiling")
-        self.say("see it in the UI:  .venv/bin/risk-assets ui    (dagster dev on 127.0.0.1:3000 with this instance; "
-                 "its schedules and freshness sensor are stopped: the demo's nights are in the past)")
+        self.say(
+            "see it in the UI:  .venv/bin/risk-assets ui    (dagster dev on 127.0.0.1:3000 with this instance; "
+            "its schedules and freshness sensor are stopped: the demo's nights are in the past)"
+        )
         return 1 if blocked_at_end else 0
 
     def remediate(self, night: dt.date, result) -> dg.ExecuteInProcessResult | None:
@@ -214,14 +262,18 @@ class Demo:
             self.say("  remediation: roll the serving build back (windows end at as_of again), re-run the night")
             return self.night(night, self.settings_for(night))
         if "category_coverage" in failed:
-            evaluation = next(e for e in result.get_asset_check_evaluations()
-                              if e.check_name == "category_coverage" and not e.passed)
+            evaluation = next(
+                e for e in result.get_asset_check_evaluations() if e.check_name == "category_coverage" and not e.passed
+            )
             self.aliases.update(evaluation.metadata["suggested_aliases"].value)
             rows = [r.data for r in evaluation.metadata["suggestions"].value.records]
-            reviewed = ", ".join(f"{r['category']} -> {r['alias_to']} ({r['kind']}, {r['confidence'].split(':')[0]})"
-                                 for r in rows)
-            self.say(f"  remediation: apply the suggested aliases as a new mapping version — an operator "
-                     f"would review the weak ones first: {reviewed}")
+            reviewed = ", ".join(
+                f"{r['category']} -> {r['alias_to']} ({r['kind']}, {r['confidence'].split(':')[0]})" for r in rows
+            )
+            self.say(
+                f"  remediation: apply the suggested aliases as a new mapping version — an operator "
+                f"would review the weak ones first: {reviewed}"
+            )
             settings = self.settings_for(night)
             self.run(settings, TRAINING_JOB, asset_selection=[dg.AssetKey("category_mapping")])
             return self.night(night, settings)
@@ -232,14 +284,20 @@ class Demo:
             self.run(settings, HISTORY_JOB, tags=range_tags(first, night))
             return self.night(night, settings)
         if failed == ["daily_drift"]:
-            evaluation = next(e for e in result.get_asset_check_evaluations()
-                              if e.check_name == "daily_drift" and not e.passed)
-            drifting = [r.data["statistic"] for r in evaluation.metadata["statistics"].value.records
-                        if r.data["cusum"] > evaluation.metadata["thresholds"].value["h_error"]]
+            evaluation = next(
+                e for e in result.get_asset_check_evaluations() if e.check_name == "daily_drift" and not e.passed
+            )
+            drifting = [
+                r.data["statistic"]
+                for r in evaluation.metadata["statistics"].value.records
+                if r.data["cusum"] > evaluation.metadata["thresholds"].value["h_error"]
+            ]
             self.accepted_drift += [d for d in drifting if d not in self.accepted_drift]
-            self.say(f"  remediation: {evaluation.description} — the product change moved the new products' "
-                     f"traffic there; an operator accepts it deliberately until a retrain (override with name and "
-                     f"reason, in the audit trail) and re-runs")
+            self.say(
+                f"  remediation: {evaluation.description} — the product change moved the new products' "
+                f"traffic there; an operator accepts it deliberately until a retrain (override with name and "
+                f"reason, in the audit trail) and re-runs"
+            )
             return self.night(night, self.settings_for(night, burst=not BURST[0] <= night <= BURST[1]))
         self.say(f"  no automatic remediation for {', '.join(failed)}: the night stays blocked")
         return None
@@ -255,16 +313,21 @@ def write_demo_settings(home: Path, settings: Settings) -> Path:
     (absolute paths) — with the clock-driven automation stopped: the demo's nights are in
     the past, so the real-calendar schedule would run "yesterday" and the freshness check
     would fail at once."""
-    absolute = settings.model_copy(update={
-        "warehouse": settings.warehouse.model_copy(update={"duckdb_path": settings.warehouse.duckdb_path.resolve()}),
-        "scoring": settings.scoring.model_copy(update={"models_dir": settings.scoring.models_dir.resolve()}),
-        "alerts": settings.alerts.model_copy(update={"duckdb_path": settings.alerts.duckdb_path.resolve()}),
-        "report": settings.report.model_copy(update={"dir": settings.report.dir.resolve()}),
-        "engine": settings.engine.model_copy(update={"lake_path": settings.engine.lake_path.resolve()}),
-        "automation": settings.automation.model_copy(update={"clock_running": False}),
-    })
+    absolute = settings.model_copy(
+        update={
+            "warehouse": settings.warehouse.model_copy(
+                update={"duckdb_path": settings.warehouse.duckdb_path.resolve()}
+            ),
+            "scoring": settings.scoring.model_copy(update={"models_dir": settings.scoring.models_dir.resolve()}),
+            "alerts": settings.alerts.model_copy(update={"duckdb_path": settings.alerts.duckdb_path.resolve()}),
+            "report": settings.report.model_copy(update={"dir": settings.report.dir.resolve()}),
+            "engine": settings.engine.model_copy(update={"lake_path": settings.engine.lake_path.resolve()}),
+            "automation": settings.automation.model_copy(update={"clock_running": False}),
+        }
+    )
     path = home / "demo.toml"
-    path.write_text("# written by `risk-assets demo`: the settings of this demo instance (clock-driven automation\n"
-                    "# stopped: start the schedules in the UI's Automation page if you want them)\n\n"
-                    + to_toml(absolute))
+    path.write_text(
+        "# written by `risk-assets demo`: the settings of this demo instance (clock-driven automation\n"
+        "# stopped: start the schedules in the UI's Automation page if you want them)\n\n" + to_toml(absolute)
+    )
     return path

@@ -77,7 +77,8 @@ class Operator:
     def execute(self, job: str, **kwargs) -> dg.ExecuteInProcessResult:
         run_config = kwargs.pop("run_config", QUIET)
         return self.defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance, raise_on_error=False, run_config=run_config, **kwargs)
+            instance=self.instance, raise_on_error=False, run_config=run_config, **kwargs
+        )
 
     def load(self, first: dt.date, last: dt.date, reference: bool = True) -> list[dg.ExecuteInProcessResult]:
         """Reference data (unless ``reference`` is False), then the raw days ``first .. last``
@@ -98,15 +99,22 @@ class Operator:
         failure = None if result.success else _failure_message(result)
         new = after_night(self.instance, run, self.settings, failure=failure)
         errors, warns = failed_checks(self.instance, result.run_id)
-        meta = {e.asset_key.to_user_string(): e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
+        meta = {
+            e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
+        }
         raw, scores = meta.get("raw_transactions", {}), meta.get("risk_scores", {})
         return NightOutcome(
-            night=night, scored="risk_scores" in meta, run_id=result.run_id, blocked_by=errors, warnings=warns,
+            night=night,
+            scored="risk_scores" in meta,
+            run_id=result.run_id,
+            blocked_by=errors,
+            warnings=warns,
             received=raw["received"].value if "received" in raw else None,
             scored_customers=scores["scored_customers"].value if "scored_customers" in scores else None,
-            error=failure if not errors else None, new_alerts=len(new),
-            report=str(report.report_path(self.settings, night.isoformat())))
+            error=failure if not errors else None,
+            new_alerts=len(new),
+            report=str(report.report_path(self.settings, night.isoformat())),
+        )
 
     def status(self, last: int, until: dt.date | None = None) -> list[report.NightStatus]:
         end = until or valid_nights(self.settings)[1]
@@ -133,8 +141,14 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def build_landing_world(settings: Settings, instance, history: tuple[dt.date, dt.date], last_day: dt.date,
-                        quiet: dict | None = None, say: Callable[[str], None] = lambda _: None) -> None:
+def build_landing_world(
+    settings: Settings,
+    instance,
+    history: tuple[dt.date, dt.date],
+    last_day: dt.date,
+    quiet: dict | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> None:
     """Export the world's landing files up to ``last_day``, then load reference data and
     the raw ``history`` and train (and deploy) a model, all through the landing source."""
     first, history_end = history
@@ -142,8 +156,9 @@ def build_landing_world(settings: Settings, instance, history: tuple[dt.date, dt
     export_landing(settings, Path(settings.source.landing_dir), days)
     defs = build_definitions(settings)
     for job, tags in ((REFERENCE_JOB, None), (HISTORY_JOB, range_tags(first, history_end)), (TRAINING_JOB, None)):
-        result = defs.resolve_job_def(job).execute_in_process(instance=instance, run_config=quiet, tags=tags,
-                                                              raise_on_error=False)
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, run_config=quiet, tags=tags, raise_on_error=False
+        )
         say(f"{scenario_of(settings).world.profile}: {job} {'ok' if result.success else 'FAILED'}")
         if not result.success:
             raise RuntimeError(f"{scenario_of(settings).world.profile}: {job} failed")

@@ -22,17 +22,19 @@ import dagster as dg
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from risk_assets.core import model as model_lib  # noqa: E402
-from risk_assets.checks.catalogue import CHECKS  # noqa: E402
-from risk_assets.defs.jobs import NIGHTLY_JOB  # noqa: E402
-from risk_assets.core.night import Night  # noqa: E402
-from risk_assets.store import registry
-from risk_assets.store import warehouse  # noqa: E402
-from risk_assets.settings import Settings  # noqa: E402
+from risk_assets.checks.catalogue import CHECKS
+from risk_assets.core import model as model_lib
+from risk_assets.core.night import Night
+from risk_assets.defs.jobs import NIGHTLY_JOB
+from risk_assets.settings import Settings
+from risk_assets.store import (
+    registry,
+    warehouse,
+)
 
 PARTITION_TAG = "dagster/partition"
 BLOCKED, SCORED, NOT_RUN, RUNNING, FAILED = "BLOCKED", "SCORED", "NOT RUN", "RUNNING", "FAILED"
@@ -66,8 +68,11 @@ class NightStatus:
 
 
 def _nightly_checks() -> list[dg.AssetCheckKey]:
-    return [dg.AssetCheckKey(dg.AssetKey(c.asset), c.name) for c in CHECKS if c.partitioned
-            and c.asset != "realised_performance"]
+    return [
+        dg.AssetCheckKey(dg.AssetKey(c.asset), c.name)
+        for c in CHECKS
+        if c.partitioned and c.asset != "realised_performance"
+    ]
 
 
 def attempts(instance: dg.DagsterInstance, nights: list[str]) -> list[Attempt]:
@@ -79,9 +84,18 @@ def attempts(instance: dg.DagsterInstance, nights: list[str]) -> list[Attempt]:
             data = event.event_specific_data if event else None
             if record.partition not in wanted or data is None or not hasattr(data, "passed"):
                 continue
-            out.append(Attempt(record.partition, f"{key.asset_key.to_user_string()}.{key.name}", bool(data.passed),
-                               data.severity.value, data.description or "", record.create_timestamp, record.run_id,
-                               {k: getattr(v, "value", v) for k, v in data.metadata.items()}))
+            out.append(
+                Attempt(
+                    record.partition,
+                    f"{key.asset_key.to_user_string()}.{key.name}",
+                    bool(data.passed),
+                    data.severity.value,
+                    data.description or "",
+                    record.create_timestamp,
+                    record.run_id,
+                    {k: getattr(v, "value", v) for k, v in data.metadata.items()},
+                )
+            )
     return sorted(out, key=lambda a: (a.partition, a.time))
 
 
@@ -105,8 +119,17 @@ def night_statuses(instance: dg.DagsterInstance, nights: list[str], found: list[
             status = SCORED
         else:
             status = BLOCKED if blocked else FAILED
-        earlier = sorted({a.label for a in mine if a.run_id != latest.run_id and a.run_id in blocked_runs
-                          and not a.passed and a.severity == "ERROR" and _blocking(a.label)})
+        earlier = sorted(
+            {
+                a.label
+                for a in mine
+                if a.run_id != latest.run_id
+                and a.run_id in blocked_runs
+                and not a.passed
+                and a.severity == "ERROR"
+                and _blocking(a.label)
+            }
+        )
         out[night] = NightStatus(night, status, blocked, warns, len(runs), latest.run_id, len(blocked_runs), earlier)
     return out
 
@@ -153,18 +176,35 @@ def drift_plot(found: list[Attempt], night: str) -> str | None:
 
 
 def _history(found: list[Attempt], label: str, figure: str) -> pd.DataFrame:
-    rows = [{"partition": a.partition, "value": a.metadata.get(figure), "passed": a.passed, "time": a.time}
-            for a in found if a.label == label and isinstance(a.metadata.get(figure), (int, float))]
+    rows = [
+        {"partition": a.partition, "value": a.metadata.get(figure), "passed": a.passed, "time": a.time}
+        for a in found
+        if a.label == label and isinstance(a.metadata.get(figure), (int, float))
+    ]
     return pd.DataFrame(rows, columns=["partition", "value", "passed", "time"])
 
 
 def rates_plot(found: list[Attempt], nights: list[str], statuses: dict[str, NightStatus], settings: Settings) -> str:
-    series = [("encoded_features.imputation_ceiling", "worst_rate", "worst imputation rate",
-               settings.checks.imputation_ceiling),
-              ("encoded_features.category_coverage", "unmapped_share", "unmapped categories",
-               settings.checks.coverage_max_unmapped_share),
-              ("serving_features.channel_coverage", "unseen_share", "unseen channels",
-               settings.checks.coverage_max_unmapped_share)]
+    series = [
+        (
+            "encoded_features.imputation_ceiling",
+            "worst_rate",
+            "worst imputation rate",
+            settings.checks.imputation_ceiling,
+        ),
+        (
+            "encoded_features.category_coverage",
+            "unmapped_share",
+            "unmapped categories",
+            settings.checks.coverage_max_unmapped_share,
+        ),
+        (
+            "serving_features.channel_coverage",
+            "unseen_share",
+            "unseen channels",
+            settings.checks.coverage_max_unmapped_share,
+        ),
+    ]
     x = {n: i for i, n in enumerate(nights)}
     fig, axes = plt.subplots(len(series), 1, figsize=(9, 2.1 * len(series)), sharex=True)
     for ax, (label, figure, title, limit) in zip(axes, series, strict=True):
@@ -172,11 +212,19 @@ def rates_plot(found: list[Attempt], nights: list[str], statuses: dict[str, Nigh
         data = _history(found, label, figure)
         if len(data):
             last = data.sort_values("time").groupby("partition").tail(1)
-            ax.plot([x[p] for p in last["partition"]], last["value"], "-o", ms=3, color="#4c78a8",
-                    label="latest attempt")
+            ax.plot(
+                [x[p] for p in last["partition"]], last["value"], "-o", ms=3, color="#4c78a8", label="latest attempt"
+            )
             bad = data[~data["passed"]]
-            ax.scatter([x[p] for p in bad["partition"]], bad["value"], marker="x", s=50, color="#d62728",
-                       label="failed attempt", zorder=3)
+            ax.scatter(
+                [x[p] for p in bad["partition"]],
+                bad["value"],
+                marker="x",
+                s=50,
+                color="#d62728",
+                label="failed attempt",
+                zorder=3,
+            )
         ax.axhline(limit, ls="--", color="#d62728", lw=1, label=f"threshold {limit:.1%}")
         ax.set_ylabel(title, fontsize=8)
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -190,8 +238,9 @@ def _mark_blocked(ax, nights: list[str], statuses: dict[str, NightStatus]) -> No
     for i, n in enumerate(nights):
         s = statuses.get(n)
         if s and (s.status in (BLOCKED, FAILED) or s.attempts_blocked):
-            ax.axvspan(i - 0.5, i + 0.5, color="#d62728" if s.status in (BLOCKED, FAILED) else "#f7c6c7",
-                       alpha=0.25, lw=0)
+            ax.axvspan(
+                i - 0.5, i + 0.5, color="#d62728" if s.status in (BLOCKED, FAILED) else "#f7c6c7", alpha=0.25, lw=0
+            )
 
 
 def volume_plot(found: list[Attempt], nights: list[str], statuses: dict[str, NightStatus]) -> str:
@@ -205,8 +254,14 @@ def volume_plot(found: list[Attempt], nights: list[str], statuses: dict[str, Nig
         ax.bar([x[p] for p in last["partition"]], last["value"], color="#4c78a8", label="accepted rows")
     if len(expected):
         last = expected.sort_values("time").groupby("partition").tail(1)
-        ax.plot([x[p] for p in last["partition"]], last["value"], "-", color="#f2a541", lw=2,
-                label="expected (same weekday / holiday, recent median)")
+        ax.plot(
+            [x[p] for p in last["partition"]],
+            last["value"],
+            "-",
+            color="#f2a541",
+            lw=2,
+            label="expected (same weekday / holiday, recent median)",
+        )
     ax.set_xticks(range(len(nights)), [n[5:] for n in nights], rotation=90, fontsize=7)
     ax.set_title("Row volume against its expectation")
     ax.legend(fontsize=7, loc="lower left")
@@ -225,8 +280,13 @@ def score_plot(conn, night: Night) -> tuple[str | None, str]:
     ax.plot(quantiles, np.linspace(0, 1, len(quantiles)), color="#888888", lw=2, label="validation")
     if len(scores):
         values = np.sort(scores["score"].to_numpy())
-        ax.plot(values, np.arange(1, len(values) + 1) / len(values), color="#4c78a8", lw=1.5,
-                label=f"{night.key} ({len(values):,} customers)")
+        ax.plot(
+            values,
+            np.arange(1, len(values) + 1) / len(values),
+            color="#4c78a8",
+            lw=1.5,
+            label=f"{night.key} ({len(values):,} customers)",
+        )
         note = f"{len(values):,} scores written"
     else:
         note = "no scores written for this night"
@@ -259,39 +319,59 @@ def render(settings: Settings, instance: dg.DagsterInstance, night_key: str) -> 
     rows = "".join(
         f"<tr class='{a.severity.lower()}'><td>{html.escape(a.label)}</td><td>{a.severity}</td>"
         f"<td>{'yes' if _blocking(a.label) and a.severity == 'ERROR' else 'no'}</td>"
-        f"<td>{html.escape(a.summary)}</td></tr>" for a in failed)
-    headline = {SCORED: f"scored ({scores_note})", BLOCKED: "BLOCKED — no scores written",
-                FAILED: "run failed before a check blocked it", NOT_RUN: "never ran",
-                RUNNING: "running"}[status.status]
+        f"<td>{html.escape(a.summary)}</td></tr>"
+        for a in failed
+    )
+    headline = {
+        SCORED: f"scored ({scores_note})",
+        BLOCKED: "BLOCKED — no scores written",
+        FAILED: "run failed before a check blocked it",
+        NOT_RUN: "never ran",
+        RUNNING: "running",
+    }[status.status]
     passed = sum(1 for a in tonight if a.passed)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>risk_assets — night {night_key}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
-h1 {{ font-size: 1.5em; }} .status {{ font-size: 1.2em; padding: .4em .8em; border-radius: 4px; display: inline-block; }}
+h1 {{ font-size: 1.5em; }}
+.status {{ font-size: 1.2em; padding: .4em .8em; border-radius: 4px; display: inline-block; }}
 .SCORED {{ background: #dff0d8; }} .BLOCKED, .FAILED {{ background: #f8d7da; }} .muted {{ color: #777; }}
-table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #ddd; padding: .3em; text-align: left;
-vertical-align: top; font-size: .9em; }} tr.error td:first-child {{ color: #b00; font-weight: bold; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .3em; text-align: left; vertical-align: top; font-size: .9em; }}
+tr.error td:first-child {{ color: #b00; font-weight: bold; }}
 tr.warn td:first-child {{ color: #a60; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Night {night_key}</h1>
 <p><span class="status {status.status}">{html.escape(headline)}</span></p>
 <p>{len(tonight)} check results in the latest run ({passed} passed, {len(failed)} failed); {status.runs} run(s)
 of this night, {status.attempts_blocked} blocked{
- (" (earlier attempts by " + html.escape(", ".join(status.earlier_blocked_by)) + ")") if status.earlier_blocked_by else ""}.
-Run <code>{html.escape(status.run_id or '-')}</code>.</p>
+        (" (earlier attempts by " + html.escape(", ".join(status.earlier_blocked_by)) + ")")
+        if status.earlier_blocked_by
+        else ""
+    }.
+Run <code>{html.escape(status.run_id or "-")}</code>.</p>
 <h2>Checks that failed</h2>
-{f"<table><tr><th>check</th><th>severity</th><th>blocks</th><th>why</th></tr>{rows}</table>" if failed
- else "<p>none</p>"}
+{
+        f"<table><tr><th>check</th><th>severity</th><th>blocks</th><th>why</th></tr>{rows}</table>"
+        if failed
+        else "<p>none</p>"
+    }
 <h2>Drift per feature against its bands</h2>
-{_img(drift_plot(found, night_key), "drift per feature", "drift_bounds did not run on this night (an earlier check blocked it)")}
+{
+        _img(
+            drift_plot(found, night_key),
+            "drift per feature",
+            "drift_bounds did not run on this night (an earlier check blocked it)",
+        )
+    }
 <h2>Imputation and coverage over the last {len(nights)} nights</h2>
 {_img(rates_plot(found, nights, statuses, settings), "imputation and coverage rates", "")}
 <h2>Volume against its expectation</h2>
 {_img(volume_plot(found, nights, statuses), "row volume", "")}
 <h2>Scores against validation</h2>
 {_img(scores_png, "score distribution", scores_note)}
-<p class="muted">Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from the Dagster instance's check
+<p class="muted">Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from the Dagster instance's check
 history and the warehouse {html.escape(str(settings.warehouse.duckdb_path))}; settings {settings.version()}.</p>
 </body></html>
 """
@@ -311,6 +391,10 @@ def write_report(settings: Settings, instance: dg.DagsterInstance, night_key: st
 def link_report(instance: dg.DagsterInstance, night_key: str, path: Path) -> None:
     """The report, linked from the night's ``risk_scores`` partition (an observation: a
     blocked night has no materialisation to hang it on)."""
-    instance.report_runless_asset_event(dg.AssetObservation(
-        asset_key="risk_scores", partition=night_key,
-        metadata={"report": dg.MetadataValue.path(str(path)), "report_url": dg.MetadataValue.url(path.as_uri())}))
+    instance.report_runless_asset_event(
+        dg.AssetObservation(
+            asset_key="risk_scores",
+            partition=night_key,
+            metadata={"report": dg.MetadataValue.path(str(path)), "report_url": dg.MetadataValue.url(path.as_uri())},
+        )
+    )

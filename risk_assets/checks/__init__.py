@@ -70,8 +70,15 @@ class Step:
     quarantining ones). Each statistic and the deployed model are computed once per step
     and every caller gets its own copy: the checks of one asset share their reads."""
 
-    def __init__(self, engine: Engine, night: Night, settings: Settings, source: Source,
-                 checks: Sequence[CheckDecl] = (), _shared: dict | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        night: Night,
+        settings: Settings,
+        source: Source,
+        checks: Sequence[CheckDecl] = (),
+        _shared: dict | None = None,
+    ):
         self.engine, self.night, self.settings, self.source, self.checks = engine, night, settings, source, checks
         self._shared = _shared if _shared is not None else {"statistics": {}, "models": {}}
 
@@ -83,8 +90,9 @@ class Step:
         """The same step for another night (caches shared: their keys name the night)."""
         return Step(self.engine, night, self.settings, self.source, self.checks, self._shared)
 
-    def statistic(self, sql: str, params: Mapping[str, object],
-                  frames: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    def statistic(
+        self, sql: str, params: Mapping[str, object], frames: Mapping[str, pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
         """One aggregate query on the engine (computed once per step unless ``frames``)."""
         if frames:
             return self.engine.statistic(sql, params, frames)
@@ -151,6 +159,8 @@ class CheckDecl:
 
 def day_frame(frame: pd.DataFrame, column: str = "partition") -> pd.DataFrame:
     """``column`` as ``datetime.date`` values (a statistic's day, whatever engine returned it)."""
-    frame[column] = [d if isinstance(d, dt.date) and not isinstance(d, dt.datetime) else pd.Timestamp(d).date()
-                     for d in frame[column]]
+    frame[column] = [
+        d if isinstance(d, dt.date) and not isinstance(d, dt.datetime) else pd.Timestamp(d).date()
+        for d in frame[column]
+    ]
     return frame

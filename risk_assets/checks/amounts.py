@@ -15,7 +15,7 @@ HISTORY_DAYS = 28
 # --------------------------------------------------------------------------- statistic
 LEVELS = f"""
     SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log
-    FROM {warehouse.table('raw_transactions')}
+    FROM {warehouse.table("raw_transactions")}
     WHERE partition BETWEEN CAST($first AS DATE) AND CAST($day AS DATE)
     GROUP BY partition, category ORDER BY partition, category"""
 """Per raw day and category: rows and the mean of ln(amount_cents)."""
@@ -25,8 +25,12 @@ def levels_of(raw: pd.DataFrame) -> pd.DataFrame:
     """The row-level definition of :data:`LEVELS` over raw rows (``partition, category,
     amount_cents``)."""
     logs = np.log(raw["amount_cents"].astype("float64"))
-    return (raw.assign(log=logs).groupby(["partition", "category"])
-            .agg(rows=("log", "size"), mean_log=("log", "mean")).reset_index())
+    return (
+        raw.assign(log=logs)
+        .groupby(["partition", "category"])
+        .agg(rows=("log", "size"), mean_log=("log", "mean"))
+        .reset_index()
+    )
 
 
 def levels(q, first, day) -> pd.DataFrame:
@@ -58,25 +62,39 @@ def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: 
     days = usable.groupby("category")["partition"].nunique()
     reference = reference[days.reindex(reference.index).fillna(0) >= MIN_REFERENCE_DAYS]
     common = tonight.index.intersection(reference.index)
-    table = pd.DataFrame({"category": common, "rows": tonight.loc[common, "rows"].to_numpy(),
-                          "factor": np.exp(tonight.loc[common, "mean_log"] - reference.loc[common]).to_numpy()})
+    table = pd.DataFrame(
+        {
+            "category": common,
+            "rows": tonight.loc[common, "rows"].to_numpy(),
+            "factor": np.exp(tonight.loc[common, "mean_log"] - reference.loc[common]).to_numpy(),
+        }
+    )
     figures = {"categories_compared": len(common), "history_days": int(history["partition"].nunique())}
     thresholds = {"max_amount_factor": max_amount_factor, "min_category_rows": MIN_CATEGORY_ROWS}
     if table.empty:
-        return Verdict(True, "ERROR", "no category with enough rows tonight and history to compare amounts with",
-                       figures | {"factor": None}, thresholds)
+        return Verdict(
+            True,
+            "ERROR",
+            "no category with enough rows tonight and history to compare amounts with",
+            figures | {"factor": None},
+            thresholds,
+        )
     factor = float(np.exp(np.median(np.log(table["factor"]))))
     figures["factor"] = factor
     off = factor > max_amount_factor or factor < 1 / max_amount_factor
-    words = (f"{factor:.3g}× larger" if factor >= 1 else f"{1 / factor:.3g}× smaller")
+    words = f"{factor:.3g}× larger" if factor >= 1 else f"{1 / factor:.3g}× smaller"
     return Verdict(
-        passed=not off, severity="ERROR",
-        summary=(f"amounts look {words} than in the recent days (median over {len(table)} categories; "
-                 f"a unit change?)" if off else f"amounts on the recent scale (factor {factor:.2f} over "
-                 f"{len(table)} categories)"),
-        figures=figures, thresholds=thresholds, tables={"categories": table.sort_values("rows", ascending=False)},
+        passed=not off,
+        severity="ERROR",
+        summary=(
+            f"amounts look {words} than in the recent days (median over {len(table)} categories; a unit change?)"
+            if off
+            else f"amounts on the recent scale (factor {factor:.2f} over {len(table)} categories)"
+        ),
+        figures=figures,
+        thresholds=thresholds,
+        tables={"categories": table.sort_values("rows", ascending=False)},
     )
-
 
 
 # --------------------------------------------------------------------------- loader
@@ -84,5 +102,9 @@ def load(step: Step) -> Inputs:
     night = step.night
     found = levels(step, night.days_back(HISTORY_DAYS), night.day)
     tonight = found["partition"] == night.day
-    return Inputs({"night": found.loc[tonight, ["category", "rows", "mean_log"]].reset_index(drop=True),
-                   "history": found.loc[~tonight].reset_index(drop=True)})
+    return Inputs(
+        {
+            "night": found.loc[tonight, ["category", "rows", "mean_log"]].reset_index(drop=True),
+            "history": found.loc[~tonight].reset_index(drop=True),
+        }
+    )

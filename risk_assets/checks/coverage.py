@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import norm, poisson
 
 from risk_assets.checks import Inputs, Step, Verdict
-from risk_assets.checks.imputation import encoded_rows, ledger_cells
+from risk_assets.checks.imputation import encoded_rows
 from risk_assets.core.features.encoding import UNSEEN_CATEGORY
 from risk_assets.store import registry, warehouse
 
@@ -28,7 +28,7 @@ first by transaction id; the counts are always exact)."""
 CATEGORY_COUNTS = f"""
     SELECT category, count(*) AS rows, CAST(sum(amount_cents) AS BIGINT) AS amount_cents,
            avg(ln(amount_cents)) AS mean_log
-    FROM {warehouse.table('raw_transactions')} WHERE partition = CAST($day AS DATE)
+    FROM {warehouse.table("raw_transactions")} WHERE partition = CAST($day AS DATE)
     GROUP BY category ORDER BY category"""
 """Per category of the raw partition: ``rows``, ``amount_cents`` (sum) and ``mean_log``
 (mean of ln amount_cents)."""
@@ -37,9 +37,9 @@ UNMAPPED_ROWS = f"""
     SELECT transaction_id, category, amount_cents FROM (
         SELECT r.transaction_id, r.category, r.amount_cents,
                row_number() OVER (PARTITION BY r.category ORDER BY r.transaction_id) AS k
-        FROM {warehouse.table('raw_transactions')} r
+        FROM {warehouse.table("raw_transactions")} r
         WHERE r.partition = CAST($day AS DATE) AND r.category NOT IN (
-            SELECT raw_category FROM {warehouse.table('category_mapping')} WHERE version = $version)) u
+            SELECT raw_category FROM {warehouse.table("category_mapping")} WHERE version = $version)) u
     WHERE k <= $cap ORDER BY category, transaction_id"""
 """The partition's rows whose category the mapping version does not know, at most ``cap``
 per category — none on a clean night (the one coverage statistic that returns rows)."""
@@ -48,12 +48,12 @@ VALUE_COLUMNS = ("channel",)
 """Raw columns whose values :func:`value_counts` counts (the identifier whitelist)."""
 
 UNSEEN_CUSTOMERS = f"""
-    SELECT feature, count(DISTINCT customer_id) AS customers FROM {warehouse.table('imputation_log')}
+    SELECT feature, count(DISTINCT customer_id) AS customers FROM {warehouse.table("imputation_log")}
     WHERE partition = CAST($day AS DATE) AND reason = $reason GROUP BY feature ORDER BY feature"""
 """Customers with an unseen level, per categorical feature."""
 
 CUSTOMERS_WITH = f"""
-    SELECT count(DISTINCT customer_id) AS customers FROM {warehouse.table('imputation_log')}
+    SELECT count(DISTINCT customer_id) AS customers FROM {warehouse.table("imputation_log")}
     WHERE partition = CAST($day AS DATE) AND reason = $reason"""
 """Customers with at least one ledger cell of a reason (any feature)."""
 
@@ -70,15 +70,17 @@ def value_counts(q, day, column: str) -> pd.DataFrame:
     """Rows per value of one raw column (``value, rows``; missing values as one NULL row)."""
     if column not in VALUE_COLUMNS:
         raise ValueError(f"no value counts for column {column!r}")
-    return q.statistic(f"""
-        SELECT "{column}" AS value, count(*) AS rows FROM {warehouse.table('raw_transactions')}
-        WHERE partition = CAST($day AS DATE) GROUP BY "{column}" ORDER BY rows DESC, value""", {"day": day})
+    return q.statistic(
+        f"""
+        SELECT "{column}" AS value, count(*) AS rows FROM {warehouse.table("raw_transactions")}
+        WHERE partition = CAST($day AS DATE) GROUP BY "{column}" ORDER BY rows DESC, value""",
+        {"day": day},
+    )
 
 
 def customers_with(q, day, reason: str) -> int:
     out = q.statistic(CUSTOMERS_WITH, {"day": day, "reason": reason})
     return int(out["customers"].iloc[0]) if len(out) else 0
-
 
 
 def _poisson_p(observed: int, expected: float) -> float:
@@ -93,15 +95,19 @@ def night_counts(night: pd.DataFrame, mapping: pd.DataFrame) -> tuple[pd.DataFra
     counts and the unmapped rows that :func:`category_coverage` judges: the row-level
     definition of :data:`CATEGORY_COUNTS` and :data:`UNMAPPED_ROWS` (uncapped)."""
     logs = np.log(night["amount_cents"].astype("float64"))
-    counts = (night.assign(log=logs).groupby("category")
-              .agg(rows=("log", "size"), amount_cents=("amount_cents", "sum"), mean_log=("log", "mean"))
-              .reset_index())
+    counts = (
+        night.assign(log=logs)
+        .groupby("category")
+        .agg(rows=("log", "size"), amount_cents=("amount_cents", "sum"), mean_log=("log", "mean"))
+        .reset_index()
+    )
     unmapped = night[~night["category"].isin(set(mapping["raw_category"]))]
     return counts, unmapped.sort_values(["category", "transaction_id"])[["transaction_id", "category", "amount_cents"]]
 
 
-def category_coverage(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping: pd.DataFrame,
-                      max_unmapped_share: float) -> Verdict:
+def category_coverage(
+    categories: pd.DataFrame, unmapped: pd.DataFrame, mapping: pd.DataFrame, max_unmapped_share: float
+) -> Verdict:
     """``categories``: the partition's rows per category (``category, rows,
     amount_cents``); ``unmapped``: rows of the categories the mapping does not know
     (``transaction_id, category, amount_cents``; possibly capped per category — the counts
@@ -114,8 +120,9 @@ def category_coverage(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping:
     share = unmapped_rows / n if n else 0.0
     amount_share = float(counted["amount_cents"].sum() / categories["amount_cents"].sum()) if n else 0.0
 
-    samples = unmapped.sort_values("transaction_id").groupby("category")["transaction_id"].agg(
-        lambda s: ", ".join(s.head(3)))
+    samples = (
+        unmapped.sort_values("transaction_id").groupby("category")["transaction_id"].agg(lambda s: ", ".join(s.head(3)))
+    )
     unseen = counted[["category", "rows", "amount_cents"]].sort_values("rows", ascending=False, kind="stable")
     unseen = unseen.assign(sample_ids=unseen["category"].map(samples).fillna("")).reset_index(drop=True)
     unseen["share"] = unseen["rows"] / max(n, 1)
@@ -124,8 +131,11 @@ def category_coverage(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping:
     # Reference: each canonical category's share of training rows and its mean amount.
     training = mapping[mapping["origin"] == "training"]
     ref = training.groupby("canonical").agg(
-        rows=("training_rows", "sum"), cents=("training_amount_cents", "sum"),
-        log_amount_mean=("training_log_amount_mean", "mean"), log_amount_std=("training_log_amount_std", "mean"))
+        rows=("training_rows", "sum"),
+        cents=("training_amount_cents", "sum"),
+        log_amount_mean=("training_log_amount_mean", "mean"),
+        log_amount_std=("training_log_amount_std", "mean"),
+    )
     ref["expected_share"] = ref["rows"] / ref["rows"].sum()
     ref["mean_amount"] = ref["cents"] / ref["rows"].clip(lower=1) / 100
     canonical_of = dict(zip(mapping["raw_category"], mapping["canonical"]))
@@ -145,9 +155,8 @@ def category_coverage(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping:
     suggestions = suggest_aliases(unmapped, dict(zip(counted["category"], counted["rows"])), ref.reset_index())
     aliases = {s["category"]: s["alias_to"] for s in suggestions if s["alias_to"] != "-"}
     passed = share <= max_unmapped_share
-    summary = (
-        f"{share:.2%} of {n} rows have unmapped categories (threshold {max_unmapped_share:.2%})"
-        + (f": {', '.join(unseen['category'])}" if len(unseen) else "")
+    summary = f"{share:.2%} of {n} rows have unmapped categories (threshold {max_unmapped_share:.2%})" + (
+        f": {', '.join(unseen['category'])}" if len(unseen) else ""
     )
     return Verdict(
         passed=passed,
@@ -166,24 +175,33 @@ def category_coverage(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping:
         tables={
             "unseen": unseen[["category", "rows", "share", "mean_amount", "sample_ids"]],
             "lost_categories": lost[["canonical", "status", "expected_rows", "observed_rows", "mean_amount", "p_value"]]
-            if len(lost) else pd.DataFrame(),
+            if len(lost)
+            else pd.DataFrame(),
             "suggestions": pd.DataFrame(suggestions, columns=SUGGESTION_COLUMNS),
         },
     )
 
 
-def coverage_with_customers(categories: pd.DataFrame, unmapped: pd.DataFrame, mapping: pd.DataFrame,
-                            customers_with_unseen: int,
-                            scored_customers: int, max_unmapped_share: float,
-                            max_customer_share: float, unseen_by_feature: dict[str, int] | None = None) -> Verdict:
+def coverage_with_customers(
+    categories: pd.DataFrame,
+    unmapped: pd.DataFrame,
+    mapping: pd.DataFrame,
+    customers_with_unseen: int,
+    scored_customers: int,
+    max_unmapped_share: float,
+    max_customer_share: float,
+    unseen_by_feature: dict[str, int] | None = None,
+) -> Verdict:
     """The row-level coverage verdict, plus the share of scored customers whose features
     hold an unseen level of any categorical feature (category, segment, region; from the
     imputation ledger, one figure per feature): either one fails it."""
     verdict = category_coverage(categories, unmapped, mapping, max_unmapped_share)
     share = customers_with_unseen / scored_customers if scored_customers else 0.0
     verdict.figures |= {"customers_with_unseen": int(customers_with_unseen), "customer_share": share}
-    verdict.figures |= {f"unseen_share.{f}": n / scored_customers if scored_customers else 0.0
-                        for f, n in (unseen_by_feature or {}).items()}
+    verdict.figures |= {
+        f"unseen_share.{f}": n / scored_customers if scored_customers else 0.0
+        for f, n in (unseen_by_feature or {}).items()
+    }
     verdict.thresholds |= {"max_customer_share": max_customer_share}
     if share > max_customer_share:
         verdict.passed = False
@@ -204,12 +222,20 @@ def value_coverage(counts: pd.DataFrame, vocabulary: set[str], column: str, max_
     table = pd.DataFrame({column: unseen["value"].astype(str).to_numpy(), "rows": unseen["rows"].to_numpy()})
     table["share"] = table["rows"] / max(rows, 1)
     return Verdict(
-        passed=share <= max_unseen_share, severity="ERROR",
-        summary=(f"{share:.2%} of {rows} rows have a {column} the training period never saw "
-                 f"(threshold {max_unseen_share:.2%})" + (f": {', '.join(table[column].head(8))}" if len(table) else "")),
-        figures={"rows": rows, "unseen_rows": unseen_rows, "unseen_share": share,
-                 "missing_rows": rows - int(present["rows"].sum()), f"unseen_{column}s": ", ".join(table[column]) or "-",
-                 "vocabulary_size": len(vocabulary)},
+        passed=share <= max_unseen_share,
+        severity="ERROR",
+        summary=(
+            f"{share:.2%} of {rows} rows have a {column} the training period never saw "
+            f"(threshold {max_unseen_share:.2%})" + (f": {', '.join(table[column].head(8))}" if len(table) else "")
+        ),
+        figures={
+            "rows": rows,
+            "unseen_rows": unseen_rows,
+            "unseen_share": share,
+            "missing_rows": rows - int(present["rows"].sum()),
+            f"unseen_{column}s": ", ".join(table[column]) or "-",
+            "vocabulary_size": len(vocabulary),
+        },
         thresholds={"max_unseen_share": max_unseen_share},
         tables={"unseen_values": table},
     )
@@ -218,7 +244,9 @@ def value_coverage(counts: pd.DataFrame, vocabulary: set[str], column: str, max_
 def aliases_toml(aliases: dict[str, str]) -> str:
     """The ``[mapping]`` section that applies ``aliases``, ready to paste: every key and
     value a quoted TOML string (JSON's escapes are TOML's), so any name round-trips."""
-    return "[mapping]\naliases = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in aliases.items()) + " }"
+    return (
+        "[mapping]\naliases = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in aliases.items()) + " }"
+    )
 
 
 def suggest_aliases(unseen_rows: pd.DataFrame, rows: dict[str, int], volumes: pd.DataFrame) -> list[dict]:
@@ -255,8 +283,10 @@ def suggest_aliases(unseen_rows: pd.DataFrame, rows: dict[str, int], volumes: pd
     shares = vol["expected_rows"] / vol["expected_rows"].sum()
 
     def density(x: np.ndarray, names, weights) -> np.ndarray:
-        return sum(wt * norm.pdf(x, vol.at[c, "log_amount_mean"], max(vol.at[c, "log_amount_std"], 0.1))
-                   for wt, c in zip(weights, names))
+        return sum(
+            wt * norm.pdf(x, vol.at[c, "log_amount_mean"], max(vol.at[c, "log_amount_std"], 0.1))
+            for wt, c in zip(weights, names)
+        )
 
     amounts = {c: np.log(r["amount_cents"].to_numpy(dtype="float64")) for c, r in unseen_rows.groupby("category")}
     volume = {c: max(int(rows.get(c, len(x))), len(x)) for c, x in amounts.items()}
@@ -282,22 +312,50 @@ def suggest_aliases(unseen_rows: pd.DataFrame, rows: dict[str, int], volumes: pd
             if score > 0:
                 options.setdefault(category, []).append((score, hyp))
     chosen = _prefer_merges(_best_assignment(options), options)
-    out = [{"category": c, "kind": "variant", "replaces": "-", "alias_to": target, "rows": 0, "missing_rows": 0.0,
-            "margin": 0.0, "confidence": "strong: the same name up to case and spaces"}
-           for c, target in sorted(variants.items())]
+    out = [
+        {
+            "category": c,
+            "kind": "variant",
+            "replaces": "-",
+            "alias_to": target,
+            "rows": 0,
+            "missing_rows": 0.0,
+            "margin": 0.0,
+            "confidence": "strong: the same name up to case and spaces",
+        }
+        for c, target in sorted(variants.items())
+    ]
     for category in sorted(amounts):
         if category in chosen:
             score, hyp = chosen[category]
-            out.append({"category": category, "kind": "rename" if len(hyp) == 1 else "merge",
-                        "replaces": " + ".join(hyp),
-                        "alias_to": max(hyp, key=lambda c: vol.at[c, "expected_rows"]),
-                        "rows": volume[category], "missing_rows": round(float(sum(deficit[c] for c in hyp)), 1),
-                        "margin": round(float(score), 2), "confidence": "strong" if score > 2 else "weak"})
+            out.append(
+                {
+                    "category": category,
+                    "kind": "rename" if len(hyp) == 1 else "merge",
+                    "replaces": " + ".join(hyp),
+                    "alias_to": max(hyp, key=lambda c: vol.at[c, "expected_rows"]),
+                    "rows": volume[category],
+                    "missing_rows": round(float(sum(deficit[c] for c in hyp)), 1),
+                    "margin": round(float(score), 2),
+                    "confidence": "strong" if score > 2 else "weak",
+                }
+            )
         else:
-            nearest = max((c for c in vol.index if vol.at[c, "observed_rows"] > 0), key=lambda c: amount_loglik(category, (c,)))
-            out.append({"category": category, "kind": "new", "replaces": "-", "alias_to": nearest,
-                        "rows": volume[category], "missing_rows": 0.0, "margin": round(amount_loglik(category, (nearest,)), 2),
-                        "confidence": "weak: new product, closest amount profile; review"})
+            nearest = max(
+                (c for c in vol.index if vol.at[c, "observed_rows"] > 0), key=lambda c: amount_loglik(category, (c,))
+            )
+            out.append(
+                {
+                    "category": category,
+                    "kind": "new",
+                    "replaces": "-",
+                    "alias_to": nearest,
+                    "rows": volume[category],
+                    "missing_rows": 0.0,
+                    "margin": round(amount_loglik(category, (nearest,)), 2),
+                    "confidence": "weak: new product, closest amount profile; review",
+                }
+            )
     return out
 
 
@@ -357,23 +415,38 @@ def _best_assignment(options: dict[str, list]) -> dict[str, tuple]:
 def load_categories(step: Step) -> Inputs:
     version = registry.current_mapping_version(step.conn)
     day = step.night.day
-    return Inputs({"categories": category_counts(step, day), "unmapped": unmapped_rows(step, day, version),
-                   "mapping": registry.mapping(step.conn)}, {"mapping_version": version})
+    return Inputs(
+        {
+            "categories": category_counts(step, day),
+            "unmapped": unmapped_rows(step, day, version),
+            "mapping": registry.mapping(step.conn),
+        },
+        {"mapping_version": version},
+    )
 
 
 def load_channels(step: Step) -> Inputs:
     version = registry.current_mapping_version(step.conn)
-    return Inputs({"counts": value_counts(step, step.night.day, "channel"),
-                   "vocabulary": registry.channels(step.conn, version), "column": "channel"},
-                  {"mapping_version": version})
+    return Inputs(
+        {
+            "counts": value_counts(step, step.night.day, "channel"),
+            "vocabulary": registry.channels(step.conn, version),
+            "column": "channel",
+        },
+        {"mapping_version": version},
+    )
 
 
 def load_categories_and_customers(step: Step) -> Inputs:
     day = step.night.day
     base = load_categories(step)
     unseen = step.statistic(UNSEEN_CUSTOMERS, {"day": day, "reason": UNSEEN_CATEGORY})
-    return Inputs(base.args | {
-        "customers_with_unseen": customers_with(step, day, UNSEEN_CATEGORY),
-        "scored_customers": encoded_rows(step, day),
-        "unseen_by_feature": {f: int(n) for f, n in zip(unseen["feature"], unseen["customers"])},
-    }, base.extras)
+    return Inputs(
+        base.args
+        | {
+            "customers_with_unseen": customers_with(step, day, UNSEEN_CATEGORY),
+            "scored_customers": encoded_rows(step, day),
+            "unseen_by_feature": {f: int(n) for f, n in zip(unseen["feature"], unseen["customers"])},
+        },
+        base.extras,
+    )

@@ -20,10 +20,10 @@ reaches the stated target — one WARN in ``warn_arl`` nights, one ERROR in ``er
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
-
-import datetime as dt
 
 from risk_assets.checks import Inputs, Refused, Step, Verdict, day_frame
 from risk_assets.settings import Settings
@@ -34,10 +34,10 @@ SIMULATED_RUNS = 300
 
 # --------------------------------------------------------------------------- statistic
 AGGREGATES = f"""
-    WITH m AS (SELECT raw_category, canonical FROM {warehouse.table('category_mapping')} WHERE version = $v),
-    ref AS (SELECT raw_category, training_log_amount_mean AS mu FROM {warehouse.table('category_mapping')}
+    WITH m AS (SELECT raw_category, canonical FROM {warehouse.table("category_mapping")} WHERE version = $v),
+    ref AS (SELECT raw_category, training_log_amount_mean AS mu FROM {warehouse.table("category_mapping")}
             WHERE version = $v AND origin = 'training'),
-    cv AS (SELECT channel FROM {warehouse.table('channel_vocabulary')} WHERE version = $v)
+    cv AS (SELECT channel FROM {warehouse.table("channel_vocabulary")} WHERE version = $v)
     SELECT r.partition, count(ref.mu) AS rows,
            coalesce(sum(ln(r.amount_cents) - ref.mu), 0) AS dev_sum,
            coalesce(sum((ln(r.amount_cents) - ref.mu) * (ln(r.amount_cents) - ref.mu)), 0) AS dev_sq,
@@ -45,7 +45,7 @@ AGGREGATES = f"""
            count(m.canonical) FILTER (WHERE list_contains($risky, m.canonical)) AS risky_rows,
            count(cv.channel) AS channel_rows,
            count(cv.channel) FILTER (WHERE list_contains($online, r.channel)) AS online_rows
-    FROM {warehouse.table('raw_transactions')} r LEFT JOIN m ON m.raw_category = r.category
+    FROM {warehouse.table("raw_transactions")} r LEFT JOIN m ON m.raw_category = r.category
     LEFT JOIN ref ON ref.raw_category = r.category LEFT JOIN cv ON cv.channel = r.channel
     WHERE r.partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
     GROUP BY r.partition ORDER BY r.partition"""
@@ -62,21 +62,37 @@ duplicating another check's verdict:
   channels are the missingness and coverage checks' to judge)."""
 
 
-def aggregates_of(raw: pd.DataFrame, mapping: pd.DataFrame, channels: set[str], online: list[str],
-                  risky: list[str]) -> pd.DataFrame:
+def aggregates_of(
+    raw: pd.DataFrame, mapping: pd.DataFrame, channels: set[str], online: list[str], risky: list[str]
+) -> pd.DataFrame:
     """The row-level definition of :data:`AGGREGATES` over raw rows (``partition, category,
     channel, amount_cents``), one mapping version and its channel vocabulary."""
     canonical = raw["category"].map(dict(zip(mapping["raw_category"], mapping["canonical"])))
     training = mapping[mapping["origin"] == "training"]
     dev = np.log(raw["amount_cents"].astype("float64")) - raw["category"].map(
-        dict(zip(training["raw_category"], training["training_log_amount_mean"])))
+        dict(zip(training["raw_category"], training["training_log_amount_mean"]))
+    )
     known = raw["channel"].isin(channels)
-    frame = pd.DataFrame({"partition": raw["partition"], "dev": dev, "mapped": canonical.notna(),
-                          "risky": canonical.isin(risky), "known": known, "online": known & raw["channel"].isin(online)})
+    frame = pd.DataFrame(
+        {
+            "partition": raw["partition"],
+            "dev": dev,
+            "mapped": canonical.notna(),
+            "risky": canonical.isin(risky),
+            "known": known,
+            "online": known & raw["channel"].isin(online),
+        }
+    )
     out = frame.groupby("partition").agg(
-        rows=("dev", "count"), dev_sum=("dev", "sum"), dev_sq=("dev", lambda d: float((d ** 2).sum())),
-        all_rows=("dev", "size"), mapped_rows=("mapped", "sum"), risky_rows=("risky", "sum"),
-        channel_rows=("known", "sum"), online_rows=("online", "sum"))
+        rows=("dev", "count"),
+        dev_sum=("dev", "sum"),
+        dev_sq=("dev", lambda d: float((d**2).sum())),
+        all_rows=("dev", "size"),
+        mapped_rows=("mapped", "sum"),
+        risky_rows=("risky", "sum"),
+        channel_rows=("known", "sum"),
+        online_rows=("online", "sum"),
+    )
     return out.reset_index()
 
 
@@ -84,8 +100,12 @@ def aggregates(q, first: dt.date, last: dt.date, mapping_version: str, settings:
     """:data:`AGGREGATES` for partitions ``first .. last`` under ``settings``' share groups."""
     vocabulary = settings.features.vocabulary()
     risky = [*vocabulary.cash, *vocabulary.transfer, *vocabulary.gambling]
-    return day_frame(q.statistic(AGGREGATES, {"v": mapping_version, "online": list(vocabulary.online),
-                                              "risky": risky, "first": first, "last": last}))
+    return day_frame(
+        q.statistic(
+            AGGREGATES,
+            {"v": mapping_version, "online": list(vocabulary.online), "risky": risky, "first": first, "last": last},
+        )
+    )
 
 
 def calibration(q, settings: Settings) -> dict:
@@ -94,8 +114,9 @@ def calibration(q, settings: Settings) -> dict:
     c, last = settings.checks, settings.training.validation_end
     first = last - dt.timedelta(days=c.daily_calibration_days - 1)
     days = aggregates(q, first, last, registry.current_mapping_version(q.conn), settings)
-    return calibrate(daily_statistics(days, c.coverage_max_unmapped_share), c.daily_k, c.daily_warn_arl,
-                     c.daily_error_arl)
+    return calibrate(
+        daily_statistics(days, c.coverage_max_unmapped_share), c.daily_k, c.daily_warn_arl, c.daily_error_arl
+    )
 
 
 # --------------------------------------------------------------------------- guard
@@ -118,7 +139,7 @@ def daily_statistics(days: pd.DataFrame, max_unmapped_share: float = 1.0) -> pd.
     amount = days[days["rows"] > 0]
     n = amount["rows"].astype("float64")
     mean = amount["dev_sum"] / n
-    var = (amount["dev_sq"] / n - mean ** 2).clip(lower=0)
+    var = (amount["dev_sq"] / n - mean**2).clip(lower=0)
     online = days[days["channel_rows"] > 0]
     covered = days[(days["mapped_rows"] > 0) & (1 - days["mapped_rows"] / days["all_rows"] <= max_unmapped_share)]
     for stat, frame, (value, se) in (
@@ -126,8 +147,16 @@ def daily_statistics(days: pd.DataFrame, max_unmapped_share: float = 1.0) -> pd.
         ("online_share", online, share(online["online_rows"], online["channel_rows"].astype("float64"))),
         ("risky_share", covered, share(covered["risky_rows"], covered["mapped_rows"].astype("float64"))),
     ):
-        out.append(pd.DataFrame({"partition": frame["partition"].to_numpy(), "statistic": stat,
-                                 "value": value.to_numpy(), "se": se.to_numpy()}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "partition": frame["partition"].to_numpy(),
+                    "statistic": stat,
+                    "value": value.to_numpy(),
+                    "se": se.to_numpy(),
+                }
+            )
+        )
     frame = pd.concat(out, ignore_index=True)
     frame["weekday"] = [d.weekday() for d in frame["partition"]]
     return frame
@@ -141,18 +170,20 @@ def _levels(calibration: pd.DataFrame) -> dict:
         by_day = g.groupby("weekday")["value"].mean()
         counts = g.groupby("weekday").size()
         weekday = {int(d): float(by_day[d]) if counts[d] >= 4 else overall for d in range(7) if d in by_day.index}
-        resid = g["value"] - g["weekday"].map(lambda d: weekday.get(d, overall))
+        resid = g["value"] - g["weekday"].map(lambda d, level=weekday, fallback=overall: level.get(d, fallback))
         tau2 = max(0.0, float(np.var(resid, ddof=1) - np.mean(g["se"] ** 2))) if len(g) > 2 else 0.0
-        levels[stat] = {"overall": overall, "weekday": {str(d): v for d, v in weekday.items()}, "tau": tau2 ** 0.5}
+        levels[stat] = {"overall": overall, "weekday": {str(d): v for d, v in weekday.items()}, "tau": tau2**0.5}
     return levels
 
 
 def standardise(frame: pd.DataFrame, levels: dict) -> pd.DataFrame:
     """Adds ``z``: (value − weekday level) / sqrt(tau² + se²)."""
     frame = frame[frame["statistic"].isin(list(levels))].copy()
-    level = [levels[s]["weekday"].get(str(d), levels[s]["overall"]) for s, d in zip(frame["statistic"], frame["weekday"])]
+    level = [
+        levels[s]["weekday"].get(str(d), levels[s]["overall"]) for s, d in zip(frame["statistic"], frame["weekday"])
+    ]
     tau = frame["statistic"].map(lambda s: levels[s]["tau"])
-    frame["z"] = (frame["value"] - level) / np.sqrt(tau ** 2 + frame["se"] ** 2)
+    frame["z"] = (frame["value"] - level) / np.sqrt(tau**2 + frame["se"] ** 2)
     return frame
 
 
@@ -210,11 +241,21 @@ def calibrate(calibration: pd.DataFrame, k: float, warn_arl: float, error_arl: f
 
     (h_warn, arl_warn), (h_error, arl_error) = first(warn_arl), first(error_arl)
     replay = np.array([max(p) for p in [np.maximum(*cusum(z[c].to_numpy(), k)) for c in z.columns]])
-    return {"k": k, "levels": levels, "statistics": list(z.columns), "calibration_days": len(z),
-            "first_day": str(z.index.min()), "last_day": str(z.index.max()),
-            "h_warn": h_warn, "arl_warn": arl_warn, "target_arl_warn": warn_arl,
-            "h_error": h_error, "arl_error": arl_error, "target_arl_error": error_arl,
-            "calibration_peak_cusum": float(replay.max())}
+    return {
+        "k": k,
+        "levels": levels,
+        "statistics": list(z.columns),
+        "calibration_days": len(z),
+        "first_day": str(z.index.min()),
+        "last_day": str(z.index.max()),
+        "h_warn": h_warn,
+        "arl_warn": arl_warn,
+        "target_arl_warn": warn_arl,
+        "h_error": h_error,
+        "arl_error": arl_error,
+        "target_arl_error": error_arl,
+        "calibration_peak_cusum": float(replay.max()),
+    }
 
 
 def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
@@ -227,13 +268,22 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
     for stat, g in z.groupby("statistic", sort=False):
         g = g.sort_values("partition")
         up, down = cusum(g["z"].to_numpy(), k)
-        rows.append({"statistic": stat, "nights": len(g), "last_value": float(g["value"].iloc[-1]),
-                     "last_z": float(g["z"].iloc[-1]), "cusum_up": float(up[-1]), "cusum_down": float(down[-1]),
-                     "direction": "up" if up[-1] >= down[-1] else "down"})
+        rows.append(
+            {
+                "statistic": stat,
+                "nights": len(g),
+                "last_value": float(g["value"].iloc[-1]),
+                "last_z": float(g["z"].iloc[-1]),
+                "cusum_up": float(up[-1]),
+                "cusum_down": float(down[-1]),
+                "direction": "up" if up[-1] >= down[-1] else "down",
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
-        return Verdict(True, "WARN", "no monitored night yet", {"nights": 0},
-                       {"k": k, "h_warn": h_warn, "h_error": h_error})
+        return Verdict(
+            True, "WARN", "no monitored night yet", {"nights": 0}, {"k": k, "h_warn": h_warn, "h_error": h_error}
+        )
     table["cusum"] = table[["cusum_up", "cusum_down"]].max(axis=1)
     table = table.sort_values("cusum", ascending=False, ignore_index=True)
     errors = table[table["cusum"] > h_error]
@@ -241,15 +291,28 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
     severity = "ERROR" if len(errors) else "WARN"
     nights_seen = int(table["nights"].max())
     return Verdict(
-        passed=alarms.empty, severity=severity,
-        summary=(", ".join(f"{r.statistic} drifting {r.direction} (CUSUM {r.cusum:.1f})" for r in alarms.itertuples())
-                 + f" over {nights_seen} night(s)" if len(alarms)
-                 else f"no one-directional change in the daily statistics over {nights_seen} night(s)"),
-        figures={"nights": nights_seen, "alarms": len(alarms), "errors": len(errors),
-                 **{f"cusum.{r.statistic}": float(r.cusum) for r in table.itertuples()},
-                 **{f"value.{r.statistic}": float(r.last_value) for r in table.itertuples()}},
-        thresholds={"k": k, "h_warn": h_warn, "h_error": h_error, "arl_warn": calibration["arl_warn"],
-                    "arl_error": calibration["arl_error"]},
+        passed=alarms.empty,
+        severity=severity,
+        summary=(
+            ", ".join(f"{r.statistic} drifting {r.direction} (CUSUM {r.cusum:.1f})" for r in alarms.itertuples())
+            + f" over {nights_seen} night(s)"
+            if len(alarms)
+            else f"no one-directional change in the daily statistics over {nights_seen} night(s)"
+        ),
+        figures={
+            "nights": nights_seen,
+            "alarms": len(alarms),
+            "errors": len(errors),
+            **{f"cusum.{r.statistic}": float(r.cusum) for r in table.itertuples()},
+            **{f"value.{r.statistic}": float(r.last_value) for r in table.itertuples()},
+        },
+        thresholds={
+            "k": k,
+            "h_warn": h_warn,
+            "h_error": h_error,
+            "arl_warn": calibration["arl_warn"],
+            "arl_error": calibration["arl_error"],
+        },
         tables={"statistics": table},
     )
 
@@ -264,14 +327,21 @@ def load(step: Step) -> Inputs:
     calibrated = card.reference.get("daily_drift")
     if calibrated is None:
         raise Refused(f"model {card.version} has no daily drift calibration: retrain it")
-    first = max(dt.date.fromisoformat(calibrated["last_day"]) + dt.timedelta(days=1),
-                night.days_back(settings.checks.daily_nights - 1))
+    first = max(
+        dt.date.fromisoformat(calibrated["last_day"]) + dt.timedelta(days=1),
+        night.days_back(settings.checks.daily_nights - 1),
+    )
     days = aggregates(step, first, night.day, registry.current_mapping_version(step.conn), settings)
     verdicts = warehouse.raw_verdicts(step.conn, first, night.day)
     bad = set(verdicts.loc[~verdicts["passed"], "partition"]) - set(settings.override.accept_days)
     days = days[~days["partition"].isin(bad)]
     stats = daily_statistics(days, settings.checks.coverage_max_unmapped_share)
     accepted = list(settings.override.accept_drift)
-    return Inputs({"nights": stats[~stats["statistic"].isin(accepted)], "calibration": calibrated},
-                  {"model_version": card.version, "quarantined_days_left_out": len(bad),
-                   "accepted_drift": ", ".join(accepted) or "-"})
+    return Inputs(
+        {"nights": stats[~stats["statistic"].isin(accepted)], "calibration": calibrated},
+        {
+            "model_version": card.version,
+            "quarantined_days_left_out": len(bad),
+            "accepted_drift": ", ".join(accepted) or "-",
+        },
+    )

@@ -6,12 +6,12 @@ Slow one-directional change is watched on independent daily statistics of the ra
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
-
-import datetime as dt
-from collections.abc import Sequence
 
 from risk_assets.checks import Inputs, Step, Verdict
 from risk_assets.core import stats
@@ -23,6 +23,7 @@ from risk_assets.store.warehouse import NotMaterialised
 _MAX_DOUBLE = float(np.finfo("float64").max)
 """``-max <= v <= max`` holds for finite numbers only: NULL, NaN and ±inf fail it on both
 engines (both order NaN above every number)."""
+
 
 def _feature(name: str) -> str:
     if name not in BY_NAME:
@@ -46,8 +47,8 @@ def bin_counts(q, day: dt.date, edges: dict[str, Sequence[float]]) -> dict[str, 
             params[f"e{i}_{k}"] = float(edge)
             above.append(f"CASE WHEN {column} > $e{i}_{k} THEN 1 ELSE 0 END")
         parts.append(f"""
-            SELECT {i} AS f, {' + '.join(above) or '0'} AS bin, count(*) AS rows
-            FROM {warehouse.table('encoded_features')}
+            SELECT {i} AS f, {" + ".join(above) or "0"} AS bin, count(*) AS rows
+            FROM {warehouse.table("encoded_features")}
             WHERE partition = CAST($day AS DATE) AND {column} >= -$max AND {column} <= $max
             GROUP BY 2""")
     rows = q.statistic(" UNION ALL ".join(parts), params)
@@ -64,12 +65,13 @@ def level_counts(q, day: dt.date, features: Sequence[str]) -> dict[str, pd.DataF
     """Per categorical feature, rows per value of the encoded partition (``value, rows``)."""
     if not features:
         return {}
-    parts = [f"""SELECT {i} AS f, {_feature(name)} AS value, count(*) AS rows
-                 FROM {warehouse.table('encoded_features')} WHERE partition = CAST($day AS DATE) GROUP BY 2"""
-             for i, name in enumerate(features)]
+    parts = [
+        f"""SELECT {i} AS f, {_feature(name)} AS value, count(*) AS rows
+                 FROM {warehouse.table("encoded_features")} WHERE partition = CAST($day AS DATE) GROUP BY 2"""
+        for i, name in enumerate(features)
+    ]
     rows = q.statistic(" UNION ALL ".join(parts), {"day": day})
-    return {name: rows.loc[rows["f"] == i, ["value", "rows"]].reset_index(drop=True)
-            for i, name in enumerate(features)}
+    return {name: rows.loc[rows["f"] == i, ["value", "rows"]].reset_index(drop=True) for i, name in enumerate(features)}
 
 
 # --------------------------------------------------------------------------- guard and row-level definition
@@ -103,8 +105,9 @@ def profile(encoded: pd.DataFrame, reference: dict) -> dict[str, np.ndarray]:
             out[f] = stats.bin_counts(encoded[f].to_numpy(dtype="float64"), reference["numeric"][f]["edges"])
         else:
             counts = encoded[f].value_counts(dropna=False)
-            out[f] = stats.fold_levels(pd.DataFrame({"value": counts.index, "rows": counts.to_numpy()}),
-                                       reference["categorical"][f]["levels"])
+            out[f] = stats.fold_levels(
+                pd.DataFrame({"value": counts.index, "rows": counts.to_numpy()}), reference["categorical"][f]["levels"]
+            )
     return out
 
 
@@ -120,8 +123,14 @@ ERROR_FLOOR_FACTOR = 2.5
 """The ERROR band's materiality floor, as a multiple of the WARN band's."""
 
 
-def drift_bounds(counts: dict[str, np.ndarray], reference: dict, warn_alpha: float, error_alpha: float,
-                 min_psi: float = 0.0, min_js: float = 0.0) -> Verdict:
+def drift_bounds(
+    counts: dict[str, np.ndarray],
+    reference: dict,
+    warn_alpha: float,
+    error_alpha: float,
+    min_psi: float = 0.0,
+    min_js: float = 0.0,
+) -> Verdict:
     """``counts``: per monitored feature, tonight's rows per bin or level (:func:`profile`).
 
     Per monitored feature, tonight's distance to the reference against calibrated WARN
@@ -138,29 +147,46 @@ def drift_bounds(counts: dict[str, np.ndarray], reference: dict, warn_alpha: flo
         error = max(calibrated_threshold(daily, error_alpha, len(features)), ERROR_FLOOR_FACTOR * floor, warn)
         d = distance(counts[f], f, reference)
         band = "ERROR" if d > error else "WARN" if d > warn else "ok"
-        rows.append({"feature": f, "metric": "PSI" if f in reference["numeric"] else "JS",
-                     "distance": d, "warn_at": warn, "error_at": error, "band": band,
-                     "reference_days": len(daily)})
+        rows.append(
+            {
+                "feature": f,
+                "metric": "PSI" if f in reference["numeric"] else "JS",
+                "distance": d,
+                "warn_at": warn,
+                "error_at": error,
+                "band": band,
+                "reference_days": len(daily),
+            }
+        )
     table = pd.DataFrame(rows).sort_values("distance", key=lambda s: -s / pd.DataFrame(rows)["error_at"])
     errors, warns = table[table["band"] == "ERROR"], table[table["band"] == "WARN"]
     passed = errors.empty and warns.empty
     severity = "WARN" if len(warns) and errors.empty else "ERROR"
-    worst = (errors if len(errors) else warns if len(warns) else table.head(1))
+    worst = errors if len(errors) else warns if len(warns) else table.head(1)
     return Verdict(
         passed=passed,
         severity=severity,
-        summary=(f"{len(errors)} feature(s) beyond the ERROR band, {len(warns)} in the WARN band"
-                 + (f": {', '.join(worst['feature'])}" if not passed else "")),
+        summary=(
+            f"{len(errors)} feature(s) beyond the ERROR band, {len(warns)} in the WARN band"
+            + (f": {', '.join(worst['feature'])}" if not passed else "")
+        ),
         figures={
             "features_monitored": len(features),
             "error_band": len(errors),
             "warn_band": len(warns),
             **{f"distance.{r['feature']}": float(r["distance"]) for r in rows},
         },
-        thresholds={"warn_alpha_per_night": warn_alpha, "error_alpha_per_night": error_alpha,
-                    "min_psi": min_psi, "min_js": min_js, "error_floor_factor": ERROR_FLOOR_FACTOR},
-        data={"calibration": "log-normal fit to leave-one-day-out training-day and out-of-time validation-day "
-              "distances, Bonferroni across features; per-feature bands in the features table"},
+        thresholds={
+            "warn_alpha_per_night": warn_alpha,
+            "error_alpha_per_night": error_alpha,
+            "min_psi": min_psi,
+            "min_js": min_js,
+            "error_floor_factor": ERROR_FLOOR_FACTOR,
+        },
+        data={
+            "calibration": "log-normal fit to leave-one-day-out training-day and out-of-time validation-day "
+            "distances, Bonferroni across features; per-feature bands in the features table"
+        },
         tables={"features": table},
     )
 
@@ -171,7 +197,9 @@ def load(step: Step) -> Inputs:
     reference = card.reference
     monitored = monitored_features()
     day = step.night.day
-    counts = bin_counts(step, day, {f: reference["numeric"][f]["edges"] for f in monitored if f in reference["numeric"]})
+    counts = bin_counts(
+        step, day, {f: reference["numeric"][f]["edges"] for f in monitored if f in reference["numeric"]}
+    )
     levels = level_counts(step, day, [f for f in monitored if f in reference["categorical"]])
     counts |= {f: stats.fold_levels(v, reference["categorical"][f]["levels"]) for f, v in levels.items()}
     if not sum(int(c.sum()) for c in counts.values()):

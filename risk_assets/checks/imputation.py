@@ -8,19 +8,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from risk_assets.core.features.encoding import UNSEEN_CATEGORY
 from risk_assets.checks import Inputs, Step, Verdict
+from risk_assets.core.features.encoding import UNSEEN_CATEGORY
 from risk_assets.core.features.spec import BY_NAME, FEATURE_NAMES, FEATURES, WINDOWS
 from risk_assets.store import registry, warehouse
 
 # --------------------------------------------------------------------------- statistics
 LEDGER_COUNTS = f"""
     SELECT feature, reason, count(*) AS cells, count(DISTINCT customer_id) AS customers
-    FROM {warehouse.table('imputation_log')} WHERE partition = CAST($day AS DATE)
+    FROM {warehouse.table("imputation_log")} WHERE partition = CAST($day AS DATE)
     GROUP BY feature, reason ORDER BY feature, reason"""
 """Substituted cells per feature and reason (row-level definition: :func:`ledger_counts`)."""
 
-ENCODED_ROWS = f"""SELECT count(*) AS rows FROM {warehouse.table('encoded_features')}
+ENCODED_ROWS = f"""SELECT count(*) AS rows FROM {warehouse.table("encoded_features")}
     WHERE partition = CAST($day AS DATE)"""
 """Customers encoded (and scored) tonight."""
 
@@ -40,9 +40,12 @@ def missing_cells(q, night, mapping_version: str) -> pd.DataFrame:
     training period never saw (``Feature.null_when``;
     :func:`coverage_cells` is its row-level definition)."""
     sql, params = _missingness_sql(night, mapping_version)
-    return q.statistic(f"""{sql}
+    return q.statistic(
+        f"""{sql}
         SELECT feature, count(*) AS cells, CAST(sum(CASE WHEN excused THEN 1 ELSE 0 END) AS BIGINT) AS excused
-        FROM cells GROUP BY feature ORDER BY feature""", params)
+        FROM cells GROUP BY feature ORDER BY feature""",
+        params,
+    )
 
 
 def missingness_contingency(q, night, mapping_version: str, min_cells: int) -> pd.DataFrame:
@@ -54,7 +57,8 @@ def missingness_contingency(q, night, mapping_version: str, min_cells: int) -> p
     ``uses:<category>`` (1 when the 30-day window holds the raw category)."""
     sql, params = _missingness_sql(night, mapping_version)
     enc = warehouse.table("encoded_features")
-    return q.statistic(f"""{sql},
+    return q.statistic(
+        f"""{sql},
         tested AS (SELECT feature FROM cells WHERE NOT excused GROUP BY feature HAVING count(*) >= $min_cells),
         hit AS (SELECT DISTINCT feature, customer_id FROM cells WHERE NOT excused),
         base AS (
@@ -80,28 +84,36 @@ def missingness_contingency(q, night, mapping_version: str, min_cells: int) -> p
         FROM base b CROSS JOIN categories k
         LEFT JOIN used u ON u.customer_id = b.customer_id AND u.category = k.category
         GROUP BY b.feature, k.category, CASE WHEN u.customer_id IS NULL THEN '0' ELSE '1' END, b.n
-        ORDER BY feature, dimension, grp, n""", params | {"min_cells": int(min_cells)})
+        ORDER BY feature, dimension, grp, n""",
+        params | {"min_cells": int(min_cells)},
+    )
 
 
 def _missingness_sql(night, mapping_version: str) -> tuple[str, dict]:
     first, last = night.scan_range(30)
     raw, ledger = warehouse.table("raw_transactions"), warehouse.table("imputation_log")
     params = {
-        "day": night.day, "first": first, "last": last, "start": night.window_start(30), "end": night.as_of,
-        "version": mapping_version, "unseen": UNSEEN_CATEGORY,
+        "day": night.day,
+        "first": first,
+        "last": last,
+        "start": night.window_start(30),
+        "end": night.as_of,
+        "version": mapping_version,
+        "unseen": UNSEEN_CATEGORY,
         "on_unmapped": [f.name for f in FEATURES if f.null_when == "unmapped_category"],
         "on_channel": [f.name for f in FEATURES if f.null_when == "unknown_channel"],
         **{f"exposure_{w}d": [f.name for f in FEATURES if f.window_days == w] or [""] for w in WINDOWS if w != 30},
     }
-    return f"""
+    return (
+        f"""
         WITH win AS (
             SELECT DISTINCT customer_id, category, channel FROM {raw}
             WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
               AND event_ts >= CAST($start AS TIMESTAMP) AND event_ts < CAST($end AS TIMESTAMP)),
         unmapped AS (SELECT DISTINCT customer_id FROM win WHERE category NOT IN (
-            SELECT raw_category FROM {warehouse.table('category_mapping')} WHERE version = $version)),
+            SELECT raw_category FROM {warehouse.table("category_mapping")} WHERE version = $version)),
         unseen_channel AS (SELECT DISTINCT customer_id FROM win WHERE channel IS NOT NULL AND channel NOT IN (
-            SELECT channel FROM {warehouse.table('channel_vocabulary')} WHERE version = $version)),
+            SELECT channel FROM {warehouse.table("channel_vocabulary")} WHERE version = $version)),
         cells AS (
             SELECT l.feature, l.customer_id,
                    l.reason = $unseen
@@ -110,7 +122,9 @@ def _missingness_sql(night, mapping_version: str) -> tuple[str, dict]:
             FROM {ledger} l
             LEFT JOIN unmapped m ON m.customer_id = l.customer_id
             LEFT JOIN unseen_channel s ON s.customer_id = l.customer_id
-            WHERE l.partition = CAST($day AS DATE))""", params
+            WHERE l.partition = CAST($day AS DATE))""",
+        params,
+    )
 
 
 # --------------------------------------------------------------------------- guards and row-level definitions
@@ -127,8 +141,11 @@ def imputation_ceiling(cells: pd.DataFrame, rows: int, ceiling: float) -> Verdic
     """Per feature: substituted cells / rows ≤ ceiling. Every feature's rate is reported.
     ``cells``: substituted cells per feature and reason (:func:`ledger_counts`)."""
     counts = cells.groupby("feature")["cells"].sum().reindex(list(FEATURE_NAMES), fill_value=0)
-    reasons = (cells.pivot_table(index="feature", columns="reason", values="cells", aggfunc="sum", fill_value=0)
-               if len(cells) else pd.DataFrame())
+    reasons = (
+        cells.pivot_table(index="feature", columns="reason", values="cells", aggfunc="sum", fill_value=0)
+        if len(cells)
+        else pd.DataFrame()
+    )
     rates = counts / rows if rows else counts * 0.0
     table = pd.DataFrame({"feature": counts.index, "cells": counts.to_numpy(), "rate": rates.to_numpy()})
     for reason in reasons.columns:
@@ -138,9 +155,11 @@ def imputation_ceiling(cells: pd.DataFrame, rows: int, ceiling: float) -> Verdic
     return Verdict(
         passed=over.empty,
         severity="ERROR",
-        summary=(f"{len(over)} feature(s) above the {ceiling:.1%} imputation ceiling"
-                 + (f": {', '.join(over['feature'])}" if len(over) else "")
-                 + f"; worst {worst['feature']} at {worst['rate']:.2%}"),
+        summary=(
+            f"{len(over)} feature(s) above the {ceiling:.1%} imputation ceiling"
+            + (f": {', '.join(over['feature'])}" if len(over) else "")
+            + f"; worst {worst['feature']} at {worst['rate']:.2%}"
+        ),
         figures={
             "rows": rows,
             "features_over_ceiling": len(over),
@@ -168,8 +187,13 @@ CONTINGENCY_COLUMNS = ["feature", "dimension", "grp", "n", "customers", "hits"]
 """Columns of the missingness contingency table (:func:`contingency`)."""
 
 
-def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series | None = None,
-                exposure: pd.DataFrame | None = None, min_cells: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def contingency(
+    ledger: pd.DataFrame,
+    groups: pd.DataFrame,
+    excused: pd.Series | None = None,
+    exposure: pd.DataFrame | None = None,
+    min_cells: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From the ledger's rows and one row per scored customer, the two small frames
     :func:`missingness_pattern` judges: the row-level definition of :func:`missing_cells`
     and :func:`missingness_contingency`.
@@ -179,8 +203,12 @@ def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series |
     region, ``uses:<category>`` flags). ``exposure``: per customer (same order) the
     transactions in each window (``txn_count_<w>d``)."""
     excused = excused if excused is not None else pd.Series(False, index=ledger.index)
-    cells = (pd.DataFrame({"feature": ledger["feature"], "excused": excused.to_numpy().astype(int)})
-             .groupby("feature").agg(cells=("excused", "size"), excused=("excused", "sum")).reset_index())
+    cells = (
+        pd.DataFrame({"feature": ledger["feature"], "excused": excused.to_numpy().astype(int)})
+        .groupby("feature")
+        .agg(cells=("excused", "size"), excused=("excused", "sum"))
+        .reset_index()
+    )
     kept = ledger[~excused.to_numpy()]
     sizes = kept.groupby("feature").size()
     customers = groups["customer_id"]
@@ -197,8 +225,9 @@ def contingency(ledger: pd.DataFrame, groups: pd.DataFrame, excused: pd.Series |
     return cells, table.sort_values(columns[:4]).reset_index(drop=True)
 
 
-def missingness_pattern(cells: pd.DataFrame, contingency: pd.DataFrame, alpha: float, min_lift: float,
-                        min_cells: int) -> Verdict:
+def missingness_pattern(
+    cells: pd.DataFrame, contingency: pd.DataFrame, alpha: float, min_lift: float, min_cells: int
+) -> Verdict:
     """Is a feature's missingness concentrated in one group, rather than random?
 
     ``cells``: per feature the ledger's substituted cells and how many of them are
@@ -220,14 +249,20 @@ def missingness_pattern(cells: pd.DataFrame, contingency: pd.DataFrame, alpha: f
     ratio is at least ``min_lift`` times that of the rest — so it fires on concentration
     even when the overall rate is under the ceiling, and not on busy customers being busy."""
     excused_cells = int(cells["excused"].sum()) if len(cells) else 0
-    remaining = (cells.set_index("feature")["cells"] - cells.set_index("feature")["excused"]) if len(cells) \
+    remaining = (
+        (cells.set_index("feature")["cells"] - cells.set_index("feature")["excused"])
+        if len(cells)
         else pd.Series(dtype="int64")
+    )
     features = remaining[remaining >= min_cells]
     tests = []
     for feature, table in contingency.groupby("feature", sort=True):
         exposure = table[table["dimension"] == table["dimension"].iloc[0]].groupby("n")[["customers", "hits"]].sum()
-        rate = _fitted_rate(exposure.index.to_numpy(dtype="float64"), exposure["customers"].to_numpy(dtype="float64"),
-                            float(exposure["hits"].sum()))
+        rate = _fitted_rate(
+            exposure.index.to_numpy(dtype="float64"),
+            exposure["customers"].to_numpy(dtype="float64"),
+            float(exposure["hits"].sum()),
+        )
         for dimension, rows in table.groupby("dimension", sort=True):
             test = _concentration(rows, rate)
             if test is not None:
@@ -243,10 +278,16 @@ def missingness_pattern(cells: pd.DataFrame, contingency: pd.DataFrame, alpha: f
     return Verdict(
         passed=flagged.empty,
         severity="ERROR",
-        summary=("missingness is concentrated: " + "; ".join(
-            f"{r.feature} in {r.grouping}={r.group} ({r.cells_in_group}/{r.cells} cells, lift {r.lift:.1f})"
-            for r in top.itertuples()) if len(flagged) else
-            f"no concentrated missingness ({len(frame)} tests, {len(features)} feature(s) with ≥ {min_cells} cells)"),
+        summary=(
+            "missingness is concentrated: "
+            + "; ".join(
+                f"{r.feature} in {r.grouping}={r.group} ({r.cells_in_group}/{r.cells} cells, lift {r.lift:.1f})"
+                for r in top.itertuples()
+            )
+            if len(flagged)
+            else f"no concentrated missingness ({len(frame)} tests, "
+            f"{len(features)} feature(s) with ≥ {min_cells} cells)"
+        ),
         figures={
             "tests": len(frame),
             "bonferroni_level": level,
@@ -289,8 +330,9 @@ def _concentration(rows: pd.DataFrame, rate: float) -> dict | None:
     group's observed/expected ratio against the rest's."""
     q = 1 - (1 - rate) ** rows["n"].to_numpy(dtype="float64").clip(min=0)
     m = rows["customers"].to_numpy(dtype="float64")
-    frame = pd.DataFrame({"g": rows["grp"].to_numpy(), "o": rows["hits"].to_numpy(dtype="float64"),
-                          "e": m * q, "v": m * q * (1 - q)})
+    frame = pd.DataFrame(
+        {"g": rows["grp"].to_numpy(), "o": rows["hits"].to_numpy(dtype="float64"), "e": m * q, "v": m * q * (1 - q)}
+    )
     per = frame.groupby("g")[["o", "e", "v"]].sum()
     per = per[per["v"] > 0]
     if len(per) < 2:
@@ -301,9 +343,15 @@ def _concentration(rows: pd.DataFrame, rate: float) -> dict | None:
     worst = ratio.idxmax()
     rest_o, rest_e = per["o"].sum() - per.at[worst, "o"], per["e"].sum() - per.at[worst, "e"]
     rest = rest_o / rest_e if rest_e > 0 else 0.0
-    return {"group": worst, "cells_in_group": int(per.at[worst, "o"]), "expected_in_group": float(per.at[worst, "e"]),
-            "group_ratio": float(ratio[worst]), "outside_ratio": float(rest),
-            "lift": float(ratio[worst] / rest) if rest > 0 else float("inf"), "p_value": p}
+    return {
+        "group": worst,
+        "cells_in_group": int(per.at[worst, "o"]),
+        "expected_in_group": float(per.at[worst, "e"]),
+        "group_ratio": float(ratio[worst]),
+        "outside_ratio": float(rest),
+        "lift": float(ratio[worst] / rest) if rest > 0 else float("inf"),
+        "p_value": p,
+    }
 
 
 def category_usage(window: pd.DataFrame, customers: pd.Series) -> pd.DataFrame:

@@ -22,16 +22,24 @@ def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.D
     loaded_at = warehouse.loads(step.conn, step.night.day, step.night.day)["loaded_at"]
     for decl in (d for d in (checks if checks is not None else step.checks) if d.quarantines):
         verdict, _ = decl.evaluate(step)
-        rows.append({"partition": step.night.day, "check_name": decl.name, "passed": bool(verdict.passed),
-                     "severity": verdict.severity, "summary": verdict.summary,
-                     "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
-                     "settings_version": step.settings.version()})
+        rows.append(
+            {
+                "partition": step.night.day,
+                "check_name": decl.name,
+                "passed": bool(verdict.passed),
+                "severity": verdict.severity,
+                "summary": verdict.summary,
+                "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
+                "settings_version": step.settings.version(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- guard
-def lookback_health(expected: list[dt.date], loaded: Iterable[dt.date], verdicts: pd.DataFrame,
-                    accepted: dict[dt.date, str]) -> Verdict:
+def lookback_health(
+    expected: list[dt.date], loaded: Iterable[dt.date], verdicts: pd.DataFrame, accepted: dict[dt.date, str]
+) -> Verdict:
     """Every raw partition of the night's look-back was loaded *and* passed the raw
     layer's blocking checks on its latest load (``verdicts``: ``partition, check_name, passed,
     summary``; a day without verdicts has not been judged). A day that failed is
@@ -48,31 +56,48 @@ def lookback_health(expected: list[dt.date], loaded: Iterable[dt.date], verdicts
     sick = {d: list(g["check_name"] + ": " + g["summary"]) for d, g in failed.groupby("partition")}
     waived = {d: accepted[d] for d in sorted(sick) if d in accepted}
     quarantined = {d: why for d, why in sorted(sick.items()) if d not in accepted}
-    table = pd.DataFrame([{"partition": str(d), "problem": "; ".join(why), "accepted_by_override": d in waived}
-                          for d, why in sorted(sick.items())] + [
-        {"partition": str(d), "problem": "never loaded", "accepted_by_override": False} for d in missing] + [
-        {"partition": str(d), "problem": "loaded but never judged", "accepted_by_override": False} for d in unjudged])
+    table = pd.DataFrame(
+        [
+            {"partition": str(d), "problem": "; ".join(why), "accepted_by_override": d in waived}
+            for d, why in sorted(sick.items())
+        ]
+        + [{"partition": str(d), "problem": "never loaded", "accepted_by_override": False} for d in missing]
+        + [{"partition": str(d), "problem": "loaded but never judged", "accepted_by_override": False} for d in unjudged]
+    )
     problems = []
     if missing:
-        problems.append(f"{len(missing)} of {len(expected)} look-back day(s) never loaded: "
-                        + ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else ""))
+        problems.append(
+            f"{len(missing)} of {len(expected)} look-back day(s) never loaded: "
+            + ", ".join(map(str, missing[:10]))
+            + (" …" if len(missing) > 10 else "")
+        )
     if quarantined:
-        problems.append(f"{len(quarantined)} quarantined day(s) in the look-back: " + "; ".join(
-            f"{d} ({', '.join(why)})" for d, why in list(quarantined.items())[:5]))
+        problems.append(
+            f"{len(quarantined)} quarantined day(s) in the look-back: "
+            + "; ".join(f"{d} ({', '.join(why)})" for d, why in list(quarantined.items())[:5])
+        )
     if unjudged:
         problems.append(f"{len(unjudged)} day(s) loaded but never judged: " + ", ".join(map(str, unjudged[:5])))
     return Verdict(
-        passed=not problems, severity="ERROR",
-        summary="; ".join(problems) if problems else (
+        passed=not problems,
+        severity="ERROR",
+        summary="; ".join(problems)
+        if problems
+        else (
             f"all {len(expected)} look-back days loaded and healthy ({expected[0]} .. {tonight})"
-            + (f"; {len(waived)} accepted by override" if waived else "")),
-        figures={"lookback_days": len(expected), "missing_days": len(missing),
-                 "first_missing": str(missing[0]) if missing else "-", "quarantined_days": len(quarantined),
-                 "first_quarantined": str(next(iter(quarantined))) if quarantined else "-",
-                 "accepted_days": len(waived), "unjudged_days": len(unjudged)},
+            + (f"; {len(waived)} accepted by override" if waived else "")
+        ),
+        figures={
+            "lookback_days": len(expected),
+            "missing_days": len(missing),
+            "first_missing": str(missing[0]) if missing else "-",
+            "quarantined_days": len(quarantined),
+            "first_quarantined": str(next(iter(quarantined))) if quarantined else "-",
+            "accepted_days": len(waived),
+            "unjudged_days": len(unjudged),
+        },
         tables={"unhealthy_days": table},
     )
-
 
 
 # --------------------------------------------------------------------------- loader
@@ -87,6 +112,13 @@ def load(step: Step) -> Inputs:
     stale = [d for d in ledger["partition"] if d != night.day and d not in set(fresh["partition"])]
     for day in stale:
         fresh = pd.concat([fresh, judge_raw_day(step.on(Night.of(day, settings.calendar)))], ignore_index=True)
-    return Inputs({"expected": expected, "loaded": ledger["partition"].tolist(), "verdicts": fresh,
-                   "accepted": {d: f"{settings.override.by}: {settings.override.reason}"
-                                for d in settings.override.accept_days}})
+    return Inputs(
+        {
+            "expected": expected,
+            "loaded": ledger["partition"].tolist(),
+            "verdicts": fresh,
+            "accepted": dict.fromkeys(
+                settings.override.accept_days, f"{settings.override.by}: {settings.override.reason}"
+            ),
+        }
+    )

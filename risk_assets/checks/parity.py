@@ -18,7 +18,7 @@ from risk_assets.settings import Settings
 from risk_assets.store import registry, warehouse
 
 # --------------------------------------------------------------------------- statistic
-SERVED_CUSTOMERS = f"""SELECT customer_id FROM {warehouse.table('serving_features')}
+SERVED_CUSTOMERS = f"""SELECT customer_id FROM {warehouse.table("serving_features")}
     WHERE partition = CAST($day AS DATE) ORDER BY customer_id"""
 """Tonight's served customers, whom the sample is drawn from."""
 
@@ -65,27 +65,52 @@ def parity(
         pos, neg = int(np.sum(diff > 0)), int(np.sum(diff < 0))
         p = binomtest(pos, pos + neg, 0.5).pvalue if pos + neg else 1.0
         biased = pos + neg >= min_nonzero and p < level
-        rows.append({"feature": f, "mismatches": int(np.nansum(mismatch)), "beyond_tolerance": bool(np.nansum(mismatch)),
-                     "mismatch_share": float(np.nanmean(mismatch)) if len(a) else 0.0,
-                     "max_abs_diff": float(np.nanmax(np.abs(diff))) if len(a) else 0.0,
-                     "max_rel_diff": float(np.nanmax(rel)) if len(a) else 0.0,
-                     "smape": float(np.nanmean(smape)) if len(a) else 0.0,
-                     "higher": pos, "lower": neg, "sign_p_value": float(p), "biased": bool(biased)})
+        rows.append(
+            {
+                "feature": f,
+                "mismatches": int(np.nansum(mismatch)),
+                "beyond_tolerance": bool(np.nansum(mismatch)),
+                "mismatch_share": float(np.nanmean(mismatch)) if len(a) else 0.0,
+                "max_abs_diff": float(np.nanmax(np.abs(diff))) if len(a) else 0.0,
+                "max_rel_diff": float(np.nanmax(rel)) if len(a) else 0.0,
+                "smape": float(np.nanmean(smape)) if len(a) else 0.0,
+                "higher": pos,
+                "lower": neg,
+                "sign_p_value": float(p),
+                "biased": bool(biased),
+            }
+        )
     for f in CATEGORICAL:
         mismatch = (s[f].astype(str) != t[f].astype(str)).to_numpy()
         share = float(mismatch.mean()) if len(mismatch) else 0.0
-        rows.append({"feature": f, "mismatches": int(mismatch.sum()), "beyond_tolerance": share > categorical_tolerance,
-                     "mismatch_share": share,
-                     "max_abs_diff": np.nan, "max_rel_diff": np.nan, "smape": np.nan,
-                     "higher": 0, "lower": 0, "sign_p_value": 1.0, "biased": False})
+        rows.append(
+            {
+                "feature": f,
+                "mismatches": int(mismatch.sum()),
+                "beyond_tolerance": share > categorical_tolerance,
+                "mismatch_share": share,
+                "max_abs_diff": np.nan,
+                "max_rel_diff": np.nan,
+                "smape": np.nan,
+                "higher": 0,
+                "lower": 0,
+                "sign_p_value": 1.0,
+                "biased": False,
+            }
+        )
     table = pd.DataFrame(rows)
     bad = table[table["beyond_tolerance"] | table["biased"]]
     missing = len(only_serving) + len(only_training)
     passed = bad.empty and missing == 0
-    summary = "serving and training paths agree" if passed else (
-        f"{int(table['beyond_tolerance'].sum())} feature(s) differ beyond tolerance, "
-        f"{int(table['biased'].sum())} with a one-sided bias, {missing} customer(s) on one side only"
-        + (f": {', '.join(bad['feature'].head(8))}" if len(bad) else ""))
+    summary = (
+        "serving and training paths agree"
+        if passed
+        else (
+            f"{int(table['beyond_tolerance'].sum())} feature(s) differ beyond tolerance, "
+            f"{int(table['biased'].sum())} with a one-sided bias, {missing} customer(s) on one side only"
+            + (f": {', '.join(bad['feature'].head(8))}" if len(bad) else "")
+        )
+    )
     return Verdict(
         passed=passed,
         severity="ERROR",
@@ -99,15 +124,22 @@ def parity(
             "features_biased": int(table["biased"].sum()),
             "max_mismatch_share": float(table["mismatch_share"].max()) if len(table) else 0.0,
         },
-        thresholds={"atol": atol, "rtol": rtol, "categorical_tolerance": categorical_tolerance,
-                    "bias_alpha": bias_alpha, "bias_level_per_feature": level, "min_nonzero": min_nonzero},
+        thresholds={
+            "atol": atol,
+            "rtol": rtol,
+            "categorical_tolerance": categorical_tolerance,
+            "bias_alpha": bias_alpha,
+            "bias_level_per_feature": level,
+            "min_nonzero": min_nonzero,
+        },
         tables={"features": table.sort_values(["beyond_tolerance", "biased", "mismatches"], ascending=False)},
     )
 
 
 # --------------------------------------------------------------------------- loader
-def parity_inputs(engine: Engine, night: Night, settings: Settings, mapping_version: str,
-                  served: pd.DataFrame | None = None) -> dict:
+def parity_inputs(
+    engine: Engine, night: Night, settings: Settings, mapping_version: str, served: pd.DataFrame | None = None
+) -> dict:
     """The parity guard's frames for one night: a seeded sample of the served rows
     (``served``; computed now by the engine's serving execution when None — the deployment
     gate) and the same customers recomputed by its training execution."""
@@ -123,8 +155,11 @@ def load(step: Step) -> Inputs:
     c, night = step.settings.checks, step.night
     ids = step.statistic(SERVED_CUSTOMERS, {"day": night.day})["customer_id"].to_numpy()
     # only the sample's stored rows are read, not every customer's
-    served = step.engine.rows("serving_features", night.day, parity_sample(ids, c.parity_sample, c.parity_seed,
-                                                                            night.day))
+    served = step.engine.rows(
+        "serving_features", night.day, parity_sample(ids, c.parity_sample, c.parity_seed, night.day)
+    )
     version = served.at[0, "mapping_version"] if len(served) else registry.current_mapping_version(step.conn)
-    return Inputs(parity_inputs(step.engine, night, step.settings, version, served=served),
-                  {"mapping_version": version, "weekday": night.weekday})
+    return Inputs(
+        parity_inputs(step.engine, night, step.settings, version, served=served),
+        {"mapping_version": version, "weekday": night.weekday},
+    )

@@ -10,12 +10,11 @@ from __future__ import annotations
 from risk_assets.checks import Inputs, Step, Verdict
 from risk_assets.store import warehouse
 
-
 # --------------------------------------------------------------------------- statistic
 STORED_ROWS = f"""
-    SELECT (SELECT count(*) FROM {warehouse.table('raw_transactions')} WHERE partition = CAST($day AS DATE))
+    SELECT (SELECT count(*) FROM {warehouse.table("raw_transactions")} WHERE partition = CAST($day AS DATE))
                AS accepted,
-           (SELECT count(*) FROM {warehouse.table('rejected_transactions')} WHERE partition = CAST($day AS DATE))
+           (SELECT count(*) FROM {warehouse.table("rejected_transactions")} WHERE partition = CAST($day AS DATE))
                AS rejected"""
 """Rows stored for the day, accepted and rejected (their row-level definition: ``len``)."""
 
@@ -27,25 +26,37 @@ def stored_rows(q, day) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- guard
-def rows_reconcile(received: int | None, stored_accepted: int, stored_rejected: int,
-                   recorded_accepted: int | None = None, recorded_rejected: int | None = None) -> Verdict:
+def rows_reconcile(
+    received: int | None,
+    stored_accepted: int,
+    stored_rejected: int,
+    recorded_accepted: int | None = None,
+    recorded_rejected: int | None = None,
+) -> Verdict:
     """``received = accepted + rejected``: the rows the source handed over against the rows
     stored (and, when the load recorded them, against the recorded split). ``received``
     None: no load was recorded for the partition."""
-    figures = {"received": received or 0, "stored_accepted": stored_accepted, "stored_rejected": stored_rejected,
-               "unaccounted": (received or 0) - stored_accepted - stored_rejected}
+    figures = {
+        "received": received or 0,
+        "stored_accepted": stored_accepted,
+        "stored_rejected": stored_rejected,
+        "unaccounted": (received or 0) - stored_accepted - stored_rejected,
+    }
     if received is None:
         return Verdict(False, "ERROR", "no load recorded for this partition", figures)
     recorded = (recorded_accepted + recorded_rejected) if recorded_accepted is not None else received
     passed = received == stored_accepted + stored_rejected == recorded
     return Verdict(
-        passed=passed, severity="ERROR",
-        summary=(f"received {received} = {stored_accepted} accepted + {stored_rejected} rejected" if passed else
-                 f"received {received} but stored {stored_accepted} accepted + {stored_rejected} rejected: rows "
-                 "were lost or duplicated between source and warehouse"),
+        passed=passed,
+        severity="ERROR",
+        summary=(
+            f"received {received} = {stored_accepted} accepted + {stored_rejected} rejected"
+            if passed
+            else f"received {received} but stored {stored_accepted} accepted + {stored_rejected} rejected: rows "
+            "were lost or duplicated between source and warehouse"
+        ),
         figures=figures,
     )
-
 
 
 # --------------------------------------------------------------------------- loader
@@ -53,10 +64,12 @@ def load(step: Step) -> Inputs:
     ledger = warehouse.loads(step.conn, step.night.day, step.night.day)
     row = ledger.iloc[0] if len(ledger) else None
     accepted, rejected = stored_rows(step, step.night.day)
-    return Inputs({
-        "received": int(row["received"]) if row is not None else None,
-        "stored_accepted": accepted,
-        "stored_rejected": rejected,
-        "recorded_accepted": int(row["accepted"]) if row is not None else None,
-        "recorded_rejected": int(row["rejected"]) if row is not None else None,
-    })
+    return Inputs(
+        {
+            "received": int(row["received"]) if row is not None else None,
+            "stored_accepted": accepted,
+            "stored_rejected": rejected,
+            "recorded_accepted": int(row["accepted"]) if row is not None else None,
+            "recorded_rejected": int(row["rejected"]) if row is not None else None,
+        }
+    )

@@ -23,10 +23,15 @@ def _validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> Verdict:
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases.copy()
         cases["column"] = cases["column"].fillna("(table)").astype(str)
-        summary = (cases.groupby(["column", "check"]).agg(
-            failures=("failure_case", "size"),
-            examples=("failure_case", lambda s: ", ".join(map(str, s.head(3)))),
-        ).reset_index().sort_values("failures", ascending=False))
+        summary = (
+            cases.groupby(["column", "check"])
+            .agg(
+                failures=("failure_case", "size"),
+                examples=("failure_case", lambda s: ", ".join(map(str, s.head(3)))),
+            )
+            .reset_index()
+            .sort_values("failures", ascending=False)
+        )
         return Verdict(
             passed=False,
             severity="ERROR",
@@ -40,9 +45,11 @@ def _validate(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> Verdict:
 
 def raw_schema(frame: pd.DataFrame, window: Window, max_amount: float, max_text: int) -> Verdict:
     schema = transaction_schema(window, max_amount, max_text)
-    schema = schema.update_columns({"transaction_id": {"unique": True}}).add_columns({
-        "amount_cents": pa.Column("int64", pa.Check.gt(0)),
-    })
+    schema = schema.update_columns({"transaction_id": {"unique": True}}).add_columns(
+        {
+            "amount_cents": pa.Column("int64", pa.Check.gt(0)),
+        }
+    )
     return _validate(frame, schema)
 
 
@@ -71,7 +78,11 @@ def scores_schema(frame: pd.DataFrame, expected_customers: int) -> Verdict:
             "spec_version": pa.Column(object, nullable=False),
             "mapping_version": pa.Column(object, nullable=False),
         },
-        checks=[pa.Check(lambda df: len(df) == expected_customers, name=f"one row per encoded customer ({expected_customers})")],
+        checks=[
+            pa.Check(
+                lambda df: len(df) == expected_customers, name=f"one row per encoded customer ({expected_customers})"
+            )
+        ],
         name="risk_scores",
     )
     return _validate(frame, schema)
@@ -79,8 +90,10 @@ def scores_schema(frame: pd.DataFrame, expected_customers: int) -> Verdict:
 
 # --------------------------------------------------------------------------- loaders
 def load_raw(step: Step) -> Inputs:
-    return Inputs({"frame": step.engine.rows("raw_transactions", step.night.day), "window": step.night.window},
-                  {"partition": step.night.key})
+    return Inputs(
+        {"frame": step.engine.rows("raw_transactions", step.night.day), "window": step.night.window},
+        {"partition": step.night.key},
+    )
 
 
 def load_encoded(step: Step) -> Inputs:
@@ -88,5 +101,6 @@ def load_encoded(step: Step) -> Inputs:
     frame = step.engine.rows("encoded_features", step.night.day)
     if frame.empty:
         raise NotMaterialised(f"encoded_features[{step.night.day}] is empty: materialise it first")
-    return Inputs({"frame": frame, "vocab": card.enc.vocab, "model_version": card.version},
-                  {"model_version": card.version})
+    return Inputs(
+        {"frame": frame, "vocab": card.enc.vocab, "model_version": card.version}, {"model_version": card.version}
+    )

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from risk_assets.core import stats
 from risk_assets.checks import Verdict
+from risk_assets.core import stats
 
 
-def score_sanity(scores: np.ndarray, validation_quantiles: list[float], psi_warn: float,
-                 high_band_max_share: float, validation_mean: float | None = None) -> Verdict:
+def score_sanity(
+    scores: np.ndarray,
+    validation_quantiles: list[float],
+    psi_warn: float,
+    high_band_max_share: float,
+    validation_mean: float | None = None,
+) -> Verdict:
     """``validation_mean``: the validation scores' mean as stored in the model card (the
     quantiles' mean is only an approximation of it, used for cards that lack it)."""
     q = np.asarray(validation_quantiles)

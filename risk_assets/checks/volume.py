@@ -58,8 +58,9 @@ def expected_volume(day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.
     if position:
         level = ordinary.groupby(weekday_of)["accepted"].median()
         past = earlier[positions == position]
-        ratios = [a / level[d.weekday()] for d, a in zip(past["partition"], past["accepted"])
-                  if level.get(d.weekday(), 0) > 0]
+        ratios = [
+            a / level[d.weekday()] for d, a in zip(past["partition"], past["accepted"]) if level.get(d.weekday(), 0) > 0
+        ]
         if len(ratios) >= MIN_POSITION_DAYS:
             factor = float(np.median(ratios))
             expected *= factor
@@ -67,8 +68,15 @@ def expected_volume(day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.
     return expected, len(same), basis
 
 
-def row_volume(received: int, accepted: int, day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.date],
-               min_share: float, holiday_min_share: float) -> Verdict:
+def row_volume(
+    received: int,
+    accepted: int,
+    day: dt.date,
+    history: pd.DataFrame,
+    holidays: frozenset[dt.date],
+    min_share: float,
+    holiday_min_share: float,
+) -> Verdict:
     """``history``: ``partition, accepted`` of earlier loaded days (a few months).
 
     ERROR when nothing was received, or when fewer rows were accepted than ``min_share``
@@ -77,22 +85,42 @@ def row_volume(received: int, accepted: int, day: dt.date, history: pd.DataFrame
     holiday = day in holidays
     expected, days, basis = expected_volume(day, history, holidays)
     share_needed = holiday_min_share if holiday else min_share
-    figures = {"received": received, "accepted": accepted, "comparable_days": days, "expected_accepted": expected,
-               "share_of_expected": accepted / expected if expected else None, "holiday": holiday,
-               "expectation": basis}
+    figures = {
+        "received": received,
+        "accepted": accepted,
+        "comparable_days": days,
+        "expected_accepted": expected,
+        "share_of_expected": accepted / expected if expected else None,
+        "holiday": holiday,
+        "expectation": basis,
+    }
     thresholds = {"min_share_of_expected": share_needed, "min_comparable_days": MIN_COMPARABLE_DAYS}
     if received == 0:
-        return Verdict(False, "ERROR", "no rows were received for this day (a missing file or a stalled export?)",
-                       figures, thresholds)
+        return Verdict(
+            False,
+            "ERROR",
+            "no rows were received for this day (a missing file or a stalled export?)",
+            figures,
+            thresholds,
+        )
     if expected == 0:
-        return Verdict(True, "ERROR", f"{accepted} rows accepted; fewer than {MIN_COMPARABLE_DAYS} comparable earlier "
-                       "days to judge a thin day against", figures, thresholds)
+        return Verdict(
+            True,
+            "ERROR",
+            f"{accepted} rows accepted; fewer than {MIN_COMPARABLE_DAYS} comparable earlier "
+            "days to judge a thin day against",
+            figures,
+            thresholds,
+        )
     share = accepted / expected
     return Verdict(
-        passed=share >= share_needed, severity="ERROR",
+        passed=share >= share_needed,
+        severity="ERROR",
         summary=f"{accepted} rows accepted = {share:.0%} of the {basis} median {expected:.0f}"
-                + (" on a public holiday" if holiday else "") + f" (at least {share_needed:.0%} expected)",
-        figures=figures, thresholds=thresholds,
+        + (" on a public holiday" if holiday else "")
+        + f" (at least {share_needed:.0%} expected)",
+        figures=figures,
+        thresholds=thresholds,
     )
 
 
@@ -103,10 +131,12 @@ def load(step: Step) -> Inputs:
     first = night.days_back(HISTORY_DAYS)
     ledger = warehouse.loads(step.conn, first, night.day)
     today = ledger[ledger["partition"] == night.day]
-    return Inputs({
-        "received": int(today["received"].iloc[0]) if len(today) else 0,
-        "accepted": int(today["accepted"].iloc[0]) if len(today) else 0,
-        "day": night.day,
-        "history": ledger.loc[ledger["partition"] != night.day, ["partition", "accepted"]],
-        "holidays": holidays_between(step.settings.calendar, first, night.day),
-    })
+    return Inputs(
+        {
+            "received": int(today["received"].iloc[0]) if len(today) else 0,
+            "accepted": int(today["accepted"].iloc[0]) if len(today) else 0,
+            "day": night.day,
+            "history": ledger.loc[ledger["partition"] != night.day, ["partition", "accepted"]],
+            "holidays": holidays_between(step.settings.calendar, first, night.day),
+        }
+    )

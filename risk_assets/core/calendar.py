@@ -24,6 +24,7 @@ def holidays_between(calendar, first: dt.date, last: dt.date) -> frozenset[dt.da
     days = {d for d in calendar.extra_holidays if first <= d <= last}
     if calendar.holidays_country:
         years = tuple(range(first.year, last.year + 1))
-        days |= {d for d in _country(calendar.holidays_country, calendar.holidays_subdivision, years)
-                 if first <= d <= last}
+        days |= {
+            d for d in _country(calendar.holidays_country, calendar.holidays_subdivision, years) if first <= d <= last
+        }
     return frozenset(days)

@@ -155,8 +155,9 @@ def _coerce_timestamp(frame: pd.DataFrame, column: str, reasons: dict[int, list[
     else:
         pairs = [_parse_one(v) for v in values]
         out = pd.Series([p is _OUT_OF_RANGE for p in pairs], index=values.index)
-        parsed = pd.Series([None if p is _OUT_OF_RANGE else p for p in pairs], index=values.index,
-                           dtype="datetime64[ns]")
+        parsed = pd.Series(
+            [None if p is _OUT_OF_RANGE else p for p in pairs], index=values.index, dtype="datetime64[ns]"
+        )
     for i in frame.index[out]:
         reasons[i].append(f"{column}: {_RANGE}")
     bad = parsed.isna() & ~frame[column].map(_is_missing) & ~out
@@ -253,9 +254,7 @@ def irregularity_schema(max_text: int) -> pa.DataFrameSchema:
 _READABLE = {"greater_than(0)": "must be > 0"}
 
 
-def _schema_reasons(
-    frame: pd.DataFrame, schema: pa.DataFrameSchema, reasons: dict[int, list[str]]
-) -> None:
+def _schema_reasons(frame: pd.DataFrame, schema: pa.DataFrameSchema, reasons: dict[int, list[str]]) -> None:
     """Validate lazily; attach each failure case to its row."""
     try:
         schema.validate(frame, lazy=True)
@@ -289,9 +288,7 @@ def _split(
         {
             "source_file": rejected_rows[SOURCE_FILE].astype(str),
             "source_row": rejected_rows[SOURCE_ROW].astype("int64"),
-            "record_key": rejected_rows[key].map(lambda v: v if isinstance(v, str) else None)
-            if key
-            else None,
+            "record_key": rejected_rows[key].map(lambda v: v if isinstance(v, str) else None) if key else None,
             "reasons": ["; ".join(dict.fromkeys(reasons[i])) for i in rejected_rows.index],
             "raw_record": [_raw_json(originals) for originals in rejected_rows["_original"]],
         },
@@ -353,8 +350,16 @@ def _mark_duplicates(
             reasons[i].append(f"{CONFLICT} {what}: values differ ({columns}) from the copy at {_where(frame, other)}")
 
 
-STORED_COLUMNS = ("transaction_id", "partition", "customer_id", "event_ts", "amount_cents", "category", "channel",
-                  "source_file")
+STORED_COLUMNS = (
+    "transaction_id",
+    "partition",
+    "customer_id",
+    "event_ts",
+    "amount_cents",
+    "category",
+    "channel",
+    "source_file",
+)
 """What :func:`split_transactions` needs of a transaction already stored in another partition."""
 
 _COMPARED = ["customer_id", "event_ts", "amount_cents", "category", "channel"]
@@ -375,20 +380,25 @@ def _mark_stored_elsewhere(frame: pd.DataFrame, stored: pd.DataFrame, reasons: d
         if reasons[i]:
             reasons[i].append(f"duplicate of transaction already stored in {where}")
             continue
-        mine = pd.Series({c: frame.at[i, c] for c in _COMPARED if c != "amount_cents"}
-                         | {"amount_cents": int(round(frame.at[i, "amount"] * 100.0))})[_COMPARED]
+        mine = pd.Series(
+            {c: frame.at[i, c] for c in _COMPARED if c != "amount_cents"}
+            | {"amount_cents": int(round(frame.at[i, "amount"] * 100.0))}
+        )[_COMPARED]
         theirs = pd.Series({c: there[c] for c in _COMPARED})
         theirs["event_ts"] = pd.Timestamp(theirs["event_ts"])
         differ = _differing(mine, theirs)
         if differ:
-            reasons[i].append(f"{CONFLICT} transaction_id: values differ ({', '.join(differ)}) from the row stored "
-                              f"in {where} (from {there['source_file']})")
+            reasons[i].append(
+                f"{CONFLICT} transaction_id: values differ ({', '.join(differ)}) from the row stored "
+                f"in {where} (from {there['source_file']})"
+            )
         else:
             reasons[i].append(f"duplicate of transaction already stored in {where}")
 
 
-def check_transaction_rows(frame: pd.DataFrame, window: Window, *, max_amount: float,
-                           max_text: int) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+def check_transaction_rows(
+    frame: pd.DataFrame, window: Window, *, max_amount: float, max_text: int
+) -> tuple[pd.DataFrame, dict[int, list[str]]]:
     """The row-level rules of :func:`split_transactions` (types, ranges, text, the
     partition window): the typed frame and each row's reasons so far. Needs nothing but
     the rows themselves, so an engine can apply it to each file where the file is."""
@@ -402,8 +412,7 @@ def check_transaction_rows(frame: pd.DataFrame, window: Window, *, max_amount: f
     return frame, reasons
 
 
-def mark_customers(frame: pd.DataFrame, reasons: dict[int, list[str]], known: pd.Series,
-                   conflicted: pd.Series) -> None:
+def mark_customers(frame: pd.DataFrame, reasons: dict[int, list[str]], known: pd.Series, conflicted: pd.Series) -> None:
     """Rows whose customer is not in the customers table (``known``: a mask over the
     frame); ``conflicted``: the customer's own rows were rejected as conflicting copies."""
     unknown = ~known.to_numpy(dtype=bool) & frame["customer_id"].notna().to_numpy()
@@ -420,8 +429,9 @@ def mark_copies(frame: pd.DataFrame, reasons: dict[int, list[str]], stored_elsew
     of an id must be in ``frame``; other ids may be elsewhere."""
     if stored_elsewhere is not None:
         _mark_stored_elsewhere(frame, stored_elsewhere, reasons)
-    _mark_duplicates(frame, "transaction_id", reasons, "transaction_id",
-                     ["customer_id", "event_ts", "amount", "category", "channel"])
+    _mark_duplicates(
+        frame, "transaction_id", reasons, "transaction_id", ["customer_id", "event_ts", "amount", "category", "channel"]
+    )
 
 
 def cents(amount: pd.Series) -> pd.Series:
@@ -439,8 +449,9 @@ def finish_transactions(frame: pd.DataFrame, reasons: dict[int, list[str]], rece
     """The accepted and rejected frames of checked rows."""
     accepted, rejected = _split(frame, TRANSACTION_COLUMNS, reasons, "transaction_id")
     accepted["amount_cents"] = cents(accepted["amount"])
-    return Split(accepted, rejected, received,
-                 notes={"sub_cent_amounts_rounded": int(sub_cent(accepted["amount"]).sum())})
+    return Split(
+        accepted, rejected, received, notes={"sub_cent_amounts_rounded": int(sub_cent(accepted["amount"]).sum())}
+    )
 
 
 def split_transactions(
@@ -469,8 +480,12 @@ def split_transactions(
     received = len(frame)
     frame, reasons = check_transaction_rows(frame, window, max_amount=max_amount, max_text=max_text)
     if known_customers is not None:
-        mark_customers(frame, reasons, frame["customer_id"].isin(known_customers),
-                       frame["customer_id"].isin(conflicted_customers or set()))
+        mark_customers(
+            frame,
+            reasons,
+            frame["customer_id"].isin(known_customers),
+            frame["customer_id"].isin(conflicted_customers or set()),
+        )
     mark_copies(frame, reasons, stored_elsewhere)
     return finish_transactions(frame, reasons, received)
 
@@ -488,9 +503,7 @@ def split_customers(frame: pd.DataFrame, *, max_text: int) -> Split:
     return Split(accepted, rejected, received)
 
 
-def split_irregularities(
-    frame: pd.DataFrame, *, max_text: int, known_customers: set[str]
-) -> Split:
+def split_irregularities(frame: pd.DataFrame, *, max_text: int, known_customers: set[str]) -> Split:
     received = len(frame)
     frame = _prepare(frame, IRREGULARITY_COLUMNS)
     reasons: dict[int, list[str]] = defaultdict(list)

@@ -77,7 +77,9 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, review_budget: float) -> di
 
 
 def reference_profile(
-    encoded_train: pd.DataFrame, encoding: Encoding, val_scores: np.ndarray,
+    encoded_train: pd.DataFrame,
+    encoding: Encoding,
+    val_scores: np.ndarray,
     encoded_valid: pd.DataFrame | None = None,
 ) -> dict:
     """Per-feature reference bins/shares, per-day variability and validation scores.
@@ -98,8 +100,12 @@ def reference_profile(
         bins = np.searchsorted(np.asarray(edges), values, side="left")
         counts = np.zeros((n_days, len(edges) + 1))
         np.add.at(counts, (day_index, bins), 1)
-        numeric[name] = {"edges": edges, "shares": (counts.sum(0) / counts.sum()).tolist(),
-                         "mean": float(values.mean()), "std": float(values.std())}
+        numeric[name] = {
+            "edges": edges,
+            "shares": (counts.sum(0) / counts.sum()).tolist(),
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+        }
         daily["distance"][name] = _lodo(counts)
         sums = np.bincount(day_index, weights=values, minlength=n_days)
         daily["mean"][name] = (sums / counts.sum(1)).tolist()
@@ -121,7 +127,8 @@ def reference_profile(
         if encoded_valid is not None and len(encoded_valid):
             for _, day in encoded_valid.groupby("as_of", sort=True):
                 daily["distance"][name].append(
-                    stats.js_distance(categorical[name]["shares"], stats.level_shares(day[name], levels)))
+                    stats.js_distance(categorical[name]["shares"], stats.level_shares(day[name], levels))
+                )
     return {
         "numeric": numeric,
         "categorical": categorical,
@@ -161,8 +168,12 @@ def train(
     enc_train, ledger_train = encode(train_frame, encoding)
     enc_valid, ledger_valid = encode(valid_frame, encoding)
     params = lgb_params(settings)
-    data = lgb.Dataset(model_matrix(enc_train, encoding), label=train_frame["label"].to_numpy(),
-                       categorical_feature=list(CATEGORICAL), free_raw_data=True)
+    data = lgb.Dataset(
+        model_matrix(enc_train, encoding),
+        label=train_frame["label"].to_numpy(),
+        categorical_feature=list(CATEGORICAL),
+        free_raw_data=True,
+    )
     booster = lgb.train(params, data, num_boost_round=settings.num_boost_round)
     val_scores = booster.predict(model_matrix(enc_valid, encoding))
     train_scores = booster.predict(model_matrix(enc_train, encoding))

@@ -19,7 +19,7 @@ def quantile_edges(values: np.ndarray, n_bins: int = 10) -> list[float]:
     if values.size == 0:
         return []
     edges = np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1])
-    return sorted(set(float(e) for e in edges))
+    return sorted({float(e) for e in edges})
 
 
 def bin_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:

@@ -11,7 +11,6 @@ The body of every check is :meth:`CheckDecl.evaluate` — load through a
 call without Dagster. ERROR results of blocking checks stop every
 downstream step of the run, so a bad night never reaches ``risk_scores``."""
 
-
 from collections.abc import Iterator
 from itertools import groupby
 
@@ -34,8 +33,13 @@ def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
     known = isinstance(exc, (NotMaterialised, Refused))  # a sentence already: no exception type needed
     summary = f"could not be evaluated: {exc}" if known else f"could not be evaluated: {type(exc).__name__}: {exc}"
     return dg.AssetCheckResult(
-        check_name=decl.name, asset_key=decl.asset, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-        description=summary, metadata={"summary": summary, "error": type(exc).__name__})
+        check_name=decl.name,
+        asset_key=decl.asset,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=summary,
+        metadata={"summary": summary, "error": type(exc).__name__},
+    )
 
 
 def evaluate_step(decls: list[CheckDecl], step: Step) -> Iterator[dg.AssetCheckResult]:
@@ -44,26 +48,40 @@ def evaluate_step(decls: list[CheckDecl], step: Step) -> Iterator[dg.AssetCheckR
     for decl in decls:
         try:
             verdict, extras = decl.evaluate(step)
-        except Exception as exc:  # noqa: BLE001 - reported as this check's failed result
+        except Exception as exc:
             yield not_evaluated(decl, exc)
             continue
-        yield render.check_result(verdict, step.settings, check_name=decl.name, asset_key=decl.asset,
-                                  versions=extras)
+        yield render.check_result(verdict, step.settings, check_name=decl.name, asset_key=decl.asset, versions=extras)
 
 
 def _spec(decl: CheckDecl, partitions: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(decl.name, asset=decl.asset, blocking=decl.blocking, description=decl.description,
-                             additional_deps=list(decl.deps), partitions_def=partitions)
+    return dg.AssetCheckSpec(
+        decl.name,
+        asset=decl.asset,
+        blocking=decl.blocking,
+        description=decl.description,
+        additional_deps=list(decl.deps),
+        partitions_def=partitions,
+    )
 
 
-def _asset_checks(asset: str, decls: list[CheckDecl], settings: Settings,
-                  partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+def _asset_checks(
+    asset: str, decls: list[CheckDecl], settings: Settings, partitions: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
     by_key = {dg.AssetCheckKey(dg.AssetKey(asset), d.name): d for d in decls}
 
-    @dg.multi_asset_check(name=f"{asset}_checks", specs=[_spec(d, partitions) for d in decls], can_subset=True,
-                          description=f"The nightly checks of {asset}, evaluated in one step.")
-    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource,
-                engine: dg.ResourceParam[EngineFactory], source: dg.ResourceParam[Source]):
+    @dg.multi_asset_check(
+        name=f"{asset}_checks",
+        specs=[_spec(d, partitions) for d in decls],
+        can_subset=True,
+        description=f"The nightly checks of {asset}, evaluated in one step.",
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext,
+        duckdb: DuckDBResource,
+        engine: dg.ResourceParam[EngineFactory],
+        source: dg.ResourceParam[Source],
+    ):
         selected = [d for k, d in by_key.items() if k in context.selected_asset_check_keys]  # catalogue order
         with open_engine(duckdb, engine) as opened:
             yield from evaluate_step(selected, Step(opened, night_of(context, settings), settings, source, CHECKS))
@@ -74,13 +92,22 @@ def _asset_checks(asset: str, decls: list[CheckDecl], settings: Settings,
 def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
     partitions = daily_partitions(settings)
     loaded = sorted((d for d in CHECKS if d.load is not None), key=lambda d: d.asset)
-    return [_asset_checks(asset, list(decls), settings, partitions)
-            for asset, decls in groupby(loaded, key=lambda d: d.asset)]
+    return [
+        _asset_checks(asset, list(decls), settings, partitions)
+        for asset, decls in groupby(loaded, key=lambda d: d.asset)
+    ]
 
 
 def check_specs(asset: str, settings: Settings) -> list[dg.AssetCheckSpec]:
     """Specs of the checks ``asset`` evaluates itself (it yields their results)."""
     partitions = daily_partitions(settings)
-    return [dg.AssetCheckSpec(d.name, asset=d.asset, blocking=d.blocking, description=d.description,
-                              partitions_def=partitions if d.partitioned else None)
-            for d in in_asset(asset)]
+    return [
+        dg.AssetCheckSpec(
+            d.name,
+            asset=d.asset,
+            blocking=d.blocking,
+            description=d.description,
+            partitions_def=partitions if d.partitioned else None,
+        )
+        for d in in_asset(asset)
+    ]

@@ -50,12 +50,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     # The missed-night alarm: yesterday's risk_scores must exist by the morning deadline.
     # It runs from its own sensor, never inside the nightly job it watches.
     scores = next(a for a in assets if dg.AssetKey("risk_scores") in a.keys)
-    freshness = list(dg.build_time_partition_freshness_checks(
-        assets=[scores],
-        deadline_cron=settings.alerts.scores_deadline_cron,
-        timezone=settings.calendar.timezone,
-        severity=dg.AssetCheckSeverity.ERROR,
-    ))
+    freshness = list(
+        dg.build_time_partition_freshness_checks(
+            assets=[scores],
+            deadline_cron=settings.alerts.scores_deadline_cron,
+            timezone=settings.calendar.timezone,
+            severity=dg.AssetCheckSeverity.ERROR,
+        )
+    )
     jobs = build_jobs([key for check in freshness for key in check.check_keys])
     schedules, sensors = build_automation(settings, jobs[NIGHTLY_JOB], jobs[PERFORMANCE_JOB], freshness)
     return dg.Definitions(

@@ -1,22 +1,19 @@
 """Category mapping, serving features, and encoding with its imputation ledger."""
 
-
 import dagster as dg
-import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.defs import render
-from risk_assets.defs.resources import daily_partitions, night_of, open_engine
-from risk_assets.engines import Engine, EngineFactory
 from risk_assets.core.features.encoding import encode, ledger_rates
 from risk_assets.core.features.mapping import build_mapping, channel_vocabulary
 from risk_assets.core.features.spec import FEATURE_NAMES, LOOKBACK_DAYS, SPEC_VERSION
 from risk_assets.core.night import Night
-from risk_assets.store import registry
-from risk_assets.store import warehouse
-from risk_assets.store.warehouse import NotMaterialised
+from risk_assets.defs import render
+from risk_assets.defs.resources import daily_partitions, night_of, open_engine
+from risk_assets.engines import Engine, EngineFactory
 from risk_assets.settings import Settings
+from risk_assets.store import registry, warehouse
+from risk_assets.store.warehouse import NotMaterialised
 
 LOOKBACK_MAPPING = dg.TimeWindowPartitionMapping(
     start_offset=-(LOOKBACK_DAYS + 1), end_offset=0, allow_nonexistent_upstream_partitions=True
@@ -72,8 +69,11 @@ def encode_night(engine: Engine, night: Night) -> tuple[dict, dict]:
     conn = engine.conn
     _, card = registry.load_deployed(conn)
     served = warehouse.read_partition(conn, "serving_features", night.day)
-    versions = {"spec_version": SPEC_VERSION, "mapping_version": served.at[0, "mapping_version"],
-                "model_version": card.version}
+    versions = {
+        "spec_version": SPEC_VERSION,
+        "mapping_version": served.at[0, "mapping_version"],
+        "model_version": card.version,
+    }
     encoded, ledger = encode(served.drop(columns=["partition"]), card.enc)
     encoded, ledger = encoded.assign(**versions), ledger.assign(**versions)
     warehouse.replace_partition(conn, night.day, {"encoded_features": encoded, "imputation_log": ledger})
@@ -90,8 +90,11 @@ def encode_night(engine: Engine, night: Night) -> tuple[dict, dict]:
         **{f"substituted_rate.{f}": float(per_feature.get(f, 0)) / len(encoded) for f in FEATURE_NAMES},
         **versions,
     }
-    ledger_meta = {"ledger_rows": warehouse.count(conn, "imputation_log", night.day),
-                   "examples": ledger.head(10), **versions}
+    ledger_meta = {
+        "ledger_rows": warehouse.count(conn, "imputation_log", night.day),
+        "examples": ledger.head(10),
+        **versions,
+    }
     return encoded_meta, ledger_meta
 
 
@@ -99,20 +102,34 @@ def encode_night(engine: Engine, night: Night) -> tuple[dict, dict]:
 def build_feature_assets(settings: Settings) -> list:
     partitions = daily_partitions(settings)
 
-    @dg.asset(group_name="features", kinds={"duckdb"}, code_version="1", deps=[dg.AssetDep("raw_transactions")],
-              description="Versioned map raw category -> canonical category -> code: the categories "
-              "seen in the training period plus the aliases in `settings.mapping.aliases`.")
+    @dg.asset(
+        group_name="features",
+        kinds={"duckdb"},
+        code_version="1",
+        deps=[dg.AssetDep("raw_transactions")],
+        description="Versioned map raw category -> canonical category -> code: the categories "
+        "seen in the training period plus the aliases in `settings.mapping.aliases`.",
+    )
     def category_mapping(duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
         with render.clear_failure(), open_engine(duckdb, engine) as opened:
             return dg.MaterializeResult(metadata=render.metadata(build_category_mapping(opened, settings)))
 
-    @dg.asset(group_name="features", kinds={"duckdb"}, code_version=SPEC_VERSION, partitions_def=partitions,
-              deps=[dg.AssetDep("raw_transactions", partition_mapping=LOOKBACK_MAPPING), dg.AssetDep("customers"),
-                    category_mapping],
-              description="Every active customer's features as of the end of day P, computed by the "
-              "serving execution of the feature spec (NULLs kept; encoding logs every substitution).")
-    def serving_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
-                         engine: dg.ResourceParam[EngineFactory]) -> dg.MaterializeResult:
+    @dg.asset(
+        group_name="features",
+        kinds={"duckdb"},
+        code_version=SPEC_VERSION,
+        partitions_def=partitions,
+        deps=[
+            dg.AssetDep("raw_transactions", partition_mapping=LOOKBACK_MAPPING),
+            dg.AssetDep("customers"),
+            category_mapping,
+        ],
+        description="Every active customer's features as of the end of day P, computed by the "
+        "serving execution of the feature spec (NULLs kept; encoding logs every substitution).",
+    )
+    def serving_features(
+        context: dg.AssetExecutionContext, duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]
+    ) -> dg.MaterializeResult:
         with render.clear_failure(), open_engine(duckdb, engine) as opened:
             meta = compute_serving_features(opened, night_of(context, settings), settings)
         if meta.get("fault"):
@@ -121,19 +138,32 @@ def build_feature_assets(settings: Settings) -> list:
 
     @dg.multi_asset(
         specs=[
-            dg.AssetSpec("encoded_features", group_name="features", kinds={"duckdb"}, code_version=SPEC_VERSION,
-                         partitions_def=partitions, deps=[serving_features, "risk_model"],
-                         description="Serving features on the deployed model's vocabulary: unseen levels "
-                         "are `__unseen__`, missing numbers the training median — each one in the ledger."),
-            dg.AssetSpec("imputation_log", group_name="features", kinds={"duckdb"}, code_version="1",
-                         partitions_def=partitions, deps=[serving_features, "risk_model"],
-                         description="The ledger: one row per substituted cell (customer, feature, reason, "
-                         "original and substituted value, versions)."),
+            dg.AssetSpec(
+                "encoded_features",
+                group_name="features",
+                kinds={"duckdb"},
+                code_version=SPEC_VERSION,
+                partitions_def=partitions,
+                deps=[serving_features, "risk_model"],
+                description="Serving features on the deployed model's vocabulary: unseen levels "
+                "are `__unseen__`, missing numbers the training median — each one in the ledger.",
+            ),
+            dg.AssetSpec(
+                "imputation_log",
+                group_name="features",
+                kinds={"duckdb"},
+                code_version="1",
+                partitions_def=partitions,
+                deps=[serving_features, "risk_model"],
+                description="The ledger: one row per substituted cell (customer, feature, reason, "
+                "original and substituted value, versions).",
+            ),
         ],
         can_subset=False,
     )
-    def encoded_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
-                         engine: dg.ResourceParam[EngineFactory]):
+    def encoded_features(
+        context: dg.AssetExecutionContext, duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]
+    ):
         with render.clear_failure(), open_engine(duckdb, engine) as opened:
             encoded_meta, ledger_meta = encode_night(opened, night_of(context, settings))
         yield dg.MaterializeResult(asset_key="encoded_features", metadata=render.metadata(encoded_meta))

@@ -31,28 +31,44 @@ def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
 def build_jobs(freshness_keys: list[dg.AssetCheckKey]) -> dict[str, dg.UnresolvedAssetJobDefinition]:
     return {
         REFERENCE_JOB: dg.define_asset_job(
-            REFERENCE_JOB, tags=_TAGS, selection=dg.AssetSelection.assets("customers", "irregularities"),
-            description="Reload customers and irregularity events from the source."),
+            REFERENCE_JOB,
+            tags=_TAGS,
+            selection=dg.AssetSelection.assets("customers", "irregularities"),
+            description="Reload customers and irregularity events from the source.",
+        ),
         HISTORY_JOB: dg.define_asset_job(
-            HISTORY_JOB, tags=_TAGS,
+            HISTORY_JOB,
+            tags=_TAGS,
             selection=dg.AssetSelection.assets("raw_transactions", "rejected_transactions").without_checks(),
             description="Load raw history, one day or a range of days per run (tags "
             f"{RANGE_START_TAG}/{RANGE_END_TAG.rsplit('_', 1)[-1]}). The nightly checks are per partition and "
-            "not part of it; the asset itself fails if a day's rows do not reconcile."),
+            "not part of it; the asset itself fails if a day's rows do not reconcile.",
+        ),
         TRAINING_JOB: dg.define_asset_job(
-            TRAINING_JOB, tags=_TAGS,
-            selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model",
-                                               "deployed_model"),
+            TRAINING_JOB,
+            tags=_TAGS,
+            selection=dg.AssetSelection.assets("category_mapping", "training_features", "risk_model", "deployed_model"),
             description="Category mapping, point-in-time training features, the LightGBM model and the "
-            "deployment gate."),
+            "deployment gate.",
+        ),
         NIGHTLY_JOB: dg.define_asset_job(
-            NIGHTLY_JOB, tags=_TAGS,
+            NIGHTLY_JOB,
+            tags=_TAGS,
             selection=dg.AssetSelection.assets(
-                "raw_transactions", "rejected_transactions", "serving_features",
-                "encoded_features", "imputation_log", "risk_scores",
-            ) - dg.AssetSelection.checks(*freshness_keys),
-            description="One business day: raw layer -> serving features -> encoding -> scores."),
+                "raw_transactions",
+                "rejected_transactions",
+                "serving_features",
+                "encoded_features",
+                "imputation_log",
+                "risk_scores",
+            )
+            - dg.AssetSelection.checks(*freshness_keys),
+            description="One business day: raw layer -> serving features -> encoding -> scores.",
+        ),
         PERFORMANCE_JOB: dg.define_asset_job(
-            PERFORMANCE_JOB, tags=_TAGS, selection=dg.AssetSelection.assets("realised_performance"),
-            description="Realised performance of a scored night whose 30-day label horizon has passed."),
+            PERFORMANCE_JOB,
+            tags=_TAGS,
+            selection=dg.AssetSelection.assets("realised_performance"),
+            description="Realised performance of a scored night whose 30-day label horizon has passed.",
+        ),
     }

@@ -6,22 +6,19 @@ the bodies. ``received == accepted + rejected`` is judged by the ``rows_reconcil
 guard: inside the asset for the reference tables, as a partitioned check for the days.
 """
 
-
 import dagster as dg
 import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from risk_assets.checks import Step, Verdict
+from risk_assets.checks.catalogue import declared, judge_raw_day
 from risk_assets.core.contract import (
-    SOURCE_FILE,
     ContractError,
     Split,
     split_customers,
     split_irregularities,
-    split_transactions,
 )
-from risk_assets.checks import Step, Verdict
-from risk_assets.checks.catalogue import declared, judge_raw_day
 from risk_assets.core.night import Night
 from risk_assets.defs import render
 from risk_assets.defs.checks import check_specs
@@ -57,32 +54,43 @@ def split_metadata(split: Split, settings: Settings) -> dict:
 
 
 # --------------------------------------------------------------------------- bodies
-def _store_reference(conn: duckdb.DuckDBPyConnection, name: str, split: Split, source: Source,
-                     settings: Settings) -> tuple[dict, Verdict]:
+def _store_reference(
+    conn: duckdb.DuckDBPyConnection, name: str, split: Split, source: Source, settings: Settings
+) -> tuple[dict, Verdict]:
     """Replace table ``name`` and ``rejected_<name>`` in one transaction, then judge
     ``received = accepted + rejected`` on what was stored."""
-    warehouse.replace_table(conn, {name: split.accepted.rename(columns={"_source_file": "source_file"}),
-                                   f"rejected_{name}": split.rejected})
-    verdict = declared(name, "rows_reconcile").judge({
-        "received": split.received, "stored_accepted": warehouse.count(conn, name),
-        "stored_rejected": warehouse.count(conn, f"rejected_{name}")}, settings)
+    warehouse.replace_table(
+        conn, {name: split.accepted.rename(columns={"_source_file": "source_file"}), f"rejected_{name}": split.rejected}
+    )
+    verdict = declared(name, "rows_reconcile").judge(
+        {
+            "received": split.received,
+            "stored_accepted": warehouse.count(conn, name),
+            "stored_rejected": warehouse.count(conn, f"rejected_{name}"),
+        },
+        settings,
+    )
     return split_metadata(split, settings) | {"source": source.name}, verdict
 
 
-def load_customers(conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings) -> tuple[dict, Verdict, Verdict]:
+def load_customers(
+    conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings
+) -> tuple[dict, Verdict, Verdict]:
     """Replace the customers table from the source; returns (metadata, reconcile verdict,
     conflicting-duplicates verdict)."""
     split = split_customers(source.customers(), max_text=settings.raw.max_text_length)
     meta, verdict = _store_reference(conn, "customers", split, source, settings)
     conflicts = declared("customers", "conflicting_duplicates").judge(
-        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings)
+        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings
+    )
     return meta, verdict, conflicts
 
 
 def load_irregularities(conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings) -> tuple[dict, Verdict]:
     """Replace the irregularity events (rows for unknown customers are rejected)."""
-    split = split_irregularities(source.irregularities(), max_text=settings.raw.max_text_length,
-                                 known_customers=warehouse.customer_ids(conn))
+    split = split_irregularities(
+        source.irregularities(), max_text=settings.raw.max_text_length, known_customers=warehouse.customer_ids(conn)
+    )
     return _store_reference(conn, "irregularities", split, source, settings)
 
 
@@ -101,13 +109,21 @@ def file_ledger(source: Source, night: Night, counts: pd.Series, layout: list[En
     entries = source.listing(night.day).entries
     listed = {e.path for e in entries}
     entries = entries + [Entry(name, "read", "rows from the source") for name in counts.index if name not in listed]
-    rows = [{"path": e.path, "action": e.action, "reason": e.reason,
-             "rows": int(counts.get(e.path, 0)) if e.action == "read" else None} for e in entries + layout]
+    rows = [
+        {
+            "path": e.path,
+            "action": e.action,
+            "reason": e.reason,
+            "rows": int(counts.get(e.path, 0)) if e.action == "read" else None,
+        }
+        for e in entries + layout
+    ]
     return pd.DataFrame(rows, columns=["path", "action", "rows", "reason"])
 
 
-def load_raw_days(engine: Engine, source: Source, nights: list[Night], settings: Settings,
-                  read_at: str | None = None) -> dict:
+def load_raw_days(
+    engine: Engine, source: Source, nights: list[Night], settings: Settings, read_at: str | None = None
+) -> dict:
     """Validate and write each day (one transaction per day); returns the metadata of
     the whole load. A day whose file cannot be read, or whose stored rows do not
     reconcile, raises :class:`RawDayError` and writes nothing of that day. The engine runs
@@ -127,62 +143,101 @@ def load_raw_days(engine: Engine, source: Source, nights: list[Night], settings:
         try:
             day = engine.split_day(source, night, settings.raw, known, conflicted, cutoff)
         except ContractError as exc:
-            raise RawDayError(f"partition {night.key}: {exc}",
-                              {"file": exc.file, "column": exc.column, "problem": exc.problem}) from exc
+            raise RawDayError(
+                f"partition {night.key}: {exc}", {"file": exc.file, "column": exc.column, "problem": exc.problem}
+            ) from exc
         split, per_file = day.split, day.per_file
         ran_on.add(day.ran_on)
         files = file_ledger(source, night, per_file, layout)
-        load = pd.DataFrame([{
-            "received": split.received, "accepted": len(split.accepted), "rejected": len(split.rejected),
-            "source": source.name, "read_at": read_at, "loaded_at": pd.Timestamp.now("UTC").tz_localize(None),
-        }])
-        warehouse.replace_partition(conn, night.day, {
-            "raw_transactions": split.accepted.rename(columns={"_source_file": "source_file"}),
-            "rejected_transactions": split.rejected,
-            "raw_loads": load,
-            "raw_load_files": files,
-        })
+        load = pd.DataFrame(
+            [
+                {
+                    "received": split.received,
+                    "accepted": len(split.accepted),
+                    "rejected": len(split.rejected),
+                    "source": source.name,
+                    "read_at": read_at,
+                    "loaded_at": pd.Timestamp.now("UTC").tz_localize(None),
+                }
+            ]
+        )
+        warehouse.replace_partition(
+            conn,
+            night.day,
+            {
+                "raw_transactions": split.accepted.rename(columns={"_source_file": "source_file"}),
+                "rejected_transactions": split.rejected,
+                "raw_loads": load,
+                "raw_load_files": files,
+            },
+        )
         acc = warehouse.count(conn, "raw_transactions", night.day)
         rej = warehouse.count(conn, "rejected_transactions", night.day)
         if acc + rej != split.received:  # also judged per night by the rows_reconcile check
-            raise RawDayError(f"partition {night.key}: received {split.received} rows but stored {acc} accepted "
-                              f"+ {rej} rejected")
+            raise RawDayError(
+                f"partition {night.key}: received {split.received} rows but stored {acc} accepted + {rej} rejected"
+            )
         engine.published("raw_transactions", night.day, acc)
         engine.published("rejected_transactions", night.day, rej)
         # the day's health, judged with its load: a failed day is quarantined for later nights
         verdicts = judge_raw_day(Step(engine, night, settings, source))
         warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
         unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
-        totals = {"received": totals["received"] + split.received, "accepted": totals["accepted"] + acc,
-                  "rejected": totals["rejected"] + rej}
+        totals = {
+            "received": totals["received"] + split.received,
+            "accepted": totals["accepted"] + acc,
+            "rejected": totals["rejected"] + rej,
+        }
         for reason, n in split.reasons.items():
             reasons[reason] = reasons.get(reason, 0) + n
-        per_partition.append({"partition": night.key, "received": split.received, "accepted": acc, "rejected": rej,
-                              "files_read": int((files["action"] == "read").sum()),
-                              "files_skipped": int((files["action"] == "skipped").sum())})
+        per_partition.append(
+            {
+                "partition": night.key,
+                "received": split.received,
+                "accepted": acc,
+                "rejected": rej,
+                "files_read": int((files["action"] == "read").sum()),
+                "files_skipped": int((files["action"] == "skipped").sum()),
+            }
+        )
         last_split = split
     if len(nights) == 1:
         meta = split_metadata(last_split, settings) | {
-            "files_read": per_partition[0]["files_read"], "files_skipped": per_partition[0]["files_skipped"],
-            "files": files[["path", "action", "rows", "reason"]]}
+            "files_read": per_partition[0]["files_read"],
+            "files_skipped": per_partition[0]["files_skipped"],
+            "files": files[["path", "action", "rows", "reason"]],
+        }
     else:
-        meta = {**totals, "partitions": len(nights), "rejection_reasons": _counts(reasons),
-                "per_partition": pd.DataFrame(per_partition), "settings_version": settings.version()}
-    return meta | {"source": source.name, "read_at": read_at or "(all arrived)", **engine.describe(),
-                   "contract_ran_on": ", ".join(sorted(ran_on)) or "-",
-                   "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
-                   "quarantined_days": len({u.split()[0] for u in unhealthy}),
-                   "failed_raw_checks": ", ".join(unhealthy[:20]) or "-"}
+        meta = {
+            **totals,
+            "partitions": len(nights),
+            "rejection_reasons": _counts(reasons),
+            "per_partition": pd.DataFrame(per_partition),
+            "settings_version": settings.version(),
+        }
+    return meta | {
+        "source": source.name,
+        "read_at": read_at or "(all arrived)",
+        **engine.describe(),
+        "contract_ran_on": ", ".join(sorted(ran_on)) or "-",
+        "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
+        "quarantined_days": len({u.split()[0] for u in unhealthy}),
+        "failed_raw_checks": ", ".join(unhealthy[:20]) or "-",
+    }
 
 
 # --------------------------------------------------------------------------- factory
 def build_raw_assets(settings: Settings) -> list:
     partitions = daily_partitions(settings)
 
-    @dg.asset(group_name="raw", kinds={"duckdb"}, code_version="1",
-              check_specs=check_specs("customers", settings),
-              description="Customer master data, validated against the landing contract. "
-              "Rejected rows are kept in the `rejected_customers` table with their reasons.")
+    @dg.asset(
+        group_name="raw",
+        kinds={"duckdb"},
+        code_version="1",
+        check_specs=check_specs("customers", settings),
+        description="Customer master data, validated against the landing contract. "
+        "Rejected rows are kept in the `rejected_customers` table with their reasons.",
+    )
     def customers(duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
         with open_warehouse(duckdb) as conn:
             meta, verdict, conflicts = load_customers(conn, source, settings)
@@ -191,10 +246,15 @@ def build_raw_assets(settings: Settings) -> list:
         yield render.check_result(verdict, settings, check_name="rows_reconcile", versions=versions)
         yield render.check_result(conflicts, settings, check_name="conflicting_duplicates", versions=versions)
 
-    @dg.asset(group_name="raw", kinds={"duckdb"}, code_version="1", deps=[customers],
-              check_specs=check_specs("irregularities", settings),
-              description="Irregularity events (the label source). Rows for unknown customers are "
-              "rejected into `rejected_irregularities`.")
+    @dg.asset(
+        group_name="raw",
+        kinds={"duckdb"},
+        code_version="1",
+        deps=[customers],
+        check_specs=check_specs("irregularities", settings),
+        description="Irregularity events (the label source). Rows for unknown customers are "
+        "rejected into `rejected_irregularities`.",
+    )
     def irregularities(duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
         with open_warehouse(duckdb) as conn:
             meta, verdict = load_irregularities(conn, source, settings)
@@ -204,19 +264,36 @@ def build_raw_assets(settings: Settings) -> list:
 
     @dg.multi_asset(
         specs=[
-            dg.AssetSpec("raw_transactions", group_name="raw", kinds={"duckdb"}, code_version="1",
-                         partitions_def=partitions, deps=[customers],
-                         description="Accepted transactions of one business day (event_ts in "
-                         "[P 00:00, P+1 00:00) business time, stored as naive UTC)."),
-            dg.AssetSpec("rejected_transactions", group_name="raw", kinds={"duckdb"}, code_version="1",
-                         partitions_def=partitions, deps=[customers],
-                         description="Rows of the day that broke the contract, with every reason "
-                         "and the original values as JSON."),
+            dg.AssetSpec(
+                "raw_transactions",
+                group_name="raw",
+                kinds={"duckdb"},
+                code_version="1",
+                partitions_def=partitions,
+                deps=[customers],
+                description="Accepted transactions of one business day (event_ts in "
+                "[P 00:00, P+1 00:00) business time, stored as naive UTC).",
+            ),
+            dg.AssetSpec(
+                "rejected_transactions",
+                group_name="raw",
+                kinds={"duckdb"},
+                code_version="1",
+                partitions_def=partitions,
+                deps=[customers],
+                description="Rows of the day that broke the contract, with every reason "
+                "and the original values as JSON.",
+            ),
         ],
         can_subset=False,
     )
-    def raw_transactions(context: dg.AssetExecutionContext, config: RawReadConfig, duckdb: DuckDBResource,
-                         engine: dg.ResourceParam[EngineFactory], source: dg.ResourceParam[Source]):
+    def raw_transactions(
+        context: dg.AssetExecutionContext,
+        config: RawReadConfig,
+        duckdb: DuckDBResource,
+        engine: dg.ResourceParam[EngineFactory],
+        source: dg.ResourceParam[Source],
+    ):
         nights = [Night.of(key, settings.calendar) for key in context.partition_keys]
         try:
             with render.clear_failure(), open_engine(duckdb, engine) as opened:
@@ -224,7 +301,9 @@ def build_raw_assets(settings: Settings) -> list:
         except RawDayError as exc:
             raise dg.Failure(description=str(exc), metadata=exc.metadata, allow_retries=False) from exc
         yield dg.MaterializeResult(asset_key="raw_transactions", metadata=render.metadata(meta))
-        yield dg.MaterializeResult(asset_key="rejected_transactions", metadata=render.metadata(
-            {"rejected": meta["rejected"], "rejection_reasons": meta["rejection_reasons"]}))
+        yield dg.MaterializeResult(
+            asset_key="rejected_transactions",
+            metadata=render.metadata({"rejected": meta["rejected"], "rejection_reasons": meta["rejection_reasons"]}),
+        )
 
     return [customers, irregularities, raw_transactions]

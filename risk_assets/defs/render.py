@@ -14,16 +14,24 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from risk_assets.core.features.spec import SPEC_VERSION
 from risk_assets.checks import Refused, Verdict
-from risk_assets.store.warehouse import NotMaterialised
+from risk_assets.core.features.spec import SPEC_VERSION
 from risk_assets.settings import Settings
+from risk_assets.store.warehouse import NotMaterialised
 
 TABLE_ROWS = 25
 """Rows of an offender table kept in a result (the guard's full table stays in memory)."""
 
-RESERVED = ("summary", "thresholds", "spec_version", "settings_version", "mapping_version", "model_version",
-            "override_by", "override_reason")
+RESERVED = (
+    "summary",
+    "thresholds",
+    "spec_version",
+    "settings_version",
+    "mapping_version",
+    "model_version",
+    "override_by",
+    "override_reason",
+)
 """Metadata keys every check result may carry besides a verdict's own figures."""
 
 _TYPES = {"i": "int", "u": "int", "f": "float", "b": "bool"}
@@ -41,10 +49,10 @@ def table(frame: pd.DataFrame, max_rows: int = TABLE_ROWS) -> dg.MetadataValue:
     """A frame as a structured table (typed columns, first ``max_rows`` rows): the UI
     shows it as a table and readers get records back, never markdown."""
     shown = frame.head(max_rows)
-    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), _TYPES.get(shown[c].dtype.kind, "string"))
-                                     for c in shown.columns])
-    records = [dg.TableRecord({str(k): _cell(v) for k, v in row.items()})
-               for row in shown.to_dict(orient="records")]
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(str(c), _TYPES.get(shown[c].dtype.kind, "string")) for c in shown.columns]
+    )
+    records = [dg.TableRecord({str(k): _cell(v) for k, v in row.items()}) for row in shown.to_dict(orient="records")]
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
@@ -79,8 +87,11 @@ def check_metadata(verdict: Verdict, settings: Settings, versions: Mapping[str, 
     clash = {k for k in keys if keys.count(k) > 1 or k in RESERVED}
     if clash:
         raise ValueError(f"verdict keys {sorted(clash)} are used twice or reserved")
-    out = {"summary": verdict.summary, **{k: value(v) for k, v in verdict.figures.items() if v is not None},
-           "thresholds": dg.MetadataValue.json(_jsonable(verdict.thresholds))}
+    out = {
+        "summary": verdict.summary,
+        **{k: value(v) for k, v in verdict.figures.items() if v is not None},
+        "thresholds": dg.MetadataValue.json(_jsonable(verdict.thresholds)),
+    }
     out |= {k: value(v) for k, v in verdict.data.items()}
     out |= {k: table(v) for k, v in verdict.tables.items()}
     out |= {**(versions or {}), "spec_version": SPEC_VERSION, "settings_version": settings.version()}
@@ -89,11 +100,19 @@ def check_metadata(verdict: Verdict, settings: Settings, versions: Mapping[str, 
     return out
 
 
-def check_result(verdict: Verdict, settings: Settings, check_name: str | None = None, asset_key: str | None = None,
-                 versions: Mapping[str, str] | None = None) -> dg.AssetCheckResult:
+def check_result(
+    verdict: Verdict,
+    settings: Settings,
+    check_name: str | None = None,
+    asset_key: str | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=check_name, asset_key=asset_key, passed=verdict.passed,
-        severity=dg.AssetCheckSeverity[verdict.severity], description=verdict.summary,
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity[verdict.severity],
+        description=verdict.summary,
         metadata=check_metadata(verdict, settings, versions),
     )
 

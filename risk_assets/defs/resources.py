@@ -14,8 +14,8 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets.core.night import Night
 from risk_assets.engines import Engine, EngineFactory
-from risk_assets.store import warehouse
 from risk_assets.settings import Settings
+from risk_assets.store import warehouse
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -37,8 +37,9 @@ class WarehouseResource(DuckDBResource):
 
 
 def duckdb_resource(settings: Settings) -> WarehouseResource:
-    return WarehouseResource(database=str(settings.warehouse.duckdb_path),
-                             lock_timeout_seconds=settings.warehouse.lock_timeout_seconds)
+    return WarehouseResource(
+        database=str(settings.warehouse.duckdb_path), lock_timeout_seconds=settings.warehouse.lock_timeout_seconds
+    )
 
 
 _ENSURED: set[str] = set()
@@ -54,8 +55,12 @@ def open_warehouse(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnecti
     Here a file locked by a concurrent run is waited for (:func:`warehouse.open_file`,
     logged) up to the resource's ``lock_timeout_seconds``."""
     timeout = getattr(resource, "lock_timeout_seconds", warehouse.DEFAULT_LOCK_TIMEOUT_SECONDS)
-    conn = warehouse.connect(resource.database, ensure=resource.database not in _ENSURED,
-                             lock_timeout_seconds=timeout, on_wait=dg.get_dagster_logger().warning)
+    conn = warehouse.connect(
+        resource.database,
+        ensure=resource.database not in _ENSURED,
+        lock_timeout_seconds=timeout,
+        on_wait=dg.get_dagster_logger().warning,
+    )
     _ENSURED.add(resource.database)
     try:
         yield conn

@@ -1,7 +1,6 @@
 """Schedule, sensors and alerts: the guards run by themselves and shout when they fail,
 when they only warn, and when a night never ran."""
 
-
 import json
 
 import dagster as dg
@@ -27,8 +26,9 @@ def _run_url(settings: Settings, run_id: str | None) -> str | None:
 
 
 def _record(settings: Settings, found: list[alerts.Alert]) -> list[alerts.Alert]:
-    return alerts.record(settings.alerts.duckdb_path, found, settings.alerts.webhook_url,
-                         settings.alerts.webhook_timeout_seconds)
+    return alerts.record(
+        settings.alerts.duckdb_path, found, settings.alerts.webhook_url, settings.alerts.webhook_timeout_seconds
+    )
 
 
 def check_alerts(instance: dg.DagsterInstance, check_keys, cursor: dict, settings: Settings):
@@ -40,23 +40,41 @@ def check_alerts(instance: dg.DagsterInstance, check_keys, cursor: dict, setting
         name = key.to_user_string()
         last = cursor.get(name, 0)
         records = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_LIMIT)
-        pending = [r.id for r in records if r.id > last and record_status(r) == PLANNED
-                   and not _finished(instance, r.run_id)]
+        pending = [
+            r.id for r in records if r.id > last and record_status(r) == PLANNED and not _finished(instance, r.run_id)
+        ]
         for r in sorted(records, key=lambda r: r.id):
             if r.id <= last or r.id in pending:
                 continue
             if record_status(r) == FAILED:
                 evaluation = r.event.dagster_event.event_specific_data if r.event and r.event.dagster_event else None
                 severity = evaluation.severity.value if evaluation else "ERROR"
-                reason = (evaluation.description if evaluation and evaluation.description else "check failed")
-                found.append(alerts.Alert(kind="check_failed", reason=reason, partition=r.partition,
-                                          asset=key.asset_key.to_user_string(), check_name=key.name,
-                                          severity=severity, run_id=r.run_id, run_url=_run_url(settings, r.run_id)))
+                reason = evaluation.description if evaluation and evaluation.description else "check failed"
+                found.append(
+                    alerts.Alert(
+                        kind="check_failed",
+                        reason=reason,
+                        partition=r.partition,
+                        asset=key.asset_key.to_user_string(),
+                        check_name=key.name,
+                        severity=severity,
+                        run_id=r.run_id,
+                        run_url=_run_url(settings, r.run_id),
+                    )
+                )
             elif record_status(r) == PLANNED and not _blocked(instance, r.run_id):
-                found.append(alerts.Alert(kind="did_not_evaluate", reason="the run ended before this check produced a result",
-                                          partition=r.partition, asset=key.asset_key.to_user_string(),
-                                          check_name=key.name, severity="ERROR", run_id=r.run_id,
-                                          run_url=_run_url(settings, r.run_id)))
+                found.append(
+                    alerts.Alert(
+                        kind="did_not_evaluate",
+                        reason="the run ended before this check produced a result",
+                        partition=r.partition,
+                        asset=key.asset_key.to_user_string(),
+                        check_name=key.name,
+                        severity="ERROR",
+                        run_id=r.run_id,
+                        run_url=_run_url(settings, r.run_id),
+                    )
+                )
         done = [r.id for r in records if r.id > last and r.id not in pending]
         if done:
             new_cursor[name] = min([max(done)] + [p - 1 for p in pending])
@@ -105,16 +123,22 @@ def night_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure: str, 
     """The alert for a failed nightly run: ``night_blocked`` naming the blocking checks
     that stopped it, or ``run_failed`` with the error when no check did."""
     failed, _ = failed_checks(instance, run.run_id)
-    common = {"partition": run.tags.get("dagster/partition"), "severity": "ERROR", "run_id": run.run_id,
-              "run_url": _run_url(settings, run.run_id)}
+    common = {
+        "partition": run.tags.get("dagster/partition"),
+        "severity": "ERROR",
+        "run_id": run.run_id,
+        "run_url": _run_url(settings, run.run_id),
+    }
     if failed:
-        return alerts.Alert(kind="night_blocked", reason=f"scores not written; failed: {', '.join(sorted(failed))}",
-                            **common)
+        return alerts.Alert(
+            kind="night_blocked", reason=f"scores not written; failed: {', '.join(sorted(failed))}", **common
+        )
     return alerts.Alert(kind="run_failed", reason=failure, **common)
 
 
-def after_night(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings,
-                failure: str | None = None) -> list[alerts.Alert]:
+def after_night(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, failure: str | None = None
+) -> list[alerts.Alert]:
     """What happens when a nightly run ends — done by the run-status sensors in
     production, and by the CLI and the demo right after their runs (every step is
     idempotent, so both doing it changes nothing): a failed run is tagged with the
@@ -136,7 +160,9 @@ def after_night(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Sett
     return found
 
 
-def landing_requests(source: LandingSource, seen: dict[str, int]) -> tuple[list[dg.RunRequest], dict[str, int], list[str]]:
+def landing_requests(
+    source: LandingSource, seen: dict[str, int]
+) -> tuple[list[dg.RunRequest], dict[str, int], list[str]]:
     """A run request for every landing day whose folder is new or changed since ``seen``
     (day -> newest mtime of anything under the day folder, marker files included, so a
     late ``_SUCCESS`` counts); a day whose write is still in progress waits (not stamped,
@@ -163,8 +189,15 @@ def landing_requests(source: LandingSource, seen: dict[str, int]) -> tuple[list[
 def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
     """One alert per stray entry of the landing folder (alert ids are stable, so an
     entry alerts once however many ticks see it)."""
-    return [alerts.Alert(kind="landing_layout", reason=f"{e.path} fits no partition and is not read: {e.reason}",
-                         asset=f"landing:{e.path}", severity="WARN") for e in source.layout_problems()]
+    return [
+        alerts.Alert(
+            kind="landing_layout",
+            reason=f"{e.path} fits no partition and is not read: {e.reason}",
+            asset=f"landing:{e.path}",
+            severity="WARN",
+        )
+        for e in source.layout_problems()
+    ]
 
 
 def build_automation(settings: Settings, nightly_job, performance_job, asset_checks: list) -> tuple[list, list]:
@@ -180,10 +213,13 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         default_status=clock,
     )
 
-    @dg.sensor(name="check_alerts_sensor", minimum_interval_seconds=30,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Alerts on every failed check — WARN included, which no run-failure "
-               "sensor sees — and on checks that did not evaluate because their run crashed.")
+    @dg.sensor(
+        name="check_alerts_sensor",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts on every failed check — WARN included, which no run-failure "
+        "sensor sees — and on checks that did not evaluate because their run crashed.",
+    )
     def check_alerts_sensor(context: dg.SensorEvaluationContext):
         keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
         found, cursor = check_alerts(context.instance, keys, json.loads(context.cursor or "{}"), settings)
@@ -191,25 +227,35 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         context.update_cursor(json.dumps(cursor))
         return dg.SkipReason(f"{len(new)} new alert(s)") if new else dg.SkipReason("no new failed checks")
 
-    @dg.run_failure_sensor(name="blocked_night_sensor", monitored_jobs=[nightly_job],
-                           default_status=dg.DefaultSensorStatus.RUNNING,
-                           description="One alert per failed nightly run: which blocking checks stopped it, "
-                           "or the error if it crashed. Tags the run with the blocking checks "
-                           f"({BLOCKED_BY_TAG}) and writes the night's report.")
+    @dg.run_failure_sensor(
+        name="blocked_night_sensor",
+        monitored_jobs=[nightly_job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="One alert per failed nightly run: which blocking checks stopped it, "
+        "or the error if it crashed. Tags the run with the blocking checks "
+        f"({BLOCKED_BY_TAG}) and writes the night's report.",
+    )
     def blocked_night_sensor(context: dg.RunFailureSensorContext):
         message = context.failure_event.message if context.failure_event else "run failed"
         after_night(context.instance, context.dagster_run, settings, failure=message)
 
-    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="night_report_sensor",
-                          monitored_jobs=[nightly_job], default_status=dg.DefaultSensorStatus.RUNNING,
-                          description="Writes the report of every scored night and links it from "
-                          "risk_scores[night].")
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="night_report_sensor",
+        monitored_jobs=[nightly_job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Writes the report of every scored night and links it from risk_scores[night].",
+    )
     def night_report_sensor(context: dg.RunStatusSensorContext):
         after_night(context.instance, context.dagster_run, settings)
 
-    @dg.sensor(name="landing_sensor", job=nightly_job, minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Landing source: requests a day's partition when its files arrive or change.")
+    @dg.sensor(
+        name="landing_sensor",
+        job=nightly_job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Landing source: requests a day's partition when its files arrive or change.",
+    )
     def landing_sensor(context: dg.SensorEvaluationContext):
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
@@ -221,9 +267,14 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         context.update_cursor(json.dumps(seen))
         return requests or dg.SkipReason("no new landing files" + (f"; {'; '.join(notes)}" if notes else ""))
 
-    @dg.schedule(job=performance_job, cron_schedule="0 6 * * *", name="performance_schedule",
-                 execution_timezone=settings.calendar.timezone, default_status=clock,
-                 description="Daily at 06:00: the night whose 30-day label horizon has just passed.")
+    @dg.schedule(
+        job=performance_job,
+        cron_schedule="0 6 * * *",
+        name="performance_schedule",
+        execution_timezone=settings.calendar.timezone,
+        default_status=clock,
+        description="Daily at 06:00: the night whose 30-day label horizon has just passed.",
+    )
     def performance_schedule(context: dg.ScheduleEvaluationContext):
         night = Night.horizon_passed(context.scheduled_execution_time.date(), settings.calendar)
         if night.day < settings.calendar.partitions_start:
@@ -231,8 +282,14 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         return dg.RunRequest(partition_key=night.key, run_key=night.key)
 
     freshness_sensor = dg.build_sensor_for_freshness_checks(
-        freshness_checks=asset_checks, name="freshness_sensor",
+        freshness_checks=asset_checks,
+        name="freshness_sensor",
         default_status=dg.DefaultSensorStatus(clock.value),
     )
-    return [nightly, performance_schedule], [check_alerts_sensor, blocked_night_sensor, night_report_sensor,
-                                             landing_sensor, freshness_sensor]
+    return [nightly, performance_schedule], [
+        check_alerts_sensor,
+        blocked_night_sensor,
+        night_report_sensor,
+        landing_sensor,
+        freshness_sensor,
+    ]

@@ -41,8 +41,9 @@ class Engine(Protocol):
         ...
 
     # ------------------------------------------------------------------ statistics
-    def statistic(self, sql: str, params: Mapping[str, object],
-                  frames: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    def statistic(
+        self, sql: str, params: Mapping[str, object], frames: Mapping[str, pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
         """One aggregate query (DuckDB dialect, ``$name`` parameters) over the per-night
         tables; ``frames`` are small relations the query joins (registered by name)."""
         ...
@@ -61,13 +62,24 @@ class Engine(Protocol):
         """The serving execution's rows, ordered by customer (the deployment gate)."""
         ...
 
-    def training_features(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                          customers: Sequence[str] | None = None) -> pd.DataFrame:
+    def training_features(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        customers: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         """The training execution's rows (``customers`` only, when given: the parity sample)."""
         ...
 
-    def insert_training(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                        split: str, spec_version: str) -> None:
+    def insert_training(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        split: str,
+        spec_version: str,
+    ) -> None:
         """Append the training rows of ``nights`` with labels to ``training_features``."""
         ...
 
@@ -76,8 +88,15 @@ class Engine(Protocol):
         """Scores of the encoded rows, in their order."""
         ...
 
-    def split_day(self, source: Source, night: Night, raw: RawSettings, known: set[str], conflicted: set[str],
-                  cutoff: pd.Timestamp | None) -> DaySplit:
+    def split_day(
+        self,
+        source: Source,
+        night: Night,
+        raw: RawSettings,
+        known: set[str],
+        conflicted: set[str],
+        cutoff: pd.Timestamp | None,
+    ) -> DaySplit:
         """One day's source rows through the landing contract."""
         ...
 

@@ -44,8 +44,9 @@ class DuckDBEngine:
         return {"engine": self.name}
 
     # ------------------------------------------------------------------ statistics
-    def statistic(self, sql: str, params: Mapping[str, object],
-                  frames: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    def statistic(
+        self, sql: str, params: Mapping[str, object], frames: Mapping[str, pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
         frames = dict(frames or {})
         for name, frame in frames.items():
             self.conn.register(name, frame)
@@ -65,25 +66,48 @@ class DuckDBEngine:
     def serving_features(self, night: Night, mapping_version: str, vocabulary: FeatureVocabulary) -> pd.DataFrame:
         return executions.serving_features(self.conn, night, mapping_version, vocabulary)
 
-    def training_features(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                          customers: Sequence[str] | None = None) -> pd.DataFrame:
+    def training_features(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        customers: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         return executions.training_features(self.conn, nights, mapping_version, vocabulary, customers=customers)
 
-    def insert_training(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                        split: str, spec_version: str) -> None:
+    def insert_training(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        split: str,
+        spec_version: str,
+    ) -> None:
         executions.insert_training_features(self.conn, nights, mapping_version, vocabulary, split, spec_version)
 
     # ------------------------------------------------------------------ scoring and the contract
     def score(self, encoded: pd.DataFrame, booster: lgb.Booster, card: ModelCard) -> np.ndarray:
         return model_lib.predict(booster, encoded, card)
 
-    def split_day(self, source: Source, night: Night, raw: RawSettings, known: set[str], conflicted: set[str],
-                  cutoff: pd.Timestamp | None) -> DaySplit:
+    def split_day(
+        self,
+        source: Source,
+        night: Night,
+        raw: RawSettings,
+        known: set[str],
+        conflicted: set[str],
+        cutoff: pd.Timestamp | None,
+    ) -> DaySplit:
         frame = source.transactions(night.day, read_at=cutoff)
         split = split_transactions(
-            frame, night.window, max_amount=raw.max_amount, max_text=raw.max_text_length, known_customers=known,
+            frame,
+            night.window,
+            max_amount=raw.max_amount,
+            max_text=raw.max_text_length,
+            known_customers=known,
             stored_elsewhere=warehouse.stored_elsewhere(self.conn, night.day, frame["transaction_id"]),
-            conflicted_customers=conflicted)
+            conflicted_customers=conflicted,
+        )
         per_file = frame[SOURCE_FILE].value_counts() if len(frame) else pd.Series(dtype="int64")
         return DaySplit(split, per_file, "driver")
 

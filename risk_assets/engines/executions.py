@@ -28,9 +28,7 @@ from risk_assets.core.night import Night
 from risk_assets.store import warehouse
 
 _TX_AGGS = ",\n    ".join(f"{f.sql} AS {f.name}" for f in FEATURES if f.origin == "transactions")
-_SELECT = ", ".join(
-    f"f.{f.name}" if f.origin == "transactions" else f"{f.sql} AS {f.name}" for f in FEATURES
-)
+_SELECT = ", ".join(f"f.{f.name}" if f.origin == "transactions" else f"{f.sql} AS {f.name}" for f in FEATURES)
 _MAPPED_TX = """
     SELECT r.customer_id, r.event_ts, r.amount_cents, r.channel, cv.channel IS NOT NULL AS channel_known,
            coalesce(m.canonical, r.category) AS canonical, m.canonical IS NOT NULL AS mapped
@@ -99,10 +97,12 @@ def write_serving_features(
     The same values as :func:`serving_features` (a test compares them)."""
     sql, params = serving_query(night, mapping_version, vocabulary)
     warehouse.replace_partition_from_query(
-        conn, night.day, "serving_features",
-        f"SELECT q.*, $spec_version AS spec_version, $mapping AS mapping_version FROM ({sql}) q "
-        "ORDER BY q.customer_id",
-        params | {"spec_version": spec_version})
+        conn,
+        night.day,
+        "serving_features",
+        f"SELECT q.*, $spec_version AS spec_version, $mapping AS mapping_version FROM ({sql}) q ORDER BY q.customer_id",
+        params | {"spec_version": spec_version},
+    )
 
 
 def finish(frame: pd.DataFrame) -> pd.DataFrame:
@@ -137,8 +137,10 @@ def training_features(
 
     ``customers``: restrict to these ids (the parity sample); all active otherwise."""
     nights = sorted(nights, key=lambda n: n.day)
-    chunks = [_training_chunk(conn, nights[i:i + chunk_days], mapping_version, vocabulary, customers)
-              for i in range(0, len(nights), chunk_days)]
+    chunks = [
+        _training_chunk(conn, nights[i : i + chunk_days], mapping_version, vocabulary, customers)
+        for i in range(0, len(nights), chunk_days)
+    ]
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
@@ -158,8 +160,9 @@ def spine_frame(nights: Sequence[Night]) -> pd.DataFrame:
     return pd.DataFrame([n.bound_row() for n in nights])[list(BOUND_COLUMNS)]
 
 
-def training_query(nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                   sample: bool = False) -> tuple[str, dict]:
+def training_query(
+    nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary, sample: bool = False
+) -> tuple[str, dict]:
     """The training execution for one chunk of as-of nights: its SQL (no ORDER BY) and
     parameters. It reads the spine of as-of bounds from ``_spine`` and, with ``sample``,
     only the customers in ``_sample`` (both registered by the engine that runs it)."""
@@ -203,8 +206,15 @@ def _training_query(
             conn.unregister("_sample")
 
 
-_TRAINING_COLUMNS = ("customer_id", "as_of", *(f.name for f in FEATURES), "label", "split", "spec_version",
-                     "mapping_version")
+_TRAINING_COLUMNS = (
+    "customer_id",
+    "as_of",
+    *(f.name for f in FEATURES),
+    "label",
+    "split",
+    "spec_version",
+    "mapping_version",
+)
 
 
 def insert_training_features(
@@ -230,17 +240,20 @@ def insert_training_features(
     nights = sorted(nights, key=lambda n: n.day)
     columns = ", ".join(_TRAINING_COLUMNS)
     for i in range(0, len(nights), chunk_days):
-        chunk = nights[i:i + chunk_days]
+        chunk = nights[i : i + chunk_days]
         with _training_query(conn, chunk, mapping_version, vocabulary, None, labels=True) as (sql, params):
             if compute is not None:
                 conn.register("_computed", compute(chunk))
                 sql, params = "SELECT * FROM _computed", {"mapping": params["mapping"]}
-            conn.execute(f"""
+            conn.execute(
+                f"""
 INSERT INTO {warehouse.table("training_features")} ({columns})
 SELECT q.*,
        EXISTS (SELECT 1 FROM irregularities i WHERE i.customer_id = q.customer_id
                AND i.event_ts >= q.as_of AND i.event_ts < s.label_end)::INTEGER AS label,
        $split, $spec_version, $mapping
-FROM ({sql}) q JOIN _spine s ON s.as_of = q.as_of""", params | {"split": split, "spec_version": spec_version})
+FROM ({sql}) q JOIN _spine s ON s.as_of = q.as_of""",
+                params | {"split": split, "spec_version": spec_version},
+            )
             if compute is not None:
                 conn.unregister("_computed")

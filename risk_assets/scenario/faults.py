@@ -31,13 +31,16 @@ class SkewedNight(Night):
 
     def bound_row(self) -> dict[str, pd.Timestamp]:
         shift, longer = pd.Timedelta(hours=self.end_shift_hours), pd.Timedelta(days=self.window_days_offset)
-        return {k: v + shift - (longer if k.startswith("start_") else pd.Timedelta(0))
-                for k, v in super().bound_row().items()}
+        return {
+            k: v + shift - (longer if k.startswith("start_") else pd.Timedelta(0))
+            for k, v in super().bound_row().items()
+        }
 
 
 def describe(skew: ServingSkewSettings) -> str:
-    return (f"serving build skewed: window bounds {skew.end_shift_hours:+g} h, "
-            f"windows {skew.window_days_offset:+d} day(s)")
+    return (
+        f"serving build skewed: window bounds {skew.end_shift_hours:+g} h, windows {skew.window_days_offset:+d} day(s)"
+    )
 
 
 class SkewedServing:
@@ -50,8 +53,9 @@ class SkewedServing:
         return getattr(self.inner, name)
 
     def _skewed(self, night: Night) -> SkewedNight:
-        return SkewedNight(night.day, night.timezone, night.first_partition, self.skew.end_shift_hours,
-                           self.skew.window_days_offset)
+        return SkewedNight(
+            night.day, night.timezone, night.first_partition, self.skew.end_shift_hours, self.skew.window_days_offset
+        )
 
     def describe(self) -> dict[str, str]:
         return self.inner.describe() | {"fault": describe(self.skew)}

@@ -134,6 +134,8 @@ def check_faults(settings: Settings) -> ScenarioSettings:
     scenario = scenario_of(settings)
     faults = scenario.faults()
     if faults and settings.source.kind != "embedded":
-        raise SettingsError(f"invalid settings:\n  (root): {', '.join(faults)} switch(es) on fault injection, "
-                            f"which exists only in the embedded world; source.kind is {settings.source.kind!r}")
+        raise SettingsError(
+            f"invalid settings:\n  (root): {', '.join(faults)} switch(es) on fault injection, "
+            f"which exists only in the embedded world; source.kind is {settings.source.kind!r}"
+        )
     return scenario

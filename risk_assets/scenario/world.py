@@ -70,9 +70,7 @@ CHANNELS = ("card_present", "online", "atm", "transfer")
 WEEKDAY_FACTOR = np.array([1.08, 1.05, 1.05, 1.10, 1.22, 0.82, 0.68])
 WEEKDAY_FACTOR = WEEKDAY_FACTOR / WEEKDAY_FACTOR.mean()
 # Local hour-of-day profile of transactions.
-_HOUR_P = np.array(
-    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6, 7, 6.5, 6, 6, 6.5, 7, 7.5, 7, 6, 4.5, 3, 1.8]
-)
+_HOUR_P = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 4, 5, 5.5, 6, 7, 6.5, 6, 6, 6.5, 7, 7.5, 7, 6, 4.5, 3, 1.8])
 _HOUR_P = _HOUR_P / _HOUR_P.sum()
 
 _PRECURSOR_SHARE = 0.8
@@ -120,34 +118,70 @@ class Profile:
 
 
 EMBEDDED = Profile(
-    name="embedded", categories=BASE_CATEGORIES, weights=_BASE_WEIGHTS, amount_factor=_AMOUNT_FACTOR,
-    risky=RISKY_CATEGORIES, risky_weights=_RISKY_WEIGHTS, segments=SEGMENTS, segment_p=_SEGMENT_P,
-    segment_rate=_SEGMENT_RATE, segment_amount=_SEGMENT_AMOUNT, segment_hazard=_SEGMENT_HAZARD,
-    regions=REGIONS, region_p=(0.24, 0.22, 0.2, 0.18, 0.16), channels=CHANNELS, weekday_factor=WEEKDAY_FACTOR,
-    renamed=RENAMED, merged=MERGED, new_categories=NEW_CATEGORIES,
+    name="embedded",
+    categories=BASE_CATEGORIES,
+    weights=_BASE_WEIGHTS,
+    amount_factor=_AMOUNT_FACTOR,
+    risky=RISKY_CATEGORIES,
+    risky_weights=_RISKY_WEIGHTS,
+    segments=SEGMENTS,
+    segment_p=_SEGMENT_P,
+    segment_rate=_SEGMENT_RATE,
+    segment_amount=_SEGMENT_AMOUNT,
+    segment_hazard=_SEGMENT_HAZARD,
+    regions=REGIONS,
+    region_p=(0.24, 0.22, 0.2, 0.18, 0.16),
+    channels=CHANNELS,
+    weekday_factor=WEEKDAY_FACTOR,
+    renamed=RENAMED,
+    merged=MERGED,
+    new_categories=NEW_CATEGORIES,
     new_from={"bnpl": ("retail", 0.30), "crypto": ("gambling", 0.40)},
 )
 
 _ALPINE_WEEKDAY = np.array([1.02, 1.0, 1.0, 1.04, 1.30, 1.12, 0.22])  # shops close on Sundays
 ALPINE = Profile(
     name="alpine",
-    categories=("supermarket", "gastronomy", "petrol", "energy_bill", "fashion", "pharmacy", "travel_agency",
-                "streaming", "atm_cash", "sepa_transfer", "sports_betting", "insurance"),
+    categories=(
+        "supermarket",
+        "gastronomy",
+        "petrol",
+        "energy_bill",
+        "fashion",
+        "pharmacy",
+        "travel_agency",
+        "streaming",
+        "atm_cash",
+        "sepa_transfer",
+        "sports_betting",
+        "insurance",
+    ),
     weights=np.array([26, 11, 8, 5, 12, 6, 4, 6, 9, 7, 3, 3], dtype=float),
     amount_factor=np.array([0.9, 0.9, 1.5, 3.0, 2.0, 0.7, 12.0, 0.4, 3.0, 5.0, 1.2, 4.0]),
-    risky=("atm_cash", "sepa_transfer", "sports_betting"), risky_weights=np.array([0.40, 0.40, 0.20]),
-    segments=("private", "business", "youth", "senior"), segment_p=np.array([0.55, 0.12, 0.13, 0.20]),
-    segment_rate=np.array([1.0, 2.2, 0.9, 0.6]), segment_amount=np.array([1.0, 3.5, 0.4, 0.9]),
+    risky=("atm_cash", "sepa_transfer", "sports_betting"),
+    risky_weights=np.array([0.40, 0.40, 0.20]),
+    segments=("private", "business", "youth", "senior"),
+    segment_p=np.array([0.55, 0.12, 0.13, 0.20]),
+    segment_rate=np.array([1.0, 2.2, 0.9, 0.6]),
+    segment_amount=np.array([1.0, 3.5, 0.4, 0.9]),
     segment_hazard=np.array([1.0, 1.4, 1.6, 0.5]),
-    regions=("wien", "tirol", "steiermark", "salzburg"), region_p=(0.40, 0.20, 0.25, 0.15),
+    regions=("wien", "tirol", "steiermark", "salzburg"),
+    region_p=(0.40, 0.20, 0.25, 0.15),
     channels=("pos", "ecommerce", "atm", "sepa", "mobile_wallet"),
     weekday_factor=_ALPINE_WEEKDAY / _ALPINE_WEEKDAY.mean(),
-    renamed={"sepa_transfer": "instant_payment"}, merged={"travel_agency": "leisure", "streaming": "leisure"},
+    renamed={"sepa_transfer": "instant_payment"},
+    merged={"travel_agency": "leisure", "streaming": "leisure"},
     new_categories=("pay_later", "crypto_exchange"),
     new_from={"pay_later": ("fashion", 0.35), "crypto_exchange": ("sports_betting", 0.45)},
-    amount_scale=41.0, opened_before_share=0.55, opened_within_days=900,
-    holidays=("AT", None), holiday_factor=0.3, payday_factor=1.45,
-    customer_prefix="K-", transaction_prefix="AT", timezone="Europe/Vienna",
+    amount_scale=41.0,
+    opened_before_share=0.55,
+    opened_within_days=900,
+    holidays=("AT", None),
+    holiday_factor=0.3,
+    payday_factor=1.45,
+    customer_prefix="K-",
+    transaction_prefix="AT",
+    timezone="Europe/Vienna",
 )
 PROFILES: dict[str, Profile] = {p.name: p for p in (EMBEDDED, ALPINE)}
 
@@ -221,9 +255,7 @@ class World:
         # Most accounts exist before the world starts, the rest open during it (the embedded
         # world: 85% before, 15% in its first 18 months; alpine grows for 2.5 years).
         before = rng.random(n) < p.opened_before_share
-        opened_day = np.where(
-            before, -rng.integers(30, 8 * 365, size=n), rng.integers(0, p.opened_within_days, size=n)
-        )
+        opened_day = np.where(before, -rng.integers(30, 8 * 365, size=n), rng.integers(0, p.opened_within_days, size=n))
         opened_at = (
             np.datetime64(s.start, "s")
             + opened_day.astype("timedelta64[D]").astype("timedelta64[s]")
@@ -342,16 +374,9 @@ class World:
         u = rng.random(n)
         own = (c.pref_cum[who] < u[:, None]).sum(axis=1)
         own = np.minimum(own, len(p.categories) - 1)
-        risky = np.array([p.categories.index(x) for x in p.risky])[
-            rng.choice(len(p.risky), size=n, p=p.risky_weights)
-        ]
+        risky = np.array([p.categories.index(x) for x in p.risky])[rng.choice(len(p.risky), size=n, p=p.risky_weights)]
         cat_idx = np.where(rng.random(n) < risky_p, risky, own)
-        amount = (
-            c.amount_scale[who]
-            * p.amount_factor[cat_idx]
-            * rng.lognormal(0.0, 0.7, n)
-            * (1.0 + 0.45 * r)
-        )
+        amount = c.amount_scale[who] * p.amount_factor[cat_idx] * rng.lognormal(0.0, 0.7, n) * (1.0 + 0.45 * r)
         amount = np.round(np.maximum(amount, 0.5), 2)
         category = np.array(p.categories, dtype=object)[cat_idx]
         channel = self._channels(rng, category)
@@ -423,7 +448,8 @@ class World:
             return channel
         # alpine: card at the till, web shops, a growing share of phone wallets
         channel = np.array(["pos", "ecommerce", "mobile_wallet"], dtype=object)[
-            rng.choice(3, size=n, p=[0.55, 0.28, 0.17])]
+            rng.choice(3, size=n, p=[0.55, 0.28, 0.17])
+        ]
         channel[category == "atm_cash"] = "atm"
         sepa = category == "sepa_transfer"
         channel[sepa] = np.where(rng.random(sepa.sum()) < 0.85, "sepa", "mobile_wallet")

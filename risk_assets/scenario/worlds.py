@@ -21,19 +21,24 @@ WORLDS: dict[str, dict] = {
     "alpine": {
         "scenario": {"world": {"profile": "alpine"}},
         "calendar": {"timezone": "Europe/Vienna", "holidays_country": "AT"},
-        "features": {"cash_categories": ["atm_cash"], "transfer_categories": ["sepa_transfer"],
-                     "gambling_categories": ["sports_betting"],
-                     "online_channels": ["ecommerce", "mobile_wallet", "sepa"]},
+        "features": {
+            "cash_categories": ["atm_cash"],
+            "transfer_categories": ["sepa_transfer"],
+            "gambling_categories": ["sports_betting"],
+            "online_channels": ["ecommerce", "mobile_wallet", "sepa"],
+        },
     },
 }
 
 
-def landing_settings(folder: Path, world: str, customers: int, training: dict, landing: Path | None = None,
-                     **sections: dict) -> Settings:
+def landing_settings(
+    folder: Path, world: str, customers: int, training: dict, landing: Path | None = None, **sections: dict
+) -> Settings:
     """Settings of ``world`` reading the landing folder ``landing`` (default
     ``folder/landing``), with its warehouse, models and alerts in ``folder``."""
-    merged = {k: {kk: (dict(vv) if isinstance(vv, dict) else vv) for kk, vv in v.items()}
-              for k, v in WORLDS[world].items()}
+    merged = {
+        k: {kk: (dict(vv) if isinstance(vv, dict) else vv) for kk, vv in v.items()} for k, v in WORLDS[world].items()
+    }
     merged["scenario"]["world"]["n_customers"] = customers
     for key, value in sections.items():
         merged[key] = {**merged.get(key, {}), **value}

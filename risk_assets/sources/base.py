@@ -30,8 +30,12 @@ class WriteInProgress(ContractError):
     """The day's folder shows an export that has not committed: nothing of it is loaded."""
 
     def __init__(self, folder: str, marker: str):
-        super().__init__(folder, "(folder)", f"holds a write in progress ({marker}); nothing of the day is "
-                         "loaded until the export commits — re-run the day then")
+        super().__init__(
+            folder,
+            "(folder)",
+            f"holds a write in progress ({marker}); nothing of the day is "
+            "loaded until the export commits — re-run the day then",
+        )
 
 
 @dataclass(frozen=True)
@@ -68,5 +72,3 @@ def tag(frame: pd.DataFrame, file: str) -> pd.DataFrame:
     frame[SOURCE_FILE] = file
     frame[SOURCE_ROW] = range(len(frame))
     return frame
-
-

@@ -13,8 +13,6 @@ import pyarrow.parquet as pq
 from risk_assets.core.contract import (
     CUSTOMER_COLUMNS,
     IRREGULARITY_COLUMNS,
-    SOURCE_FILE,
-    SOURCE_ROW,
     TRANSACTION_COLUMNS,
     ContractError,
     require_columns,
@@ -153,9 +151,13 @@ class LandingSource:
                     files.append(self._inside(child))
                     entries.append(Entry(rel, "read", "data file"))
                 else:
-                    raise ContractError(rel, "(file)", "is neither a .parquet data file nor a known marker; "
-                                        "move it out of the day folder or prefix its name with '_' to mark it "
-                                        "as not data")
+                    raise ContractError(
+                        rel,
+                        "(file)",
+                        "is neither a .parquet data file nor a known marker; "
+                        "move it out of the day folder or prefix its name with '_' to mark it "
+                        "as not data",
+                    )
         files.sort()
         return DayListing(files, sorted(entries, key=lambda e: e.path), in_progress)
 
@@ -217,7 +219,7 @@ def _to_pandas(table: pa.Table, file: str) -> pd.DataFrame:
     """The table as pandas; a column pandas cannot take is named in the error."""
     try:
         return table.to_pandas()
-    except Exception:  # noqa: BLE001 - find the column and name it
+    except Exception:
         columns = {}
         for name, column in zip(table.column_names, table.columns, strict=True):
             try:
@@ -225,5 +227,3 @@ def _to_pandas(table: pa.Table, file: str) -> pd.DataFrame:
             except Exception as exc:
                 raise ContractError(file, name, f"cannot be converted ({column.type}): {exc}") from exc
         return pd.DataFrame(columns)
-
-

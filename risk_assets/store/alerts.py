@@ -10,8 +10,19 @@ import pandas as pd
 
 from risk_assets.store import warehouse
 
-ALERT_COLUMNS = ["alert_id", "created_at", "kind", "partition", "asset", "check_name", "severity",
-                 "reason", "run_id", "run_url", "webhook_status"]
+ALERT_COLUMNS = [
+    "alert_id",
+    "created_at",
+    "kind",
+    "partition",
+    "asset",
+    "check_name",
+    "severity",
+    "reason",
+    "run_id",
+    "run_url",
+    "webhook_status",
+]
 _DDL = """CREATE TABLE IF NOT EXISTS alerts (
     alert_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, partition VARCHAR,
     asset VARCHAR, check_name VARCHAR, severity VARCHAR, reason VARCHAR NOT NULL, run_id VARCHAR,
@@ -25,8 +36,9 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def known_ids(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
-    return {r[0] for r in conn.execute(
-        "SELECT alert_id FROM alerts WHERE alert_id IN (SELECT unnest(?))", [ids]).fetchall()}
+    return {
+        r[0] for r in conn.execute("SELECT alert_id FROM alerts WHERE alert_id IN (SELECT unnest(?))", [ids]).fetchall()
+    }
 
 
 def insert(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> None:

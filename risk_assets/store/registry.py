@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import duckdb
@@ -15,20 +14,18 @@ import lightgbm as lgb
 import pandas as pd
 
 from risk_assets.core import model as model_lib
-
 from risk_assets.store import warehouse
 from risk_assets.store.warehouse import NotMaterialised
-
 
 # --------------------------------------------------------------------------- category mapping
 CATEGORY_VOLUMES = f"""
     SELECT category AS raw_category, count(*) AS rows, CAST(sum(amount_cents) AS BIGINT) AS amount_cents,
            avg(ln(amount_cents)) AS log_amount_mean, coalesce(stddev_samp(ln(amount_cents)), 0) AS log_amount_std
-    FROM {warehouse.table('raw_transactions')} WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+    FROM {warehouse.table("raw_transactions")} WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
     GROUP BY category ORDER BY category"""
 
 CHANNEL_VOLUMES = f"""
-    SELECT channel, count(*) AS rows FROM {warehouse.table('raw_transactions')}
+    SELECT channel, count(*) AS rows FROM {warehouse.table("raw_transactions")}
     WHERE partition BETWEEN CAST($first AS DATE) AND CAST($last AS DATE) AND channel IS NOT NULL
     GROUP BY channel ORDER BY channel"""
 
@@ -46,7 +43,9 @@ def channel_volumes(engine, first: dt.date, last: dt.date) -> pd.DataFrame:
 
 def channels(conn: duckdb.DuckDBPyConnection, version: str) -> set[str]:
     """The channel vocabulary of a mapping version."""
-    return {r[0] for r in conn.execute("SELECT channel FROM channel_vocabulary WHERE version = ?", [version]).fetchall()}
+    return {
+        r[0] for r in conn.execute("SELECT channel FROM channel_vocabulary WHERE version = ?", [version]).fetchall()
+    }
 
 
 def mapping(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -57,8 +56,9 @@ def mapping(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def current_mapping_version(conn: duckdb.DuckDBPyConnection) -> str:
     versions = [r[0] for r in conn.execute("SELECT DISTINCT version FROM category_mapping").fetchall()]
     if len(versions) != 1:
-        raise NotMaterialised(f"expected one current category mapping, found {len(versions)}: "
-                              "materialise `category_mapping` first")
+        raise NotMaterialised(
+            f"expected one current category mapping, found {len(versions)}: materialise `category_mapping` first"
+        )
     return versions[0]
 
 
@@ -66,8 +66,9 @@ def canonical_levels(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return sorted(r[0] for r in conn.execute("SELECT DISTINCT canonical FROM category_mapping").fetchall())
 
 
-def replace_mapping(conn: duckdb.DuckDBPyConnection, new: pd.DataFrame, vocabulary: pd.DataFrame,
-                    now: pd.Timestamp) -> bool:
+def replace_mapping(
+    conn: duckdb.DuckDBPyConnection, new: pd.DataFrame, vocabulary: pd.DataFrame, now: pd.Timestamp
+) -> bool:
     """Make ``new`` the current mapping (with its channel vocabulary); record its version
     in the history once. Returns whether the version is new."""
     version = new.at[0, "version"]
@@ -107,7 +108,8 @@ def deployed_model(conn: duckdb.DuckDBPyConnection) -> ModelEntry | None:
     """The model serving uses: the most recently promoted one (None before any promotion)."""
     rows = conn.execute(
         "SELECT version, path FROM model_registry WHERE deployed_at IS NOT NULL "
-        "ORDER BY deployed_at DESC, version LIMIT 1").fetchall()
+        "ORDER BY deployed_at DESC, version LIMIT 1"
+    ).fetchall()
     return ModelEntry(*rows[0]) if rows else None
 
 
@@ -136,5 +138,7 @@ def serving_versions(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     result so the audit trail can say which model and mapping each verdict was about."""
     deployed = deployed_model(conn)
     mappings = [r[0] for r in conn.execute("SELECT DISTINCT version FROM category_mapping").fetchall()]
-    return {"model_version": deployed.version if deployed else "-",
-            "mapping_version": mappings[0] if len(mappings) == 1 else "-"}
+    return {
+        "model_version": deployed.version if deployed else "-",
+        "mapping_version": mappings[0] if len(mappings) == 1 else "-",
+    }

@@ -27,9 +27,7 @@ import pandas as pd
 from risk_assets.core.contract import CONFLICT
 from risk_assets.core.features.spec import FEATURES
 
-_FEATURE_DDL = ", ".join(
-    f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES
-)
+_FEATURE_DDL = ", ".join(f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES)
 
 TABLES: dict[str, str] = {
     "customers": """
@@ -97,6 +95,7 @@ TABLES: dict[str, str] = {
         spec_version VARCHAR NOT NULL, mapping_version VARCHAR NOT NULL""",
 }
 """Every table the project writes: name -> column DDL. The identifier whitelist."""
+
 
 def _columns(ddl: str) -> list[str]:
     names = []
@@ -171,9 +170,13 @@ def open_file(
             delay = min(delay * 2, 2.0)
 
 
-def connect(path: str | Path, read_only: bool = False, ensure: bool = True,
-            lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
-            on_wait: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | Path,
+    read_only: bool = False,
+    ensure: bool = True,
+    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
     """The warehouse: :func:`open_file`, then (unless read-only) its tables created or
     verified against this code's schema."""
     conn = open_file(path, read_only, lock_timeout_seconds, on_wait)
@@ -189,9 +192,14 @@ def connect(path: str | Path, read_only: bool = False, ensure: bool = True,
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for name, ddl in TABLES.items():
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
-        existing = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            "AND table_schema = current_schema() ORDER BY ordinal_position", [name]).fetchall()]
+        existing = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "AND table_schema = current_schema() ORDER BY ordinal_position",
+                [name],
+            ).fetchall()
+        ]
         if existing != COLUMNS[name]:
             raise RuntimeError(
                 f"table {name} in this warehouse has columns {existing}, but this code writes "
@@ -227,9 +235,7 @@ def insert(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> N
         conn.unregister(view)
 
 
-def replace_partition(
-    conn: duckdb.DuckDBPyConnection, partition: dt.date, frames: Mapping[str, pd.DataFrame]
-) -> None:
+def replace_partition(conn: duckdb.DuckDBPyConnection, partition: dt.date, frames: Mapping[str, pd.DataFrame]) -> None:
     """Atomically replace one partition in several tables (one transaction)."""
     with transaction(conn):
         for name, frame in frames.items():
@@ -237,8 +243,9 @@ def replace_partition(
             insert(conn, name, frame.assign(partition=partition))
 
 
-def replace_partition_from_query(conn: duckdb.DuckDBPyConnection, partition: dt.date, name: str, sql: str,
-                                 params: Mapping) -> None:
+def replace_partition_from_query(
+    conn: duckdb.DuckDBPyConnection, partition: dt.date, name: str, sql: str, params: Mapping
+) -> None:
     """Atomically replace one partition of ``name`` with the rows of a query (which
     names the table's columns but ``partition``): computed and written inside the
     warehouse, never through pandas."""
@@ -246,8 +253,10 @@ def replace_partition_from_query(conn: duckdb.DuckDBPyConnection, partition: dt.
     cols = ", ".join(f'"{c}"' for c in columns)
     with transaction(conn):
         conn.execute(f"DELETE FROM {table(name)} WHERE partition = $partition", {"partition": partition})
-        conn.execute(f"INSERT INTO {table(name)} ({cols}, partition) SELECT {cols}, $partition FROM ({sql})",
-                     {**params, "partition": partition})
+        conn.execute(
+            f"INSERT INTO {table(name)} ({cols}, partition) SELECT {cols}, $partition FROM ({sql})",
+            {**params, "partition": partition},
+        )
 
 
 def null_cells(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date, columns: list[str]) -> dict[str, int]:
@@ -256,8 +265,9 @@ def null_cells(conn: duckdb.DuckDBPyConnection, name: str, partition: dt.date, c
     if unknown:
         raise ValueError(f"{name} has no columns {sorted(unknown)}")
     counts = conn.execute(
-        "SELECT " + ", ".join(f'count(*) - count("{c}")' for c in columns) + " "
-        f"FROM {table(name)} WHERE partition = ?", [partition]).fetchall()[0]
+        "SELECT " + ", ".join(f'count(*) - count("{c}")' for c in columns) + f" FROM {table(name)} WHERE partition = ?",
+        [partition],
+    ).fetchall()[0]
     return dict(zip(columns, (int(v) for v in counts)))
 
 
@@ -303,14 +313,21 @@ class NotMaterialised(LookupError):
     """A step needs rows another asset has not written yet (the message says which)."""
 
 
-PER_NIGHT = ("raw_transactions", "rejected_transactions", "serving_features", "encoded_features", "imputation_log",
-             "risk_scores")
+PER_NIGHT = (
+    "raw_transactions",
+    "rejected_transactions",
+    "serving_features",
+    "encoded_features",
+    "imputation_log",
+    "risk_scores",
+)
 """The per-night tables whose size grows with the data: what an engine computes over
 (the others are ledgers, reference data and the registry)."""
 
 
-def read_partition(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, required: bool = True,
-                   columns: list[str] | None = None) -> pd.DataFrame:
+def read_partition(
+    conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, required: bool = True, columns: list[str] | None = None
+) -> pd.DataFrame:
     """One partition of a per-customer table, ordered by customer (``columns``: only
     these, table columns only); empty is :class:`NotMaterialised` when ``required``."""
     wanted = "*"
@@ -331,8 +348,9 @@ def partition_order(name: str, prefix: str = "") -> str:
     return (" ORDER BY " + ", ".join(prefix + k for k in keys)) if keys else ""
 
 
-def partition_rows(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date,
-                   customers: Sequence[str] | None = None) -> pd.DataFrame:
+def partition_rows(
+    conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, customers: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Every column of one partition of a per-night table (only ``customers``' rows when
     given), per-customer tables ordered by customer."""
     if name not in PER_NIGHT:
@@ -342,8 +360,11 @@ def partition_rows(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date,
         return frame(conn, f"SELECT t.* FROM {table(name)} t WHERE t.partition = ?{order}", [day])
     conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
     try:
-        return frame(conn, f"SELECT t.* FROM {table(name)} t JOIN _wanted_ids USING (customer_id) "
-                           f"WHERE t.partition = ?{order}", [day])
+        return frame(
+            conn,
+            f"SELECT t.* FROM {table(name)} t JOIN _wanted_ids USING (customer_id) WHERE t.partition = ?{order}",
+            [day],
+        )
     finally:
         conn.unregister("_wanted_ids")
 
@@ -372,9 +393,14 @@ def stored_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Seri
 
 def conflicted_customers(conn: duckdb.DuckDBPyConnection) -> set[str]:
     """Customer ids whose rows in the source conflict (every copy rejected)."""
-    return {r[0] for r in conn.execute(
-        "SELECT DISTINCT record_key FROM rejected_customers WHERE starts_with(reasons, ?) "
-        "AND record_key IS NOT NULL", [CONFLICT]).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT record_key FROM rejected_customers WHERE starts_with(reasons, ?) "
+            "AND record_key IS NOT NULL",
+            [CONFLICT],
+        ).fetchall()
+    }
 
 
 def conflicts(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date | None = None) -> pd.DataFrame:
@@ -384,22 +410,28 @@ def conflicts(conn: duckdb.DuckDBPyConnection, name: str, day: dt.date | None = 
     params = [CONFLICT] + ([day] if day is not None else [])
     return conn.execute(
         f"SELECT record_key, source_file, source_row, reasons FROM {table('rejected_' + name)} {where} "
-        "ORDER BY record_key, source_file, source_row", params).df()
+        "ORDER BY record_key, source_file, source_row",
+        params,
+    ).df()
 
 
 def load_files(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
     """The file ledger of the partition's latest load: ``path, action, rows, reason``."""
-    return conn.execute("SELECT path, action, rows, reason FROM raw_load_files WHERE partition = ? "
-                        "ORDER BY action, path", [day]).df()
+    return conn.execute(
+        "SELECT path, action, rows, reason FROM raw_load_files WHERE partition = ? ORDER BY action, path", [day]
+    ).df()
 
 
-def window_categories(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp,
-                      first: dt.date, last: dt.date) -> pd.DataFrame:
+def window_categories(
+    conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp, first: dt.date, last: dt.date
+) -> pd.DataFrame:
     """Distinct (customer_id, category, channel) with an event in ``[start, end)``,
     scanning partitions ``first .. last``."""
     return conn.execute(
         "SELECT DISTINCT customer_id, category, channel FROM raw_transactions WHERE event_ts >= ? "
-        "AND event_ts < ? AND partition BETWEEN ? AND ?", [start, end, first, last]).df()
+        "AND event_ts < ? AND partition BETWEEN ? AND ?",
+        [start, end, first, last],
+    ).df()
 
 
 def _dated(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict) -> pd.DataFrame:
@@ -412,27 +444,38 @@ def _dated(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict) -> pd
 def loads(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The load ledger ``raw_loads`` for partitions ``first .. last``, by partition."""
     return _dated(
-        conn, "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
-        "WHERE partition BETWEEN ? AND ? ORDER BY partition", [first, last])
+        conn,
+        "SELECT partition, received, accepted, rejected, read_at, loaded_at FROM raw_loads "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition",
+        [first, last],
+    )
 
 
 def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The raw layer's recorded verdicts (``partition, check_name, passed, summary, loaded_at``)."""
     return _dated(
-        conn, "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
-        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name", [first, last])
+        conn,
+        "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name",
+        [first, last],
+    )
 
 
 def recent_loaded_partitions(conn: duckdb.DuckDBPyConnection, limit: int) -> list[dt.date]:
-    return [r[0] for r in conn.execute(
-        "SELECT partition FROM raw_loads ORDER BY partition DESC LIMIT ?", [limit]).fetchall()]
+    return [
+        r[0]
+        for r in conn.execute("SELECT partition FROM raw_loads ORDER BY partition DESC LIMIT ?", [limit]).fetchall()
+    ]
 
 
 def irregular_customers(conn: duckdb.DuckDBPyConnection, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
     """Customers with an irregularity event in ``[start, end)``."""
-    return {r[0] for r in conn.execute(
-        "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?",
-        [start, end]).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT customer_id FROM irregularities WHERE event_ts >= ? AND event_ts < ?", [start, end]
+        ).fetchall()
+    }
 
 
 # --------------------------------------------------------------------------- features
@@ -443,15 +486,18 @@ def imputation_ledger(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataF
 def customer_groups(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
     """``customer_id, segment, region`` of the night's encoded customers."""
     return conn.execute(
-        "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id",
-        [day]).df()
+        "SELECT customer_id, segment, region FROM encoded_features WHERE partition = ? ORDER BY customer_id", [day]
+    ).df()
 
 
 def training_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Rows, positive labels and as-of days of the training table, per split."""
-    return frame(conn, """
+    return frame(
+        conn,
+        """
         SELECT split, count(*) AS rows, sum(label)::BIGINT AS positives, count(DISTINCT as_of) AS as_of_days
-        FROM training_features GROUP BY split ORDER BY split""")
+        FROM training_features GROUP BY split ORDER BY split""",
+    )
 
 
 def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -465,7 +511,5 @@ def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def scores(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
     """``customer_id, score, model_version`` of a scored night (empty when not scored)."""
     return conn.execute(
-        "SELECT customer_id, score, model_version FROM risk_scores WHERE partition = ? ORDER BY customer_id",
-        [day]).df()
-
-
+        "SELECT customer_id, score, model_version FROM risk_scores WHERE partition = ? ORDER BY customer_id", [day]
+    ).df()

@@ -56,26 +56,34 @@ def encode(frame: pd.DataFrame, encoding: Encoding) -> tuple[pd.DataFrame, pd.Da
         values = out[name].astype("float64")
         missing = values.isna().to_numpy()
         if missing.any():
-            ledgers.append(pd.DataFrame({
-                "customer_id": out.loc[missing, "customer_id"].to_numpy(),
-                "feature": name,
-                "reason": MISSING,
-                "original_value": None,
-                "substituted_value": repr(encoding.fill[name]),
-            }))
+            ledgers.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": out.loc[missing, "customer_id"].to_numpy(),
+                        "feature": name,
+                        "reason": MISSING,
+                        "original_value": None,
+                        "substituted_value": repr(encoding.fill[name]),
+                    }
+                )
+            )
         out[name] = values.fillna(encoding.fill[name])  # logged above, cell by cell
     for name in CATEGORICAL:
         values = out[name].astype(object)
         known = values.isin(encoding.vocab[name][:-1]).to_numpy()
         if (~known).any():
             originals = values[~known]
-            ledgers.append(pd.DataFrame({
-                "customer_id": out.loc[~known, "customer_id"].to_numpy(),
-                "feature": name,
-                "reason": np.where(originals.isna(), MISSING, UNSEEN_CATEGORY),
-                "original_value": originals.map(lambda v: None if v is None or v != v else str(v)).to_numpy(),
-                "substituted_value": UNSEEN,
-            }))
+            ledgers.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": out.loc[~known, "customer_id"].to_numpy(),
+                        "feature": name,
+                        "reason": np.where(originals.isna(), MISSING, UNSEEN_CATEGORY),
+                        "original_value": originals.map(lambda v: None if v is None or v != v else str(v)).to_numpy(),
+                        "substituted_value": UNSEEN,
+                    }
+                )
+            )
         out[name] = values.where(known, UNSEEN)
     ledger = pd.concat(ledgers, ignore_index=True) if ledgers else pd.DataFrame(columns=LEDGER_COLUMNS)
     return out, ledger[LEDGER_COLUMNS]

@@ -14,8 +14,17 @@ import pandas as pd
 
 from risk_assets.core.features.spec import NONE, UNSEEN
 
-MAPPING_COLUMNS = ["version", "raw_category", "canonical", "code", "origin", "training_rows",
-                   "training_amount_cents", "training_log_amount_mean", "training_log_amount_std"]
+MAPPING_COLUMNS = [
+    "version",
+    "raw_category",
+    "canonical",
+    "code",
+    "origin",
+    "training_rows",
+    "training_amount_cents",
+    "training_log_amount_mean",
+    "training_log_amount_std",
+]
 
 
 class MappingError(ValueError):
@@ -34,21 +43,37 @@ def build_mapping(seen: pd.DataFrame, aliases: dict[str, str], channels: pd.Data
         raise MappingError(f"raw categories may not use reserved names {sorted(reserved)}")
     codes = {c: i for i, c in enumerate(canonical)}
     rows = [
-        {"raw_category": r.raw_category, "canonical": r.raw_category, "code": codes[r.raw_category],
-         "origin": "training", "training_rows": int(r.rows),
-         "training_amount_cents": int(r.amount_cents), "training_log_amount_mean": float(r.log_amount_mean),
-         "training_log_amount_std": float(r.log_amount_std)}
+        {
+            "raw_category": r.raw_category,
+            "canonical": r.raw_category,
+            "code": codes[r.raw_category],
+            "origin": "training",
+            "training_rows": int(r.rows),
+            "training_amount_cents": int(r.amount_cents),
+            "training_log_amount_mean": float(r.log_amount_mean),
+            "training_log_amount_std": float(r.log_amount_std),
+        }
         for r in seen.itertuples(index=False)
     ]
     for raw, target in sorted(aliases.items()):
         if target not in codes:
-            raise MappingError(f"mapping.aliases.{raw}: target {target!r} is not a canonical category "
-                               f"(known: {', '.join(canonical)})")
+            raise MappingError(
+                f"mapping.aliases.{raw}: target {target!r} is not a canonical category (known: {', '.join(canonical)})"
+            )
         if raw in codes:
             raise MappingError(f"mapping.aliases.{raw}: {raw!r} is already a canonical category")
-        rows.append({"raw_category": raw, "canonical": target, "code": codes[target],
-                     "origin": "alias", "training_rows": 0, "training_amount_cents": 0,
-                     "training_log_amount_mean": None, "training_log_amount_std": None})
+        rows.append(
+            {
+                "raw_category": raw,
+                "canonical": target,
+                "code": codes[target],
+                "origin": "alias",
+                "training_rows": 0,
+                "training_amount_cents": 0,
+                "training_log_amount_mean": None,
+                "training_log_amount_std": None,
+            }
+        )
     frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS[1:])
     payload = frame[["raw_category", "canonical", "code"]].to_csv(index=False)
     if channels is not None:

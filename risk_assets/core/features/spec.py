@@ -36,7 +36,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-
 WINDOWS: tuple[int, ...] = (7, 14, 30)
 LOOKBACK_DAYS = 90
 LABEL_HORIZON_DAYS = 30
@@ -102,17 +101,34 @@ def _in30(cond: str = "") -> str:
 def _window_features(w: int) -> list[Feature]:
     f = f"t.event_ts >= b.start_{w}"
     return [
-        Feature(f"txn_count_{w}d", "numeric", f"count(*) FILTER (WHERE {f})",
-                f"transactions in the last {w} days", window_days=w),
-        Feature(f"amount_sum_{w}d", "numeric",
-                f"coalesce(sum(t.amount_cents) FILTER (WHERE {f}), 0) / 100.0",
-                f"amount in the last {w} days (exact cents, divided at the end)", window_days=w),
-        Feature(f"amount_mean_{w}d", "numeric",
-                f"coalesce(sum(t.amount_cents) FILTER (WHERE {f}) / count(*) FILTER (WHERE {f}), 0) / 100.0",
-                f"mean amount in the last {w} days; 0 without transactions", window_days=w),
-        Feature(f"amount_max_{w}d", "numeric",
-                f"coalesce(max(t.amount_cents) FILTER (WHERE {f}), 0) / 100.0",
-                f"largest amount in the last {w} days; 0 without transactions", window_days=w),
+        Feature(
+            f"txn_count_{w}d",
+            "numeric",
+            f"count(*) FILTER (WHERE {f})",
+            f"transactions in the last {w} days",
+            window_days=w,
+        ),
+        Feature(
+            f"amount_sum_{w}d",
+            "numeric",
+            f"coalesce(sum(t.amount_cents) FILTER (WHERE {f}), 0) / 100.0",
+            f"amount in the last {w} days (exact cents, divided at the end)",
+            window_days=w,
+        ),
+        Feature(
+            f"amount_mean_{w}d",
+            "numeric",
+            f"coalesce(sum(t.amount_cents) FILTER (WHERE {f}) / count(*) FILTER (WHERE {f}), 0) / 100.0",
+            f"mean amount in the last {w} days; 0 without transactions",
+            window_days=w,
+        ),
+        Feature(
+            f"amount_max_{w}d",
+            "numeric",
+            f"coalesce(max(t.amount_cents) FILTER (WHERE {f}), 0) / 100.0",
+            f"largest amount in the last {w} days; 0 without transactions",
+            window_days=w,
+        ),
     ]
 
 
@@ -126,7 +142,8 @@ def _share(name: str) -> Feature:
         f"CASE WHEN {unseen} > 0 THEN NULL WHEN coalesce({total}, 0) = 0 THEN 0.0 ELSE {part} / {total} END",
         f"share of 30-day amount in the {name} categories (settings: features.{name}_categories); "
         "NULL if the window has an unmapped category",
-        window_days=30, null_when="unmapped_category",
+        window_days=30,
+        null_when="unmapped_category",
     )
 
 
@@ -153,35 +170,52 @@ def _features() -> tuple[Feature, ...]:
     s30 = f"coalesce({total}, 0)"
     features += [
         Feature(
-            "online_share_30d", "numeric",
+            "online_share_30d",
+            "numeric",
             f"CASE WHEN {unknown} > 0 THEN NULL WHEN {s30} = 0 THEN 0.0 ELSE {online} / {total} END",
             "share of 30-day amount through the online channels (settings: features.online_channels); NULL "
             "if the window holds a missing channel or one the training period never saw",
-            window_days=30, null_when="unknown_channel",
+            window_days=30,
+            null_when="unknown_channel",
         ),
         _ratio("count_velocity_7d_30d", c7, c30, "transaction count"),
         _ratio("amount_velocity_7d_30d", s7, s30, "amount"),
-        Feature("days_since_last_txn", "numeric",
-                "(epoch_us(any_value(b.as_of)) - epoch_us(max(t.event_ts))) / 86400e6",
-                "days between the last transaction and as_of (within the 90-day look-back)",
-                window_days=LOOKBACK_DAYS),
+        Feature(
+            "days_since_last_txn",
+            "numeric",
+            "(epoch_us(any_value(b.as_of)) - epoch_us(max(t.event_ts))) / 86400e6",
+            "days between the last transaction and as_of (within the 90-day look-back)",
+            window_days=LOOKBACK_DAYS,
+        ),
         # Written without count(DISTINCT) and first(... ORDER BY ...): those aggregates
         # make DuckDB give up its parallel hash aggregation and cost 8x the rest of the
         # query together (benchmarks/run.py); list_distinct and arg_max compute the same.
-        Feature("n_categories_30d", "numeric",
-                f"coalesce(len(list_distinct(list(t.canonical) FILTER (WHERE {_in30()}))), 0)",
-                "distinct canonical categories in the last 30 days", window_days=30),
-        Feature("top_category_30d", "categorical",
-                f"coalesce(arg_max(t.canonical, (t.amount_cents, t.event_ts, t.canonical)) "
-                f"FILTER (WHERE {_in30()}), '{NONE}')",
-                f"category of the largest transaction in the last 30 days (the latest among equal "
-                f"amounts, then the alphabetically last); '{NONE}' without transactions",
-                window_days=30),
+        Feature(
+            "n_categories_30d",
+            "numeric",
+            f"coalesce(len(list_distinct(list(t.canonical) FILTER (WHERE {_in30()}))), 0)",
+            "distinct canonical categories in the last 30 days",
+            window_days=30,
+        ),
+        Feature(
+            "top_category_30d",
+            "categorical",
+            f"coalesce(arg_max(t.canonical, (t.amount_cents, t.event_ts, t.canonical)) "
+            f"FILTER (WHERE {_in30()}), '{NONE}')",
+            f"category of the largest transaction in the last 30 days (the latest among equal "
+            f"amounts, then the alphabetically last); '{NONE}' without transactions",
+            window_days=30,
+        ),
         Feature("segment", "categorical", "c.segment", "customer segment", origin="customer"),
         Feature("region", "categorical", "c.region", "customer region", origin="customer"),
-        Feature("tenure_days", "numeric", "(epoch_us(f.as_of) - epoch_us(c.opened_at)) / 86400e6",
-                "days since the account was opened (grows every night: not drift-monitored)",
-                origin="customer", drift=False),
+        Feature(
+            "tenure_days",
+            "numeric",
+            "(epoch_us(f.as_of) - epoch_us(c.opened_at)) / 86400e6",
+            "days since the account was opened (grows every night: not drift-monitored)",
+            origin="customer",
+            drift=False,
+        ),
     ]
     return tuple(features)
 

@@ -37,13 +37,18 @@ def _rule(node: exp.Expression) -> exp.Expression:
         return exp.Placeholder(this=node.name)
     if isinstance(node, exp.Tuple) and isinstance(node.parent, exp.ArgMax):
         return exp.Struct(expressions=[e.copy() for e in node.expressions])
-    if isinstance(node, (exp.ArraySize, exp.Length)) and isinstance(node.this, (exp.ArrayUniqueAgg, exp.Anonymous,
-                                                                                 exp.ArrayDistinct)):
+    if isinstance(node, (exp.ArraySize, exp.Length)) and isinstance(
+        node.this, (exp.ArrayUniqueAgg, exp.Anonymous, exp.ArrayDistinct)
+    ):
         return exp.Anonymous(this="SIZE", expressions=[node.this.copy()])
     if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
         # the naive (NTZ) timestamp read as UTC: the session's timezone (engine.SESSION_CONF)
-        return exp.Anonymous(this="UNIX_MICROS", expressions=[
-            exp.Cast(this=e.copy(), to=exp.DataType.build("TIMESTAMP", dialect="spark")) for e in node.expressions])
+        return exp.Anonymous(
+            this="UNIX_MICROS",
+            expressions=[
+                exp.Cast(this=e.copy(), to=exp.DataType.build("TIMESTAMP", dialect="spark")) for e in node.expressions
+            ],
+        )
     return node
 
 

@@ -99,15 +99,17 @@ class SparkEngine(DuckDBEngine):
         self.lake.commit_reference(self.conn)
         for name in (*REFERENCE, *PARTITIONED):
             if name not in REFERENCE and not self.lake.partitions(name):
-                columns = ", ".join(f"CAST(NULL AS {_SPARK_TYPES[t]}) AS `{c}`"
-                                    for c, t in warehouse.COLUMN_TYPES[name].items())
+                columns = ", ".join(
+                    f"CAST(NULL AS {_SPARK_TYPES[t]}) AS `{c}`" for c, t in warehouse.COLUMN_TYPES[name].items()
+                )
                 self.spark.sql(f"SELECT {columns} WHERE false").createOrReplaceTempView(name)
                 continue
             self.spark.read.parquet(str(self.lake.table(name))).createOrReplaceTempView(name)
         self._views = True
 
-    def statistic(self, sql: str, params: Mapping[str, object],
-                  frames: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    def statistic(
+        self, sql: str, params: Mapping[str, object], frames: Mapping[str, pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
         """One check statistic aggregated by Spark over the lake (the lake views are
         registered at the first one of this engine)."""
         if not self._views:
@@ -130,42 +132,74 @@ class SparkEngine(DuckDBEngine):
     # ------------------------------------------------------------------ features
     def write_serving(self, night: Night, mapping_version: str, vocabulary: FeatureVocabulary) -> None:
         frame = self.serving_features(night, mapping_version, vocabulary)
-        warehouse.replace_partition(self.conn, night.day, {"serving_features": frame.assign(
-            spec_version=SPEC_VERSION, mapping_version=mapping_version)})
+        warehouse.replace_partition(
+            self.conn,
+            night.day,
+            {"serving_features": frame.assign(spec_version=SPEC_VERSION, mapping_version=mapping_version)},
+        )
 
     def serving_features(self, night: Night, mapping_version: str, vocabulary: FeatureVocabulary) -> pd.DataFrame:
         self.register_views()
         sql, params = executions.serving_query(night, mapping_version, vocabulary)
         return executions.finish(self._query(f"{sql}\nORDER BY f.customer_id", params))
 
-    def training_features(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                          customers: Sequence[str] | None = None,
-                          chunk_days: int = executions.TRAINING_CHUNK_DAYS) -> pd.DataFrame:
+    def training_features(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        customers: Sequence[str] | None = None,
+        chunk_days: int = executions.TRAINING_CHUNK_DAYS,
+    ) -> pd.DataFrame:
         self.register_views()
         nights = sorted(nights, key=lambda n: n.day)
-        return pd.concat([self.training_chunk(nights[i:i + chunk_days], mapping_version, vocabulary, customers)
-                          for i in range(0, len(nights), chunk_days)], ignore_index=True)
+        return pd.concat(
+            [
+                self.training_chunk(nights[i : i + chunk_days], mapping_version, vocabulary, customers)
+                for i in range(0, len(nights), chunk_days)
+            ],
+            ignore_index=True,
+        )
 
-    def training_chunk(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                       customers: Sequence[str] | None = None) -> pd.DataFrame:
+    def training_chunk(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        customers: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         """One chunk of as-of nights (the lake views registered by the caller)."""
         spine = executions.spine_frame(nights)
         self.spark.createDataFrame(spine.astype(str)).selectExpr(
-            *(f"CAST({c} AS TIMESTAMP) AS {c}" for c in BOUND_COLUMNS)).createOrReplaceTempView("_spine")
+            *(f"CAST({c} AS TIMESTAMP) AS {c}" for c in BOUND_COLUMNS)
+        ).createOrReplaceTempView("_spine")
         if customers is not None:
-            self.spark.createDataFrame(pd.DataFrame({"customer_id": list(customers)}),
-                                       "customer_id string").createOrReplaceTempView("_sample")
+            self.spark.createDataFrame(
+                pd.DataFrame({"customer_id": list(customers)}), "customer_id string"
+            ).createOrReplaceTempView("_sample")
         sql, params = executions.training_query(nights, mapping_version, vocabulary, customers is not None)
         return executions.finish(self._query(f"{sql}\nORDER BY f.as_of, f.customer_id", params))
 
-    def insert_training(self, nights: Sequence[Night], mapping_version: str, vocabulary: FeatureVocabulary,
-                        split: str, spec_version: str) -> None:
+    def insert_training(
+        self,
+        nights: Sequence[Night],
+        mapping_version: str,
+        vocabulary: FeatureVocabulary,
+        split: str,
+        spec_version: str,
+    ) -> None:
         """Spark computes each chunk's features; the warehouse appends them with their
         labels (the irregularities it holds), as the DuckDB engine does."""
         self.register_views()
         executions.insert_training_features(
-            self.conn, nights, mapping_version, vocabulary, split, spec_version,
-            compute=lambda chunk: self.training_chunk(chunk, mapping_version, vocabulary))
+            self.conn,
+            nights,
+            mapping_version,
+            vocabulary,
+            split,
+            spec_version,
+            compute=lambda chunk: self.training_chunk(chunk, mapping_version, vocabulary),
+        )
 
     # ------------------------------------------------------------------ scoring and the contract
     def score(self, encoded: pd.DataFrame, booster, card) -> np.ndarray:
@@ -180,22 +214,37 @@ class SparkEngine(DuckDBEngine):
 
             booster, encoding = lgb.Booster(model_str=model_text), Encoding.from_json(enc)
             for batch in batches:
-                yield pd.DataFrame({"customer_id": batch["customer_id"],
-                                    "score": booster.predict(model_matrix(batch, encoding))})
+                yield pd.DataFrame(
+                    {"customer_id": batch["customer_id"], "score": booster.predict(model_matrix(batch, encoding))}
+                )
 
         scored = rows.mapInPandas(predict, "customer_id string, score double").toPandas()
         return scored.set_index("customer_id")["score"].reindex(encoded["customer_id"]).to_numpy()
 
-    def split_day(self, source: Source, night: Night, raw: RawSettings, known: set[str], conflicted: set[str],
-                  cutoff: pd.Timestamp | None) -> DaySplit:
+    def split_day(
+        self,
+        source: Source,
+        night: Night,
+        raw: RawSettings,
+        known: set[str],
+        conflicted: set[str],
+        cutoff: pd.Timestamp | None,
+    ) -> DaySplit:
         """A landing folder's day runs through the contract on the executors, which commit
         the accepted and rejected rows to the lake; other sources (the embedded world has no
         files) are split on the driver and mirrored by :meth:`published`."""
         if not isinstance(source, LandingSource):
             return super().split_day(source, night, raw, known, conflicted, cutoff)
-        split, per_file = split_on_spark(self, source.data_files(night.day), source.root, night.day, night.window,
-                                         max_amount=raw.max_amount, max_text=raw.max_text_length,
-                                         conflicted=conflicted)
+        split, per_file = split_on_spark(
+            self,
+            source.data_files(night.day),
+            source.root,
+            night.day,
+            night.window,
+            max_amount=raw.max_amount,
+            max_text=raw.max_text_length,
+            conflicted=conflicted,
+        )
         self._in_lake |= {(RAW, night.day), (REJECTED, night.day)}
         self._views = False  # the day's folders were swapped: re-read them at the next statistic
         return DaySplit(split, per_file, "spark executors")
@@ -210,8 +259,15 @@ class SparkEngine(DuckDBEngine):
         self._views = False  # a new partition: re-read the table's folder at the next statistic
 
 
-_SPARK_TYPES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "DOUBLE": "double", "DATE": "date",
-                "TIMESTAMP": "timestamp_ntz", "BOOLEAN": "boolean"}
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "BIGINT": "bigint",
+    "INTEGER": "int",
+    "DOUBLE": "double",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp_ntz",
+    "BOOLEAN": "boolean",
+}
 """The warehouse's column types as Spark's (an empty view of a table not committed yet)."""
 
 

@@ -92,15 +92,18 @@ class Lake:
         order = {RAW: "customer_id, event_ts", REJECTED: "source_file, source_row"}.get(name, "customer_id")
 
         def write(folder: Path) -> None:
-            written.append(conn.execute(f"COPY (SELECT {columns} FROM {warehouse.table(name)} WHERE partition = $day "
-                         f"ORDER BY {order}) TO {_path(folder / 'part-0.parquet')} (FORMAT parquet)",
-                         {"day": day}).fetchall()[0][0])
+            written.append(
+                conn.execute(
+                    f"COPY (SELECT {columns} FROM {warehouse.table(name)} WHERE partition = $day "
+                    f"ORDER BY {order}) TO {_path(folder / 'part-0.parquet')} (FORMAT parquet)",
+                    {"day": day},
+                ).fetchall()[0][0]
+            )
 
         self.commit(self.partition(name, day), write)
         return int(written[0])
 
-    def read_partition(self, conn: duckdb.DuckDBPyConnection, name: str, day: dt.date,
-                       customers=None) -> pd.DataFrame:
+    def read_partition(self, conn: duckdb.DuckDBPyConnection, name: str, day: dt.date, customers=None) -> pd.DataFrame:
         """A committed partition as the warehouse would return it (its columns, in order,
         cast to the warehouse's types; ``customers`` only, when given), read on the driver
         by DuckDB from the lake's files."""
@@ -108,28 +111,38 @@ class Lake:
             raise ValueError(f"{name!r} is not a table of the lake")
         files = sorted(str(p) for p in self.partition(name, day).glob("*.parquet"))
         types = warehouse.COLUMN_TYPES[name]
-        cast = ", ".join("CAST($day AS DATE) AS partition" if c == "partition" else f'CAST("{c}" AS {t}) AS "{c}"'
-                         for c, t in types.items())
+        cast = ", ".join(
+            "CAST($day AS DATE) AS partition" if c == "partition" else f'CAST("{c}" AS {t}) AS "{c}"'
+            for c, t in types.items()
+        )
         if not files:  # nothing committed: the empty partition, typed
             empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
             return warehouse.frame(conn, f"SELECT {empty} WHERE false")
         order = warehouse.partition_order(name)
         if customers is None:
-            return warehouse.frame(conn, f"SELECT {cast} FROM read_parquet($files){order}", {"day": day, "files": files})
+            return warehouse.frame(
+                conn, f"SELECT {cast} FROM read_parquet($files){order}", {"day": day, "files": files}
+            )
         conn.register("_wanted_ids", pd.DataFrame({"customer_id": list(customers)}, dtype=object))
         try:
-            return warehouse.frame(conn, f"SELECT {cast} FROM read_parquet($files) "
-                                         f"WHERE customer_id IN (SELECT customer_id FROM _wanted_ids){order}",
-                                   {"day": day, "files": files})
+            return warehouse.frame(
+                conn,
+                f"SELECT {cast} FROM read_parquet($files) "
+                f"WHERE customer_id IN (SELECT customer_id FROM _wanted_ids){order}",
+                {"day": day, "files": files},
+            )
         finally:
             conn.unregister("_wanted_ids")
 
     def commit_reference(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Re-commit the small reference tables from the warehouse."""
         for name in REFERENCE:
+
             def write(folder: Path, name: str = name) -> None:
-                conn.execute(f"COPY (SELECT * FROM {warehouse.table(name)}) TO {_path(folder / 'part-0.parquet')} "
-                             "(FORMAT parquet)")
+                conn.execute(
+                    f"COPY (SELECT * FROM {warehouse.table(name)}) TO {_path(folder / 'part-0.parquet')} "
+                    "(FORMAT parquet)"
+                )
 
             self.commit(self.table(name), write)
 
@@ -140,8 +153,12 @@ class Lake:
         committed = []
         for name in PARTITIONED:
             have = set(self.partitions(name))
-            stored = [r[0] for r in conn.execute(
-                f"SELECT DISTINCT partition FROM {warehouse.table(name)} ORDER BY partition").fetchall()]
+            stored = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT DISTINCT partition FROM {warehouse.table(name)} ORDER BY partition"
+                ).fetchall()
+            ]
             for day in (d for d in stored if d not in have):
                 self.commit_partition(conn, name, day)
                 committed.append((name, day))

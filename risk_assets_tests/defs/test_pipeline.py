@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 
 from risk_assets.core import model as model_lib
-from risk_assets.store import warehouse
-from risk_assets.engines import executions as fsql
 from risk_assets.core.features.encoding import MISSING, UNSEEN_CATEGORY
-from risk_assets.core.features.spec import FEATURE_NAMES, FeatureVocabulary, LABEL_HORIZON_DAYS, SPEC_VERSION
+from risk_assets.core.features.spec import FEATURE_NAMES, LABEL_HORIZON_DAYS, SPEC_VERSION, FeatureVocabulary
 from risk_assets.core.night import Night
+from risk_assets.engines import executions as fsql
+from risk_assets.scenario.world import NEW_CATEGORIES, emitted_category_names
+from risk_assets.settings import SettingsError
+from risk_assets.store import warehouse
+from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night, trained_settings
 
 VOCAB = FeatureVocabulary()  # the embedded world's names
-from risk_assets.settings import SettingsError
-from risk_assets.scenario.world import NEW_CATEGORIES, emitted_category_names
-from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night, trained_settings
 
 
 def query(settings, sql, params=None) -> pd.DataFrame:
@@ -33,8 +33,11 @@ def materialized(result, key):
 
 def test_validation_period_is_strictly_after_training_labels_end(trained_world):
     settings = trained_settings(trained_world)
-    split = query(settings, "SELECT split, min(as_of) AS first, max(as_of) AS last, count(*) AS n, "
-                            "sum(label) AS positives FROM training_features GROUP BY split").set_index("split")
+    split = query(
+        settings,
+        "SELECT split, min(as_of) AS first, max(as_of) AS last, count(*) AS n, "
+        "sum(label) AS positives FROM training_features GROUP BY split",
+    ).set_index("split")
     labels_end = split.at["train", "last"] + pd.Timedelta(days=LABEL_HORIZON_DAYS)
     assert split.at["validation", "first"] > labels_end
     assert split.at["train", "positives"] > 0 and split.at["validation", "positives"] > 0
@@ -49,7 +52,9 @@ def test_settings_refuse_a_leaking_validation_period():
 
 def test_model_is_lightgbm_text_with_its_card_and_metrics(trained_world):
     settings = trained_settings(trained_world)
-    [(path, version, auc)] = query(settings, "SELECT path, version, roc_auc FROM model_registry").itertuples(index=False)
+    [(path, version, auc)] = query(settings, "SELECT path, version, roc_auc FROM model_registry").itertuples(
+        index=False
+    )
     files = sorted(p.name for p in (trained_world / "models" / version).iterdir())
     assert files == ["card.json", "model.txt"]
     booster = lgb.Booster(model_file=f"{path}/model.txt")
@@ -67,8 +72,11 @@ def test_a_night_scores_every_active_customer_once_with_versions(world_copy, ins
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET)
     assert result.success
     b = Night(FIRST_NIGHT, settings.calendar.timezone).bounds
-    active = query(settings, "SELECT count(DISTINCT customer_id) FROM raw_transactions WHERE event_ts >= ? AND event_ts < ?",
-                   [b["start_90"], b["as_of"]]).iloc[0, 0]
+    active = query(
+        settings,
+        "SELECT count(DISTINCT customer_id) FROM raw_transactions WHERE event_ts >= ? AND event_ts < ?",
+        [b["start_90"], b["as_of"]],
+    ).iloc[0, 0]
     scores = query(settings, "SELECT * FROM risk_scores WHERE partition = ?", [FIRST_NIGHT])
     assert len(scores) == active > 1000
     assert scores["customer_id"].is_unique
@@ -114,7 +122,9 @@ def test_unseen_categories_are_encoded_and_written_to_the_ledger(world_copy, ins
     # shares are unknowable with an unseen category in the window: missing -> imputed, logged
     missing = ledger[ledger["reason"] == MISSING]
     assert {"share_cash_30d", "share_transfer_30d", "share_gambling_30d"} <= set(missing["feature"])
-    encoded = query(settings, "SELECT customer_id, top_category_30d FROM encoded_features WHERE partition = ?", [FIRST_NIGHT])
+    encoded = query(
+        settings, "SELECT customer_id, top_category_30d FROM encoded_features WHERE partition = ?", [FIRST_NIGHT]
+    )
     unseen_rows = encoded[encoded["top_category_30d"] == "__unseen__"]["customer_id"]
     assert set(unseen_rows) == set(unseen["customer_id"])
     meta = materialized(result, "encoded_features")
@@ -127,21 +137,37 @@ def test_unseen_categories_are_encoded_and_written_to_the_ledger(world_copy, ins
 
 
 def test_missing_values_are_imputed_with_the_training_median_and_logged(world_copy, instance):
-    settings = world_copy(world={"missingness": {"enabled": True, "date": (FIRST_NIGHT - dt.timedelta(days=6)).isoformat(),
-                                                  "share": 0.12, "concentrate_in": "segment:smb"}})
+    settings = world_copy(
+        world={
+            "missingness": {
+                "enabled": True,
+                "date": (FIRST_NIGHT - dt.timedelta(days=6)).isoformat(),
+                "share": 0.12,
+                "concentrate_in": "segment:smb",
+            }
+        }
+    )
     for d in range(6, -1, -1):  # the burst's nights re-read with the scenario on
         run_night(settings, instance, FIRST_NIGHT - dt.timedelta(days=d), run_config=QUIET, raise_on_error=False)
-    ledger = query(settings, "SELECT * FROM imputation_log WHERE partition = ? AND feature = 'online_share_30d'",
-                   [FIRST_NIGHT])
+    ledger = query(
+        settings, "SELECT * FROM imputation_log WHERE partition = ? AND feature = 'online_share_30d'", [FIRST_NIGHT]
+    )
     path = query(settings, "SELECT path FROM model_registry").iloc[0, 0]
     _, card = model_lib.load(path)
     assert len(ledger) > 0
     assert (ledger["reason"] == MISSING).all()
     assert ledger["original_value"].isna().all()
     assert (ledger["substituted_value"].astype(float) == card.encoding["fill"]["online_share_30d"]).all()
-    served = query(settings, "SELECT customer_id FROM serving_features WHERE partition = ? AND online_share_30d IS NULL",
-                   [FIRST_NIGHT])
+    served = query(
+        settings,
+        "SELECT customer_id FROM serving_features WHERE partition = ? AND online_share_30d IS NULL",
+        [FIRST_NIGHT],
+    )
     assert set(served["customer_id"]) == set(ledger["customer_id"])
-    segments = query(settings, "SELECT segment FROM customers WHERE customer_id IN (SELECT customer_id FROM imputation_log "
-                               "WHERE partition = ? AND feature = 'online_share_30d')", [FIRST_NIGHT])
+    segments = query(
+        settings,
+        "SELECT segment FROM customers WHERE customer_id IN (SELECT customer_id FROM imputation_log "
+        "WHERE partition = ? AND feature = 'online_share_30d')",
+        [FIRST_NIGHT],
+    )
     assert (segments["segment"] == "smb").all()

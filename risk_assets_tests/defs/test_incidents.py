@@ -8,14 +8,15 @@ import tomllib
 
 import dagster as dg
 import pytest
-from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
-from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
-from risk_assets.store import warehouse
+
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, TRAINING_JOB
+from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from risk_assets.scenario.world import NEW_CATEGORIES
+from risk_assets.store import warehouse
+from risk_assets_tests.checks.test_statistics import assert_statistics_match_rows
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
-from risk_assets_tests.test_statistics import assert_statistics_match_rows
 
 D = FIRST_NIGHT + dt.timedelta(days=2)  # incident 1: two clean nights run first
 N = FIRST_NIGHT  # the first night after the trained world's history: no gap in the look-back
@@ -41,8 +42,10 @@ def materialized(result) -> set[str]:
 def reingest(settings, instance, first: dt.date, last: dt.date) -> None:
     """Re-read raw days with the scenario switched on (the source changed under us)."""
     build_definitions(settings).resolve_job_def(HISTORY_JOB).execute_in_process(
-        instance=instance, run_config=QUIET,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()})
+        instance=instance,
+        run_config=QUIET,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+    )
 
 
 # ----------------------------------------------------------------------------- incident 1
@@ -76,7 +79,8 @@ def test_incident_1_product_change_is_stopped_on_its_first_night(world_copy, ins
     fixed = world_copy(world={"product_change": {"enabled": True, "date": D.isoformat()}}, mapping={"aliases": aliases})
     defs = build_definitions(fixed)
     remap = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, asset_selection=[dg.AssetKey("category_mapping")])
+        instance=instance, run_config=QUIET, asset_selection=[dg.AssetKey("category_mapping")]
+    )
     new_version = remap.get_asset_materialization_events()[0].materialization.metadata["mapping_version"].value
     assert new_version != evaluation.metadata["mapping_version"].value
     rerun = run_night(fixed, instance, D, run_config=QUIET, raise_on_error=False)
@@ -91,8 +95,11 @@ def test_incident_1_product_change_is_stopped_on_its_first_night(world_copy, ins
 # ----------------------------------------------------------------------------- incident 2
 def test_incident_2_concentrated_missingness_breaks_the_ceiling_and_the_pattern(world_copy, instance):
     start = N - dt.timedelta(days=6)
-    settings = world_copy(world={"missingness": {"enabled": True, "date": start.isoformat(),
-                                                  "share": 0.12, "concentrate_in": "segment:smb"}})
+    settings = world_copy(
+        world={
+            "missingness": {"enabled": True, "date": start.isoformat(), "share": 0.12, "concentrate_in": "segment:smb"}
+        }
+    )
     reingest(settings, instance, start, N - dt.timedelta(days=1))
     result = run_night(settings, instance, N, run_config=QUIET, raise_on_error=False)
     failed = failed_errors(result)
@@ -108,8 +115,9 @@ def test_incident_2_concentrated_missingness_breaks_the_ceiling_and_the_pattern(
     # the ledger holds exactly one row per substituted cell
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
         ledger = conn.execute("SELECT customer_id, feature FROM imputation_log WHERE partition = ?", [N]).df()
-        nulls = conn.execute("SELECT count(*) FROM serving_features WHERE partition = ? AND online_share_30d IS NULL",
-                             [N]).fetchall()[0][0]
+        nulls = conn.execute(
+            "SELECT count(*) FROM serving_features WHERE partition = ? AND online_share_30d IS NULL", [N]
+        ).fetchall()[0][0]
         assert_statistics_match_rows(conn, N, settings, tested=True)
     assert not ledger.duplicated().any()
     assert (ledger["feature"] == "online_share_30d").sum() == nulls > 0
@@ -117,8 +125,16 @@ def test_incident_2_concentrated_missingness_breaks_the_ceiling_and_the_pattern(
 
 def test_incident_2_variant_low_rate_but_concentrated_fails_only_the_pattern(world_copy, instance):
     start = N - dt.timedelta(days=20)
-    settings = world_copy(world={"missingness": {"enabled": True, "date": start.isoformat(),
-                                                  "share": 0.015, "concentrate_in": "category:gambling"}})
+    settings = world_copy(
+        world={
+            "missingness": {
+                "enabled": True,
+                "date": start.isoformat(),
+                "share": 0.015,
+                "concentrate_in": "category:gambling",
+            }
+        }
+    )
     reingest(settings, instance, start, N - dt.timedelta(days=1))
     result = run_night(settings, instance, N, run_config=QUIET, raise_on_error=False)
     ceiling = checks(result)[("encoded_features", "imputation_ceiling")]
@@ -135,8 +151,9 @@ def test_a_night_failing_only_the_imputation_ceiling_writes_no_scores(world_copy
     """Missing channels spread at random over everyone: no group stands out, so only the
     ceiling fails — and that alone must keep the night from being scored."""
     start = N - dt.timedelta(days=6)
-    settings = world_copy(world={"missingness": {"enabled": True, "date": start.isoformat(),
-                                                  "share": 0.08, "concentrate_in": "all"}})
+    settings = world_copy(
+        world={"missingness": {"enabled": True, "date": start.isoformat(), "share": 0.08, "concentrate_in": "all"}}
+    )
     reingest(settings, instance, start, N - dt.timedelta(days=1))
     result = run_night(settings, instance, N, run_config=QUIET, raise_on_error=False)
     pattern = checks(result)[("encoded_features", "missingness_pattern")]
@@ -150,8 +167,11 @@ def test_a_night_failing_only_the_imputation_ceiling_writes_no_scores(world_copy
     [
         ({"end_shift_hours": -3.0}, {}, "mismatch"),
         ({"window_days_offset": 1}, {}, "mismatch"),
-        ({"end_shift_hours": -1.0},
-         {"parity_atol": 1e6, "parity_rtol": 1.0, "parity_categorical_tolerance": 0.05}, "bias"),
+        (
+            {"end_shift_hours": -1.0},
+            {"parity_atol": 1e6, "parity_rtol": 1.0, "parity_categorical_tolerance": 0.05},
+            "bias",
+        ),
     ],
     ids=["window end 3 hours early", "off by one day", "inside tolerance but one-sided"],
 )
@@ -175,7 +195,8 @@ def test_unmodified_paths_pass_parity(world_copy, instance):
     result = run_night(settings, instance, N, run_config=QUIET, raise_on_error=False)
     parity = checks(result)[("serving_features", "feature_parity")]
     assert parity.passed and parity.metadata["compared"].value == min(
-        settings.checks.parity_sample, parity.metadata["sample"].value)
+        settings.checks.parity_sample, parity.metadata["sample"].value
+    )
     assert failed_errors(result) == set()
     assert scores_written(settings, N) > 0
     reconcile = checks(result)[("raw_transactions", "rows_reconcile")]

@@ -31,8 +31,10 @@ from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.engines import DuckDBEngine
 from risk_assets.engines import executions as fsql
 from risk_assets.store import registry, warehouse
+from risk_assets_tests.checks.test_statistics import all_statistics, assert_same_statistics
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, require, run_night
-from risk_assets_tests.test_bad_input import (  # noqa: F401 - the landing fixture
+from risk_assets_tests.defs.test_incidents import failed_errors, materialized
+from risk_assets_tests.sources.test_bad_input import (  # noqa: F401 - the landing fixture
     FATAL,
     FILE_KINDS,
     FIRST_LANDING_DAY,
@@ -42,8 +44,6 @@ from risk_assets_tests.test_bad_input import (  # noqa: F401 - the landing fixtu
     _write,
     landing,
 )
-from risk_assets_tests.test_incidents import failed_errors, materialized
-from risk_assets_tests.test_statistics import all_statistics, assert_same_statistics
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,11 @@ def spark_session():
         import sqlglot  # noqa: F401
     except ImportError:
         require("PySpark", False, "pip install -e '.[spark]'")
-    require("Java", shutil.which("java") is not None,
-            "install a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)")
+    require(
+        "Java",
+        shutil.which("java") is not None,
+        "install a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)",
+    )
     from risk_assets.engines.spark.engine import connect
 
     return connect("local[2]")
@@ -110,31 +113,37 @@ def _copy(settings, folder):
         source = settings.warehouse.duckdb_path.parent / name
         if source.exists():
             shutil.copy(source, folder / name)
-    return settings.model_copy(update={
-        "warehouse": settings.warehouse.model_copy(update={"duckdb_path": folder / "warehouse.duckdb"}),
-        "engine": settings.engine.model_copy(update={"kind": "duckdb"}),
-    })
+    return settings.model_copy(
+        update={
+            "warehouse": settings.warehouse.model_copy(update={"duckdb_path": folder / "warehouse.duckdb"}),
+            "engine": settings.engine.model_copy(update={"kind": "duckdb"}),
+        }
+    )
 
 
-def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(world_copy, spark_session, tmp_path,
-                                                                          instance):
+def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(
+    world_copy, spark_session, tmp_path, instance
+):
     product_change = FIRST_NIGHT + dt.timedelta(days=2)
     skewed = FIRST_NIGHT + dt.timedelta(days=1)
-    spark = _spark_settings(world_copy, world={"product_change": {"enabled": True,
-                                                                  "date": product_change.isoformat()}})
+    spark = _spark_settings(world_copy, world={"product_change": {"enabled": True, "date": product_change.isoformat()}})
     _engine(spark, spark_session)
 
     # a clean night: same features, scores from the executors equal to DuckDB's
     result = run_night(spark, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert result.success and failed_errors(result) == set()
-    engines = {e.asset_key.to_user_string(): e.materialization.metadata["engine"].value
-               for e in result.get_asset_materialization_events() if "engine" in e.materialization.metadata}
+    engines = {
+        e.asset_key.to_user_string(): e.materialization.metadata["engine"].value
+        for e in result.get_asset_materialization_events()
+        if "engine" in e.materialization.metadata
+    }
     assert engines == {"raw_transactions": "spark", "serving_features": "spark", "risk_scores": "spark"}
     with open_warehouse(duckdb_resource(spark)) as conn:
         stored = warehouse.read_partition(conn, "serving_features", FIRST_NIGHT)
         version = stored.at[0, "mapping_version"]
-        recomputed = fsql.serving_features(conn, Night.of(FIRST_NIGHT, spark.calendar), version,
-                                           spark.features.vocabulary())
+        recomputed = fsql.serving_features(
+            conn, Night.of(FIRST_NIGHT, spark.calendar), version, spark.features.vocabulary()
+        )
         booster, card = registry.load_deployed(conn)
         encoded = warehouse.read_partition(conn, "encoded_features", FIRST_NIGHT)
         scores = warehouse.scores(conn, FIRST_NIGHT)
@@ -148,8 +157,9 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
     for night, sections in ((skewed, {"serving_skew": {"end_shift_hours": -3.0}}), (product_change, {})):
         outcomes = {}
         for name, settings in (("spark", spark), ("duckdb", duck)):
-            run = run_night(settings.with_overrides(scenario=sections), instance, night, run_config=QUIET,
-                            raise_on_error=False)
+            run = run_night(
+                settings.with_overrides(scenario=sections), instance, night, run_config=QUIET, raise_on_error=False
+            )
             assert not run.success and "risk_scores" not in materialized(run), (name, night)
             outcomes[name] = failed_errors(run)
         assert outcomes["spark"] == outcomes["duckdb"] and outcomes["spark"], night
@@ -166,16 +176,20 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
         from risk_assets.checks import landing
 
         now = landing.now_frame(source.transactions(FIRST_NIGHT))
-        late = [q.statistic(landing.LATE, {"day": FIRST_NIGHT}, frames={"_now": now})
-                for q in (DuckDBEngine(conn), factory.open(conn))]
+        late = [
+            q.statistic(landing.LATE, {"day": FIRST_NIGHT}, frames={"_now": now})
+            for q in (DuckDBEngine(conn), factory.open(conn))
+        ]
         pd.testing.assert_frame_equal(late[0], late[1], check_dtype=False)
         assert late[0]["scored"].iloc[0] > 1000 and late[0]["rows_now"].iloc[0] > 100
 
     # every verdict of the blocked night again, from Spark alone: the warehouse's per-night
     # tables hidden (renamed away), each check's body through the Spark engine gives the
     # verdict the nightly run recorded; through the DuckDB engine it cannot be evaluated
-    recorded = {(e.asset_key.to_user_string(), e.check_name): (e.passed, e.severity.value)
-                for e in run.get_asset_check_evaluations()}
+    recorded = {
+        (e.asset_key.to_user_string(), e.check_name): (e.passed, e.severity.value)
+        for e in run.get_asset_check_evaluations()
+    }
     hidden = _copy(spark, tmp_path / "hidden")
     with warehouse.connect(hidden.warehouse.duckdb_path, ensure=False) as conn:
         for name in warehouse.PER_NIGHT:
@@ -187,7 +201,7 @@ def test_nightly_job_on_spark_scores_like_duckdb_and_blocks_the_same_nights(worl
             evaluated[(decl.asset, decl.name)] = (verdict.passed, verdict.severity)
             try:
                 decl.evaluate(Step(DuckDBEngine(conn), night, spark, source, CHECKS))
-            except Exception:  # noqa: BLE001 - a hidden table: the DuckDB engine cannot see it
+            except Exception:
                 failed_on_duckdb += 1
     assert evaluated == {k: recorded[k] for k in evaluated} and len(evaluated) >= 15
     assert failed_on_duckdb >= 12, failed_on_duckdb
@@ -198,8 +212,8 @@ def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeyp
     partition of the per-night tables the warehouse holds (no Spark needed), each holding
     exactly the warehouse's rows; a second run commits nothing."""
     from risk_assets.app import cli
-    from risk_assets.settings import to_toml
     from risk_assets.engines.spark.lake import Lake
+    from risk_assets.settings import to_toml
 
     settings = _spark_settings(world_copy)
     config = tmp_path / "risk.toml"
@@ -211,12 +225,15 @@ def test_lake_sync_commits_the_loaded_history_once(world_copy, tmp_path, monkeyp
     with open_warehouse(duckdb_resource(settings)) as conn:
         loaded = [r[0] for r in conn.execute("SELECT DISTINCT partition FROM raw_transactions ORDER BY 1").fetchall()]
         assert lake.partitions("raw_transactions") == loaded and len(loaded) > 300
-        total = sum(conn.execute(f'SELECT count(DISTINCT partition) FROM "{name}"').fetchall()[0][0]
-                    for name in warehouse.PER_NIGHT)
+        total = sum(
+            conn.execute(f'SELECT count(DISTINCT partition) FROM "{name}"').fetchall()[0][0]
+            for name in warehouse.PER_NIGHT
+        )
         day = loaded[100]
         stored = conn.execute("SELECT count(*) FROM raw_transactions WHERE partition = ?", [day]).fetchall()[0][0]
-        in_lake = conn.execute("SELECT count(*) FROM read_parquet(?)",
-                               [str(lake.partition("raw_transactions", day) / "*.parquet")]).fetchall()[0][0]
+        in_lake = conn.execute(
+            "SELECT count(*) FROM read_parquet(?)", [str(lake.partition("raw_transactions", day) / "*.parquet")]
+        ).fetchall()[0][0]
     assert stored == in_lake > 0
     assert f"committed {total} partition(s) of {len(loaded)} day(s)" in capsys.readouterr().out
     assert cli.main(["lake-sync", *home]) == 0
@@ -248,16 +265,29 @@ def _both_engines(factory, settings, day):
         try:
             frame = source.transactions(day)
             driver = split_transactions(
-                frame, night.window, max_amount=r.max_amount, max_text=r.max_text_length,
-                known_customers=warehouse.customer_ids(conn), conflicted_customers=conflicted,
-                stored_elsewhere=warehouse.stored_elsewhere(conn, day, frame["transaction_id"]))
+                frame,
+                night.window,
+                max_amount=r.max_amount,
+                max_text=r.max_text_length,
+                known_customers=warehouse.customer_ids(conn),
+                conflicted_customers=conflicted,
+                stored_elsewhere=warehouse.stored_elsewhere(conn, day, frame["transaction_id"]),
+            )
             out["driver"] = (driver, frame[SOURCE_FILE].value_counts())
-        except Exception as exc:  # noqa: BLE001 - compared with Spark's below
+        except Exception as exc:
             out["driver"] = exc
         try:
-            out["spark"] = split_day(factory.open(conn), source.data_files(day), source.root, day, night.window,
-                                     max_amount=r.max_amount, max_text=r.max_text_length, conflicted=conflicted)
-        except Exception as exc:  # noqa: BLE001
+            out["spark"] = split_day(
+                factory.open(conn),
+                source.data_files(day),
+                source.root,
+                day,
+                night.window,
+                max_amount=r.max_amount,
+                max_text=r.max_text_length,
+                conflicted=conflicted,
+            )
+        except Exception as exc:
             out["spark"] = exc
     return out["driver"], out["spark"]
 
@@ -280,8 +310,10 @@ def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landi
         content = _file(kind, day, customers, 12, f"s{j}", rng, first, stored)
         first = content if first is None else first
         _write(root / "transactions" / f"date={day}" / PLACES[j % len(PLACES)] / f"part-{j}.parquet", content)
-    _write(root / "transactions" / f"date={day}" / "stranger.parquet",
-           _file("good", day, ["C-nobody"], 3, "x", rng, None, stored))
+    _write(
+        root / "transactions" / f"date={day}" / "stranger.parquet",
+        _file("good", day, ["C-nobody"], 3, "x", rng, None, stored),
+    )
     driver, spark = _both_engines(engine, settings, day)
     expected, counts = driver
     split, per_file = spark
@@ -289,10 +321,16 @@ def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landi
     assert set(expected.reasons) >= {"customer_id: not in customers", "event_ts: not a timestamp"}
     assert any(r.startswith("conflicting duplicate") for r in expected.reasons)
     keys = [SOURCE_FILE, "transaction_id"]
-    pd.testing.assert_frame_equal(_sorted(split.accepted, keys)[list(expected.accepted.columns)],
-                                  _sorted(expected.accepted, keys), check_dtype=False)
-    pd.testing.assert_frame_equal(_sorted(split.rejected, ["source_file", "source_row"]),
-                                  _sorted(expected.rejected, ["source_file", "source_row"]), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        _sorted(split.accepted, keys)[list(expected.accepted.columns)],
+        _sorted(expected.accepted, keys),
+        check_dtype=False,
+    )
+    pd.testing.assert_frame_equal(
+        _sorted(split.rejected, ["source_file", "source_row"]),
+        _sorted(expected.rejected, ["source_file", "source_row"]),
+        check_dtype=False,
+    )
     assert split.notes == expected.notes
     assert per_file.sort_index().to_dict() == counts.sort_index().to_dict()
     # committed to the lake as the day's partitions
@@ -312,10 +350,14 @@ def test_the_landing_contract_on_spark_splits_every_row_as_the_driver_does(landi
 
     # a file the contract cannot read fails the day naming the same file and column on both
     bad = FIRST_LANDING_DAY + dt.timedelta(days=41)
-    _write(root / "transactions" / f"date={bad}" / "part-0.parquet", _file("good", bad, customers, 5, "g", rng, None,
-                                                                          stored))
-    _write(root / "transactions" / f"date={bad}" / "part-1.parquet", _file("missing column", bad, customers, 5, "m",
-                                                                          rng, None, stored))
+    _write(
+        root / "transactions" / f"date={bad}" / "part-0.parquet",
+        _file("good", bad, customers, 5, "g", rng, None, stored),
+    )
+    _write(
+        root / "transactions" / f"date={bad}" / "part-1.parquet",
+        _file("missing column", bad, customers, 5, "m", rng, None, stored),
+    )
     driver, spark = _both_engines(engine, settings, bad)
     assert isinstance(driver, ContractError) and isinstance(spark, ContractError), (driver, spark)
     assert (spark.file, spark.column, spark.problem) == (driver.file, driver.column, driver.problem)

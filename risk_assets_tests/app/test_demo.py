@@ -5,9 +5,9 @@ import json
 import re
 
 from risk_assets.app import cli
-from risk_assets_tests.test_ui import _graphql as graphql
-from risk_assets_tests.test_ui import webserver
-from risk_assets_tests.test_false_alarms import CHECKS_PER_NIGHT
+from risk_assets_tests.app.test_ui import _graphql as graphql
+from risk_assets_tests.app.test_ui import webserver
+from risk_assets_tests.scenario.test_false_alarms import CHECKS_PER_NIGHT
 
 
 def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypatch, capsys):
@@ -34,11 +34,17 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
     for night, checks in blocked:
         for check in checks.split(", "):
             assert (night, check.strip()) in failed
-    coverage = next(r for r in rows if r["partition"] == "2026-08-10" and r["check"] == "category_coverage"
-                    and r["status"] == "FAILED")
+    coverage = next(
+        r
+        for r in rows
+        if r["partition"] == "2026-08-10" and r["check"] == "category_coverage" and r["status"] == "FAILED"
+    )
     assert coverage["thresholds"]["max_unmapped_share"] == 0.005
-    assert all(r["model_version"] not in (None, "-") and r["mapping_version"] not in (None, "-") for r in rows
-               if r["partition"] != "-")  # every nightly result names its model and mapping
+    assert all(
+        r["model_version"] not in (None, "-") and r["mapping_version"] not in (None, "-")
+        for r in rows
+        if r["partition"] != "-"
+    )  # every nightly result names its model and mapping
     # every night: every nightly check has a result
     per_night = {}
     for r in rows:
@@ -46,36 +52,54 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
             per_night.setdefault(r["partition"], set()).add((r["asset"], r["check"]))
     assert len({len(v) for v in per_night.values()}) == 1 and len(next(iter(per_night.values()))) == CHECKS_PER_NIGHT
 
-
     # ---------------------------------------------------------------- the demo's instance in the UI
     home = tmp_path / ".dagster_home"
     assert "clock_running = false" in (home / "demo.toml").read_text()
     with webserver(home, home / "demo.toml") as port:
         states = {}
         for kind in ("sensorsOrError", "schedulesOrError"):
-            data = graphql(port, f"""{{ {kind}(repositorySelector: {{repositoryName: "__repository__",
-                repositoryLocationName: "risk_assets"}}) {{ ... on {'Sensors' if kind[1] == 'e' else 'Schedules'}
-                {{ results {{ name {'sensorState' if kind[1] == 'e' else 'scheduleState'} {{ status }} }} }} }} }}""")
+            data = graphql(
+                port,
+                f"""{{ {kind}(repositorySelector: {{repositoryName: "__repository__",
+                repositoryLocationName: "risk_assets"}}) {{ ... on {"Sensors" if kind[1] == "e" else "Schedules"}
+                {{ results {{ name {"sensorState" if kind[1] == "e" else "scheduleState"} {{ status }} }} }} }} }}""",
+            )
             for r in data[kind]["results"]:
                 states[r["name"]] = (r.get("sensorState") or r.get("scheduleState"))["status"]
         # the clock-driven automation is stopped in the demo's instance; the alert sensors run
         assert states["nightly_schedule"] == states["performance_schedule"] == states["freshness_sensor"] == "STOPPED"
         assert states["check_alerts_sensor"] == states["blocked_night_sensor"] == "RUNNING"
-        freshness = graphql(port, """{ assetCheckExecutions(assetKey: {path: ["risk_scores"]},
-            checkName: "freshness_check", limit: 50) { status } }""")["assetCheckExecutions"]
+        freshness = graphql(
+            port,
+            """{ assetCheckExecutions(assetKey: {path: ["risk_scores"]},
+            checkName: "freshness_check", limit: 50) { status } }""",
+        )["assetCheckExecutions"]
         assert all(e["status"] != "FAILED" for e in freshness)
-        runs = graphql(port, """{ runsOrError(filter: {pipelineName: "nightly_job", statuses: [FAILURE]}) {
-            ... on Runs { results { runId tags { key value } } } } }""")["runsOrError"]["results"]
-        tags = {next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition"):
-                next((t["value"] for t in r["tags"] if t["key"] == "risk_assets/blocked_by"), None) for r in runs}
+        runs = graphql(
+            port,
+            """{ runsOrError(filter: {pipelineName: "nightly_job", statuses: [FAILURE]}) {
+            ... on Runs { results { runId tags { key value } } } } }""",
+        )["runsOrError"]["results"]
+        tags = {
+            next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition"): next(
+                (t["value"] for t in r["tags"] if t["key"] == "risk_assets/blocked_by"), None
+            )
+            for r in runs
+        }
         assert sorted(tags) == [night for night, _ in blocked]
         for night, checks in blocked:  # the Runs list says which checks blocked each failed night
             assert all(check.strip() in tags[night] for check in checks.split(", "))
-        observed = graphql(port, """{ assetOrError(assetKey: {path: ["risk_scores"]}) { ... on Asset {
+        observed = graphql(
+            port,
+            """{ assetOrError(assetKey: {path: ["risk_scores"]}) { ... on Asset {
             assetObservations(partitions: ["2026-08-06"]) { metadataEntries { label
-            ... on PathMetadataEntry { path } } } } } }""")["assetOrError"]["assetObservations"]
-        assert any(e["label"] == "report" and e["path"].endswith("night-2026-08-06.html")
-                   for o in observed for e in o["metadataEntries"])
+            ... on PathMetadataEntry { path } } } } } }""",
+        )["assetOrError"]["assetObservations"]
+        assert any(
+            e["label"] == "report" and e["path"].endswith("night-2026-08-06.html")
+            for o in observed
+            for e in o["metadataEntries"]
+        )
 
     # ---------------------------------------------------------------- the operator's commands on it
     capsys.readouterr()
@@ -88,8 +112,14 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
     assert cli.main(["audit", "--home", str(home), "--check", "imputation_ceiling", "--wide"]) == 0
     out = capsys.readouterr().out
     assert "imputation ceiling; worst" in out and "at " in out and "ceiling=0.02" in out  # full summary, thresholds
-    for bad in (["audit", "--from", "2026-13-01"], ["audit", "--check", "no_such_check"], ["run", "--night", "2026-8-1"],
-                ["run", "--night", "2099-01-01"], ["alerts", "--kind", "nope"], ["report", "--night", "yesterday"]):
+    for bad in (
+        ["audit", "--from", "2026-13-01"],
+        ["audit", "--check", "no_such_check"],
+        ["run", "--night", "2026-8-1"],
+        ["run", "--night", "2099-01-01"],
+        ["alerts", "--kind", "nope"],
+        ["report", "--night", "yesterday"],
+    ):
         assert cli.main([*bad, "--home", str(home)]) == 2, bad
         err = capsys.readouterr().err
         assert "valid" in err or "YYYY-MM-DD" in err, (bad, err)

@@ -1,5 +1,6 @@
 """The audit trail read back from the instance's check history."""
 
+import datetime as dt
 import json
 
 import dagster as dg
@@ -10,8 +11,6 @@ from risk_assets.app.audit import audit_rows, check_keys, filtered
 from risk_assets.checks.catalogue import declared
 from risk_assets.defs.factory import build_definitions
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
-
-import datetime as dt
 
 
 def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(world_copy, instance, monkeypatch):
@@ -27,7 +26,9 @@ def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(wor
     nightly = {"raw_transactions", "serving_features", "encoded_features", "risk_scores"}
     partitioned_checks = {k for k in keys if "freshness" not in k.name and k.asset_key.to_user_string() in nightly}
     assert not per_night.duplicated(["asset", "check"]).any(), per_night[["asset", "check", "status"]]
-    assert set(zip(per_night["asset"], per_night["check"])) == {(k.asset_key.to_user_string(), k.name) for k in partitioned_checks}
+    assert set(zip(per_night["asset"], per_night["check"])) == {
+        (k.asset_key.to_user_string(), k.name) for k in partitioned_checks
+    }
     assert (per_night["status"] == "PASSED").all()
     failed = rows[(rows["partition"] == bad_night.isoformat()) & (rows["status"] == "FAILED")]
     coverage = failed[(failed["check"] == "category_coverage") & (failed["asset"] == "encoded_features")].iloc[0]
@@ -35,7 +36,9 @@ def test_audit_lists_every_check_of_every_night_with_failures_and_thresholds(wor
     assert coverage["thresholds"]["max_unmapped_share"] == 0.005
     assert coverage["figures"]["unmapped_rows"] > 0
     assert coverage["mapping_version"] and coverage["spec_version"] and coverage["settings_version"]
-    assert filtered(rows, bad_night.isoformat(), bad_night.isoformat(), "encoded_features.category_coverage").shape[0] == 1
+    assert (
+        filtered(rows, bad_night.isoformat(), bad_night.isoformat(), "encoded_features.category_coverage").shape[0] == 1
+    )
 
 
 def test_a_check_whose_statistic_raises_fails_alone_naming_the_error(world_copy, instance, monkeypatch):
@@ -85,7 +88,7 @@ def test_audit_cli_prints_json_from_dagster_home(world_copy, tmp_path, monkeypat
     config.write_text(
         f'[warehouse]\nduckdb_path = "{settings.warehouse.duckdb_path}"\n'
         f'[scoring]\nmodels_dir = "{settings.scoring.models_dir}"\n'
-        '[training]\nstart = 2025-04-01\nend = 2025-09-15\nvalidation_start = 2025-10-20\nvalidation_end = 2025-11-29\n'
+        "[training]\nstart = 2025-04-01\nend = 2025-09-15\nvalidation_start = 2025-10-20\nvalidation_end = 2025-11-29\n"
     )
     monkeypatch.setenv("RISK_ASSETS_CONFIG", str(config))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
@@ -100,15 +103,19 @@ def test_audit_cli_prints_json_from_dagster_home(world_copy, tmp_path, monkeypat
 
 def test_a_deliberate_override_is_recorded_in_the_audit_trail(world_copy, instance):
     start = FIRST_NIGHT - dt.timedelta(days=6)
-    burst = {"missingness": {"enabled": True, "date": start.isoformat(), "share": 0.12,
-                             "concentrate_in": "segment:smb"}}
-    from risk_assets_tests.test_incidents import reingest
+    burst = {
+        "missingness": {"enabled": True, "date": start.isoformat(), "share": 0.12, "concentrate_in": "segment:smb"}
+    }
+    from risk_assets_tests.defs.test_incidents import reingest
 
     red = world_copy(world=burst)
     reingest(red, instance, start, FIRST_NIGHT - dt.timedelta(days=1))
     assert not run_night(red, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False).success
-    overridden = world_copy(world=burst, checks={"imputation_ceiling": 0.5, "missingness_min_cells": 1_000_000},
-                            override={"by": "j.doe", "reason": "INC-1234 feed outage, reviewed by hand"})
+    overridden = world_copy(
+        world=burst,
+        checks={"imputation_ceiling": 0.5, "missingness_min_cells": 1_000_000},
+        override={"by": "j.doe", "reason": "INC-1234 feed outage, reviewed by hand"},
+    )
     assert run_night(overridden, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False).success
     rows = audit_rows(instance, check_keys(build_definitions(overridden)))
     ceiling = rows[(rows["check"] == "imputation_ceiling") & (rows["partition"] == FIRST_NIGHT.isoformat())]

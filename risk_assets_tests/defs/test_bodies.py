@@ -49,8 +49,11 @@ def test_the_rows_reconcile_body_passes_a_clean_day_and_catches_a_lost_row(loade
     night = Night.of(DAY, settings.calendar)
     verdict, _ = evaluate(decl, conn, night, settings)
     assert verdict.passed and verdict.figures["unaccounted"] == 0
-    conn.execute("DELETE FROM raw_transactions WHERE transaction_id = "
-                 "(SELECT min(transaction_id) FROM raw_transactions WHERE partition = ?)", [DAY])
+    conn.execute(
+        "DELETE FROM raw_transactions WHERE transaction_id = "
+        "(SELECT min(transaction_id) FROM raw_transactions WHERE partition = ?)",
+        [DAY],
+    )
     verdict, _ = evaluate(decl, conn, night, settings)
     assert not verdict.passed and verdict.severity == "ERROR" and verdict.figures["unaccounted"] == 1
 
@@ -75,14 +78,19 @@ def test_thresholds_come_from_the_settings_the_catalogue_names(tmp_path):
     assert decl.thresholds(settings) == {"ceiling": 0.07}
 
     def ledger(cells: int) -> pd.DataFrame:
-        return pd.DataFrame({"feature": ["online_share_30d"], "reason": "missing_value", "cells": cells,
-                             "customers": cells})
+        return pd.DataFrame(
+            {"feature": ["online_share_30d"], "reason": "missing_value", "cells": cells, "customers": cells}
+        )
 
-    assert decl.judge({"cells": ledger(7), "rows": 100}, settings).passed          # 7% at a 7% ceiling
+    assert decl.judge({"cells": ledger(7), "rows": 100}, settings).passed  # 7% at a 7% ceiling
     over = decl.judge({"cells": ledger(8), "rows": 100}, settings)
     assert not over.passed and over.thresholds == {"ceiling": 0.07}
-    assert declared("encoded_features", "imputation_ceiling").judge({"cells": ledger(3), "rows": 100},
-                                                                     small_settings(tmp_path)).passed is False
+    assert (
+        declared("encoded_features", "imputation_ceiling")
+        .judge({"cells": ledger(3), "rows": 100}, small_settings(tmp_path))
+        .passed
+        is False
+    )
 
 
 VALIDATION = {"roc_auc": 0.80, "precision_at_budget": 0.30, "base_rate": 0.03}
@@ -90,8 +98,15 @@ GOOD_PARITY = [{"night": "2025-12-01", "passed": True, "summary": "serving and t
 
 
 def gate(**changes):
-    args = dict(candidate="m1", validation=VALIDATION, candidate_spec_version="s1", code_spec_version="s1",
-                parity_nights=GOOD_PARITY, min_validation_roc_auc=0.7, min_precision_lift=2.0)
+    args = {
+        "candidate": "m1",
+        "validation": VALIDATION,
+        "candidate_spec_version": "s1",
+        "code_spec_version": "s1",
+        "parity_nights": GOOD_PARITY,
+        "min_validation_roc_auc": 0.7,
+        "min_precision_lift": 2.0,
+    }
     return deployment_gate(**(args | changes))
 
 
@@ -100,14 +115,22 @@ def test_the_deployment_gate_promotes_a_good_candidate():
     assert verdict.passed and verdict.summary == "model m1 promoted" and verdict.figures["precision_lift"] == 10.0
 
 
-@pytest.mark.parametrize("changes, reason", [
-    ({"validation": VALIDATION | {"roc_auc": 0.6}}, "validation ROC AUC 0.600 < 0.7"),
-    ({"validation": VALIDATION | {"precision_at_budget": 0.05}}, "precision lift 1.67 < 2.0"),
-    ({"candidate_spec_version": "s0"}, "trained on feature spec s0, the code computes s1: retrain"),
-    ({"parity_nights": []}, "no loaded night to verify serving/training parity on"),
-    ({"parity_nights": GOOD_PARITY + [{"night": "2025-12-02", "passed": False, "summary": "1 feature(s) differ"}]},
-     "parity failed on 2025-12-02: 1 feature(s) differ"),
-])
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"validation": VALIDATION | {"roc_auc": 0.6}}, "validation ROC AUC 0.600 < 0.7"),
+        ({"validation": VALIDATION | {"precision_at_budget": 0.05}}, "precision lift 1.67 < 2.0"),
+        ({"candidate_spec_version": "s0"}, "trained on feature spec s0, the code computes s1: retrain"),
+        ({"parity_nights": []}, "no loaded night to verify serving/training parity on"),
+        (
+            {
+                "parity_nights": GOOD_PARITY
+                + [{"night": "2025-12-02", "passed": False, "summary": "1 feature(s) differ"}]
+            },
+            "parity failed on 2025-12-02: 1 feature(s) differ",
+        ),
+    ],
+)
 def test_the_deployment_gate_refuses_naming_every_reason(changes, reason):
     verdict = gate(**changes)
     assert not verdict.passed and reason in verdict.data["reasons"] and reason in verdict.summary
@@ -133,7 +156,9 @@ def test_the_parity_sample_is_seeded_per_night_and_never_larger_than_the_night()
 # --------------------------------------------------------------------------- Night
 def test_a_night_knows_its_bounds_across_dst():
     night = Night(dt.date(2025, 3, 9), "America/New_York")  # DST starts that day
-    assert night.window.start == pd.Timestamp("2025-03-09 05:00") and night.window.end == pd.Timestamp("2025-03-10 04:00")
+    assert night.window.start == pd.Timestamp("2025-03-09 05:00") and night.window.end == pd.Timestamp(
+        "2025-03-10 04:00"
+    )
     assert night.as_of == night.window.end
     assert night.bounds["start_7"] == pd.Timestamp("2025-03-03 05:00")  # 7 calendar days, 7x24h - 1h
     assert night.label_end == pd.Timestamp("2025-04-09 04:00")

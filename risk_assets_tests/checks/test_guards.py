@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets.core.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from risk_assets.checks.coverage import category_coverage, night_counts
 from risk_assets.checks.daily import calibrate, daily_drift, daily_statistics
 from risk_assets.checks.drift import calibrated_threshold, drift_bounds, monitored_features, profile
@@ -15,18 +14,34 @@ from risk_assets.checks.imputation import contingency, imputation_ceiling, ledge
 from risk_assets.checks.parity import parity
 from risk_assets.checks.scores import score_sanity
 from risk_assets.checks.volume import row_volume
+from risk_assets.core.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
 
 RNG = np.random.default_rng(5)
 
 
 # --------------------------------------------------------------------------- coverage
 def _mapping():
-    cats = {"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)}
+    cats = {
+        "groceries": (600, 3.0),
+        "travel": (50, 6.0),
+        "hotels": (40, 5.6),
+        "transfer": (100, 4.5),
+        "fuel": (210, 3.5),
+    }
     rows = []
     for i, (c, (n, mu)) in enumerate(cats.items()):
-        rows.append({"raw_category": c, "canonical": c, "code": i, "origin": "training", "training_rows": n,
-                     "training_amount_cents": int(n * np.exp(mu)), "training_log_amount_mean": mu,
-                     "training_log_amount_std": 0.3})
+        rows.append(
+            {
+                "raw_category": c,
+                "canonical": c,
+                "code": i,
+                "origin": "training",
+                "training_rows": n,
+                "training_amount_cents": int(n * np.exp(mu)),
+                "training_log_amount_mean": mu,
+                "training_log_amount_std": 0.3,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -39,7 +54,9 @@ def _night(counts: dict[str, tuple[int, float]]) -> pd.DataFrame:
 
 
 def test_coverage_passes_a_night_of_known_categories():
-    night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
+    night = _night(
+        {"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)}
+    )
     outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     assert outcome.passed and outcome.figures["unmapped_rows"] == 0
 
@@ -59,24 +76,46 @@ def test_coverage_names_new_categories_and_suggests_rename_and_merge():
 
 
 def test_a_genuinely_new_category_is_marked_for_review():
-    night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5),
-                    "fuel": (210, 3.5), "bnpl": (30, 3.4)})
+    night = _night(
+        {
+            "groceries": (600, 3.0),
+            "travel": (50, 6.0),
+            "hotels": (40, 5.6),
+            "transfer": (100, 4.5),
+            "fuel": (210, 3.5),
+            "bnpl": (30, 3.4),
+        }
+    )
     suggestion = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005).tables["suggestions"].iloc[0]
     assert suggestion["kind"] == "new" and suggestion["confidence"].startswith("weak")
 
 
 def test_a_merge_is_never_split_into_a_rename_and_a_newcomer_claiming_the_other_half():
     # "trips" holds travel + hotels; "crypto" is new with roughly hotels' volume
-    night = _night({"groceries": (600, 3.0), "transfer": (100, 4.5), "fuel": (210, 3.5), "trips": (90, 5.8),
-                    "crypto": (40, 5.3)})
-    suggestions = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005).tables["suggestions"].set_index("category")
+    night = _night(
+        {"groceries": (600, 3.0), "transfer": (100, 4.5), "fuel": (210, 3.5), "trips": (90, 5.8), "crypto": (40, 5.3)}
+    )
+    suggestions = (
+        category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
+        .tables["suggestions"]
+        .set_index("category")
+    )
     assert suggestions.at["trips", "kind"] == "merge" and suggestions.at["trips", "replaces"] == "hotels + travel"
     assert suggestions.at["crypto", "kind"] == "new" and not suggestions.at["crypto", "confidence"].startswith("strong")
 
 
 def test_case_and_whitespace_variants_are_aliases_of_their_normal_form():
-    night = _night({"groceries": (580, 3.0), "Groceries": (10, 3.0), "groceries ": (10, 3.0), "travel": (50, 6.0),
-                    "hotels": (40, 5.6), "transfer": (100, 4.5), "fuel": (210, 3.5)})
+    night = _night(
+        {
+            "groceries": (580, 3.0),
+            "Groceries": (10, 3.0),
+            "groceries ": (10, 3.0),
+            "travel": (50, 6.0),
+            "hotels": (40, 5.6),
+            "transfer": (100, 4.5),
+            "fuel": (210, 3.5),
+        }
+    )
     outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     suggestions = outcome.tables["suggestions"].set_index("category")
     assert suggestions.at["Groceries", "kind"] == "variant" and suggestions.at["Groceries", "alias_to"] == "groceries"
@@ -86,8 +125,16 @@ def test_case_and_whitespace_variants_are_aliases_of_their_normal_form():
 
 def test_suggested_aliases_are_valid_toml_for_any_name():
     hostile = ["'); DROP TABLE raw_transactions; --", 'quo"te', "back\\slash", "pipe|tab\t", "ünïcödé", "x = 1"]
-    night = _night({"groceries": (600, 3.0), "travel": (50, 6.0), "hotels": (40, 5.6), "transfer": (100, 4.5),
-                    "fuel": (210, 3.5), **{name: (8, 3.5) for name in hostile}})
+    night = _night(
+        {
+            "groceries": (600, 3.0),
+            "travel": (50, 6.0),
+            "hotels": (40, 5.6),
+            "transfer": (100, 4.5),
+            "fuel": (210, 3.5),
+            **dict.fromkeys(hostile, (8, 3.5)),
+        }
+    )
     outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
     parsed = tomllib.loads(outcome.data["suggested_aliases_toml"])["mapping"]["aliases"]
     assert parsed == outcome.data["suggested_aliases"] and set(parsed) == set(hostile)
@@ -95,14 +142,26 @@ def test_suggested_aliases_are_valid_toml_for_any_name():
 
 # --------------------------------------------------------------------------- imputation
 def _ledger(customers, feature="online_share_30d"):
-    return pd.DataFrame({"customer_id": customers, "feature": feature, "reason": "missing_value",
-                         "original_value": None, "substituted_value": "0.4"})
+    return pd.DataFrame(
+        {
+            "customer_id": customers,
+            "feature": feature,
+            "reason": "missing_value",
+            "original_value": None,
+            "substituted_value": "0.4",
+        }
+    )
 
 
 def _groups(n=1000):
     ids = [f"C{i}" for i in range(n)]
-    return pd.DataFrame({"customer_id": ids, "segment": np.where(np.arange(n) % 5 == 0, "smb", "retail"),
-                         "uses:gambling": (np.arange(n) % 10 == 3).astype(np.int8)})
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "segment": np.where(np.arange(n) % 5 == 0, "smb", "retail"),
+            "uses:gambling": (np.arange(n) % 10 == 3).astype(np.int8),
+        }
+    )
 
 
 def test_imputation_ceiling_reports_every_feature_and_fails_above_it():
@@ -116,12 +175,14 @@ def test_imputation_ceiling_reports_every_feature_and_fails_above_it():
 def test_missingness_pattern_fires_on_concentration_but_not_on_random_missingness():
     groups = _groups()
     concentrated = groups.loc[groups["uses:gambling"] == 1, "customer_id"].head(15)  # 1.5%, all in one group
-    outcome = missingness_pattern(*contingency(_ledger(list(concentrated)), groups, min_cells=5), alpha=0.001,
-                                  min_lift=3, min_cells=5)
+    outcome = missingness_pattern(
+        *contingency(_ledger(list(concentrated)), groups, min_cells=5), alpha=0.001, min_lift=3, min_cells=5
+    )
     assert not outcome.passed and "uses:gambling=1" in outcome.summary
     random = groups["customer_id"].sample(15, random_state=3)
-    assert missingness_pattern(*contingency(_ledger(list(random)), groups, min_cells=5), alpha=0.001, min_lift=3,
-                               min_cells=5).passed
+    assert missingness_pattern(
+        *contingency(_ledger(list(random)), groups, min_cells=5), alpha=0.001, min_lift=3, min_cells=5
+    ).passed
 
 
 # --------------------------------------------------------------------------- drift
@@ -170,10 +231,19 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
         out = []
         for i in range(n):
             x = rng.normal(drift * (i + 1), 0.7, rows)
-            out.append({"partition": start + dt.timedelta(days=i), "rows": rows, "dev_sum": x.sum(),
-                        "dev_sq": (x ** 2).sum(), "all_rows": rows, "mapped_rows": rows,
-                        "risky_rows": rng.binomial(rows, 0.12), "channel_rows": rows,
-                        "online_rows": rng.binomial(rows, 0.3)})
+            out.append(
+                {
+                    "partition": start + dt.timedelta(days=i),
+                    "rows": rows,
+                    "dev_sum": x.sum(),
+                    "dev_sq": (x**2).sum(),
+                    "all_rows": rows,
+                    "mapped_rows": rows,
+                    "risky_rows": rng.binomial(rows, 0.12),
+                    "channel_rows": rows,
+                    "online_rows": rng.binomial(rows, 0.3),
+                }
+            )
         return pd.DataFrame(out)
 
     calibration = calibrate(daily_statistics(days(dt.date(2025, 8, 1), 100)), 0.5, 250, 1000)
@@ -183,8 +253,10 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
 
     def alarms(drift, n):
         nights = daily_statistics(days(start, n, drift))
-        verdicts = [daily_drift(nights[nights["partition"] < start + dt.timedelta(days=i)], calibration)
-                    for i in range(1, n + 1)]
+        verdicts = [
+            daily_drift(nights[nights["partition"] < start + dt.timedelta(days=i)], calibration)
+            for i in range(1, n + 1)
+        ]
         warn = [i + 1 for i, v in enumerate(verdicts) if not v.passed]
         error = [i + 1 for i, v in enumerate(verdicts) if not v.passed and v.severity == "ERROR"]
         return warn, error
@@ -194,7 +266,7 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
     warn, error = alarms(np.log(1.004), 30)
     warn, error = (warn[0] if warn else None), (error[0] if error else None)
     assert warn is not None and warn <= 10
-    assert error is not None and 1.004 ** error < 1.10
+    assert error is not None and 1.004**error < 1.10
     verdict = daily_drift(daily_statistics(days(start, 25, np.log(1.004))), calibration)
     assert verdict.tables["statistics"].iloc[0]["statistic"] == "amount_level"  # the cause on top
     assert "amount_level drifting up" in verdict.summary
@@ -202,6 +274,7 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
     uncovered = days(start, 1).assign(mapped_rows=lambda d: d["all_rows"] * 0.9)
     stats = daily_statistics(uncovered, max_unmapped_share=0.005)
     assert "risky_share" not in set(stats["statistic"]) and "amount_level" in set(stats["statistic"])
+
 
 def _features(n=500):
     frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)]})
@@ -269,5 +342,7 @@ def test_a_public_holiday_is_judged_as_a_holiday_and_kept_out_of_the_expectation
     # an earlier holiday in the history does not drag the expectation down
     assumption = christmas - dt.timedelta(days=7)
     history.loc[history["partition"] == assumption, "accepted"] = 100
-    assert row_volume(16_000, 16_000, christmas, history, frozenset({assumption}), 0.5, 0.15).figures[
-        "expected_accepted"] == 16_200
+    assert (
+        row_volume(16_000, 16_000, christmas, history, frozenset({assumption}), 0.5, 0.15).figures["expected_accepted"]
+        == 16_200
+    )

@@ -26,16 +26,19 @@ CLEAN, BLOCKED = FIRST_NIGHT, FIRST_NIGHT + dt.timedelta(days=1)
 
 
 def test_nights_sensors_and_audit_on_a_postgres_instance(world_copy, postgres_home, tmp_path, monkeypatch, capsys):
-    settings = world_copy(world={"product_change": {"enabled": True, "date": BLOCKED.isoformat()}},
-                          report={"dir": str(tmp_path / "reports")})
+    settings = world_copy(
+        world={"product_change": {"enabled": True, "date": BLOCKED.isoformat()}},
+        report={"dir": str(tmp_path / "reports")},
+    )
     config = tmp_path / "risk.toml"
     config.write_text(to_toml(settings))
     monkeypatch.setenv("RISK_ASSETS_CONFIG", str(config))
     home = ["--home", str(postgres_home)]
 
     with dg.DagsterInstance.from_config(str(postgres_home)) as instance:
-        storages = {type(s).__name__ for s in (instance.run_storage, instance.event_log_storage,
-                                               instance.schedule_storage)}
+        storages = {
+            type(s).__name__ for s in (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        }
         assert storages == {"PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"}
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config
@@ -56,13 +59,19 @@ def test_nights_sensors_and_audit_on_a_postgres_instance(world_copy, postgres_ho
         # the sensors against the same instance: the blocked-night sensor re-evaluated (idempotent),
         # the check-history sensor reading the event log from PostgreSQL
         defs = build_definitions(settings)
-        [failure] = [r.dagster_event for r in instance.all_logs(blocked.run_id,
-                                                                of_type=dg.DagsterEventType.RUN_FAILURE)]
-        defs.get_sensor_def("blocked_night_sensor")(dg.build_run_status_sensor_context(
-            sensor_name="blocked_night_sensor", dagster_instance=instance, dagster_run=blocked,
-            dagster_event=failure).for_run_failure())
+        [failure] = [
+            r.dagster_event for r in instance.all_logs(blocked.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        ]
+        defs.resolve_sensor_def("blocked_night_sensor")(
+            dg.build_run_status_sensor_context(
+                sensor_name="blocked_night_sensor",
+                dagster_instance=instance,
+                dagster_run=blocked,
+                dagster_event=failure,
+            ).for_run_failure()
+        )
         context = dg.build_sensor_context(instance=instance, definitions=defs)
-        defs.get_sensor_def("check_alerts_sensor")(context)
+        defs.resolve_sensor_def("check_alerts_sensor")(context)
         assert context.cursor  # it read check evaluations from the event log
 
     assert cli.main(["alerts", "--kind", "night_blocked", "--format", "json", *home]) == 0

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from risk_assets.scenario.settings import scenario_of
-from risk_assets.store import warehouse
 from risk_assets.scenario.source import EmbeddedSource, export_landing
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import run_night, run_reference, small_settings
 
 DAYS = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(4)]
@@ -27,7 +27,9 @@ def test_several_days_reconcile_with_what_the_world_generated(settings, instance
         assert stored(settings, "raw_transactions", day) == len(source.transactions(day))
         assert stored(settings, "rejected_transactions", day) == 0
         with warehouse.connect(settings.warehouse.duckdb_path) as conn:
-            load = conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]).fetchall()
+            load = conn.execute(
+                "SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]
+            ).fetchall()
         assert load == [(len(source.transactions(day)), len(source.transactions(day)), 0)]
     assert stored(settings, "customers") == scenario_of(settings).world.n_customers
 
@@ -43,7 +45,9 @@ def test_rerunning_a_partition_replaces_it(settings, instance):
 
 def test_read_at_cutoff_leaves_late_rows_for_the_rerun(tmp_path, instance):
     day = DAYS[1]
-    settings = small_settings(tmp_path, world={"late_arrival": {"enabled": True, "date": day.isoformat(), "share": 0.3}})
+    settings = small_settings(
+        tmp_path, world={"late_arrival": {"enabled": True, "date": day.isoformat(), "share": 0.3}}
+    )
     run_reference(settings, instance)
     cutoff = {"ops": {"raw_transactions": {"config": {"read_at": f"{day + dt.timedelta(days=1)}T02:30:00"}}}}
     run_night(settings, instance, day, run_config=cutoff, raw_only=True)
@@ -70,8 +74,15 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
         {
             "transaction_id": [None, "B-neg", "B-text", "B-late", good.at[0, "transaction_id"], "B-dup", "B-dup"],
             "customer_id": [cid] * 7,
-            "event_ts": ["2025-03-01T10:00:00", "2025-03-01T10:00:00", "2025-03-01T10:00:00",
-                         "2025-03-02T00:00:00", "2025-03-01T11:00:00", "2025-03-01T12:00:00", "2025-03-01T12:00:00"],
+            "event_ts": [
+                "2025-03-01T10:00:00",
+                "2025-03-01T10:00:00",
+                "2025-03-01T10:00:00",
+                "2025-03-02T00:00:00",
+                "2025-03-01T11:00:00",
+                "2025-03-01T12:00:00",
+                "2025-03-01T12:00:00",
+            ],
             "amount": ["5", "-2", "lots", "7", "8", "9", "9"],
             "category": ["groceries"] * 7,
             "channel": ["online"] * 7,
@@ -87,7 +98,8 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
     assert meta["accepted"].value + meta["rejected"].value == received
     with warehouse.connect(settings.warehouse.duckdb_path, read_only=True) as conn:
         rejected = conn.execute(
-            "SELECT source_file, source_row, record_key, reasons FROM rejected_transactions WHERE partition = ? ORDER BY source_row",
+            "SELECT source_file, source_row, record_key, reasons FROM rejected_transactions"
+            " WHERE partition = ? ORDER BY source_row",
             [day],
         ).df()
     # the first B-dup stays; row 4 re-uses part-0's first id with other values: both copies go
@@ -98,8 +110,9 @@ def test_malformed_landing_rows_land_in_rejected_transactions_with_reasons(tmp_p
     assert "amount: must be > 0" in reasons[bad_file, 1]
     assert "amount: not a number" in reasons[bad_file, 2]
     assert "event_ts: inside partition" in reasons[bad_file, 3]
-    assert reasons[bad_file, 4].startswith("conflicting duplicate transaction_id: values differ (event_ts, amount") and reasons[bad_file, 4].endswith(
-                                    f"from the copy at {good_file}:0")
+    assert reasons[bad_file, 4].startswith(
+        "conflicting duplicate transaction_id: values differ (event_ts, amount"
+    ) and reasons[bad_file, 4].endswith(f"from the copy at {good_file}:0")
     assert reasons[good_file, 0].endswith(f"from the copy at {bad_file}:4")
     assert reasons[bad_file, 6] == f"duplicate transaction_id (first at {bad_file}:5)"
     assert len(reasons) == 7

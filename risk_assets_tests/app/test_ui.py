@@ -15,7 +15,7 @@ import pytest
 
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, TRAINED_OVERRIDES, run_night
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -44,8 +44,10 @@ def wait_until_up(port: int, proc: subprocess.Popen, seconds: float = 120) -> No
                 return
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("webserver did not come up: " + (proc.stdout.read().decode() if proc.poll() is not None
-                                                              else "timeout"))
+                pytest.fail(
+                    "webserver did not come up: "
+                    + (proc.stdout.read().decode() if proc.poll() is not None else "timeout")
+                )
             time.sleep(1)
 
 
@@ -55,7 +57,7 @@ def _toml(settings_dir: Path) -> str:
         f'[warehouse]\nduckdb_path = "{settings_dir / "warehouse.duckdb"}"\n'
         f'[scoring]\nmodels_dir = "{settings_dir / "models"}"\n'
         f'[alerts]\nduckdb_path = "{settings_dir / "alerts.duckdb"}"\n'
-        f'[scenario.world]\nn_customers = {TRAINED_OVERRIDES["world"]["n_customers"]}\n'
+        f"[scenario.world]\nn_customers = {TRAINED_OVERRIDES['world']['n_customers']}\n"
         "[training]\n" + "".join(f"{k} = {v if isinstance(v, int) else v}\n" for k, v in t.items())
     )
 
@@ -77,10 +79,13 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
         assert {"raw_transactions", "serving_features", "encoded_features", "imputation_log", "risk_scores"} <= keys
 
         def blocking_flags(asset: str) -> dict[str, bool]:
-            checks = _graphql(port, """
+            checks = _graphql(
+                port,
+                """
                 query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
                   assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } } }""",
-                              {"key": {"path": [asset]}})
+                {"key": {"path": [asset]}},
+            )
             return {c["name"]: c["blocking"] for c in checks["assetNodeOrError"]["assetChecksOrError"]["checks"]}
 
         names = blocking_flags("encoded_features")
@@ -89,9 +94,13 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
         raw_names = blocking_flags("raw_transactions")
         assert raw_names["late_arrivals"] is False and raw_names["row_volume"] is True
 
-        history = _graphql(port, """
-            query { assetCheckExecutions(assetKey: {path: ["encoded_features"]}, checkName: "imputation_ceiling", limit: 5) {
-              runId status partition evaluation { severity success description } } }""")["assetCheckExecutions"]
+        history = _graphql(
+            port,
+            """
+            query { assetCheckExecutions(
+                assetKey: {path: ["encoded_features"]}, checkName: "imputation_ceiling", limit: 5) {
+              runId status partition evaluation { severity success description } } }""",
+        )["assetCheckExecutions"]
         assert len(history) == 1
         [execution] = history
         assert execution["status"] == "SUCCEEDED" and execution["partition"] == FIRST_NIGHT.isoformat()
@@ -102,9 +111,21 @@ def test_webserver_on_localhost_shows_graph_checks_and_history(world_copy, tmp_p
 def webserver(home, config):
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "RISK_ASSETS_CONFIG": str(config)}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-                             "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until_up(port, proc)
         yield port

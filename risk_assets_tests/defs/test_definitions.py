@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_definitions_validate_loadable():
@@ -49,14 +49,17 @@ def test_dagster_dg_cli_loads_the_project():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     dg_cli = Path(sys.executable).with_name("dg")
     env = {**__import__("os").environ, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}
-    checked = subprocess.run([str(dg_cli), "check", "defs"], cwd=root, env=env, capture_output=True, text=True,
-                             timeout=300)
+    checked = subprocess.run(
+        [str(dg_cli), "check", "defs"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr, (
-        checked.stdout + checked.stderr)
-    listed = subprocess.run([str(dg_cli), "list", "defs", "--json"], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=300)
+        checked.stdout + checked.stderr
+    )
+    listed = subprocess.run(
+        [str(dg_cli), "list", "defs", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr
     assert "nightly_job" in listed.stdout and "risk_scores" in listed.stdout and "landing_sensor" in listed.stdout

@@ -16,21 +16,33 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
-from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
-from risk_assets.store import warehouse
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB
+from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, trained_settings
 
 WALL_CLOCK = {"raw_loads": ["loaded_at"], "raw_verdicts": ["loaded_at"]}  # the load's own time
 """Columns that record when something ran, not what it computed: the only ones a re-run may change."""
-PARTITIONED = ["raw_transactions", "rejected_transactions", "raw_loads", "serving_features",
-               "encoded_features", "imputation_log", "risk_scores"]
-UNIQUE = {"raw_transactions": ["transaction_id"], "raw_loads": ["partition"],
-          "serving_features": ["partition", "customer_id"], "encoded_features": ["partition", "customer_id"],
-          "risk_scores": ["partition", "customer_id"], "imputation_log": ["partition", "customer_id", "feature"]}
+PARTITIONED = [
+    "raw_transactions",
+    "rejected_transactions",
+    "raw_loads",
+    "serving_features",
+    "encoded_features",
+    "imputation_log",
+    "risk_scores",
+]
+UNIQUE = {
+    "raw_transactions": ["transaction_id"],
+    "raw_loads": ["partition"],
+    "serving_features": ["partition", "customer_id"],
+    "encoded_features": ["partition", "customer_id"],
+    "risk_scores": ["partition", "customer_id"],
+    "imputation_log": ["partition", "customer_id", "feature"],
+}
 WAITED = "is locked by another process"
 
 
@@ -43,8 +55,8 @@ def snapshot(path: Path, first: dt.date, last: dt.date) -> dict[str, pd.DataFram
             kept = [c for c in columns if c not in WALL_CLOCK.get(name, [])]
             order = ", ".join(f'"{c}"' for c in kept)
             frames[name] = conn.execute(
-                f"SELECT {order} FROM {warehouse.table(name)} {where} ORDER BY {order}",
-                [first, last] if where else []).df()
+                f"SELECT {order} FROM {warehouse.table(name)} {where} ORDER BY {order}", [first, last] if where else []
+            ).df()
     return frames
 
 
@@ -111,8 +123,9 @@ def _worker(folder: str, job_name: str, days: list[str]) -> list[tuple[str, bool
     with dg.instance_for_test() as instance:
         job = build_definitions(trained_settings(Path(folder))).resolve_job_def(job_name)
         for day in days:
-            result = job.execute_in_process(instance=instance, partition_key=day, run_config=QUIET,
-                                            raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False
+            )
             errors = [e.message or "" for e in result.all_events if e.is_failure]
             waits = sum(WAITED in (r.user_message or "") for r in instance.all_logs(result.run_id))
             out.append((day, result.success, errors, waits))
@@ -133,16 +146,25 @@ def _concurrently(folder: Path, job_name: str, days: list[dt.date], workers: int
 
 def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(world_copy):
     """Three processes run the nightly job for 30 partitions side by side on one DuckDB
-    file (after the raw days are loaded, so no look-back is incomplete): every run succeeds, none fails on a lock, and the
-    processes demonstrably waited for each other. Re-running five of the nights — three
+    file (after the raw days are loaded, so no look-back is incomplete): every run succeeds,
+    none fails on a lock, and the processes demonstrably waited for each other. Re-running five of the nights — three
     whole, one asset at a time for two — leaves every table bit-identical."""
     settings = world_copy()
     nights = [FIRST_NIGHT + dt.timedelta(days=i) for i in range(30)]
     with dg.instance_for_test() as instance:  # the raw days first (one range run), so every look-back is complete
-        assert build_definitions(settings).resolve_job_def(HISTORY_JOB).execute_in_process(
-            instance=instance, run_config=QUIET,
-            tags={ASSET_PARTITION_RANGE_START_TAG: nights[0].isoformat(),
-                  ASSET_PARTITION_RANGE_END_TAG: nights[-1].isoformat()}).success
+        assert (
+            build_definitions(settings)
+            .resolve_job_def(HISTORY_JOB)
+            .execute_in_process(
+                instance=instance,
+                run_config=QUIET,
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: nights[0].isoformat(),
+                    ASSET_PARTITION_RANGE_END_TAG: nights[-1].isoformat(),
+                },
+            )
+            .success
+        )
     runs = _concurrently(world_copy.folder, NIGHTLY_JOB, nights, workers=3)
     failed = [(day, errors) for day, ok, errors, _ in runs if not ok]
     assert not failed, failed
@@ -161,10 +183,16 @@ def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(wo
             assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
         for night in (nights[7], nights[21]):  # each asset on its own, in graph order
             for key in ("raw_transactions", "serving_features", "encoded_features", "risk_scores"):
-                selection = [dg.AssetKey(key)] + ([dg.AssetKey("rejected_transactions")] if key == "raw_transactions" else
-                                                  [dg.AssetKey("imputation_log")] if key == "encoded_features" else [])
-                assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET,
-                                              asset_selection=selection).success
+                selection = [dg.AssetKey(key)] + (
+                    [dg.AssetKey("rejected_transactions")]
+                    if key == "raw_transactions"
+                    else [dg.AssetKey("imputation_log")]
+                    if key == "encoded_features"
+                    else []
+                )
+                assert job.execute_in_process(
+                    instance=instance, partition_key=night.isoformat(), run_config=QUIET, asset_selection=selection
+                ).success
     after = snapshot(path, nights[0], nights[-1])
     assert_same(before, after)
 
@@ -210,10 +238,15 @@ def test_a_run_killed_during_the_scores_write_leaves_the_old_partition_or_nothin
     before = snapshot(settings.warehouse.duckdb_path, night, night)
 
     marker = world_copy.folder / "in_scores_write"
-    root = Path(__file__).resolve().parent.parent
-    child = subprocess.Popen([sys.executable, "-c", KILLED, str(world_copy.folder), night.isoformat(), str(marker)],
-                             cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(world_copy.folder), night.isoformat(), str(marker)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not marker.exists():
         assert child.poll() is None, f"the run ended before the scores write: {child.stderr.read()[-3000:]}"

@@ -29,7 +29,7 @@ from risk_assets.core.features.spec import FEATURES, NUMERIC, WINDOWS
 from risk_assets.core.night import Night
 from risk_assets.engines import DuckDBEngine
 from risk_assets.store import registry, warehouse
-from risk_assets_tests.test_guards import _mapping, _night
+from risk_assets_tests.checks.test_guards import _mapping, _night
 
 DAY = dt.date(2025, 3, 4)
 
@@ -46,22 +46,37 @@ def drift_counts(q, night, settings):
 
 
 def _raw(night: pd.DataFrame) -> pd.DataFrame:
-    return night.assign(partition=DAY, customer_id="C1", event_ts=pd.Timestamp(DAY),
-                        amount=night["amount_cents"] / 100, channel=None, source_file="f")
+    return night.assign(
+        partition=DAY,
+        customer_id="C1",
+        event_ts=pd.Timestamp(DAY),
+        amount=night["amount_cents"] / 100,
+        channel=None,
+        source_file="f",
+    )
 
 
 def test_drift_bins_in_sql_are_numpys_bins_on_edges_and_non_finite_values(conn):
     feature = NUMERIC[0]
     edges = [0.0, 1.5, 2.0, 1e300]
     values = [-np.inf, -1e308, 0.0, 1e-300, 1.5, 1.5000000000000002, 2.0, 3.0, 1e300, 1.7e308, np.inf, np.nan, None]
-    frame = pd.DataFrame({"partition": DAY, "customer_id": [f"C{i}" for i in range(len(values))],
-                          "as_of": pd.Timestamp(DAY), "spec_version": "s", "mapping_version": "m", "model_version": "v",
-                          **{f.name: 0.0 if f.kind == "numeric" else "a" for f in FEATURES}})
+    frame = pd.DataFrame(
+        {
+            "partition": DAY,
+            "customer_id": [f"C{i}" for i in range(len(values))],
+            "as_of": pd.Timestamp(DAY),
+            "spec_version": "s",
+            "mapping_version": "m",
+            "model_version": "v",
+            **{f.name: 0.0 if f.kind == "numeric" else "a" for f in FEATURES},
+        }
+    )
     frame[feature] = np.array(values[:-2] + [0.0, 0.0], dtype="float64")  # NaN and NULL set in SQL below
     warehouse.insert(conn, "encoded_features", frame)
     conn.execute(f"UPDATE encoded_features SET {feature} = NULL WHERE customer_id = ?", [f"C{len(values) - 1}"])
-    conn.execute(f"UPDATE encoded_features SET {feature} = 'NaN'::DOUBLE WHERE customer_id = ?",
-                 [f"C{len(values) - 2}"])
+    conn.execute(
+        f"UPDATE encoded_features SET {feature} = 'NaN'::DOUBLE WHERE customer_id = ?", [f"C{len(values) - 2}"]
+    )
     ours = drift.bin_counts(DuckDBEngine(conn), DAY, {feature: edges})[feature]
     expected = stats.bin_counts(np.array(values[:-1], dtype="float64"), edges)
     np.testing.assert_array_equal(ours, expected)
@@ -76,11 +91,13 @@ def test_category_aggregates_equal_the_rows_and_a_capped_sample_keeps_the_sugges
     counts, unmapped = night_counts(night, mapping)
     q = DuckDBEngine(conn)
     ours = coverage.category_counts(q, DAY)
-    pd.testing.assert_frame_equal(ours[["category", "rows", "amount_cents"]], counts[["category", "rows", "amount_cents"]],
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        ours[["category", "rows", "amount_cents"]], counts[["category", "rows", "amount_cents"]], check_dtype=False
+    )
     np.testing.assert_allclose(ours["mean_log"], counts["mean_log"], rtol=1e-13)
-    pd.testing.assert_frame_equal(coverage.unmapped_rows(q, DAY, "m1"), unmapped.reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        coverage.unmapped_rows(q, DAY, "m1"), unmapped.reset_index(drop=True), check_dtype=False
+    )
 
     capped = coverage.unmapped_rows(q, DAY, "m1", cap=20)
     assert capped.groupby("category").size().to_dict() == {"p2p": 20, "trips": 20}
@@ -97,8 +114,12 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     tests; None: either)."""
     q = DuckDBEngine(conn)
     night = Night.of(day, settings.calendar)
-    raw = warehouse.frame(conn, "SELECT partition, transaction_id, customer_id, category, amount_cents, channel "
-                                "FROM raw_transactions WHERE partition BETWEEN ? AND ?", [night.days_back(28), day])
+    raw = warehouse.frame(
+        conn,
+        "SELECT partition, transaction_id, customer_id, category, amount_cents, channel "
+        "FROM raw_transactions WHERE partition BETWEEN ? AND ?",
+        [night.days_back(28), day],
+    )
     raw["partition"] = pd.to_datetime(raw["partition"]).dt.date
     history, raw = raw, raw[raw["partition"] == day]
     version = registry.current_mapping_version(conn)
@@ -106,53 +127,68 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     counts, unmapped = night_counts(raw, mapping)
     ours = coverage.category_counts(q, day)
     assert ours["rows"].sum() == len(raw) > 0
-    pd.testing.assert_frame_equal(ours[["category", "rows", "amount_cents"]],
-                                  counts[["category", "rows", "amount_cents"]], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        ours[["category", "rows", "amount_cents"]], counts[["category", "rows", "amount_cents"]], check_dtype=False
+    )
     np.testing.assert_allclose(ours["mean_log"], counts["mean_log"], rtol=1e-12)
-    pd.testing.assert_frame_equal(coverage.unmapped_rows(q, day, version), unmapped.reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        coverage.unmapped_rows(q, day, version), unmapped.reset_index(drop=True), check_dtype=False
+    )
     channels = raw["channel"].value_counts(dropna=False)
     counted = coverage.value_counts(q, day, "channel")
-    assert dict(zip(counted["value"].map(lambda v: v if isinstance(v, str) else None), counted["rows"])) == \
-        {(k if isinstance(k, str) else None): v for k, v in channels.items()}
+    assert dict(zip(counted["value"].map(lambda v: v if isinstance(v, str) else None), counted["rows"])) == {
+        (k if isinstance(k, str) else None): v for k, v in channels.items()
+    }
 
     levels = amounts.levels(q, night.days_back(28), day)
     expected_levels = amounts.levels_of(history)
-    pd.testing.assert_frame_equal(levels[["partition", "category", "rows"]],
-                                  expected_levels[["partition", "category", "rows"]], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        levels[["partition", "category", "rows"]], expected_levels[["partition", "category", "rows"]], check_dtype=False
+    )
     np.testing.assert_allclose(levels["mean_log"], expected_levels["mean_log"], rtol=1e-12)
     vocabulary = settings.features.vocabulary()
-    expected_daily = daily.aggregates_of(history, mapping, registry.channels(conn, version), list(vocabulary.online),
-                                         [*vocabulary.cash, *vocabulary.transfer, *vocabulary.gambling])
+    expected_daily = daily.aggregates_of(
+        history,
+        mapping,
+        registry.channels(conn, version),
+        list(vocabulary.online),
+        [*vocabulary.cash, *vocabulary.transfer, *vocabulary.gambling],
+    )
     ours_daily = daily.aggregates(q, night.days_back(28), day, version, settings)
     exact = ["partition", "rows", "all_rows", "mapped_rows", "risky_rows", "channel_rows", "online_rows"]
     pd.testing.assert_frame_equal(ours_daily[exact], expected_daily[exact], check_dtype=False)
     np.testing.assert_allclose(ours_daily[["dev_sum", "dev_sq"]], expected_daily[["dev_sum", "dev_sq"]], rtol=1e-9)
 
     rejected = warehouse.frame(conn, "SELECT * FROM rejected_transactions WHERE partition = ?", [day])
-    pd.testing.assert_frame_equal(q.statistic(rejections.REASONS, {"day": day}), rejections.reasons_of(rejected),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        q.statistic(rejections.REASONS, {"day": day}), rejections.reasons_of(rejected), check_dtype=False
+    )
 
     ledger = warehouse.imputation_ledger(conn, day)
     pd.testing.assert_frame_equal(imputation.ledger_cells(q, day), ledger_counts(ledger), check_dtype=False)
-    assert coverage.customers_with(q, day, UNSEEN_CATEGORY) == \
-        ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()
+    assert (
+        coverage.customers_with(q, day, UNSEEN_CATEGORY)
+        == ledger.loc[ledger["reason"] == UNSEEN_CATEGORY, "customer_id"].nunique()
+    )
 
     first, last = night.scan_range(30)
     window = warehouse.window_categories(conn, night.window_start(30), night.as_of, first, last)
     unmapped_customers = set(window.loc[~window["category"].isin(set(mapping["raw_category"])), "customer_id"])
-    unseen_channel = set(window.loc[window["channel"].notna() & ~window["channel"].isin(
-        registry.channels(conn, version)), "customer_id"])
+    unseen_channel = set(
+        window.loc[window["channel"].notna() & ~window["channel"].isin(registry.channels(conn, version)), "customer_id"]
+    )
     groups = warehouse.customer_groups(conn, day)
     groups = pd.concat([groups, category_usage(window, groups["customer_id"])], axis=1)
     exposure = warehouse.read_partition(conn, "encoded_features", day, columns=[f"txn_count_{w}d" for w in WINDOWS])
     min_cells = settings.checks.missingness_min_cells
-    cells, table = contingency(ledger, groups, coverage_cells(ledger, unmapped_customers, unseen_channel), exposure,
-                               min_cells)
+    cells, table = contingency(
+        ledger, groups, coverage_cells(ledger, unmapped_customers, unseen_channel), exposure, min_cells
+    )
     pd.testing.assert_frame_equal(imputation.missing_cells(q, night, version), cells, check_dtype=False)
     assert tested is None or (len(table) > 0) == tested
-    pd.testing.assert_frame_equal(imputation.missingness_contingency(q, night, version, min_cells), table,
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        imputation.missingness_contingency(q, night, version, min_cells), table, check_dtype=False
+    )
 
     inputs = drift_counts(q, night, settings)
     encoded = warehouse.read_partition(conn, "encoded_features", day)
@@ -179,8 +215,10 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "unseen_customers": pd.DataFrame({"n": [coverage.customers_with(q, day, UNSEEN_CATEGORY)]}),
         "missing_cells": imputation.missing_cells(q, night, version),
         "contingency": imputation.missingness_contingency(q, night, version, settings.checks.missingness_min_cells),
-        "drift": pd.DataFrame([(f, i, int(n)) for f, c in sorted(drift_rows.items()) for i, n in enumerate(c)],
-                              columns=["feature", "bin", "rows"]),
+        "drift": pd.DataFrame(
+            [(f, i, int(n)) for f, c in sorted(drift_rows.items()) for i, n in enumerate(c)],
+            columns=["feature", "bin", "rows"],
+        ),
     }
     if source is not None:
         now = landing.now_frame(source.transactions(night.previous.day))
@@ -193,8 +231,9 @@ def assert_same_statistics(ours: dict[str, pd.DataFrame], theirs: dict[str, pd.D
     for name, frame in ours.items():
         other = theirs[name]
         exact = [c for c in frame.columns if c not in ("mean_log", "dev_sum", "dev_sq")]
-        pd.testing.assert_frame_equal(other[exact].reset_index(drop=True), frame[exact].reset_index(drop=True),
-                                      check_dtype=False, obj=name)
+        pd.testing.assert_frame_equal(
+            other[exact].reset_index(drop=True), frame[exact].reset_index(drop=True), check_dtype=False, obj=name
+        )
         for column in ("mean_log", "dev_sum", "dev_sq"):
             if column in frame:
                 np.testing.assert_allclose(other[column], frame[column], rtol=1e-12, err_msg=f"{name}.{column}")

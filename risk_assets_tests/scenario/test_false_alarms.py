@@ -41,9 +41,11 @@ def test_sixty_two_clean_nights_block_nothing_and_rarely_warn(landing_copy, inst
             blocked.append(str(night))
         if warned:
             warn_nights.append(str(night))
-    report = (f"{landing_copy.world}: {len(nights)} clean nights, {evaluations} check results: blocked {blocked}, "
-              f"{len(warn_nights)} WARN night(s) {warn_nights} {dict(warns)}, {sum(errors.values())} ERROR "
-              f"{dict(errors)}")
+    report = (
+        f"{landing_copy.world}: {len(nights)} clean nights, {evaluations} check results: blocked {blocked}, "
+        f"{len(warn_nights)} WARN night(s) {warn_nights} {dict(warns)}, {sum(errors.values())} ERROR "
+        f"{dict(errors)}"
+    )
     print(report)
     record_property("false_alarms", report)
     assert evaluations == len(nights) * CHECKS_PER_NIGHT, report  # every check ran every night

@@ -6,21 +6,28 @@ import shutil
 import dagster as dg
 import pytest
 
-from risk_assets.store import warehouse
+from risk_assets.core.features.spec import SPEC_VERSION
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import TRAINING_JOB
-from risk_assets.core.features.spec import SPEC_VERSION
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import QUIET
 
 
 def gate(settings, instance):
-    return build_definitions(settings).resolve_job_def(TRAINING_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False, asset_selection=[dg.AssetKey("deployed_model")])
+    return (
+        build_definitions(settings)
+        .resolve_job_def(TRAINING_JOB)
+        .execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False, asset_selection=[dg.AssetKey("deployed_model")]
+        )
+    )
 
 
 def deployed(settings):
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
-        return [r[0] for r in conn.execute("SELECT version FROM model_registry WHERE deployed_at IS NOT NULL").fetchall()]
+        return [
+            r[0] for r in conn.execute("SELECT version FROM model_registry WHERE deployed_at IS NOT NULL").fetchall()
+        ]
 
 
 def as_new_candidate(settings, spec_version: str | None = None):

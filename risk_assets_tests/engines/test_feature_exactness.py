@@ -16,15 +16,14 @@ import datetime as dt
 
 import pandas as pd
 
-from risk_assets.defs.features import compute_serving_features
-from risk_assets.engines import DuckDBEngine
-from risk_assets.defs.model import build_training_features, training_nights
-from risk_assets.defs.resources import duckdb_resource, open_warehouse
 from risk_assets.core.features.spec import SPEC_VERSION
 from risk_assets.core.night import Night
+from risk_assets.defs.features import compute_serving_features
+from risk_assets.defs.model import build_training_features, training_nights
+from risk_assets.defs.resources import duckdb_resource, open_warehouse
+from risk_assets.engines import DuckDBEngine
 from risk_assets.engines import executions as fsql
-from risk_assets.store import registry
-from risk_assets.store import warehouse
+from risk_assets.store import registry, warehouse
 
 
 def _labels(conn, frame: pd.DataFrame, timezone: str) -> pd.Series:
@@ -50,8 +49,9 @@ def _compare(settings, nights: list[dt.date]) -> None:
             meta = compute_serving_features(DuckDBEngine(conn), night, settings)
             written = _stored(conn, "serving_features", day)
             frame = fsql.serving_features(conn, night, version, vocabulary)
-            warehouse.replace_partition(conn, day, {"serving_features": frame.assign(
-                spec_version=SPEC_VERSION, mapping_version=version)})
+            warehouse.replace_partition(
+                conn, day, {"serving_features": frame.assign(spec_version=SPEC_VERSION, mapping_version=version)}
+            )
             before = _stored(conn, "serving_features", day)
             assert len(before) > 100 and meta["active_customers"] == len(before)
             assert meta["null_cells"] == int(frame.drop(columns=["customer_id", "as_of"]).isna().sum().sum())
@@ -65,8 +65,14 @@ def _compare(settings, nights: list[dt.date]) -> None:
             frame = fsql.training_features(conn, spine, version, vocabulary)
             frame["label"] = _labels(conn, frame, tz)
             frames.append(frame.assign(split=split))
-        warehouse.replace_table(conn, {"training_features": pd.concat(frames, ignore_index=True).assign(
-            spec_version=SPEC_VERSION, mapping_version=version)})
+        warehouse.replace_table(
+            conn,
+            {
+                "training_features": pd.concat(frames, ignore_index=True).assign(
+                    spec_version=SPEC_VERSION, mapping_version=version
+                )
+            },
+        )
         before = warehouse.training_frame(conn)
     assert before["label"].sum() > 0 and before["split"].nunique() == 2
     pd.testing.assert_frame_equal(written, before, check_exact=True)

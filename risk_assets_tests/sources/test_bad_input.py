@@ -37,10 +37,20 @@ SLOW = os.environ.get("RISK_ASSETS_SLOW") == "1"
 WINDOW = Window(pd.Timestamp("2025-03-03"), pd.Timestamp("2025-03-04"))
 MAX_AMOUNT, MAX_TEXT = 1e6, 64
 KNOWN = {"C1", "C2", "C3"}
-STORED = pd.DataFrame([{
-    "transaction_id": "STORED-1", "partition": "2025-03-01", "customer_id": "C1",
-    "event_ts": pd.Timestamp("2025-03-01 10:00"), "amount_cents": 100, "category": "groceries", "channel": None,
-    "source_file": "transactions/date=2025-03-01/part-0.parquet"}])
+STORED = pd.DataFrame(
+    [
+        {
+            "transaction_id": "STORED-1",
+            "partition": "2025-03-01",
+            "customer_id": "C1",
+            "event_ts": pd.Timestamp("2025-03-01 10:00"),
+            "amount_cents": 100,
+            "category": "groceries",
+            "channel": None,
+            "source_file": "transactions/date=2025-03-01/part-0.parquet",
+        }
+    ]
+)
 HOSTILE = [
     "'); DROP TABLE raw_transactions; --",
     '"; DELETE FROM customers; --',
@@ -84,11 +94,13 @@ KINDS: dict[str, Kind] = {
     "negative amount": Kind("amount", _set("amount", -0.01), "amount: must be > 0"),
     "zero amount": Kind("amount", _set("amount", 0.0), "amount: must be > 0"),
     "huge amount": Kind("amount", _set("amount", 1e15), "amount: above max_amount"),
-    "event_ts before partition": Kind("event_ts", _set("event_ts", WINDOW.start - pd.Timedelta(microseconds=1)),
-                                      "event_ts: inside partition"),
+    "event_ts before partition": Kind(
+        "event_ts", _set("event_ts", WINDOW.start - pd.Timedelta(microseconds=1)), "event_ts: inside partition"
+    ),
     "event_ts at partition end": Kind("event_ts", _set("event_ts", WINDOW.end), "event_ts: inside partition"),
     "event_ts aware, outside in UTC": Kind(
-        "event_ts", _set("event_ts", pd.Timestamp("2025-03-03 02:00", tz="Asia/Kolkata")), "event_ts: inside partition"),
+        "event_ts", _set("event_ts", pd.Timestamp("2025-03-03 02:00", tz="Asia/Kolkata")), "event_ts: inside partition"
+    ),
     "garbage event_ts": Kind("event_ts", _set("event_ts", "yesterday-ish"), "event_ts: not a timestamp"),
     "epoch-number event_ts": Kind("event_ts", _set("event_ts", 1741000000), "event_ts: not a timestamp"),
     "long category": Kind("category", _set("category", "c" * (MAX_TEXT + 1)), "category: str_length"),
@@ -98,8 +110,9 @@ KINDS: dict[str, Kind] = {
     "int channel": Kind("channel", _set("channel", 7), "channel: not a string"),
     "unknown customer": Kind("customer_id", _set("customer_id", "C404"), "customer_id: not in customers"),
     "long customer_id": Kind("customer_id", _set("customer_id", "C" * 200), "customer_id: str_length"),
-    "duplicate across partitions": Kind("transaction_id", _set("transaction_id", "STORED-1"),
-                                        "stored in partition 2025-03-01"),
+    "duplicate across partitions": Kind(
+        "transaction_id", _set("transaction_id", "STORED-1"), "stored in partition 2025-03-01"
+    ),
     "out-of-range event_ts": Kind("event_ts", _set("event_ts", dt.datetime(9999, 12, 31)), "event_ts: out of range"),
     "year-1 text event_ts": Kind("event_ts", _set("event_ts", "0001-01-01T00:00:00+00:00"), "event_ts: out of range"),
     "out-of-range date event_ts": Kind("event_ts", _set("event_ts", dt.date(9999, 1, 1)), "event_ts: out of range"),
@@ -121,13 +134,15 @@ assert len(KINDS) >= 20
 def _valid_rows() -> st.SearchStrategy[dict]:
     micros = int((WINDOW.end - WINDOW.start) / pd.Timedelta(microseconds=1))
     text = st.one_of(st.text(min_size=1, max_size=MAX_TEXT), st.sampled_from(HOSTILE))
-    return st.fixed_dictionaries({
-        "customer_id": st.sampled_from(sorted(KNOWN)),
-        "event_ts": st.integers(0, micros - 1).map(lambda us: WINDOW.start + pd.Timedelta(microseconds=us)),
-        "amount": st.floats(0.01, MAX_AMOUNT, allow_nan=False),
-        "category": text,
-        "channel": st.one_of(st.none(), text),
-    })
+    return st.fixed_dictionaries(
+        {
+            "customer_id": st.sampled_from(sorted(KNOWN)),
+            "event_ts": st.integers(0, micros - 1).map(lambda us: WINDOW.start + pd.Timedelta(microseconds=us)),
+            "amount": st.floats(0.01, MAX_AMOUNT, allow_nan=False),
+            "category": text,
+            "channel": st.one_of(st.none(), text),
+        }
+    )
 
 
 @st.composite
@@ -162,8 +177,14 @@ def batches(draw) -> tuple[list[dict], list[frozenset[str]]]:
 
 
 def _split(rows: list[dict]):
-    return split_transactions(pd.DataFrame(rows), WINDOW, max_amount=MAX_AMOUNT, max_text=MAX_TEXT,
-                              known_customers=KNOWN, stored_elsewhere=STORED)
+    return split_transactions(
+        pd.DataFrame(rows),
+        WINDOW,
+        max_amount=MAX_AMOUNT,
+        max_text=MAX_TEXT,
+        known_customers=KNOWN,
+        stored_elsewhere=STORED,
+    )
 
 
 @settings(max_examples=400 if SLOW else 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -197,14 +218,28 @@ def test_every_row_is_accepted_or_rejected_with_its_reasons(batch):
 @given(st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=10))
 def test_hostile_text_is_accepted_verbatim_and_stored_verbatim(values):
     """SQL-looking, pipe, NUL and non-ASCII strings are data: stored exactly, never executed."""
-    rows = [{"transaction_id": f"H{i}", "customer_id": "C1", "event_ts": WINDOW.start, "amount": 1.0,
-             "category": v, "channel": v} for i, v in enumerate(values)]
+    rows = [
+        {
+            "transaction_id": f"H{i}",
+            "customer_id": "C1",
+            "event_ts": WINDOW.start,
+            "amount": 1.0,
+            "category": v,
+            "channel": v,
+        }
+        for i, v in enumerate(values)
+    ]
     split = _split(rows)
     assert len(split.accepted) == len(values)
     with warehouse.connect(":memory:") as conn:
-        warehouse.insert(conn, "raw_transactions", split.accepted.rename(columns={"_source_file": "source_file"})
-                         .assign(partition=WINDOW.start.date()))
-        stored = [r[0] for r in conn.execute("SELECT category FROM raw_transactions ORDER BY transaction_id").fetchall()]
+        warehouse.insert(
+            conn,
+            "raw_transactions",
+            split.accepted.rename(columns={"_source_file": "source_file"}).assign(partition=WINDOW.start.date()),
+        )
+        stored = [
+            r[0] for r in conn.execute("SELECT category FROM raw_transactions ORDER BY transaction_id").fetchall()
+        ]
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert sorted(stored) == sorted(values)
     assert set(warehouse.TABLES) <= tables
@@ -233,31 +268,64 @@ def landing(tmp_path_factory):
 
 
 STORED_DAY = FIRST_LANDING_DAY - dt.timedelta(days=1)
-FILE_KINDS = ["good", "nulls everywhere", "text amounts", "text timestamps", "aware timestamps", "empty",
-              "extra columns", "binary category", "bad amounts", "outside partition", "long strings", "hostile",
-              "far timestamps", "identical copy of the first file", "conflicting copy of the first file",
-              "conflict with a stored day", "missing column", "not parquet"]
+FILE_KINDS = [
+    "good",
+    "nulls everywhere",
+    "text amounts",
+    "text timestamps",
+    "aware timestamps",
+    "empty",
+    "extra columns",
+    "binary category",
+    "bad amounts",
+    "outside partition",
+    "long strings",
+    "hostile",
+    "far timestamps",
+    "identical copy of the first file",
+    "conflicting copy of the first file",
+    "conflict with a stored day",
+    "missing column",
+    "not parquet",
+]
 FATAL = {"missing column": "column 'amount' is required", "not parquet": "cannot be read as parquet"}
 PLACES = ["", "hour=00/", "hour=13/minute=05/"]
 """Where under the day folder a file is written (nested partition folders are read)."""
-MARKERS = ["_SUCCESS", ".part-0.parquet.crc", "._part-0.parquet", ".DS_Store", "_committed_42", "_metadata",
-           ".hidden/part-0.parquet"]
+MARKERS = [
+    "_SUCCESS",
+    ".part-0.parquet.crc",
+    "._part-0.parquet",
+    ".DS_Store",
+    "_committed_42",
+    "_metadata",
+    ".hidden/part-0.parquet",
+]
 """Files that are not data: skipped and listed, never read."""
 IN_PROGRESS = ["_temporary/0/part-9.parquet", "_started_7"]
 STRAY = ["date=2025-13-01", "date=20251202", "tmp_upload"]
 
 
-def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: np.random.Generator,
-          first: pd.DataFrame | None, stored: pd.DataFrame) -> pd.DataFrame | pa.Table | bytes:
+def _file(
+    kind: str,
+    day: dt.date,
+    customers: list[str],
+    n: int,
+    tag: str,
+    rng: np.random.Generator,
+    first: pd.DataFrame | None,
+    stored: pd.DataFrame,
+) -> pd.DataFrame | pa.Table | bytes:
     start = pd.Timestamp(day)
-    frame = pd.DataFrame({
-        "transaction_id": [f"{tag}-{i}" for i in range(n)],
-        "customer_id": rng.choice(customers, size=n),
-        "event_ts": start + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s"),
-        "amount": np.round(rng.uniform(1, 500, size=n), 2),
-        "category": rng.choice(["groceries", "fuel", "travel"], size=n),
-        "channel": rng.choice(["online", "pos"], size=n),
-    })
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"{tag}-{i}" for i in range(n)],
+            "customer_id": rng.choice(customers, size=n),
+            "event_ts": start + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s"),
+            "amount": np.round(rng.uniform(1, 500, size=n), 2),
+            "category": rng.choice(["groceries", "fuel", "travel"], size=n),
+            "channel": rng.choice(["online", "pos"], size=n),
+        }
+    )
     match kind:
         case "nulls everywhere":
             for column in frame.columns:
@@ -287,7 +355,8 @@ def _file(kind: str, day: dt.date, customers: list[str], n: int, tag: str, rng: 
         case "far timestamps":  # microsecond parquet timestamps pandas' nanoseconds cannot hold
             far = [dt.datetime(9999, 12, 31) if i % 2 else ts.to_pydatetime() for i, ts in enumerate(frame["event_ts"])]
             return pa.Table.from_pandas(frame.drop(columns="event_ts"), preserve_index=False).append_column(
-                "event_ts", pa.array(far, pa.timestamp("us")))
+                "event_ts", pa.array(far, pa.timestamp("us"))
+            )
         case "identical copy of the first file":
             return first if first is not None else frame
         case "conflicting copy of the first file":
@@ -307,8 +376,9 @@ def landing_days(draw) -> dict:
     """Zero or more files for one day, each of a kind, size and place (0 files: a day
     without data), plus marker files, maybe a write in progress, maybe a stray folder."""
     return {
-        "files": draw(st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.integers(1, 30), st.sampled_from(PLACES)),
-                               max_size=4)),
+        "files": draw(
+            st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.integers(1, 30), st.sampled_from(PLACES)), max_size=4)
+        ),
         "markers": draw(st.sets(st.sampled_from(MARKERS), max_size=3)),
         "in_progress": draw(st.one_of(st.none(), st.none(), st.none(), st.sampled_from(IN_PROGRESS))),
         "stray": draw(st.one_of(st.none(), st.sampled_from(STRAY))),
@@ -327,8 +397,11 @@ def _write(path, content) -> int:
     return len(content)
 
 
-@settings(max_examples=40 if SLOW else 10, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40 if SLOW else 10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(day_spec=landing_days(), seed=st.integers(0, 2**16))
 def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, day_spec, seed):
     """Whatever a day folder holds — bad rows, nested folders, marker files, copies that
@@ -362,8 +435,10 @@ def test_any_landing_day_reconciles_or_fails_naming_file_and_column(landing, day
     with warehouse.connect(s.warehouse.duckdb_path, read_only=True) as conn:
         loads = conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [day]).fetchall()
         accepted = warehouse.count(conn, "raw_transactions", day)
-        reasons = [r[0] for r in conn.execute(
-            "SELECT reasons FROM rejected_transactions WHERE partition = ?", [day]).fetchall()]
+        reasons = [
+            r[0]
+            for r in conn.execute("SELECT reasons FROM rejected_transactions WHERE partition = ?", [day]).fetchall()
+        ]
         files = warehouse.load_files(conn, day)
         verdicts = conn.execute("SELECT check_name, passed FROM raw_verdicts WHERE partition = ?", [day]).fetchall()
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -415,14 +490,20 @@ def test_a_day_without_any_transactions_completes_and_is_blocked_by_row_volume(w
         part.unlink()
     s = world_copy(source={"kind": "landing", "landing_dir": str(root)})
     with dg.instance_for_test() as instance:
-        result = build_definitions(s).resolve_job_def(NIGHTLY_JOB).execute_in_process(
-            instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET, raise_on_error=False)
+        result = (
+            build_definitions(s)
+            .resolve_job_def(NIGHTLY_JOB)
+            .execute_in_process(
+                instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET, raise_on_error=False
+            )
+        )
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
     volume = checks[("raw_transactions", "row_volume")]
     assert not volume.passed and "no rows were received" in volume.description
     assert checks[("raw_transactions", "rows_reconcile")].passed
     assert ("encoded_features", "drift_bounds") not in checks  # nothing downstream ran
     with warehouse.connect(s.warehouse.duckdb_path, read_only=True) as conn:
-        assert conn.execute("SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?",
-                            [FIRST_NIGHT]).fetchall() == [(0, 0, 0)]
+        assert conn.execute(
+            "SELECT received, accepted, rejected FROM raw_loads WHERE partition = ?", [FIRST_NIGHT]
+        ).fetchall() == [(0, 0, 0)]
         assert warehouse.count(conn, "risk_scores", FIRST_NIGHT) == 0

@@ -11,14 +11,13 @@ import re
 from risk_assets.app import cli
 from risk_assets.settings import to_toml
 from risk_assets_tests.conftest import FIRST_NIGHT
-from risk_assets_tests.test_worlds import damage
+from risk_assets_tests.scenario.test_worlds import damage
 
 NIGHTS = [FIRST_NIGHT + dt.timedelta(days=i) for i in range(3)]
 BAD = NIGHTS[1]
 
 
-def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landing_copy, tmp_path, monkeypatch,
-                                                                           capsys):
+def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landing_copy, tmp_path, monkeypatch, capsys):
     settings = landing_copy(NIGHTS, report={"dir": str(tmp_path / "reports")})
     config = tmp_path / "risk.toml"
     config.write_text(to_toml(settings))

@@ -18,10 +18,10 @@ from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 @pytest.mark.parametrize("timezone", ["UTC", "Europe/Berlin"])
 def test_the_0230_tick_requests_yesterdays_partition(timezone):
     settings = Settings().with_overrides(calendar={"timezone": timezone})
-    tick = dt.datetime(2026, 8, 2, 2, 30, tzinfo=dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo(timezone))
+    tick = dt.datetime(2026, 8, 2, 2, 30, tzinfo=dt.UTC).astimezone(__import__("zoneinfo").ZoneInfo(timezone))
     tick = tick.replace(hour=2, minute=30)
     with dg.instance_for_test() as instance:
-        schedule = build_definitions(settings).get_schedule_def("nightly_schedule")
+        schedule = build_definitions(settings).resolve_schedule_def("nightly_schedule")
         assert schedule.cron_schedule == "30 2 * * *" and schedule.execution_timezone == timezone
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
         result = schedule.evaluate_tick(context)
@@ -34,16 +34,21 @@ def _sensor_context(instance, defs, cursor=None):
 
 
 def test_a_blocked_night_produces_an_alert_row(world_copy, instance):
-    settings = world_copy(world={"product_change": {"enabled": True, "date": FIRST_NIGHT.isoformat()}},
-                          alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")})
+    settings = world_copy(
+        world={"product_change": {"enabled": True, "date": FIRST_NIGHT.isoformat()}},
+        alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")},
+    )
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert not result.success
     defs = build_definitions(settings)
-    sensor = defs.get_sensor_def("blocked_night_sensor")
+    sensor = defs.resolve_sensor_def("blocked_night_sensor")
     run = instance.get_run_by_id(result.run_id)
     [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
     context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure,
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure,
     ).for_run_failure()
     sensor(context)
     stored = alerts.read(settings.alerts.duckdb_path)
@@ -52,7 +57,7 @@ def test_a_blocked_night_produces_an_alert_row(world_copy, instance):
     assert "category_coverage" in row.reason and row.run_url.endswith(f"/runs/{result.run_id}")
 
     # the check-history sensor names every failed check of the night, once
-    check_sensor = defs.get_sensor_def("check_alerts_sensor")
+    check_sensor = defs.resolve_sensor_def("check_alerts_sensor")
     context = _sensor_context(instance, defs)
     check_sensor(context)
     check_sensor(_sensor_context(instance, defs, cursor=context.cursor))  # a second tick adds nothing
@@ -63,12 +68,14 @@ def test_a_blocked_night_produces_an_alert_row(world_copy, instance):
 
 
 def test_a_warn_only_night_produces_an_alert_too(world_copy, instance):
-    settings = world_copy(checks={"score_psi_warn": 1e-9},  # every night's score PSI exceeds it
-                          alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")})
+    settings = world_copy(
+        checks={"score_psi_warn": 1e-9},  # every night's score PSI exceeds it
+        alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")},
+    )
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert result.success  # WARN never blocks: scores were written
     defs = build_definitions(settings)
-    defs.get_sensor_def("check_alerts_sensor")(_sensor_context(instance, defs))
+    defs.resolve_sensor_def("check_alerts_sensor")(_sensor_context(instance, defs))
     stored = alerts.read(settings.alerts.duckdb_path)
     warn = stored[(stored["check_name"] == "score_sanity")]
     assert len(warn) == 1 and warn.iloc[0]["severity"] == "WARN"
@@ -82,9 +89,11 @@ def test_a_missed_night_is_flagged_by_the_freshness_check(world_copy, instance):
     freshness = [c for c in defs.asset_checks if any("freshness" in k.name for k in c.check_keys)]
     assert freshness, "risk_scores has a time-partition freshness check"
     job = dg.define_asset_job("freshness_now", selection=dg.AssetSelection.checks(*freshness[0].check_keys))
-    result = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job],
-                            resources=defs.resources).resolve_job_def("freshness_now").execute_in_process(
-        instance=instance, raise_on_error=False)
+    result = (
+        dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], resources=defs.resources)
+        .resolve_job_def("freshness_now")
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
     [evaluation] = result.get_asset_check_evaluations()
     # no night has scores in this instance: the latest due partition is missing
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
@@ -95,7 +104,7 @@ def test_the_webhook_receives_a_json_payload(tmp_path):
     received = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server API
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -108,9 +117,16 @@ def test_the_webhook_receives_a_json_payload(tmp_path):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/hook"
-        alert = alerts.Alert(kind="check_failed", reason="12% imputed", partition="2026-08-14",
-                             asset="encoded_features", check_name="imputation_ceiling", severity="ERROR",
-                             run_id="abc", run_url="http://127.0.0.1:3000/runs/abc")
+        alert = alerts.Alert(
+            kind="check_failed",
+            reason="12% imputed",
+            partition="2026-08-14",
+            asset="encoded_features",
+            check_name="imputation_ceiling",
+            severity="ERROR",
+            run_id="abc",
+            run_url="http://127.0.0.1:3000/runs/abc",
+        )
         [stored] = alerts.record(tmp_path / "alerts.duckdb", [alert], webhook_url=url, webhook_timeout=5)
         assert alerts.record(tmp_path / "alerts.duckdb", [alert], webhook_url=url) == []  # no duplicate
     finally:
@@ -139,8 +155,9 @@ def test_late_data_is_reconciled_the_next_night_as_a_warn(world_copy, instance):
 
     first = run_night(settings, instance, FIRST_NIGHT, run_config=cutoff(FIRST_NIGHT))
     assert first.success
-    second = run_night(settings, instance, FIRST_NIGHT + dt.timedelta(days=1),
-                       run_config=cutoff(FIRST_NIGHT + dt.timedelta(days=1)))
+    second = run_night(
+        settings, instance, FIRST_NIGHT + dt.timedelta(days=1), run_config=cutoff(FIRST_NIGHT + dt.timedelta(days=1))
+    )
     assert second.success  # a WARN never blocks
     [check] = [e for e in second.get_asset_check_evaluations() if e.check_name == "late_arrivals"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
@@ -154,15 +171,19 @@ def test_realised_performance_closes_the_loop_with_a_warn_check(world_copy, inst
     assert run_night(settings, instance, FIRST_NIGHT, run_config=QUIET).success
     defs = build_definitions(settings)
     result = defs.resolve_job_def("performance_job").execute_in_process(
-        instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET)
+        instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET
+    )
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert 0.5 < meta["realised_roc_auc"].value <= 1.0 and meta["positives"].value > 0
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "realised_vs_validation" and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["validation_roc_auc"].value > 0.5
     strict = world_copy(checks={"realised_auc_drop_warn": 0.0})
-    stricter = build_definitions(strict).resolve_job_def("performance_job").execute_in_process(
-        instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET)
+    stricter = (
+        build_definitions(strict)
+        .resolve_job_def("performance_job")
+        .execute_in_process(instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET)
+    )
     [check] = stricter.get_asset_check_evaluations()
     realised, validation = check.metadata["realised_roc_auc"].value, check.metadata["validation_roc_auc"].value
     assert check.passed == (realised >= validation)
@@ -170,9 +191,10 @@ def test_realised_performance_closes_the_loop_with_a_warn_check(world_copy, inst
 
 def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed():
     with dg.instance_for_test() as instance:
-        schedule = build_definitions(Settings()).get_schedule_def("performance_schedule")
-        context = dg.build_schedule_context(instance=instance,
-                                            scheduled_execution_time=dt.datetime(2026, 9, 10, 6, 0, tzinfo=dt.timezone.utc))
+        schedule = build_definitions(Settings()).resolve_schedule_def("performance_schedule")
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2026, 9, 10, 6, 0, tzinfo=dt.UTC)
+        )
         request = schedule(context)
     from risk_assets.core.night import Night
 
@@ -193,7 +215,7 @@ def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
     settings = base.with_overrides(source={"kind": "landing", "landing_dir": str(root)})
     with dg.instance_for_test() as instance:
         defs = build_definitions(settings)
-        sensor = defs.get_sensor_def("landing_sensor")
+        sensor = defs.resolve_sensor_def("landing_sensor")
         context = dg.build_sensor_context(instance=instance, definitions=defs)
         first = sensor.evaluate_tick(context)
         assert sorted(r.partition_key for r in first.run_requests) == ["2025-03-01", "2025-03-02"]
@@ -209,18 +231,25 @@ def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
 def test_a_rerun_of_a_failed_night_alerts_again(world_copy, instance):
     """Each failed run is its own event: re-running a night that is still bad must not be
     swallowed by the alert of the first attempt (alert ids are per run)."""
-    settings = world_copy(world={"product_change": {"enabled": True, "date": FIRST_NIGHT.isoformat()}},
-                          alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")})
+    settings = world_copy(
+        world={"product_change": {"enabled": True, "date": FIRST_NIGHT.isoformat()}},
+        alerts={"duckdb_path": str(world_copy.folder / "alerts.duckdb")},
+    )
     defs = build_definitions(settings)
-    sensor = defs.get_sensor_def("blocked_night_sensor")
+    sensor = defs.resolve_sensor_def("blocked_night_sensor")
     runs = []
     for _ in range(2):
         result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
         assert not result.success
         [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
-        sensor(dg.build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_instance=instance, dagster_run=instance.get_run_by_id(result.run_id),
-            dagster_event=failure).for_run_failure())
+        sensor(
+            dg.build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(result.run_id),
+                dagster_event=failure,
+            ).for_run_failure()
+        )
         runs.append(result.run_id)
     stored = alerts.read(settings.alerts.duckdb_path)
     blocked = stored[stored["kind"] == "night_blocked"]

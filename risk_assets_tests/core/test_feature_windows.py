@@ -8,11 +8,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from risk_assets.store import warehouse
-from risk_assets.engines import executions as fsql
 from risk_assets.core.features.mapping import build_mapping, channel_vocabulary
 from risk_assets.core.features.spec import FEATURE_NAMES, FeatureVocabulary
 from risk_assets.core.night import Night
+from risk_assets.engines import executions as fsql
+from risk_assets.store import warehouse
 
 VOCAB = FeatureVocabulary()  # the embedded world's names
 
@@ -23,11 +23,15 @@ def make_db(rows: list[tuple], timezone: str = "UTC", aliases=None) -> tuple[duc
     """rows: (customer_id, event_ts naive UTC, amount, category, channel)."""
     conn = duckdb.connect()
     warehouse.ensure_tables(conn)
-    customers = pd.DataFrame({
-        "customer_id": sorted({r[0] for r in rows}),
-        "segment": "retail", "region": "north",
-        "opened_at": pd.Timestamp("2020-01-01"), "source_file": "test",
-    })
+    customers = pd.DataFrame(
+        {
+            "customer_id": sorted({r[0] for r in rows}),
+            "segment": "retail",
+            "region": "north",
+            "opened_at": pd.Timestamp("2020-01-01"),
+            "source_file": "test",
+        }
+    )
     warehouse.replace_table(conn, {"customers": customers})
     tx = pd.DataFrame(rows, columns=["customer_id", "event_ts", "amount", "category", "channel"])
     tx["event_ts"] = pd.to_datetime(tx["event_ts"])
@@ -39,8 +43,15 @@ def make_db(rows: list[tuple], timezone: str = "UTC", aliases=None) -> tuple[duc
     tx["partition"] = local.dt.date
     with warehouse.transaction(conn):
         warehouse.insert(conn, "raw_transactions", tx)
-    seen = pd.DataFrame({"raw_category": ["groceries", "gambling", "cash_withdrawal", "money_transfer"],
-                         "rows": 1, "amount_cents": 100, "log_amount_mean": 4.6, "log_amount_std": 0.5})
+    seen = pd.DataFrame(
+        {
+            "raw_category": ["groceries", "gambling", "cash_withdrawal", "money_transfer"],
+            "rows": 1,
+            "amount_cents": 100,
+            "log_amount_mean": 4.6,
+            "log_amount_std": 0.5,
+        }
+    )
     channels = pd.DataFrame({"channel": ["atm", "card_present", "online", "transfer"], "rows": 1})
     mapping = build_mapping(seen, aliases or {}, channels)
     with warehouse.transaction(conn):
@@ -70,12 +81,12 @@ def test_bounds_follow_the_time_contract():
 
 def test_window_edges_are_half_open():
     rows = [
-        ("C1", AS_OF, 1000.0, "groceries", "online"),                         # exactly at as_of: excluded
-        ("C1", AS_OF - US, 1.0, "groceries", "online"),                        # last microsecond: in
-        ("C1", AS_OF - pd.Timedelta(days=7), 2.0, "groceries", "online"),      # exactly at as_of-7d: in 7d
-        ("C1", AS_OF - pd.Timedelta(days=7) - US, 4.0, "groceries", "online"), # just before: 14d only
-        ("C1", AS_OF - pd.Timedelta(days=30), 8.0, "gambling", "online"),       # exactly at as_of-30d: in 30d
-        ("C1", AS_OF - pd.Timedelta(days=30) - US, 16.0, "groceries", "online"),# 90d look-back only
+        ("C1", AS_OF, 1000.0, "groceries", "online"),  # exactly at as_of: excluded
+        ("C1", AS_OF - US, 1.0, "groceries", "online"),  # last microsecond: in
+        ("C1", AS_OF - pd.Timedelta(days=7), 2.0, "groceries", "online"),  # exactly at as_of-7d: in 7d
+        ("C1", AS_OF - pd.Timedelta(days=7) - US, 4.0, "groceries", "online"),  # just before: 14d only
+        ("C1", AS_OF - pd.Timedelta(days=30), 8.0, "gambling", "online"),  # exactly at as_of-30d: in 30d
+        ("C1", AS_OF - pd.Timedelta(days=30) - US, 16.0, "groceries", "online"),  # 90d look-back only
     ]
     conn, version = make_db(rows)
     f = both_paths(conn, version, DAY).loc["C1"]
@@ -104,10 +115,10 @@ def test_dst_change_in_a_non_utc_business_timezone():
     assert b["as_of"] == pd.Timestamp("2025-03-10 04:00")  # 00:00 EDT
     assert b["start_7"] == pd.Timestamp("2025-03-03 05:00")  # 00:00 EST, 7 calendar days before
     rows = [
-        ("C1", pd.Timestamp("2025-03-03 05:00"), 1.0, "groceries", "online"),        # 00:00 EST: in
+        ("C1", pd.Timestamp("2025-03-03 05:00"), 1.0, "groceries", "online"),  # 00:00 EST: in
         ("C1", pd.Timestamp("2025-03-03 04:59:59.999999"), 2.0, "groceries", "online"),  # 23:59 the day before
-        ("C1", pd.Timestamp("2025-03-10 03:59:59"), 4.0, "groceries", "online"),     # 23:59:59 EDT on day: in
-        ("C1", pd.Timestamp("2025-03-10 04:00"), 8.0, "groceries", "online"),        # next business day
+        ("C1", pd.Timestamp("2025-03-10 03:59:59"), 4.0, "groceries", "online"),  # 23:59:59 EDT on day: in
+        ("C1", pd.Timestamp("2025-03-10 04:00"), 8.0, "groceries", "online"),  # next business day
     ]
     conn, version = make_db(rows, timezone=tz)
     f = both_paths(conn, version, day, tz).loc["C1"]
@@ -116,11 +127,13 @@ def test_dst_change_in_a_non_utc_business_timezone():
 
 
 def test_zero_denominators_have_one_definition_and_nulls_mark_the_unknown():
-    conn, version = make_db([
-        ("C1", AS_OF - pd.Timedelta(days=40), 5.0, "groceries", "online"),  # active, nothing in 30d
-        ("C2", AS_OF - pd.Timedelta(days=1), 5.0, "brand_new_category", "online"),
-        ("C3", AS_OF - pd.Timedelta(days=1), 5.0, "groceries", None),
-    ])
+    conn, version = make_db(
+        [
+            ("C1", AS_OF - pd.Timedelta(days=40), 5.0, "groceries", "online"),  # active, nothing in 30d
+            ("C2", AS_OF - pd.Timedelta(days=1), 5.0, "brand_new_category", "online"),
+            ("C3", AS_OF - pd.Timedelta(days=1), 5.0, "groceries", None),
+        ]
+    )
     f = both_paths(conn, version, DAY)
     c1 = f.loc["C1"]
     assert c1["txn_count_30d"] == 0 and c1["amount_mean_30d"] == 0.0 and c1["amount_max_30d"] == 0.0
@@ -132,15 +145,17 @@ def test_zero_denominators_have_one_definition_and_nulls_mark_the_unknown():
 
 
 def test_an_unseen_channel_is_unknown_not_offline_and_the_shares_follow_the_vocabulary():
-    conn, version = make_db([
-        ("C1", AS_OF - pd.Timedelta(days=2), 10.0, "groceries", "online"),
-        ("C1", AS_OF - pd.Timedelta(days=3), 30.0, "groceries", "card_present"),
-        ("C2", AS_OF - pd.Timedelta(days=2), 10.0, "groceries", "online"),
-        ("C2", AS_OF - pd.Timedelta(days=3), 30.0, "gambling", "wallet_pay"),   # a channel training never saw
-    ])
+    conn, version = make_db(
+        [
+            ("C1", AS_OF - pd.Timedelta(days=2), 10.0, "groceries", "online"),
+            ("C1", AS_OF - pd.Timedelta(days=3), 30.0, "groceries", "card_present"),
+            ("C2", AS_OF - pd.Timedelta(days=2), 10.0, "groceries", "online"),
+            ("C2", AS_OF - pd.Timedelta(days=3), 30.0, "gambling", "wallet_pay"),  # a channel training never saw
+        ]
+    )
     f = both_paths(conn, version, DAY)
     assert f.loc["C1", "online_share_30d"] == 0.25
-    assert pd.isna(f.loc["C2", "online_share_30d"])          # unknown, never "not online"
+    assert pd.isna(f.loc["C2", "online_share_30d"])  # unknown, never "not online"
     # another source's names: the same spec counts what the vocabulary names
     other = FeatureVocabulary(cash=("groceries",), gambling=("gambling",), online=("card_present",))
     served = fsql.serving_features(conn, Night(DAY), version, other).set_index("customer_id")
@@ -166,10 +181,12 @@ def test_money_sums_are_exact():
 
 
 def test_only_active_customers_appear():
-    conn, version = make_db([
-        ("C1", AS_OF - pd.Timedelta(days=89), 5.0, "groceries", "online"),
-        ("C2", AS_OF - pd.Timedelta(days=91), 5.0, "groceries", "online"),
-    ])
+    conn, version = make_db(
+        [
+            ("C1", AS_OF - pd.Timedelta(days=89), 5.0, "groceries", "online"),
+            ("C2", AS_OF - pd.Timedelta(days=91), 5.0, "groceries", "online"),
+        ]
+    )
     f = both_paths(conn, version, DAY)
     assert list(f.index) == ["C1"]
     assert set(FEATURE_NAMES) <= set(f.columns)
@@ -179,15 +196,17 @@ def test_top_category_ties_and_distinct_categories():
     """Largest amount wins; among equal amounts the latest; among equal amount and time
     the alphabetically last. Distinct categories count only the 30-day window (0 when empty)."""
     t = AS_OF - pd.Timedelta(days=2)
-    conn, version = make_db([
-        ("C1", t, 50.0, "gambling", "online"),
-        ("C1", t - pd.Timedelta(hours=1), 50.0, "groceries", "online"),   # same amount, earlier
-        ("C1", t - pd.Timedelta(days=3), 10.0, "groceries", "online"),
-        ("C2", t, 20.0, "cash_withdrawal", "pos"),
-        ("C2", t, 20.0, "money_transfer", "transfer"),                     # same amount, same time
-        ("C2", AS_OF - pd.Timedelta(days=45), 99.0, "gambling", "online"),  # outside 30 days
-        ("C3", AS_OF - pd.Timedelta(days=45), 99.0, "gambling", "online"),  # nothing in 30 days
-    ])
+    conn, version = make_db(
+        [
+            ("C1", t, 50.0, "gambling", "online"),
+            ("C1", t - pd.Timedelta(hours=1), 50.0, "groceries", "online"),  # same amount, earlier
+            ("C1", t - pd.Timedelta(days=3), 10.0, "groceries", "online"),
+            ("C2", t, 20.0, "cash_withdrawal", "pos"),
+            ("C2", t, 20.0, "money_transfer", "transfer"),  # same amount, same time
+            ("C2", AS_OF - pd.Timedelta(days=45), 99.0, "gambling", "online"),  # outside 30 days
+            ("C3", AS_OF - pd.Timedelta(days=45), 99.0, "gambling", "online"),  # nothing in 30 days
+        ]
+    )
     f = both_paths(conn, version, DAY)
     assert f.loc["C1", "top_category_30d"] == "gambling" and f.loc["C1", "n_categories_30d"] == 2
     assert f.loc["C2", "top_category_30d"] == "money_transfer" and f.loc["C2", "n_categories_30d"] == 2
@@ -195,8 +214,10 @@ def test_top_category_ties_and_distinct_categories():
 
 
 def test_training_features_in_chunks_equal_one_query_over_the_whole_spine():
-    rows = [(f"C{i % 7}", AS_OF - pd.Timedelta(hours=13 * i), 1.0 + i, ["groceries", "gambling"][i % 2], "online")
-            for i in range(120)]
+    rows = [
+        (f"C{i % 7}", AS_OF - pd.Timedelta(hours=13 * i), 1.0 + i, ["groceries", "gambling"][i % 2], "online")
+        for i in range(120)
+    ]
     conn, version = make_db(rows)
     days = [DAY - dt.timedelta(days=d) for d in (0, 3, 9, 20, 41, 55)]
     whole = fsql.training_features(conn, [Night(d) for d in days], version, VOCAB, chunk_days=len(days))

@@ -5,8 +5,8 @@ import pandas as pd
 import pandas.testing as pdt
 
 from risk_assets.scenario.settings import scenario_of
-from risk_assets.settings import Settings
 from risk_assets.scenario.world import BASE_CATEGORIES, NEW_CATEGORIES, World, emitted_category_names
+from risk_assets.settings import Settings
 
 DAY = dt.date(2025, 6, 2)
 
@@ -103,7 +103,9 @@ def test_irregularities_follow_a_visible_precursor():
     w = world(n_customers=6000)
     irr = w.irregularities()
     day = dt.date(2025, 9, 1)
-    upcoming = irr[(irr["event_ts"] >= pd.Timestamp(day)) & (irr["event_ts"] < pd.Timestamp(day) + pd.Timedelta(days=14))]
+    upcoming = irr[
+        (irr["event_ts"] >= pd.Timestamp(day)) & (irr["event_ts"] < pd.Timestamp(day) + pd.Timedelta(days=14))
+    ]
     tx = pd.concat([w.transactions(day - dt.timedelta(days=i)) for i in range(1, 15)])
     per_customer = tx.groupby("customer_id").size().reindex(w.customers()["customer_id"], fill_value=0)
     risky = per_customer[per_customer.index.isin(upcoming["customer_id"])].mean()

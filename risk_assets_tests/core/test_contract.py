@@ -92,9 +92,16 @@ def test_conflicting_duplicates_reject_every_copy_and_say_what_differs():
 
 
 def _stored(**values):
-    row = {"transaction_id": "T1", "partition": "2025-03-02", "customer_id": "C1",
-           "event_ts": pd.Timestamp("2025-03-03 12:00"), "amount_cents": 1050, "category": "groceries",
-           "channel": "online", "source_file": "transactions/date=2025-03-02/part-0.parquet"}
+    row = {
+        "transaction_id": "T1",
+        "partition": "2025-03-02",
+        "customer_id": "C1",
+        "event_ts": pd.Timestamp("2025-03-03 12:00"),
+        "amount_cents": 1050,
+        "category": "groceries",
+        "channel": "online",
+        "source_file": "transactions/date=2025-03-02/part-0.parquet",
+    }
     return pd.DataFrame([{**row, **values}])
 
 
@@ -108,15 +115,18 @@ def test_ids_stored_in_another_partition_with_other_values_are_conflicts_naming_
     result = split([tx(category="fuel")], stored=_stored())
     assert result.rejected.at[0, "reasons"] == (
         "conflicting duplicate transaction_id: values differ (category) from the row stored in partition "
-        "2025-03-02 (from transactions/date=2025-03-02/part-0.parquet)")
+        "2025-03-02 (from transactions/date=2025-03-02/part-0.parquet)"
+    )
 
 
 def test_naive_means_utc_and_aware_is_converted():
-    result = split([
-        tx(transaction_id="A", event_ts="2025-03-03T23:30:00"),
-        tx(transaction_id="B", event_ts="2025-03-04T00:30:00+01:00"),  # 23:30 UTC
-        tx(transaction_id="C", event_ts="2025-03-03T23:30:00-01:00"),  # 00:30 UTC next day
-    ])
+    result = split(
+        [
+            tx(transaction_id="A", event_ts="2025-03-03T23:30:00"),
+            tx(transaction_id="B", event_ts="2025-03-04T00:30:00+01:00"),  # 23:30 UTC
+            tx(transaction_id="C", event_ts="2025-03-03T23:30:00-01:00"),  # 00:30 UTC next day
+        ]
+    )
     assert list(result.accepted["transaction_id"]) == ["A", "B"]
     assert result.accepted["event_ts"].dt.tz is None
     assert "inside partition" in result.rejected.at[0, "reasons"]
@@ -138,8 +148,11 @@ def test_a_row_with_several_problems_lists_them_all():
 
 def test_empty_batch_is_fine():
     result = split_transactions(
-        pd.DataFrame({c: pd.Series(dtype=object) for c in tx()}), WINDOW,
-        max_amount=1e6, max_text=64, known_customers={"C1"},
+        pd.DataFrame({c: pd.Series(dtype=object) for c in tx()}),
+        WINDOW,
+        max_amount=1e6,
+        max_text=64,
+        known_customers={"C1"},
     )
     assert (result.received, len(result.accepted), len(result.rejected)) == (0, 0, 0)
 
@@ -151,39 +164,59 @@ def test_missing_required_column_names_file_and_column():
 
 
 def test_customer_duplicates_and_missing_fields_are_rejected():
-    frame = pd.DataFrame({
-        "customer_id": ["C1", "C1", None, "C3"],
-        "segment": ["retail", "retail", "smb", None],
-        "region": ["north"] * 4,
-        "opened_at": pd.to_datetime(["2020-01-01"] * 4),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1", None, "C3"],
+            "segment": ["retail", "retail", "smb", None],
+            "region": ["north"] * 4,
+            "opened_at": pd.to_datetime(["2020-01-01"] * 4),
+        }
+    )
     result = split_customers(frame, max_text=64)
     assert list(result.accepted["customer_id"]) == ["C1"]
     assert len(result.rejected) == 3
 
 
 def test_conflicting_customer_rows_are_all_rejected_and_their_transactions_say_why():
-    frame = pd.DataFrame({"customer_id": ["C1", "C2", "C1"], "segment": ["retail", "retail", "smb"],
-                          "region": ["north"] * 3, "opened_at": pd.to_datetime(["2020-01-01"] * 3)})
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C1"],
+            "segment": ["retail", "retail", "smb"],
+            "region": ["north"] * 3,
+            "opened_at": pd.to_datetime(["2020-01-01"] * 3),
+        }
+    )
     result = split_customers(frame, max_text=64)
     assert list(result.accepted["customer_id"]) == ["C2"]
-    assert all(r.startswith("conflicting duplicate customer_id: values differ (segment)")
-               for r in result.rejected["reasons"])
-    txs = split_transactions(pd.DataFrame([tx(customer_id="C1")]), WINDOW, max_amount=1e6, max_text=64,
-                             known_customers={"C2"}, conflicted_customers={"C1"})
+    assert all(
+        r.startswith("conflicting duplicate customer_id: values differ (segment)") for r in result.rejected["reasons"]
+    )
+    txs = split_transactions(
+        pd.DataFrame([tx(customer_id="C1")]),
+        WINDOW,
+        max_amount=1e6,
+        max_text=64,
+        known_customers={"C2"},
+        conflicted_customers={"C1"},
+    )
     assert "its customer rows are conflicting duplicates" in txs.rejected.at[0, "reasons"]
 
 
 def test_identical_irregularities_are_counted_duplicates():
-    frame = pd.DataFrame({"customer_id": ["C1", "C1", "C1"],
-                          "event_ts": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-02"])})
+    frame = pd.DataFrame(
+        {"customer_id": ["C1", "C1", "C1"], "event_ts": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-02"])}
+    )
     result = split_irregularities(frame, max_text=64, known_customers={"C1"})
     assert len(result.accepted) == 2 and result.rejected["reasons"].tolist() == [
-        "duplicate irregularity (first at (in memory):0)"]
+        "duplicate irregularity (first at (in memory):0)"
+    ]
 
 
 OUT_OF_RANGE = [
-    dt.datetime(9999, 12, 31), dt.datetime(1, 1, 1), dt.date(9999, 12, 31), "9999-12-31T00:00:00",
+    dt.datetime(9999, 12, 31),
+    dt.datetime(1, 1, 1),
+    dt.date(9999, 12, 31),
+    "9999-12-31T00:00:00",
     "0001-01-01T00:00:00+00:00",
 ]
 
@@ -198,10 +231,16 @@ def test_timestamps_outside_the_nanosecond_range_are_rejected_not_a_crash(value)
 @pytest.mark.parametrize("unit", ["s", "ms", "us"])
 def test_out_of_range_timestamps_in_a_parquet_column_of_any_unit(unit, tmp_path):
     path = tmp_path / "part-0.parquet"
-    table = pa.table({"transaction_id": ["GOOD", "FAR"], "customer_id": ["C1", "C1"],
-                      "event_ts": pa.array([dt.datetime(2025, 3, 3, 1), dt.datetime(9999, 12, 31)],
-                                           pa.timestamp(unit, tz="UTC")),
-                      "amount": [1.0, 1.0], "category": ["a", "a"], "channel": ["x", "x"]})
+    table = pa.table(
+        {
+            "transaction_id": ["GOOD", "FAR"],
+            "customer_id": ["C1", "C1"],
+            "event_ts": pa.array([dt.datetime(2025, 3, 3, 1), dt.datetime(9999, 12, 31)], pa.timestamp(unit, tz="UTC")),
+            "amount": [1.0, 1.0],
+            "category": ["a", "a"],
+            "channel": ["x", "x"],
+        }
+    )
     pq.write_table(table, path)
     result = split(pq.read_table(path).to_pandas())
     assert list(result.accepted["transaction_id"]) == ["GOOD"]

@@ -19,10 +19,10 @@ from risk_assets.app import alerts
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import REFERENCE_JOB
 from risk_assets.defs.sensors import landing_requests
-from risk_assets.store import warehouse
 from risk_assets.sources import LandingSource
+from risk_assets.store import warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
-from risk_assets_tests.test_worlds import assert_blocked, evaluation, outcome, scored
+from risk_assets_tests.scenario.test_worlds import assert_blocked, evaluation, outcome, scored
 
 NEXT_NIGHT = FIRST_NIGHT + dt.timedelta(days=1)
 
@@ -32,8 +32,9 @@ def day_folder(landing, day: dt.date):
 
 
 def day_frame(landing, day: dt.date) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in sorted(day_folder(landing, day).rglob("*.parquet"))],
-                     ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(f) for f in sorted(day_folder(landing, day).rglob("*.parquet"))], ignore_index=True
+    )
 
 
 def step_failure(result) -> str:
@@ -49,8 +50,11 @@ def ledger(settings, day: dt.date) -> tuple[list, pd.DataFrame]:
 
 def rejected(settings, day: dt.date) -> pd.DataFrame:
     with warehouse.connect(settings.warehouse.duckdb_path, read_only=True) as conn:
-        return conn.execute("SELECT source_file, source_row, record_key, reasons FROM rejected_transactions "
-                            "WHERE partition = ? ORDER BY source_file, source_row", [day]).df()
+        return conn.execute(
+            "SELECT source_file, source_row, record_key, reasons FROM rejected_transactions "
+            "WHERE partition = ? ORDER BY source_file, source_row",
+            [day],
+        ).df()
 
 
 def test_a_timestamp_beyond_the_nanosecond_range_is_rejected_with_its_reason(landing_copy, instance):
@@ -60,8 +64,12 @@ def test_a_timestamp_beyond_the_nanosecond_range_is_rejected_with_its_reason(lan
     path = day_folder(landing_copy.landing, FIRST_NIGHT) / "part-0.parquet"
     frame = pd.read_parquet(path)
     far = [dt.datetime(9999, 12, 31) if i < 2 else ts.to_pydatetime() for i, ts in enumerate(frame["event_ts"])]
-    pq.write_table(pa.Table.from_pandas(frame.drop(columns="event_ts"), preserve_index=False)
-                   .append_column("event_ts", pa.array(far, pa.timestamp("us"))), path)
+    pq.write_table(
+        pa.Table.from_pandas(frame.drop(columns="event_ts"), preserve_index=False).append_column(
+            "event_ts", pa.array(far, pa.timestamp("us"))
+        ),
+        path,
+    )
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     failed, _ = outcome(result)
     assert result.success and not failed, [evaluation(result, f).description for f in failed]
@@ -142,12 +150,13 @@ def test_malformed_partition_folders_are_reported_by_the_sensor_and_a_check(land
     assert [r.partition_key for r in requests] == [FIRST_NIGHT.isoformat()]
     assert any(compact in n and f"looks like {NEXT_NIGHT}" in n for n in notes)
     defs = build_definitions(settings)
-    sensor = defs.get_sensor_def("landing_sensor")
+    sensor = defs.resolve_sensor_def("landing_sensor")
     sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     stored = alerts.read(settings.alerts.duckdb_path)
     layout = stored[stored["kind"] == "landing_layout"]
-    assert sorted(layout["asset"]) == [f"landing:transactions/{n}/" for n in sorted(
-        ["date=2025-13-01", compact, "tmp_upload"])]
+    assert sorted(layout["asset"]) == [
+        f"landing:transactions/{n}/" for n in sorted(["date=2025-13-01", compact, "tmp_upload"])
+    ]
 
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert result.success and scored(settings, FIRST_NIGHT) > 0  # WARN: the night itself is whole
@@ -193,10 +202,13 @@ def test_an_id_re_sent_on_a_later_day_with_other_values_blocks_that_day(landing_
     bad = rejected(settings, NEXT_NIGHT)
     assert bad["reasons"].tolist() == [
         "conflicting duplicate transaction_id: values differ (event_ts, amount_cents) from the row stored in "
-        f"partition {FIRST_NIGHT} (from transactions/date={FIRST_NIGHT}/part-0.parquet)"]
+        f"partition {FIRST_NIGHT} (from transactions/date={FIRST_NIGHT}/part-0.parquet)"
+    ]
     with warehouse.connect(settings.warehouse.duckdb_path, read_only=True) as conn:
-        verdict = conn.execute("SELECT passed, summary FROM raw_verdicts WHERE partition = ? AND check_name = ?",
-                               [NEXT_NIGHT, "conflicting_duplicates"]).fetchall()
+        verdict = conn.execute(
+            "SELECT passed, summary FROM raw_verdicts WHERE partition = ? AND check_name = ?",
+            [NEXT_NIGHT, "conflicting_duplicates"],
+        ).fetchall()
     assert verdict[0][0] is False and first["transaction_id"].iloc[0] in verdict[0][1]
 
 
@@ -212,8 +224,11 @@ def test_a_customer_repeated_with_another_segment_fails_the_customers_check(land
     other = sorted(set(customers["segment"]) - set(twin["segment"]))[0]
     pd.concat([customers, twin.assign(segment=other)], ignore_index=True).to_parquet(path, index=False)
 
-    result = build_definitions(settings).resolve_job_def(REFERENCE_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET)
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(REFERENCE_JOB)
+        .execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+    )
     assert not result.success
     check = evaluation(result, "customers.conflicting_duplicates")
     assert not check.passed and who in check.description
@@ -224,7 +239,9 @@ def test_a_customer_repeated_with_another_segment_fails_the_customers_check(land
     assert run_night(settings, instance, FIRST_NIGHT, raw_only=True).success
     bad = rejected(settings, FIRST_NIGHT)
     assert len(bad) == (night["customer_id"] == who).sum()
-    assert set(bad["reasons"]) == {"customer_id: its customer rows are conflicting duplicates (rejected from customers)"}
+    assert set(bad["reasons"]) == {
+        "customer_id: its customer rows are conflicting duplicates (rejected from customers)"
+    }
 
 
 def test_a_macos_resource_file_is_skipped_and_listed(landing_copy, instance):
@@ -241,7 +258,9 @@ def test_a_macos_resource_file_is_skipped_and_listed(landing_copy, instance):
     assert ".DS_Store (marker file)" in check.description
     _, files = ledger(settings, FIRST_NIGHT)
     assert set(files.loc[files["action"] == "skipped", "path"]) == {
-        f"transactions/date={FIRST_NIGHT}/._part-0.parquet", f"transactions/date={FIRST_NIGHT}/.DS_Store"}
+        f"transactions/date={FIRST_NIGHT}/._part-0.parquet",
+        f"transactions/date={FIRST_NIGHT}/.DS_Store",
+    }
 
 
 def test_an_unknown_file_in_a_day_folder_fails_the_day_naming_it(landing_copy, instance):

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from risk_assets.scenario.settings import scenario_of
-from risk_assets.store import warehouse
 from risk_assets.scenario.world import PROFILES
+from risk_assets.store import warehouse
+from risk_assets_tests.checks.test_statistics import assert_statistics_match_rows
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
-from risk_assets_tests.test_statistics import assert_statistics_match_rows
 
 NEXT_NIGHT = FIRST_NIGHT + dt.timedelta(days=1)
 HOSTILE = ["'); DROP TABLE raw_transactions; --", "Groceries|x", "ünknown", "   ", "NULL", "a\tb"]
@@ -33,16 +33,21 @@ def damage(landing, day: dt.date, change) -> None:
 
 def outcome(result) -> tuple[set[str], set[str]]:
     """(blocking ERROR checks that failed, checks that passed)."""
-    failed = {f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations()
-              if not e.passed and e.severity.value == "ERROR"}
-    passed = {f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations()
-              if e.passed}
+    failed = {
+        f"{e.asset_key.to_user_string()}.{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity.value == "ERROR"
+    }
+    passed = {
+        f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations() if e.passed
+    }
     return failed, passed
 
 
 def evaluation(result, label: str):
-    return next(e for e in result.get_asset_check_evaluations()
-                if f"{e.asset_key.to_user_string()}.{e.check_name}" == label)
+    return next(
+        e for e in result.get_asset_check_evaluations() if f"{e.asset_key.to_user_string()}.{e.check_name}" == label
+    )
 
 
 def scored(settings, day: dt.date) -> int:
@@ -79,8 +84,10 @@ def test_a_new_channel_value_is_never_silently_not_online(landing_copy, instance
 
 def test_a_truncated_day_blocks_itself_and_every_night_after_it_until_it_is_reloaded(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
-    original = {f: pd.read_parquet(f) for f in (landing_copy.landing / "transactions"
-                                                 / f"date={FIRST_NIGHT:%Y-%m-%d}").glob("*.parquet")}
+    original = {
+        f: pd.read_parquet(f)
+        for f in (landing_copy.landing / "transactions" / f"date={FIRST_NIGHT:%Y-%m-%d}").glob("*.parquet")
+    }
     damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
     first = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert_blocked(settings, first, FIRST_NIGHT, "raw_transactions.row_volume")
@@ -102,8 +109,14 @@ def test_a_quarantined_day_can_be_accepted_deliberately(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
     damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
     run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
-    accepted = landing_copy([], override={"by": "j.doe", "reason": "INC-7: export cut short, accepted",
-                                          "accept_days": [FIRST_NIGHT.isoformat()]})
+    accepted = landing_copy(
+        [],
+        override={
+            "by": "j.doe",
+            "reason": "INC-7: export cut short, accepted",
+            "accept_days": [FIRST_NIGHT.isoformat()],
+        },
+    )
     result = run_night(accepted, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
     health = evaluation(result, "serving_features.lookback_health")
     assert result.success and health.passed and health.metadata["accepted_days"].value == 1
@@ -153,8 +166,12 @@ def test_hostile_category_strings_are_stopped_and_stored_verbatim(landing_copy, 
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.category_coverage")
     with warehouse.connect(settings.warehouse.duckdb_path) as conn:
-        stored = {r[0] for r in conn.execute("SELECT DISTINCT category FROM raw_transactions WHERE partition = ?",
-                                             [FIRST_NIGHT]).fetchall()}
+        stored = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT category FROM raw_transactions WHERE partition = ?", [FIRST_NIGHT]
+            ).fetchall()
+        }
     assert {h for h in HOSTILE if h.strip()} <= stored
 
 
@@ -181,7 +198,7 @@ def test_a_few_odd_rows_tolerated_by_coverage_do_not_block_this_night_or_the_nex
     settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
 
     def few(frame, rng):
-        frame.loc[rng.permutation(len(frame))[:max(1, len(frame) // 400)], "category"] = "odd_new_thing"
+        frame.loc[rng.permutation(len(frame))[: max(1, len(frame) // 400)], "category"] = "odd_new_thing"
         return frame
 
     damage(landing_copy.landing, FIRST_NIGHT, few)
@@ -199,8 +216,8 @@ def test_a_population_that_moved_beyond_the_training_bands_is_stopped_by_drift_b
     """Half of the customers re-segmented by the source overnight: every value is known,
     nothing is missing, but the population no longer looks like the one the model
     learned from."""
-    from risk_assets.defs.jobs import REFERENCE_JOB
     from risk_assets.defs.factory import build_definitions
+    from risk_assets.defs.jobs import REFERENCE_JOB
 
     settings = landing_copy([FIRST_NIGHT])
     segments = PROFILES[scenario_of(settings).world.profile].segments
@@ -209,8 +226,12 @@ def test_a_population_that_moved_beyond_the_training_bands_is_stopped_by_drift_b
     moved = np.random.default_rng(3).random(len(customers)) < 0.5
     customers.loc[moved, "segment"] = segments[-1]
     customers.to_parquet(path, index=False)
-    assert build_definitions(settings).resolve_job_def(REFERENCE_JOB).execute_in_process(
-        instance=instance, run_config=QUIET).success
+    assert (
+        build_definitions(settings)
+        .resolve_job_def(REFERENCE_JOB)
+        .execute_in_process(instance=instance, run_config=QUIET)
+        .success
+    )
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
     assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.drift_bounds")
     assert "segment" in evaluation(result, "encoded_features.drift_bounds").description
@@ -244,7 +265,9 @@ def test_slow_inflation_is_an_error_before_amounts_are_ten_percent_off(landing_c
                 assert not result.success and scored(settings, night) == 0
                 assert "amount_level drifting up" in check.description
                 break
-    record_property("slow_inflation", f"{landing_copy.world}: first WARN night {first_warn}, first ERROR night {first_error}")
+    record_property(
+        "slow_inflation", f"{landing_copy.world}: first WARN night {first_warn}, first ERROR night {first_error}"
+    )
     print(f"{landing_copy.world}: 0.4%/day inflation -> first WARN night {first_warn}, first ERROR night {first_error}")
-    assert first_error is not None and 1.004 ** first_error < 1.10
+    assert first_error is not None and 1.004**first_error < 1.10
     assert first_warn is not None and first_warn <= first_error
