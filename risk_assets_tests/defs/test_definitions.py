@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_definitions_validate_loadable():
     from risk_assets.definitions import defs
 
-    dg.Definitions.validate_loadable(defs)
-    graph = defs.resolve_asset_graph()
+    # as in a code server: a live instance (an earlier test's instance may still be the
+    # process's current defs-state storage, held by a dead weak reference)
+    with dg.instance_for_test():
+        dg.Definitions.validate_loadable(defs)
+        graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"customers", "irregularities", "raw_transactions", "rejected_transactions"} <= keys
 
