@@ -190,6 +190,13 @@ class CheckSettings(_Section):
     weeks, holidays apart (ERROR below; a day with no rows at all is always an ERROR)."""
     holiday_min_volume_share: Share = 0.15
     """raw: the same on a public holiday (``calendar.holidays_country``), which is quiet by nature."""
+    max_replayed_share: Share = 0.01
+    """raw: rows repeating another row of the night in every field but the transaction id, as a
+    share of the night's accepted rows (ERROR above): a file re-sent under fresh ids."""
+    max_volume_share: Annotated[float, Field(gt=1.0)] = 2.0
+    """raw: ERROR above this multiple of the same expectation — a day can be too large as well
+    as too small (a file delivered twice under fresh ids, another source's rows mixed in).
+    Clean days of the test worlds reach 1.44 at 4,000 customers (a small Sunday)."""
     max_amount_factor: Annotated[float, Field(gt=1.0)] = 4.0
     """raw: ERROR when the night's amounts sit this many times above (or below) the recent
     level of the same categories — a unit change (cents for euros) states its factor."""

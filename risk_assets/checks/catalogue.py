@@ -30,6 +30,7 @@ from risk_assets.checks import (
     parity,
     reconcile,
     rejections,
+    replays,
     schemas,
     volume,
 )
@@ -126,10 +127,25 @@ CHECKS: tuple[CheckDecl, ...] = (
         volume.row_volume,
         load=volume.load,
         quarantines=True,
-        settings={"min_share": "checks.min_volume_share", "holiday_min_share": "checks.holiday_min_volume_share"},
+        settings={
+            "min_share": "checks.min_volume_share",
+            "holiday_min_share": "checks.holiday_min_volume_share",
+            "max_share": "checks.max_volume_share",
+        },
         description="A day with no rows, or far fewer than the same weekday's recent median (public "
         "holidays judged as holidays), stops the night: zero rows break no contract but would "
         "silently shrink every window.",
+    ),
+    CheckDecl(
+        "replayed_rows",
+        "raw_transactions",
+        replays.replayed_rows,
+        load=replays.load,
+        quarantines=True,
+        settings={"max_replayed_share": "checks.max_replayed_share"},
+        description="Rows that repeat another row of the night in every field but the id (customer, time, "
+        "amount, category, channel): a file re-sent under fresh ids passes the contract but counts every "
+        "event twice.",
     ),
     CheckDecl(
         "amount_scale",

@@ -198,6 +198,47 @@ def cusum(z: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
     return up, down
 
 
+def change_point(path: np.ndarray) -> int:
+    """Page's estimate of where a CUSUM path's change began: the first night after the path
+    last stood at zero (index into ``path``; 0 when it never did)."""
+    zeros = np.flatnonzero(path <= 0.0)
+    return int(zeros[-1]) + 1 if len(zeros) else 0
+
+
+def _fit(design: np.ndarray, y: np.ndarray) -> float:
+    """Residual sum of squares of a least-squares fit."""
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(((y - design @ coef) ** 2).sum())
+
+
+ONSET_BASELINE = 7
+"""Nights before Page's estimate that the onset fit reads as the level before the change."""
+
+
+def onset(z: np.ndarray, path: np.ndarray) -> tuple[int, str]:
+    """When the change of one CUSUM side began and how: ``(index, "sudden" | "gradual")``.
+    Over the nights from a week before Page's estimate (:func:`change_point`) to tonight, two
+    models are fitted, each with its change night searched: a **step** (one level before,
+    another after: a unit change, a clipped feed, a lost region) and a **ramp** (flat, then
+    rising by the same amount every night: a trend). The better fit names the kind and its
+    change night the start; a tie (one night after the change fits both) is a step."""
+    n = len(z)
+    lo = max(0, change_point(path) - ONSET_BASELINE)
+    y, t = z[lo:], np.arange(lo, n, dtype=float)
+    if len(y) < 2:
+        return lo, "sudden"
+    best = {}
+    for kind in ("step", "ramp"):
+        fits = []
+        for tau in range(lo + 1, n):
+            after = t >= tau
+            column = after.astype(float) if kind == "step" else np.where(after, t - tau + 1, 0.0)
+            fits.append((_fit(np.column_stack([np.ones_like(t), column]), y), tau))
+        best[kind] = min(fits)
+    (step_rss, step_tau), (ramp_rss, ramp_tau) = best["step"], best["ramp"]
+    return (step_tau, "sudden") if step_rss <= ramp_rss + 1e-9 else (ramp_tau, "gradual")
+
+
 def _peak_paths(days: np.ndarray, k: float, horizon: int, rng: np.random.Generator) -> np.ndarray:
     """Resampled in-control sequences of calibration days (rows of ``days``: one day's z
     per statistic): for each run and night, the largest CUSUM so far over statistics and
@@ -268,6 +309,9 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
     for stat, g in z.groupby("statistic", sort=False):
         g = g.sort_values("partition")
         up, down = cusum(g["z"].to_numpy(), k)
+        z_side = g["z"].to_numpy() if up[-1] >= down[-1] else -g["z"].to_numpy()
+        direction, path = ("up", up) if up[-1] >= down[-1] else ("down", down)
+        start, kind = onset(z_side, path)
         rows.append(
             {
                 "statistic": stat,
@@ -276,7 +320,10 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
                 "last_z": float(g["z"].iloc[-1]),
                 "cusum_up": float(up[-1]),
                 "cusum_down": float(down[-1]),
-                "direction": "up" if up[-1] >= down[-1] else "down",
+                "direction": direction,
+                "since": str(g["partition"].iloc[start]),
+                "nights_since": len(g) - start,
+                "onset": kind,
             }
         )
     table = pd.DataFrame(rows)
@@ -294,8 +341,12 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
         passed=alarms.empty,
         severity=severity,
         summary=(
-            ", ".join(f"{r.statistic} drifting {r.direction} (CUSUM {r.cusum:.1f})" for r in alarms.itertuples())
-            + f" over {nights_seen} night(s)"
+            ", ".join(
+                f"{r.statistic} drifting {r.direction} (CUSUM {r.cusum:.1f}), {r.onset}, since {r.since}"
+                + (" (tonight)" if r.nights_since == 1 else f" ({r.nights_since} nights)")
+                for r in alarms.itertuples()
+            )
+            + f"; {nights_seen} night(s) monitored"
             if len(alarms)
             else f"no one-directional change in the daily statistics over {nights_seen} night(s)"
         ),
@@ -303,6 +354,7 @@ def daily_drift(nights: pd.DataFrame, calibration: dict) -> Verdict:
             "nights": nights_seen,
             "alarms": len(alarms),
             "errors": len(errors),
+            "change_point": str(alarms["since"].iloc[0]) if len(alarms) else "-",
             **{f"cusum.{r.statistic}": float(r.cusum) for r in table.itertuples()},
             **{f"value.{r.statistic}": float(r.last_value) for r in table.itertuples()},
         },

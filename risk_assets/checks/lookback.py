@@ -1,6 +1,10 @@
-"""Quarantine: a raw day that failed a quarantining check blocks every night whose
-look-back reads it (``lookback_health``), until it is re-loaded and passes or an override
-accepts it. The day's verdicts are recorded with each load (:func:`judge_raw_day`)."""
+"""Quarantine: a day that caused a block never feeds later nights silently. A raw day that
+failed a quarantining check, or whose own night was blocked by any other blocking check,
+blocks every night whose look-back reads it (``lookback_health``), until it is re-judged
+healthy (re-loaded and passing, or its night re-run and passing — after a re-delivery, a new
+mapping, a fix) or an override accepts it. The raw verdicts are recorded with each load
+(:func:`judge_raw_day`), the night's blocking verdicts with each check step
+(:func:`night_record`)."""
 
 from __future__ import annotations
 
@@ -36,16 +40,57 @@ def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
+NOT_THE_DAYS_OWN = ("lookback_health",)
+"""Blocking checks whose failure is not the day's own: the look-back judges *other* days
+(recording it would let one bad day quarantine every later night in a chain)."""
+
+
+def records_night(decl: CheckDecl) -> bool:
+    """Whether a check's verdicts on a night are recorded for the later nights' look-back:
+    every blocking check but the raw layer's quarantining ones (re-judged with each load, in
+    ``raw_verdicts``) and those in :data:`NOT_THE_DAYS_OWN`."""
+    return decl.blocking and decl.partitioned and not decl.quarantines and decl.name not in NOT_THE_DAYS_OWN
+
+
+def night_record(step: Step, results: Sequence[tuple[CheckDecl, bool, str, str]]) -> pd.DataFrame:
+    """The rows :func:`~risk_assets.store.warehouse.record_night_verdicts` stores for one
+    check step: ``(decl, passed, severity, summary)`` of each evaluated check it records."""
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return pd.DataFrame(
+        [
+            {
+                "check_name": decl.name,
+                "asset": decl.asset,
+                # only an ERROR blocks: a WARN of a blocking check lets the night score
+                "passed": bool(passed or severity != "ERROR"),
+                "severity": severity,
+                "summary": summary,
+                "evaluated_at": now,
+                "settings_version": step.settings.version(),
+            }
+            for decl, passed, severity, summary in results
+            if records_night(decl)
+        ],
+        columns=["check_name", "asset", "passed", "severity", "summary", "evaluated_at", "settings_version"],
+    )
+
+
 # --------------------------------------------------------------------------- guard
 def lookback_health(
-    expected: list[dt.date], loaded: Iterable[dt.date], verdicts: pd.DataFrame, accepted: dict[dt.date, str]
+    expected: list[dt.date],
+    loaded: Iterable[dt.date],
+    verdicts: pd.DataFrame,
+    accepted: dict[dt.date, str],
+    blocked: pd.DataFrame | None = None,
 ) -> Verdict:
     """Every raw partition of the night's look-back was loaded *and* passed the raw
     layer's blocking checks on its latest load (``verdicts``: ``partition, check_name, passed,
     summary``; a day without verdicts has not been judged). A day that failed is
     quarantined: the nights whose windows read it are blocked, naming the day and the
     check, until it is re-loaded and passes, or ``accepted`` (an override with a name and
-    a reason) takes it as it is."""
+    a reason) takes it as it is. ``blocked`` (``partition, check_name, passed, summary``: the
+    latest verdict of each recorded blocking check of earlier nights) quarantines a day whose
+    own night was blocked, whichever check blocked it, until that night is re-run and passes."""
     loaded = set(loaded)
     tonight = expected[-1]
     missing = [d for d in expected if d not in loaded]
@@ -54,6 +99,13 @@ def lookback_health(
     judged = set(verdicts["partition"])
     unjudged = [d for d in earlier if d not in judged]
     sick = {d: list(g["check_name"] + ": " + g["summary"]) for d, g in failed.groupby("partition")}
+    if blocked is not None and len(blocked):
+        night_failed = blocked[~blocked["passed"] & blocked["partition"].isin(earlier)]
+        for d, g in night_failed.groupby("partition"):
+            sick.setdefault(d, []).extend(
+                f"blocked its own night: {c}: {s}" for c, s in zip(g["check_name"], g["summary"])
+            )
+    sick = dict(sorted(sick.items()))
     waived = {d: accepted[d] for d in sorted(sick) if d in accepted}
     quarantined = {d: why for d, why in sorted(sick.items()) if d not in accepted}
     table = pd.DataFrame(
@@ -102,12 +154,14 @@ def lookback_health(
 
 # --------------------------------------------------------------------------- loader
 def load(step: Step) -> Inputs:
-    """The look-back's load ledger and the raw verdicts recorded with each load; a day
-    whose verdicts are missing or older than its latest load is judged now (same guards)."""
+    """The look-back's load ledger, the raw verdicts recorded with each load (a day whose
+    verdicts are missing or older than its latest load is judged now, same guards) and the
+    earlier nights' recorded blocking verdicts."""
     night, settings = step.night, step.settings
     expected = night.lookback_partitions
     ledger = warehouse.loads(step.conn, expected[0], expected[-1])
     verdicts = warehouse.raw_verdicts(step.conn, expected[0], expected[-1])
+    blocked = warehouse.night_verdicts(step.conn, expected[0], night.day - dt.timedelta(days=1))
     fresh = verdicts.merge(ledger[["partition", "loaded_at"]], on=["partition", "loaded_at"])
     stale = [d for d in ledger["partition"] if d != night.day and d not in set(fresh["partition"])]
     for day in stale:
@@ -117,6 +171,7 @@ def load(step: Step) -> Inputs:
             "expected": expected,
             "loaded": ledger["partition"].tolist(),
             "verdicts": fresh,
+            "blocked": blocked,
             "accepted": dict.fromkeys(
                 settings.override.accept_days, f"{settings.override.by}: {settings.override.reason}"
             ),

@@ -76,12 +76,14 @@ def row_volume(
     holidays: frozenset[dt.date],
     min_share: float,
     holiday_min_share: float,
+    max_share: float = float("inf"),
 ) -> Verdict:
     """``history``: ``partition, accepted`` of earlier loaded days (a few months).
 
     ERROR when nothing was received, or when fewer rows were accepted than ``min_share``
     of the same weekday's recent median — ``holiday_min_share`` of it on a public
-    holiday (a holiday is quiet by nature; a truncated ordinary day is not)."""
+    holiday (a holiday is quiet by nature; a truncated ordinary day is not) — or more than
+    ``max_share`` times it: two-sided, a day re-sent whole is as wrong as a day half lost."""
     holiday = day in holidays
     expected, days, basis = expected_volume(day, history, holidays)
     share_needed = holiday_min_share if holiday else min_share
@@ -94,7 +96,11 @@ def row_volume(
         "holiday": holiday,
         "expectation": basis,
     }
-    thresholds = {"min_share_of_expected": share_needed, "min_comparable_days": MIN_COMPARABLE_DAYS}
+    thresholds = {
+        "min_share_of_expected": share_needed,
+        "max_share_of_expected": max_share,
+        "min_comparable_days": MIN_COMPARABLE_DAYS,
+    }
     if received == 0:
         return Verdict(
             False,
@@ -113,12 +119,15 @@ def row_volume(
             thresholds,
         )
     share = accepted / expected
+    direction = "too few" if share < share_needed else "too many" if share > max_share else None
     return Verdict(
-        passed=share >= share_needed,
+        passed=direction is None,
         severity="ERROR",
-        summary=f"{accepted} rows accepted = {share:.0%} of the {basis} median {expected:.0f}"
+        summary=(f"{direction} rows tonight: " if direction else "")
+        + f"{accepted} rows accepted = {share:.0%} of the {basis} median {expected:.0f}"
         + (" on a public holiday" if holiday else "")
-        + f" (at least {share_needed:.0%} expected)",
+        + f" (expected {share_needed:.0%} .. {max_share:.0%})"
+        + (" — a file delivered twice, or another feed mixed in?" if direction == "too many" else ""),
         figures=figures,
         thresholds=thresholds,
     )

@@ -17,13 +17,14 @@ from itertools import groupby
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.checks import CheckDecl, Refused, Step
+from risk_assets.checks import CheckDecl, Refused, Step, lookback
 from risk_assets.checks.catalogue import CHECKS, in_asset
 from risk_assets.defs import render
 from risk_assets.defs.resources import daily_partitions, night_of, open_engine
 from risk_assets.engines import EngineFactory
 from risk_assets.settings import Settings
 from risk_assets.sources import Source
+from risk_assets.store import warehouse
 from risk_assets.store.warehouse import NotMaterialised
 
 
@@ -44,14 +45,20 @@ def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
 
 def evaluate_step(decls: list[CheckDecl], step: Step) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of one asset on one night, each isolated from the others
-    (they share the step's statistics and model: computed once)."""
+    (they share the step's statistics and model: computed once). The blocking verdicts are
+    recorded for the later nights' look-back (a day that blocked its night is quarantined)."""
+    outcomes = []
     for decl in decls:
         try:
             verdict, extras = decl.evaluate(step)
         except Exception as exc:
-            yield not_evaluated(decl, exc)
+            result = not_evaluated(decl, exc)
+            outcomes.append((decl, False, "ERROR", result.description))
+            yield result
             continue
+        outcomes.append((decl, verdict.passed, verdict.severity, verdict.summary))
         yield render.check_result(verdict, step.settings, check_name=decl.name, asset_key=decl.asset, versions=extras)
+    warehouse.record_night_verdicts(step.conn, step.night.day, lookback.night_record(step, outcomes))
 
 
 def _spec(decl: CheckDecl, partitions: dg.PartitionsDefinition) -> dg.AssetCheckSpec:

@@ -58,6 +58,10 @@ TABLES: dict[str, str] = {
     "raw_verdicts": """
         partition DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, severity VARCHAR NOT NULL,
         summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL""",
+    "night_verdicts": """
+        partition DATE NOT NULL, check_name VARCHAR NOT NULL, asset VARCHAR NOT NULL, passed BOOLEAN NOT NULL,
+        severity VARCHAR NOT NULL, summary VARCHAR NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+        settings_version VARCHAR NOT NULL""",
     "category_mapping": """
         version VARCHAR NOT NULL, raw_category VARCHAR NOT NULL, canonical VARCHAR NOT NULL,
         code INTEGER NOT NULL, origin VARCHAR NOT NULL, training_rows BIGINT,
@@ -456,6 +460,30 @@ def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date)
     return _dated(
         conn,
         "SELECT partition, check_name, passed, summary, loaded_at FROM raw_verdicts "
+        "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name",
+        [first, last],
+    )
+
+
+def record_night_verdicts(conn: duckdb.DuckDBPyConnection, partition: dt.date, verdicts: pd.DataFrame) -> None:
+    """Replace the recorded verdicts of ``verdicts``' checks on one night (one transaction):
+    the latest evaluation of each blocking check is what a later night's look-back reads."""
+    if verdicts.empty:
+        return
+    with transaction(conn):
+        for name in verdicts["check_name"].unique():
+            conn.execute(
+                f"DELETE FROM {table('night_verdicts')} WHERE partition = ? AND check_name = ?", [partition, name]
+            )
+        insert(conn, "night_verdicts", verdicts.assign(partition=partition))
+
+
+def night_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The latest recorded verdict of each blocking night check (``partition, check_name,
+    asset, passed, summary, evaluated_at``) for nights ``first .. last``."""
+    return _dated(
+        conn,
+        f"SELECT partition, check_name, asset, passed, summary, evaluated_at FROM {table('night_verdicts')} "
         "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name",
         [first, last],
     )

@@ -34,19 +34,22 @@ def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landi
     out = capsys.readouterr().out
     assert status == 1, out  # a night was blocked
     lines = {night: line for line in out.splitlines() for night in map(str, NIGHTS) if line.startswith(night)}
-    assert "scored" in lines[str(NIGHTS[0])] and "scored" in lines[str(NIGHTS[2])]
+    assert "scored" in lines[str(NIGHTS[0])]
     assert "BLOCKED by" in lines[str(BAD)] and "encoded_features.category_coverage" in lines[str(BAD)]
-    assert "3 night(s): 2 scored, 1 blocked or failed" in out
+    # the blocked day never feeds the next night silently: its look-back quarantines it
+    assert "BLOCKED by" in lines[str(NIGHTS[2])] and "serving_features.lookback_health" in lines[str(NIGHTS[2])]
+    assert "3 night(s): 1 scored, 2 blocked or failed" in out
 
     assert cli.main(["status", "--last", "3", *home]) == 1
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if str(BAD) in line)
-    assert "BLOCKED" in row and "category_coverage" in row and out.count("SCORED") == 2
+    assert "BLOCKED" in row and "category_coverage" in row and out.count("SCORED") == 1
 
     assert cli.main(["alerts", "--kind", "night_blocked", "--format", "json", *home]) == 0
     alerts = json.loads(capsys.readouterr().out)
-    assert [a["partition"] for a in alerts] == [str(BAD)]
+    assert [a["partition"] for a in alerts] == [str(BAD), str(NIGHTS[2])]
     assert "encoded_features.category_coverage" in alerts[0]["reason"]
+    assert "serving_features.lookback_health" in alerts[1]["reason"]
 
     # the report of the blocked night, written after the run: the failed checks and the four plots
     page = (tmp_path / "reports" / f"night-{BAD}.html").read_text()

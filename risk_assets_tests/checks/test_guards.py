@@ -269,7 +269,23 @@ def test_daily_drift_catches_slow_inflation_and_stays_quiet_on_clean_nights():
     assert error is not None and 1.004**error < 1.10
     verdict = daily_drift(daily_statistics(days(start, 25, np.log(1.004))), calibration)
     assert verdict.tables["statistics"].iloc[0]["statistic"] == "amount_level"  # the cause on top
-    assert "amount_level drifting up" in verdict.summary
+    assert "amount_level drifting up" in verdict.summary and "gradual" in verdict.summary
+    # the reason dates the change, not the monitored window: clean nights, then a trend, then a step
+    clean = days(start, 20)
+    trend_start = start + dt.timedelta(days=20)
+    trend = days(trend_start, 15, np.log(1.004) * 3)
+    verdict = daily_drift(daily_statistics(pd.concat([clean, trend], ignore_index=True)), calibration)
+    assert not verdict.passed
+    since = dt.date.fromisoformat(verdict.figures["change_point"])
+    assert trend_start - dt.timedelta(days=4) <= since <= trend_start + dt.timedelta(days=5), since  # within days
+    step = days(start + dt.timedelta(days=35), 1, np.log(1.25))  # every amount 25% up, tonight only
+    nights = pd.concat([clean, days(trend_start, 15), step], ignore_index=True)
+    verdict = daily_drift(daily_statistics(nights), calibration)
+    tonight = str(step["partition"].iloc[0])
+    assert not verdict.passed and verdict.figures["change_point"] == tonight
+    assert (
+        "amount_level drifting up (CUSUM" in verdict.summary and f"sudden, since {tonight} (tonight)" in verdict.summary
+    )
     # a night coverage fails on (many unmapped rows) has no risky share: coverage judges it
     uncovered = days(start, 1).assign(mapped_rows=lambda d: d["all_rows"] * 0.9)
     stats = daily_statistics(uncovered, max_unmapped_share=0.005)
@@ -332,6 +348,17 @@ def test_row_volume_judges_a_day_against_its_own_weekday_and_blocks_empty_or_thi
     assert not row_volume(0, 0, MONDAY, _weeks(MONDAY, weeks=0), NONE, 0.5, 0.15).passed  # but never an empty day
 
 
+def test_row_volume_is_two_sided_a_day_can_be_too_large():
+    normal = row_volume(12_000, 12_000, MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15, 2.0)
+    assert normal.passed
+    expected = normal.figures["expected_accepted"]
+    twice = row_volume(int(expected * 2.3), int(expected * 2.3), MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15, 2.0)
+    assert not twice.passed and twice.severity == "ERROR" and twice.summary.startswith("too many rows tonight")
+    assert twice.thresholds["max_share_of_expected"] == 2.0 and "delivered twice" in twice.summary
+    thin = row_volume(int(expected * 0.3), int(expected * 0.3), MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15, 2.0)
+    assert thin.summary.startswith("too few rows tonight")
+
+
 def test_a_public_holiday_is_judged_as_a_holiday_and_kept_out_of_the_expectation():
     christmas = dt.date(2025, 12, 25)  # a Thursday
     history = _weeks(christmas)
@@ -346,3 +373,48 @@ def test_a_public_holiday_is_judged_as_a_holiday_and_kept_out_of_the_expectation
         row_volume(16_000, 16_000, christmas, history, frozenset({assumption}), 0.5, 0.15).figures["expected_accepted"]
         == 16_200
     )
+
+
+# --------------------------------------------------------------------------- a day that blocked its night
+def _lookback(days: int = 5):
+    expected = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(days)]
+    verdicts = pd.DataFrame({"partition": expected, "check_name": "rows_reconcile", "passed": True, "summary": "ok"})
+    return expected, verdicts
+
+
+def test_a_day_whose_own_night_was_blocked_quarantines_the_later_nights_until_re_judged():
+    from risk_assets.checks.lookback import lookback_health
+
+    expected, verdicts = _lookback()
+    sick_day = expected[2]
+    blocked = pd.DataFrame(
+        {
+            "partition": [sick_day, expected[1]],
+            "check_name": ["drift_bounds", "feature_parity"],
+            "passed": [False, True],
+            "summary": ["amount_30d: PSI 0.41 (limit 0.25)", "serving and training paths agree"],
+        }
+    )
+    verdict = lookback_health(expected, expected, verdicts, {}, blocked)
+    assert not verdict.passed and verdict.severity == "ERROR"
+    assert str(sick_day) in verdict.summary and "drift_bounds" in verdict.summary and "PSI 0.41" in verdict.summary
+    assert verdict.figures["quarantined_days"] == 1 and verdict.figures["first_quarantined"] == str(sick_day)
+    # re-judged healthy: its night re-run and passing
+    healed = blocked.assign(passed=True)
+    assert lookback_health(expected, expected, verdicts, {}, healed).passed
+    # accepted by an override with a name and a reason
+    waived = lookback_health(expected, expected, verdicts, {sick_day: "ops: accepted"}, blocked)
+    assert waived.passed and waived.figures["accepted_days"] == 1
+    # tonight's own verdicts are not the look-back's business
+    assert lookback_health(expected[:3], expected[:3], verdicts, {}, blocked).passed
+
+
+def test_which_blocking_checks_a_night_records_for_the_look_back():
+    from risk_assets.checks.catalogue import CHECKS
+    from risk_assets.checks.lookback import records_night
+
+    recorded = {d.name for d in CHECKS if records_night(d)}
+    assert {"feature_parity", "drift_bounds", "imputation_ceiling", "category_coverage"} <= recorded
+    assert "lookback_health" not in recorded  # it judges other days: no chain of quarantines
+    assert not any(d.quarantines for d in CHECKS if records_night(d))  # those are re-judged with each load
+    assert all(d.blocking for d in CHECKS if records_night(d))

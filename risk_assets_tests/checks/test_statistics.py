@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets.checks import Step, amounts, coverage, daily, drift, imputation, landing, rejections
+from risk_assets.checks import Step, amounts, coverage, daily, drift, imputation, landing, rejections, replays
 from risk_assets.checks.coverage import category_coverage, night_counts
 from risk_assets.checks.drift import profile
 from risk_assets.checks.imputation import (
@@ -159,6 +159,13 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     pd.testing.assert_frame_equal(ours_daily[exact], expected_daily[exact], check_dtype=False)
     np.testing.assert_allclose(ours_daily[["dev_sum", "dev_sq"]], expected_daily[["dev_sum", "dev_sq"]], rtol=1e-9)
 
+    content = warehouse.frame(
+        conn,
+        "SELECT transaction_id, " + ", ".join(replays.CONTENT) + " FROM raw_transactions WHERE partition = ?",
+        [day],
+    )
+    assert q.statistic(replays.REPLAYS, {"day": day}).iloc[0].to_dict() == replays.replays_of(content)
+
     rejected = warehouse.frame(conn, "SELECT * FROM rejected_transactions WHERE partition = ?", [day])
     pd.testing.assert_frame_equal(
         q.statistic(rejections.REASONS, {"day": day}), rejections.reasons_of(rejected), check_dtype=False
@@ -211,6 +218,8 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "amount_levels": amounts.levels(q, night.days_back(28), day),
         "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
         "reasons": q.statistic(rejections.REASONS, {"day": day}),
+        "replays": q.statistic(replays.REPLAYS, {"day": day}),
+        "replay_examples": q.statistic(replays.REPLAY_EXAMPLES, {"day": day}),
         "ledger": imputation.ledger_cells(q, day),
         "unseen_customers": pd.DataFrame({"n": [coverage.customers_with(q, day, UNSEEN_CATEGORY)]}),
         "missing_cells": imputation.missing_cells(q, night, version),
@@ -237,3 +246,45 @@ def assert_same_statistics(ours: dict[str, pd.DataFrame], theirs: dict[str, pd.D
         for column in ("mean_log", "dev_sum", "dev_sq"):
             if column in frame:
                 np.testing.assert_allclose(other[column], frame[column], rtol=1e-12, err_msg=f"{name}.{column}")
+
+
+def test_replayed_rows_in_sql_are_the_rows_repeating_every_field_but_the_id(conn):
+    """Copies under fresh ids count once per extra copy; a NULL channel is a value like any
+    other; a row differing in one field (a cent, a second, the channel) is not a copy."""
+    ts = pd.Timestamp(DAY) + pd.Timedelta(hours=9)
+    base = {"customer_id": "C1", "event_ts": ts, "amount_cents": 1250, "category": "groceries", "channel": None}
+    rows = [
+        base,
+        base,  # a replay of the first, NULL channel included
+        base,  # and another
+        {**base, "amount_cents": 1251},  # one cent off: another event
+        {**base, "event_ts": ts + pd.Timedelta(seconds=1)},  # one second later: another event
+        {**base, "channel": "online"},
+        {**base, "channel": "online"},  # a replay of the one before
+        {**base, "customer_id": "C2"},
+    ]
+    frame = pd.DataFrame(rows).assign(
+        partition=DAY,
+        transaction_id=[f"T{i}" for i in range(len(rows))],
+        amount=lambda d: d["amount_cents"] / 100,
+        source_file="f",
+    )
+    warehouse.insert(conn, "raw_transactions", frame)
+    q = DuckDBEngine(conn)
+    summary = q.statistic(replays.REPLAYS, {"day": DAY})
+    assert (
+        summary.iloc[0].to_dict()
+        == replays.replays_of(frame)
+        == {
+            "events": 5,
+            "rows": 8,
+            "replayed": 3,
+            "max_copies": 3,
+        }
+    )
+    examples = q.statistic(replays.REPLAY_EXAMPLES, {"day": DAY})
+    assert examples["copies"].tolist() == [3, 2] and examples.loc[0, ["first_id", "last_id"]].tolist() == ["T0", "T2"]
+    verdict = replays.replayed_rows(summary, examples, max_replayed_share=0.01)
+    assert not verdict.passed and verdict.severity == "ERROR" and verdict.figures["replayed_share"] == 3 / 8
+    assert "3 of 8 rows" in verdict.summary and "re-sent under fresh ids" in verdict.summary
+    assert replays.replayed_rows(summary, examples, max_replayed_share=0.5).passed

@@ -190,6 +190,29 @@ def test_incident_3_serving_skew_fails_parity(world_copy, instance, skew, tolera
         assert meta["features_biased"].value > 0
 
 
+def test_a_night_blocked_by_any_check_keeps_its_day_out_of_later_nights_until_re_run(world_copy, instance):
+    """A day whose own night was blocked — here by parity, a check on the serving features,
+    not on the raw layer — never feeds the next night silently: that night is blocked by the
+    look-back naming the day and the check, and scores once the day's night is re-run clean."""
+    skewed = world_copy(serving_skew={"end_shift_hours": -3.0})
+    clean = world_copy()
+    blocked = run_night(skewed, instance, N, run_config=QUIET, raise_on_error=False)
+    assert ("serving_features", "feature_parity") in failed_errors(blocked)
+
+    after = N + dt.timedelta(days=1)
+    next_night = run_night(clean, instance, after, run_config=QUIET, raise_on_error=False)
+    assert failed_errors(next_night) == {("serving_features", "lookback_health")}
+    health = checks(next_night)[("serving_features", "lookback_health")]
+    assert str(N) in health.description and "feature_parity" in health.description
+    assert health.metadata["first_quarantined"].value == str(N)
+    assert scores_written(clean, after) == 0
+
+    rerun = run_night(clean, instance, N, run_config=QUIET, raise_on_error=False)  # the build rolled back
+    assert rerun.success and failed_errors(rerun) == set()
+    again = run_night(clean, instance, after, run_config=QUIET, raise_on_error=False)
+    assert again.success and failed_errors(again) == set() and scores_written(clean, after) > 0
+
+
 def test_unmodified_paths_pass_parity(world_copy, instance):
     settings = world_copy()
     result = run_night(settings, instance, N, run_config=QUIET, raise_on_error=False)

@@ -24,7 +24,11 @@ from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START
 from risk_assets.store import warehouse
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, trained_settings
 
-WALL_CLOCK = {"raw_loads": ["loaded_at"], "raw_verdicts": ["loaded_at"]}  # the load's own time
+WALL_CLOCK = {
+    "raw_loads": ["loaded_at"],
+    "raw_verdicts": ["loaded_at"],
+    "night_verdicts": ["evaluated_at"],
+}  # wall-clock times
 """Columns that record when something ran, not what it computed: the only ones a re-run may change."""
 PARTITIONED = [
     "raw_transactions",

@@ -105,6 +105,55 @@ def test_a_truncated_day_blocks_itself_and_every_night_after_it_until_it_is_relo
     assert again.success and scored(settings, NEXT_NIGHT) > 0
 
 
+def test_part_of_a_day_re_sent_under_fresh_ids_blocks_it_and_the_next_night_until_re_delivered(landing_copy, instance):
+    """30% of the day's rows delivered a second time under new transaction ids: every row is
+    valid and no id repeats, so the contract accepts them all; ``replayed_rows`` sees the
+    copies (every field but the id equal), blocks the night tonight, and the day stays out
+    of the next night until the source re-delivers it clean."""
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    folder = landing_copy.landing / "transactions" / f"date={FIRST_NIGHT:%Y-%m-%d}"
+    clean = {f: pd.read_parquet(f) for f in sorted(folder.glob("*.parquet"))}
+    day = pd.concat(clean.values(), ignore_index=True)
+    again = day.sample(frac=0.3, random_state=7).assign(transaction_id=lambda d: "R" + d["transaction_id"].astype(str))
+    again.to_parquet(folder / "part-resent.parquet", index=False)
+
+    first = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, first, FIRST_NIGHT, "raw_transactions.replayed_rows")
+    check = evaluation(first, "raw_transactions.replayed_rows")
+    assert check.metadata["replayed"].value == len(again)
+    assert "re-sent under fresh ids" in check.description
+    assert evaluation(first, "raw_transactions.rejection_rate").passed  # the contract could not see it
+
+    after = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, after, NEXT_NIGHT, "serving_features.lookback_health")
+    assert "replayed_rows" in evaluation(after, "serving_features.lookback_health").description
+
+    (folder / "part-resent.parquet").unlink()  # the source re-delivers the day without the copies
+    assert run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raw_only=True).success
+    healed = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert healed.success and scored(settings, NEXT_NIGHT) > 0
+
+
+def test_a_day_three_times_its_size_is_too_large_even_when_no_row_is_a_copy(landing_copy, instance):
+    """Another feed's rows mixed in (here: the day's rows twice more, each a few seconds
+    later under new ids — valid, unique, no exact copy): only the volume can tell."""
+    settings = landing_copy([FIRST_NIGHT])
+    folder = landing_copy.landing / "transactions" / f"date={FIRST_NIGHT:%Y-%m-%d}"
+    for file in sorted(folder.glob("*.parquet")):
+        frame = pd.read_parquet(file)
+        for k in (1, 2):
+            shifted = frame.assign(
+                transaction_id=lambda d, k=k: f"X{k}-" + d["transaction_id"].astype(str),
+                event_ts=lambda d, k=k: (d["event_ts"] + pd.Timedelta(seconds=k)).clip(upper=d["event_ts"].max()),
+            )
+            shifted.to_parquet(folder / f"extra{k}-{file.name}", index=False)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "raw_transactions.row_volume")
+    volume = evaluation(result, "raw_transactions.row_volume")
+    assert volume.description.startswith("too many rows tonight"), volume.description
+    assert volume.metadata["share_of_expected"].value > 2.0
+
+
 def test_a_quarantined_day_can_be_accepted_deliberately(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
     damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
