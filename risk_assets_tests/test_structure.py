@@ -26,6 +26,8 @@ TABLE_NAMES = re.compile(r"\b(" + "|".join(sorted([*TABLES, "alerts"], key=len, 
 SQL_ROOMS = ("store", "engines", "checks")  # where SQL that names a table may live
 MAX_CLOSURE_LINES = 15
 MAX_ROOT_MODULES = 4
+ENGINE_TEST = re.compile(r"engine\w*\.(kind|name)\b|\.kind\b.*['\"](spark|duckdb)['\"]")
+"""A comparison that asks which engine is configured (its source text)."""
 
 
 def modules(under: Path = PACKAGE) -> list[Path]:
@@ -46,6 +48,10 @@ def strings(tree: ast.AST) -> list[tuple[int, str]]:
             out.append((node.lineno, ast.unparse(node)))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             out.append((node.lineno, node.value))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):  # "SELECT … " + name, "%s"
+            out.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+            out.append((node.lineno, ast.unparse(node)))  # "SELECT … FROM {}".format(…)
     return out
 
 
@@ -160,6 +166,8 @@ def test_the_sql_scan_sees_a_table_named_in_a_query_literally_or_through_the_sto
     assert table_sql('conn.execute(f"SELECT * FROM risk_scores WHERE partition = {x}")')
     assert table_sql("conn.execute(f\"SELECT * FROM {warehouse.table('risk_scores')} WHERE partition = $day\")")
     assert table_sql("conn.execute(f\"DELETE FROM {table('raw_transactions')} WHERE partition = ?\")")
+    assert table_sql('conn.execute("SELECT count(*) FROM " + "risk_scores")')
+    assert table_sql('conn.execute("DELETE FROM {} WHERE x".format("encoded_features"))')
     assert not table_sql('log.info(f"SELECT a model from {registry}")')
 
 
@@ -189,13 +197,35 @@ def test_the_pure_core_the_checks_the_engines_and_the_store_never_import_dagster
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for n in names:
                 assert not n.startswith(("dagster", "risk_assets.defs", "risk_assets.app")), (path, n)
-                if room in ("core", "checks", "store", "sources"):
+                if room in ("core", "checks", "store", "sources", "engines"):
                     assert not n.startswith("risk_assets.scenario"), (path, n)
                 if room == "core":
                     assert not n.startswith(("risk_assets.engines", "risk_assets.store", "duckdb", "pyspark")), (
                         path,
                         n,
                     )
+
+
+def test_production_settings_know_nothing_of_the_synthetic_worlds():
+    tree = ast.parse((PACKAGE / "settings.py").read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.startswith("risk_assets.scenario")], imported
+
+
+def test_the_engine_switch_test_sees_the_usual_disguises():
+    def flagged(source: str) -> bool:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Compare | ast.Match):
+                tested = ast.unparse(node.subject if isinstance(node, ast.Match) else node)
+                if ENGINE_TEST.search(tested):
+                    return True
+        return False
+
+    assert flagged('if settings.engine.kind == "spark": pass')
+    assert flagged('cfg = settings.engine\nif cfg.kind == "spark": pass')
+    assert flagged("match settings.engine.kind:\n    case 'spark': pass")
+    assert not flagged('if settings.source.kind == "embedded": pass')
 
 
 def test_the_package_root_keeps_only_what_a_user_imports():
@@ -210,13 +240,19 @@ def test_no_context_variable_and_one_engine_switch():
     for path in modules():
         text = path.read_text()
         assert "ContextVar" not in text and "contextvars" not in text, path
+        where = f"{path.relative_to(ROOT)}"
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.Compare):
-                parts = [node.left, *node.comparators]
-                kinds = [p for p in parts if isinstance(p, ast.Attribute) and p.attr == "kind"]
-                on_engine = [k for k in kinds if isinstance(k.value, ast.Attribute) and k.value.attr == "engine"]
-                if on_engine:
-                    assert path == PACKAGE / "engines" / "__init__.py", f"{path.relative_to(ROOT)}:{node.lineno}"
+            if isinstance(node, ast.Compare | ast.Match):  # a test of the configured engine: the factory's alone
+                tested = ast.unparse(node.subject if isinstance(node, ast.Match) else node)
+                if ENGINE_TEST.search(tested):
+                    assert path == PACKAGE / "engines" / "__init__.py", f"{where}:{node.lineno}: {tested}"
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) == "isinstance"
+                and len(node.args) == 2
+                and "Engine" in ast.unparse(node.args[1])  # branching on the engine's class
+            ):
+                assert path.relative_to(PACKAGE).parts[0] == "engines", f"{where}:{node.lineno}"
 
 
 def test_tests_mirror_the_package():

@@ -1,5 +1,7 @@
 """Amounts on the recent scale (``amount_scale``): a unit change moves every category's
-amounts by one factor, which the result states."""
+amounts by one factor, which the result states. And amounts that pile up at one value
+(``amount_pileup``): a source that clips every amount at a field's limit, or fills a lost
+amount with a constant, moves no median — the tail is gone and one value holds it."""
 
 from __future__ import annotations
 
@@ -35,6 +37,33 @@ def levels_of(raw: pd.DataFrame) -> pd.DataFrame:
 
 def levels(q, first, day) -> pd.DataFrame:
     return day_frame(q.statistic(LEVELS, {"first": first, "day": day}))
+
+
+TOP_AMOUNTS = f"""
+    SELECT partition, rows, top_rows, top_cents FROM (
+        SELECT partition, amount_cents AS top_cents, n AS top_rows, sum(n) OVER (PARTITION BY partition) AS rows,
+               row_number() OVER (PARTITION BY partition ORDER BY n DESC, amount_cents DESC) AS r
+        FROM (
+            SELECT partition, amount_cents, count(*) AS n FROM {warehouse.table("raw_transactions")}
+            WHERE partition BETWEEN CAST($first AS DATE) AND CAST($day AS DATE)
+            GROUP BY partition, amount_cents
+        ) counted
+    ) ranked WHERE r = 1 ORDER BY partition"""
+"""Per raw day: its rows and its most repeated amount (in cents) with the rows holding it
+(ties: the larger amount)."""
+
+
+def top_amounts_of(raw: pd.DataFrame) -> pd.DataFrame:
+    """The row-level definition of :data:`TOP_AMOUNTS` over raw rows (``partition, amount_cents``)."""
+    counts = raw.groupby(["partition", "amount_cents"]).size().rename("top_rows").reset_index()
+    counts = counts.sort_values(["partition", "top_rows", "amount_cents"], ascending=[True, False, False])
+    top = counts.groupby("partition").head(1).rename(columns={"amount_cents": "top_cents"})
+    rows = raw.groupby("partition").size().rename("rows").reset_index()
+    return rows.merge(top, on="partition")[["partition", "rows", "top_rows", "top_cents"]].reset_index(drop=True)
+
+
+def top_amounts(q, first, day) -> pd.DataFrame:
+    return day_frame(q.statistic(TOP_AMOUNTS, {"first": first, "day": day}))
 
 
 # --------------------------------------------------------------------------- guard
@@ -97,7 +126,61 @@ def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: 
     )
 
 
+PILEUP_MIN_ROWS = 8
+"""Rows one amount must hold tonight before a pile-up is judged (a small day's top value
+repeating twice is chance)."""
+
+
+def amount_pileup(days: pd.DataFrame, day, max_pileup_factor: float) -> Verdict:
+    """Does one amount hold far more of tonight's rows than the most repeated amount of the
+    recent days held of theirs? ERROR when tonight's top amount holds at least
+    :data:`PILEUP_MIN_ROWS` rows and a share over ``max_pileup_factor`` times the recent
+    days' median top share. ``days``: rows of :data:`TOP_AMOUNTS` (tonight and earlier)."""
+    tonight = days[days["partition"] == day]
+    recent = days[days["partition"] < day]
+    thresholds = {"max_pileup_factor": max_pileup_factor, "min_rows": PILEUP_MIN_ROWS}
+    if tonight.empty or int(tonight["rows"].iloc[0]) == 0:
+        return Verdict(
+            True, "ERROR", "no rows tonight: nothing piles up (row_volume judges an empty day)", {}, thresholds
+        )
+    row = tonight.iloc[0]
+    rows, top, cents = int(row["rows"]), int(row["top_rows"]), int(row["top_cents"])
+    share = top / rows
+    baseline = float((recent["top_rows"] / recent["rows"]).median()) if len(recent) else 0.0
+    factor = share / baseline if baseline > 0 else float("inf")
+    piled = top >= PILEUP_MIN_ROWS and len(recent) >= MIN_REFERENCE_DAYS and factor > max_pileup_factor
+    figures = {
+        "rows": rows,
+        "top_amount": cents / 100,
+        "top_rows": top,
+        "top_share": share,
+        "recent_top_share": baseline,
+        "factor": factor if np.isfinite(factor) else None,
+        "recent_days": len(recent),
+    }
+    return Verdict(
+        passed=not piled,
+        severity="ERROR",
+        summary=(
+            f"amounts pile up at {cents / 100:.2f} tonight: {top} of {rows} rows ({share:.1%}), {factor:.1f}× the "
+            f"recent days' most repeated amount ({baseline:.2%}, median of {len(recent)} days) — amounts clipped "
+            f"at a limit or filled with a constant? (at most {max_pileup_factor:.0f}×)"
+            if piled
+            else f"tonight's most repeated amount {cents / 100:.2f} holds {top} of {rows} rows ({share:.1%}; "
+            f"recent days {baseline:.2%})"
+        ),
+        figures=figures,
+        thresholds=thresholds,
+        tables={"days": days.assign(top_amount=days["top_cents"] / 100).drop(columns="top_cents")},
+    )
+
+
 # --------------------------------------------------------------------------- loader
+def load_pileup(step: Step) -> Inputs:
+    night = step.night
+    return Inputs({"days": top_amounts(step, night.days_back(HISTORY_DAYS), night.day), "day": night.day})
+
+
 def load(step: Step) -> Inputs:
     night = step.night
     found = levels(step, night.days_back(HISTORY_DAYS), night.day)

@@ -158,6 +158,17 @@ CHECKS: tuple[CheckDecl, ...] = (
         "unit change (cents sent as euros) moves them all by one factor, which the result states.",
     ),
     CheckDecl(
+        "amount_pileup",
+        "raw_transactions",
+        amounts.amount_pileup,
+        load=amounts.load_pileup,
+        quarantines=True,
+        settings={"max_pileup_factor": "checks.max_pileup_factor"},
+        description="One amount holding far more of the night's rows than the recent days' most repeated "
+        "amount held of theirs: amounts clipped at a field's limit or filled with a constant move no median "
+        "but erase the tail.",
+    ),
+    CheckDecl(
         "category_coverage",
         "raw_transactions",
         coverage.category_coverage,

@@ -4,7 +4,6 @@ gate, nightly scores and realised performance."""
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
@@ -19,7 +18,7 @@ from risk_assets.core.features.spec import NONE, SPEC_VERSION
 from risk_assets.core.night import Night
 from risk_assets.defs import render
 from risk_assets.defs.checks import check_specs
-from risk_assets.defs.resources import daily_partitions, night_of, open_engine, open_warehouse
+from risk_assets.defs.resources import daily_partitions, night_of, open_engine
 from risk_assets.engines import Engine, EngineFactory
 from risk_assets.settings import Settings
 from risk_assets.store import registry, warehouse
@@ -218,9 +217,11 @@ def score_night(engine: Engine, night: Night, settings: Settings) -> tuple[Verdi
     return schema, sanity, out, meta
 
 
-def measure_realised(conn: duckdb.DuckDBPyConnection, night: Night, settings: Settings) -> tuple[Verdict, dict]:
-    """How the night's scores did against the irregularities of its label horizon."""
-    scores = warehouse.scores(conn, night.day)
+def measure_realised(engine: Engine, night: Night, settings: Settings) -> tuple[Verdict, dict]:
+    """How the night's scores did against the irregularities of its label horizon (the
+    night's scores read through the engine: one row per customer, judged on the driver)."""
+    conn = engine.conn
+    scores = engine.rows("risk_scores", night.day)[["customer_id", "score", "model_version"]]
     if scores.empty:
         raise warehouse.NotMaterialised(f"risk_scores[{night.key}] is empty: the night was never scored")
     hit = warehouse.irregular_customers(conn, night.as_of, night.label_end)
@@ -341,14 +342,16 @@ def build_model_assets(settings: Settings) -> list:
         "and precision at the review budget from the irregularities — the loop from validation metrics "
         "to production performance.",
     )
-    def realised_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    def realised_performance(
+        context: dg.AssetExecutionContext, duckdb: DuckDBResource, engine: dg.ResourceParam[EngineFactory]
+    ):
         night = night_of(context, settings)
         if night.label_end > _now():
             context.log.info(f"{night.key}: label horizon ends {night.label_end} (UTC); nothing to measure yet")
             return
-        with render.clear_failure(), open_warehouse(duckdb) as conn:
-            verdict, meta = measure_realised(conn, night, settings)
-            versions = registry.serving_versions(conn) | {"model_version": meta["model_version"]}
+        with render.clear_failure(), open_engine(duckdb, engine) as opened:
+            verdict, meta = measure_realised(opened, night, settings)
+            versions = registry.serving_versions(opened.conn) | {"model_version": meta["model_version"]}
         yield render.check_result(verdict, settings, check_name="realised_vs_validation", versions=versions)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
 

@@ -418,3 +418,24 @@ def test_which_blocking_checks_a_night_records_for_the_look_back():
     assert "lookback_health" not in recorded  # it judges other days: no chain of quarantines
     assert not any(d.quarantines for d in CHECKS if records_night(d))  # those are re-judged with each load
     assert all(d.blocking for d in CHECKS if records_night(d))
+
+
+def test_amount_pileup_fails_when_one_amount_holds_far_more_rows_than_usual():
+    from risk_assets.checks.amounts import amount_pileup
+
+    days = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(11)]
+    usual = pd.DataFrame({"partition": days[:10], "rows": 1000, "top_rows": 4, "top_cents": 1000})
+    clean = pd.concat(
+        [usual, pd.DataFrame({"partition": [days[10]], "rows": [980], "top_rows": [5], "top_cents": [2000]})]
+    )
+    assert amount_pileup(clean, days[10], 4.0).passed
+    clipped = clean.assign(top_rows=lambda d: d["top_rows"].where(d["partition"] < days[10], 50), top_cents=99999)
+    verdict = amount_pileup(clipped, days[10], 4.0)
+    assert not verdict.passed and verdict.severity == "ERROR"
+    assert "pile up at 999.99 tonight" in verdict.summary and verdict.figures["top_rows"] == 50
+    assert verdict.figures["factor"] > 10
+    # a tiny day: its top value seen 3 times is a large share, but chance
+    tiny = pd.concat(
+        [usual, pd.DataFrame({"partition": [days[10]], "rows": [11], "top_rows": [3], "top_cents": [500]})]
+    )
+    assert amount_pileup(tiny, days[10], 4.0).passed

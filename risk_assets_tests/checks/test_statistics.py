@@ -146,6 +146,9 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
         levels[["partition", "category", "rows"]], expected_levels[["partition", "category", "rows"]], check_dtype=False
     )
     np.testing.assert_allclose(levels["mean_log"], expected_levels["mean_log"], rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        amounts.top_amounts(q, night.days_back(28), day), amounts.top_amounts_of(history), check_dtype=False
+    )
     vocabulary = settings.features.vocabulary()
     expected_daily = daily.aggregates_of(
         history,
@@ -216,6 +219,7 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "unmapped_rows": coverage.unmapped_rows(q, day, version),
         "channels": coverage.value_counts(q, day, "channel"),
         "amount_levels": amounts.levels(q, night.days_back(28), day),
+        "top_amounts": amounts.top_amounts(q, night.days_back(28), day),
         "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
         "reasons": q.statistic(rejections.REASONS, {"day": day}),
         "replays": q.statistic(replays.REPLAYS, {"day": day}),

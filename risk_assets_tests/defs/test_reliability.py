@@ -120,9 +120,9 @@ def test_a_lock_held_past_the_timeout_fails_with_a_clear_message(tmp_path):
 # --------------------------------------------------------------------------- concurrent runs
 def _worker(folder: str, job_name: str, days: list[str]) -> list[tuple[str, bool, list[str], int]]:
     """Runs ``job_name`` for each day in this process (a separate Dagster run each)."""
-    import warnings
+    from risk_assets.defs.known_warnings import accept_known_dagster_warnings
 
-    warnings.simplefilter("ignore")
+    accept_known_dagster_warnings()  # the known ones only, as the CLI does
     out = []
     with dg.instance_for_test() as instance:
         job = build_definitions(trained_settings(Path(folder))).resolve_job_def(job_name)
@@ -203,9 +203,10 @@ def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(wo
 
 # --------------------------------------------------------------------------- killed mid-write
 KILLED = textwrap.dedent("""
-    import sys, time, warnings
+    import sys, time
     from pathlib import Path
-    warnings.simplefilter("ignore")
+    from risk_assets.defs.known_warnings import accept_known_dagster_warnings
+    accept_known_dagster_warnings()
     import dagster as dg
     from risk_assets.store import warehouse
     from risk_assets.defs.factory import build_definitions

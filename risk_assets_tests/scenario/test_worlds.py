@@ -154,6 +154,31 @@ def test_a_day_three_times_its_size_is_too_large_even_when_no_row_is_a_copy(land
     assert volume.metadata["share_of_expected"].value > 2.0
 
 
+def test_amounts_clipped_at_their_95th_percentile_block_the_night_and_the_next(landing_copy, instance):
+    """A field-width change clips every amount at the day's 95th percentile: the median does
+    not move (``amount_scale`` passes) but the tail is gone and one amount holds it."""
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    folder = landing_copy.landing / "transactions" / f"date={FIRST_NIGHT:%Y-%m-%d}"
+    clean = {f: pd.read_parquet(f) for f in sorted(folder.glob("*.parquet"))}
+    limit = round(float(pd.concat(clean.values())["amount"].quantile(0.95)), 2)
+    for file, frame in clean.items():
+        frame.assign(amount=frame["amount"].clip(upper=limit)).to_parquet(file, index=False)
+
+    first = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, first, FIRST_NIGHT, "raw_transactions.amount_pileup")
+    check = evaluation(first, "raw_transactions.amount_pileup")
+    assert f"pile up at {limit:.2f} tonight" in check.description, check.description
+    assert evaluation(first, "raw_transactions.amount_scale").passed  # the median held
+
+    after = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, after, NEXT_NIGHT, "serving_features.lookback_health")
+    for file, frame in clean.items():  # re-delivered unclipped
+        frame.to_parquet(file, index=False)
+    assert run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raw_only=True).success
+    healed = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert healed.success and scored(settings, NEXT_NIGHT) > 0
+
+
 def test_a_quarantined_day_can_be_accepted_deliberately(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
     damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])

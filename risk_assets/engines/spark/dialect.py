@@ -1,7 +1,7 @@
 """The feature executions' DuckDB SQL rendered for Spark SQL.
 
-There is one text of every feature (``risk_assets/features/spec.py``) and one text of each
-execution (``risk_assets/queries/features.py``); for Spark, SQLGlot transpiles that text
+There is one text of every feature (``risk_assets/core/features/spec.py``) and one text of each
+execution (``risk_assets/engines/executions.py``); for Spark, SQLGlot transpiles that text
 (``read="duckdb", write="spark"``) and the rules below cover what a transpiler cannot know
 about the *values* the two engines compute:
 

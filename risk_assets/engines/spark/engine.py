@@ -1,7 +1,7 @@
 """The Spark engine: the two feature executions and the scoring, on Spark Connect.
 
-The feature SQL is the DuckDB engine's own text (:func:`queries.features.serving_query`,
-:func:`queries.features.training_query`) rendered by :mod:`risk_assets.engines.spark.dialect`; the
+The feature SQL is the DuckDB engine's own text (:func:`risk_assets.engines.executions.serving_query`,
+:func:`risk_assets.engines.executions.training_query`) rendered by :mod:`risk_assets.engines.spark.dialect`; the
 tables it names are the lake's (:mod:`risk_assets.engines.spark.lake`). Results come back as the
 same pandas frames (one row per customer, or per customer and as-of night) that the DuckDB
 engine returns, and go through the same ``finish``; what leaves Spark is the per-customer
