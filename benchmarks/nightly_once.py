@@ -22,15 +22,8 @@ from benchmarks import world
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
+from risk_assets.store.warehouse import PER_NIGHT as NIGHTLY_ASSETS
 
-NIGHTLY_ASSETS = (
-    "raw_transactions",
-    "rejected_transactions",
-    "serving_features",
-    "encoded_features",
-    "imputation_log",
-    "risk_scores",
-)
 WITHOUT_CHECKS_JOB = "nightly_job_without_checks"
 
 

@@ -7,6 +7,8 @@ import datetime as dt
 
 import dagster as dg
 
+from risk_assets.store import warehouse
+
 REFERENCE_JOB = "reference_job"
 TRAINING_JOB = "training_job"
 HISTORY_JOB = "raw_history_job"
@@ -54,15 +56,8 @@ def build_jobs(freshness_keys: list[dg.AssetCheckKey]) -> dict[str, dg.Unresolve
         NIGHTLY_JOB: dg.define_asset_job(
             NIGHTLY_JOB,
             tags=_TAGS,
-            selection=dg.AssetSelection.assets(
-                "raw_transactions",
-                "rejected_transactions",
-                "serving_features",
-                "encoded_features",
-                "imputation_log",
-                "risk_scores",
-            )
-            - dg.AssetSelection.checks(*freshness_keys),
+            # the nightly assets are the per-night tables, one asset each
+            selection=dg.AssetSelection.assets(*warehouse.PER_NIGHT) - dg.AssetSelection.checks(*freshness_keys),
             description="One business day: raw layer -> serving features -> encoding -> scores.",
         ),
         PERFORMANCE_JOB: dg.define_asset_job(
