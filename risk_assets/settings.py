@@ -205,6 +205,33 @@ class CheckSettings(_Section):
     max_amount_factor: Annotated[float, Field(gt=1.0)] = 4.0
     """raw: ERROR when the night's amounts sit this many times above (or below) the recent
     level of the same categories — a unit change (cents for euros) states its factor."""
+    profile_max_z: Annotated[float, Field(gt=0.0)] = 7.0
+    """raw: ``night_profile`` ERROR (blocking) when a statistic of a value is more than this
+    many robust deviations from its comparable healthy days (and moved by ``profile_min_ratio``).
+    Calibrated to :attr:`budget_blocked_nights` with ``python -m benchmarks.calibration``: the
+    budget implies 4.8 (embedded) and 5.1 (alpine) on 244 calibration days; the largest
+    statistic of the 121 held-out clean days after them reached 4.8 and 6.5 — 7 leaves a margin
+    for sources noisier than the test worlds."""
+    profile_warn_z: Annotated[float, Field(gt=0.0)] = 5.0
+    """raw: ``night_profile`` WARN from this many robust deviations: above the 95th percentile
+    of the clean days' largest statistic on both worlds (4.1 and 4.2), so the profile takes
+    about 2% of clean nights and leaves the rest of :attr:`budget_warn_nights` to the other
+    checks (``benchmarks/results/calibration_4000.json``)."""
+    profile_min_ratio: Annotated[float, Field(gt=1.0)] = 1.5
+    """raw: ``night_profile`` counts a statistic only when it moved by at least this factor,
+    either way (a share halved, an amount quantile ×1.5): a tiny but 'significant' move of a
+    huge value is not an incident."""
+    max_reclassified_share: Share = 0.05
+    """reference: ``customer_changes`` ERROR (blocking every night the version is valid) when
+    more than this share of the customers present before and after a customers delivery
+    changed an attribute (segment, region, opening date): a mass re-classification. New and
+    dropped accounts are counted, not judged."""
+    budget_blocked_nights: Share = 1 / 90
+    """The suite's false-alarm budget: clean nights any check may block (default one in 90).
+    The thresholds of the many-statistic checks are calibrated to it on held-out clean days
+    (``benchmarks.calibration``); ``benchmarks.false_alarms`` measures the whole suite against it."""
+    budget_warn_nights: Share = 0.05
+    """The suite's WARN budget: clean nights with any WARN (default 5%)."""
     coverage_max_unmapped_share: Share = 0.005
     """Share of the night's rows whose category has no mapping (ERROR above)."""
     coverage_max_customer_share: Share = 0.02
@@ -326,12 +353,19 @@ class OverrideSettings(_Section):
     """Daily statistics whose drift is understood and accepted until a retrain: the daily
     drift monitor leaves them out and says so in every result; the others stay watched."""
 
+    accept_customer_versions: tuple[str, ...] = ()
+    """Customers versions (``customers_version`` of the delivery, as the ``customer_changes``
+    result names it) whose re-classification is understood and accepted: the nights they are
+    valid for are no longer blocked by it (the changes stay on record)."""
+
     @model_validator(mode="after")
     def _both(self) -> OverrideSettings:
         if bool(self.by) != bool(self.reason):
             raise ValueError("an override needs both 'by' and 'reason'")
-        if (self.accept_days or self.accept_drift) and not self.by:
-            raise ValueError("accept_days and accept_drift are overrides: they need 'by' and 'reason'")
+        if (self.accept_days or self.accept_drift or self.accept_customer_versions) and not self.by:
+            raise ValueError(
+                "accept_days, accept_drift and accept_customer_versions are overrides: they need 'by' and 'reason'"
+            )
         return self
 
 

@@ -75,16 +75,10 @@ MIN_REFERENCE_DAYS = 5
 """Earlier days a category needs before its level is known."""
 
 
-def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: float) -> Verdict:
-    """Are tonight's amounts on the same scale as the recent days'? Per category, the
-    night's mean log-amount against the median of its recent daily means; the median of
-    those differences over categories is the night's factor. A unit change (cents sent as
-    euros, ×100) moves every category at once and states its factor; a category's own mix
-    moving does not.
-
-    ``night``: ``category, rows, mean_log`` (mean ln amount_cents) of tonight's rows;
-    ``history``: the same per ``partition`` of earlier days."""
-    tonight = night.set_index("category")[["rows", "mean_log"]]
+def _night_factor(tonight: pd.DataFrame, history: pd.DataFrame) -> tuple[float | None, pd.DataFrame]:
+    """The median factor over categories of one night (``category, rows, mean_log``) against
+    ``history``'s per-category median daily mean, and the per-category table."""
+    tonight = tonight.set_index("category")[["rows", "mean_log"]]
     tonight = tonight[tonight["rows"] >= MIN_CATEGORY_ROWS]
     usable = history[history["rows"] >= 3]
     reference = usable.groupby("category")["mean_log"].median()
@@ -98,7 +92,39 @@ def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: 
             "factor": np.exp(tonight.loc[common, "mean_log"] - reference.loc[common]).to_numpy(),
         }
     )
-    figures = {"categories_compared": len(common), "history_days": int(history["partition"].nunique())}
+    if table.empty:
+        return None, table
+    return float(np.exp(np.median(np.log(table["factor"])))), table
+
+
+ONSET_NIGHTS = 7
+"""Earlier nights examined for the start of an out-of-scale run."""
+
+
+def _onset(history: pd.DataFrame, off) -> object:
+    """The first of the consecutive days before tonight whose own factor (against the days
+    before it) was also off the scale in the same direction; None: tonight."""
+    start = None
+    for day in sorted(history["partition"].unique(), reverse=True)[:ONSET_NIGHTS]:
+        before = history[history["partition"] < day]
+        factor, _ = _night_factor(history[history["partition"] == day], before)
+        if factor is None or not off(factor):
+            break
+        start = day
+    return start
+
+
+def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: float) -> Verdict:
+    """Are tonight's amounts on the same scale as the recent days'? Per category, the
+    night's mean log-amount against the median of its recent daily means; the median of
+    those differences over categories is the night's factor. A unit change (cents sent as
+    euros, ×100) moves every category at once and states its factor; a category's own mix
+    moving does not.
+
+    ``night``: ``category, rows, mean_log`` (mean ln amount_cents) of tonight's rows;
+    ``history``: the same per ``partition`` of earlier days."""
+    factor, table = _night_factor(night, history)
+    figures = {"categories_compared": len(table), "history_days": int(history["partition"].nunique())}
     thresholds = {"max_amount_factor": max_amount_factor, "min_category_rows": MIN_CATEGORY_ROWS}
     if table.empty:
         return Verdict(
@@ -108,15 +134,31 @@ def amount_scale(night: pd.DataFrame, history: pd.DataFrame, max_amount_factor: 
             figures | {"factor": None},
             thresholds,
         )
-    factor = float(np.exp(np.median(np.log(table["factor"]))))
     figures["factor"] = factor
-    off = factor > max_amount_factor or factor < 1 / max_amount_factor
-    words = f"{factor:.3g}× larger" if factor >= 1 else f"{1 / factor:.3g}× smaller"
+    up = factor >= 1
+
+    def off_scale(f: float) -> bool:
+        return (f > max_amount_factor) if up else (f < 1 / max_amount_factor)
+
+    off = off_scale(factor)
+    words = f"{factor:.3g}× larger" if up else f"{1 / factor:.3g}× smaller"
+    when = ""
+    if off:
+        start = _onset(history, off_scale)
+        figures |= {"direction": "up" if up else "down", "since": str(start) if start else "tonight"}
+        moved = table[(table["factor"] > max_amount_factor) if up else (table["factor"] < 1 / max_amount_factor)]
+        figures["categories_off_scale"] = len(moved)
+        when = "since tonight" if start is None else f"since {start}"
+        share = (
+            f"{len(moved)} of {len(table)} categories off the scale" if len(moved) < len(table) else "every category"
+        )
+        when += f"; {share}"
     return Verdict(
         passed=not off,
         severity="ERROR",
         summary=(
-            f"amounts look {words} than in the recent days (median over {len(table)} categories; a unit change?)"
+            f"amounts look {words} than in the recent days (median over {len(table)} categories; a unit "
+            f"change?), {when}"
             if off
             else f"amounts on the recent scale (factor {factor:.2f} over {len(table)} categories)"
         ),

@@ -22,12 +22,14 @@ from risk_assets.checks import (
     Step,
     amounts,
     coverage,
+    customers,
     daily,
     drift,
     imputation,
     landing,
     lookback,
     parity,
+    profile,
     reconcile,
     rejections,
     replays,
@@ -169,6 +171,24 @@ CHECKS: tuple[CheckDecl, ...] = (
         "but erase the tail.",
     ),
     CheckDecl(
+        "night_profile",
+        "raw_transactions",
+        profile.night_profile,
+        load=profile.load,
+        quarantines=True,
+        severity="WARN or ERROR",
+        settings={
+            "max_z": "checks.profile_max_z",
+            "warn_z": "checks.profile_warn_z",
+            "min_ratio": "checks.profile_min_ratio",
+        },
+        description="Every value of every categorical column (category, channel, and the customers' segment "
+        "and region) and the day as a whole: share of rows and of customers, low/median/high amounts and the "
+        "most repeated amount's share, each judged two-sided against the same weekday's healthy recent days. "
+        "A subpopulation lost or doubled, one value's amounts in another unit or clipped — while the totals "
+        "look normal. Blocks on ERROR only.",
+    ),
+    CheckDecl(
         "category_coverage",
         "raw_transactions",
         coverage.category_coverage,
@@ -213,6 +233,19 @@ CHECKS: tuple[CheckDecl, ...] = (
         "the raw layer's blocking checks on its latest load. A failed day is quarantined: it blocks "
         "every night whose windows read it, naming the day and the check, until it is re-loaded and "
         "passes or an override (override.accept_days, with by and reason) accepts it.",
+    ),
+    CheckDecl(
+        "customer_changes",
+        "serving_features",
+        customers.customer_changes,
+        load=customers.load,
+        settings={"max_changed_share": "checks.max_reclassified_share"},
+        deps=("customers",),
+        description="The customers version the night's features read (the one valid at its as-of; the "
+        "nightly run re-reads a changed customers file as a new version) against the version before it: new "
+        "accounts and their rows tonight counted, dropped accounts counted, and a mass re-classification "
+        "(more than max_reclassified_share of the customers changing segment, region or opening date) "
+        "blocks every night the version is valid for, naming the attribute, the values and the transitions.",
     ),
     CheckDecl(
         "channel_coverage",

@@ -30,7 +30,8 @@ def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.D
             {
                 "partition": step.night.day,
                 "check_name": decl.name,
-                "passed": bool(verdict.passed),
+                # only an ERROR quarantines: a WARN of a quarantining check lets the day feed later nights
+                "passed": bool(verdict.passed or verdict.severity != "ERROR"),
                 "severity": verdict.severity,
                 "summary": verdict.summary,
                 "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
@@ -40,9 +41,11 @@ def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
-NOT_THE_DAYS_OWN = ("lookback_health",)
+NOT_THE_DAYS_OWN = ("lookback_health", "customer_changes")
 """Blocking checks whose failure is not the day's own: the look-back judges *other* days
-(recording it would let one bad day quarantine every later night in a chain)."""
+(recording it would let one bad day quarantine every later night in a chain), and
+``customer_changes`` judges the customers version, which blocks every night it is valid
+for by itself — the day's transactions are not at fault."""
 
 
 def records_night(decl: CheckDecl) -> bool:

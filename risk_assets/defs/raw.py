@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from risk_assets.checks import Step, Verdict
 from risk_assets.checks.catalogue import declared, judge_raw_day
+from risk_assets.core import reference
 from risk_assets.core.contract import (
     ContractError,
     Split,
@@ -34,6 +35,13 @@ class RawReadConfig(dg.Config):
     """ISO timestamp (UTC). Read only rows that had arrived at the source by then —
     the embedded world uses it to simulate the nightly cut-off and late data.
     Empty: everything that has arrived."""
+
+
+class CustomersConfig(dg.Config):
+    valid_from: str | None = None
+    """ISO timestamp (UTC) from which this delivery's attributes are valid (serving and
+    training read the version valid at each as-of). Empty: from the beginning for the first
+    delivery, from the time it is read for a later one."""
 
 
 def _counts(counts: dict[str, int], key: str = "reason") -> pd.DataFrame:
@@ -73,16 +81,95 @@ def _store_reference(
     return split_metadata(split, settings) | {"source": source.name}, verdict
 
 
+def _baseline(conn: duckdb.DuckDBPyConnection, valid_from: pd.Timestamp, settings: Settings) -> pd.Timestamp:
+    """When the version a delivery is compared with was itself a blocked re-classification
+    (not accepted by override), the one before it: a corrected file is judged against the
+    last good version, not against the mistake it corrects."""
+    at = valid_from - pd.Timedelta(microseconds=1)
+    accepted = set(settings.override.accept_customer_versions)
+    while (before := warehouse.delivery_valid_at(conn, at)) is not None:
+        if before["changed_share"] <= settings.checks.max_reclassified_share or before["version"] in accepted:
+            break
+        at = pd.Timestamp(before["valid_from"]) - pd.Timedelta(microseconds=1)
+    return at
+
+
 def load_customers(
-    conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings
-) -> tuple[dict, Verdict, Verdict]:
-    """Replace the customers table from the source; returns (metadata, reconcile verdict,
-    conflicting-duplicates verdict)."""
+    conn: duckdb.DuckDBPyConnection,
+    source: Source,
+    settings: Settings,
+    valid_from: pd.Timestamp | None = None,
+    only_if_changed: bool = False,
+) -> tuple[dict, Verdict, Verdict] | None:
+    """Read the customers file and store it as a new *version* (``customer_versions``),
+    valid from ``valid_from`` on — by default from the beginning for the first delivery and
+    from the time it is read for a later one — next to the current table ``customers`` and
+    the rejected rows, in one transaction. The delivery is compared with the version it
+    replaces (new, changed, dropped customers: ``customer_deliveries`` and
+    ``customer_changes``). ``only_if_changed``: return None, storing nothing, when the file's
+    content is the version already held (the nightly re-read). Returns (metadata, reconcile
+    verdict, conflicting-duplicates verdict)."""
     split = split_customers(source.customers(), max_text=settings.raw.max_text_length)
-    meta, verdict = _store_reference(conn, "customers", split, source, settings)
+    accepted = split.accepted.rename(columns={"_source_file": "source_file"})
+    version = reference.content_hash(accepted)
+    latest = warehouse.latest_customer_delivery(conn)
+    unchanged = latest is not None and latest["version"] == version
+    if only_if_changed and (latest is None or unchanged):
+        return None  # never loaded (the raw load says so), or the version already held
+    record = not unchanged or valid_from is not None
+    now = pd.Timestamp.now("UTC").tz_localize(None)
+    if valid_from is None:
+        valid_from = warehouse.BEGINNING if latest is None else now
+    earlier = warehouse.customers_valid_at(conn, _baseline(conn, valid_from, settings))
+    change = reference.delta(earlier if len(earlier) else None, accepted)
+    previous = earlier["version"].iloc[0] if len(earlier) else None
+    delivery = {
+        "version": version,
+        "valid_from": valid_from,
+        "read_at": now,
+        "source": source.name,
+        "customers": len(accepted),
+        "new_customers": len(change.new),
+        "changed_customers": len(change.changed),
+        "dropped_customers": len(change.dropped),
+        "unchanged_customers": change.unchanged,
+        "changed_share": change.changed_share,
+        "previous_version": previous,
+    }
+    with warehouse.transaction(conn):
+        for name, frame in (("customers", accepted), ("rejected_customers", split.rejected)):
+            warehouse.clear(conn, name)
+            warehouse.insert(conn, name, frame)
+        if record:
+            warehouse.record_customer_version(
+                conn,
+                accepted[["customer_id", *reference.ATTRIBUTES]],
+                delivery,
+                change.changes if previous is not None else change.changes.iloc[0:0],
+            )
+    verdict = declared("customers", "rows_reconcile").judge(
+        {
+            "received": split.received,
+            "stored_accepted": warehouse.count(conn, "customers"),
+            "stored_rejected": warehouse.count(conn, "rejected_customers"),
+        },
+        settings,
+    )
     conflicts = declared("customers", "conflicting_duplicates").judge(
         {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings
     )
+    meta = split_metadata(split, settings) | {
+        "source": source.name,
+        "customers_version": version,
+        "new_version_recorded": record,
+        "valid_from": str(valid_from),
+        "previous_version": previous or "-",
+        "new_customers": len(change.new),
+        "changed_customers": len(change.changed),
+        "dropped_customers": len(change.dropped),
+        "changed_share": round(change.changed_share, 6),
+        "transitions": reference.transitions(change.changes).head(20),
+    }
     return meta, verdict, conflicts
 
 
@@ -92,6 +179,31 @@ def load_irregularities(conn: duckdb.DuckDBPyConnection, source: Source, setting
         source.irregularities(), max_text=settings.raw.max_text_length, known_customers=warehouse.customer_ids(conn)
     )
     return _store_reference(conn, "irregularities", split, source, settings)
+
+
+def reread_customers(
+    conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings, night: Night
+) -> tuple[dg.AssetMaterialization | None, dict]:
+    """Reference data is a nightly input: a customers file whose content changed since the
+    version held is read again as a new version, valid from ``night``'s as-of on (the first
+    night of the run). Returns the ``customers`` materialization to log (None: unchanged) and
+    what the raw load's metadata says of it."""
+    reread = load_customers(conn, source, settings, valid_from=night.as_of, only_if_changed=True)
+    if reread is None:
+        return None, {}
+    meta, reconciled, conflicts = reread
+    event = dg.AssetMaterialization(
+        asset_key="customers",
+        description=f"re-read by the run of {night.key}: the customers file's content changed",
+        metadata=render.metadata(
+            meta | {"rows_reconcile": reconciled.summary, "conflicting_duplicates": conflicts.summary}
+        ),
+    )
+    return event, {
+        "customers_reread": meta["customers_version"],
+        "customers_new": meta["new_customers"],
+        "customers_changed": meta["changed_customers"],
+    }
 
 
 class RawDayError(Exception):
@@ -238,9 +350,10 @@ def build_raw_assets(settings: Settings) -> list:
         description="Customer master data, validated against the landing contract. "
         "Rejected rows are kept in the `rejected_customers` table with their reasons.",
     )
-    def customers(duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
+    def customers(config: CustomersConfig, duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
+        valid_from = pd.Timestamp(config.valid_from).tz_localize(None) if config.valid_from else None
         with open_warehouse(duckdb) as conn:
-            meta, verdict, conflicts = load_customers(conn, source, settings)
+            meta, verdict, conflicts = load_customers(conn, source, settings, valid_from=valid_from)
             versions = registry.serving_versions(conn)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
         yield render.check_result(verdict, settings, check_name="rows_reconcile", versions=versions)
@@ -297,9 +410,13 @@ def build_raw_assets(settings: Settings) -> list:
         nights = [Night.of(key, settings.calendar) for key in context.partition_keys]
         try:
             with render.clear_failure(), open_engine(duckdb, engine) as opened:
+                event, reread = reread_customers(opened.conn, source, settings, nights[0])
                 meta = load_raw_days(opened, source, nights, settings, read_at=config.read_at)
         except RawDayError as exc:
             raise dg.Failure(description=str(exc), metadata=exc.metadata, allow_retries=False) from exc
+        if event is not None:
+            context.log_event(event)
+        meta |= reread
         yield dg.MaterializeResult(asset_key="raw_transactions", metadata=render.metadata(meta))
         yield dg.MaterializeResult(
             asset_key="rejected_transactions",

@@ -1,5 +1,6 @@
 """The two executions of the feature spec, both compiled from :data:`spec.FEATURES`
-(warehouse reads: raw transactions, the category mapping, customers, irregularities).
+(warehouse reads: raw transactions, the category mapping, the customers version valid at
+each row's as-of, irregularities).
 
 * :func:`serving_features` — every active customer for one business day; the window
   bounds are one constant row, the scan is pruned to the look-back's partitions.
@@ -39,6 +40,14 @@ _MAPPED_TX = """
     WHERE r.partition BETWEEN $first_partition AND $last_partition"""
 
 
+_VALID_AT_AS_OF = (
+    "c.customer_id = f.customer_id AND c.valid_from <= f.as_of AND (c.valid_to IS NULL OR f.as_of < c.valid_to)"
+)
+"""The customer attributes a feature row reads: the version valid at the row's own as-of —
+tonight's for serving, each as-of day's for training (point in time, like a feature store's
+dimension tables; ``customer_versions``)."""
+
+
 def _partition_range(nights: Iterable[Night]) -> tuple[dt.date, dt.date]:
     nights = sorted(nights, key=lambda n: n.day)
     return nights[0].scan_range()[0], nights[-1].scan_range()[1]
@@ -66,7 +75,7 @@ f AS (
   GROUP BY t.customer_id
 )
 SELECT f.customer_id, f.as_of, {_SELECT}
-FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id"""
+FROM f LEFT JOIN customer_versions c ON {_VALID_AT_AS_OF}"""
     params = {f"b_{c}": bounds[c].to_pydatetime() for c in BOUND_COLUMNS}
     params |= {"mapping": mapping_version, "first_partition": first, "last_partition": last, **vocabulary.params()}
     return sql, params
@@ -177,7 +186,7 @@ f AS (
   GROUP BY t.customer_id, b.as_of
 )
 SELECT f.customer_id, f.as_of, {_SELECT}
-FROM f LEFT JOIN customers c ON c.customer_id = f.customer_id"""
+FROM f LEFT JOIN customer_versions c ON {_VALID_AT_AS_OF}"""
     return sql, {"mapping": mapping_version, "first_partition": first, "last_partition": last, **vocabulary.params()}
 
 

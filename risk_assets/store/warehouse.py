@@ -33,6 +33,19 @@ TABLES: dict[str, str] = {
     "customers": """
         customer_id VARCHAR NOT NULL, segment VARCHAR NOT NULL, region VARCHAR NOT NULL,
         opened_at TIMESTAMP NOT NULL, source_file VARCHAR""",
+    "customer_versions": """
+        customer_id VARCHAR NOT NULL, segment VARCHAR NOT NULL, region VARCHAR NOT NULL,
+        opened_at TIMESTAMP NOT NULL, valid_from TIMESTAMP NOT NULL, valid_to TIMESTAMP,
+        version VARCHAR NOT NULL""",
+    "customer_deliveries": """
+        version VARCHAR NOT NULL, valid_from TIMESTAMP NOT NULL, read_at TIMESTAMP NOT NULL,
+        source VARCHAR NOT NULL, customers BIGINT NOT NULL, new_customers BIGINT NOT NULL,
+        changed_customers BIGINT NOT NULL, dropped_customers BIGINT NOT NULL,
+        unchanged_customers BIGINT NOT NULL, changed_share DOUBLE NOT NULL, previous_version VARCHAR,
+        superseded BOOLEAN NOT NULL""",
+    "customer_changes": """
+        version VARCHAR NOT NULL, valid_from TIMESTAMP NOT NULL, customer_id VARCHAR NOT NULL,
+        change VARCHAR NOT NULL, attribute VARCHAR, old_value VARCHAR, new_value VARCHAR""",
     "rejected_customers": """
         source_file VARCHAR, source_row BIGINT, record_key VARCHAR, reasons VARCHAR,
         raw_record VARCHAR""",
@@ -193,6 +206,24 @@ def connect(
     return conn
 
 
+def _first_customer_version(conn: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse whose customers were loaded before versions were kept: its customers
+    table becomes the first version, valid from the beginning."""
+    if scalar(conn, "SELECT count(*) FROM customer_deliveries") or not scalar(conn, "SELECT count(*) FROM customers"):
+        return
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO customer_versions SELECT customer_id, segment, region, opened_at, ?, NULL, 'migrated' "
+            "FROM customers",
+            [BEGINNING],
+        )
+        conn.execute(
+            "INSERT INTO customer_deliveries SELECT 'migrated', ?, ?, 'the customers table', count(*), "
+            "count(*), 0, 0, 0, 0.0, NULL, FALSE FROM customers",
+            [BEGINNING, pd.Timestamp.now("UTC").tz_localize(None)],
+        )
+
+
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for name, ddl in TABLES.items():
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
@@ -210,6 +241,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
                 f"{COLUMNS[name]} (the feature spec changed). Use a new warehouse file or drop "
                 f"the table; nothing was written."
             )
+    _first_customer_version(conn)
 
 
 @contextmanager
@@ -374,6 +406,81 @@ def partition_rows(
 
 
 # --------------------------------------------------------------------------- raw layer
+BEGINNING = pd.Timestamp("1900-01-01")
+"""``valid_from`` of the first customers version: valid for every day of the history."""
+
+
+def customers_valid_at(conn: duckdb.DuckDBPyConnection, at: pd.Timestamp) -> pd.DataFrame:
+    """The customer attributes valid at ``at`` (naive UTC): the version with
+    ``valid_from <= at < valid_to`` of each customer."""
+    return frame(
+        conn,
+        "SELECT customer_id, segment, region, opened_at, version, valid_from FROM customer_versions "
+        "WHERE valid_from <= ? AND (valid_to IS NULL OR ? < valid_to) ORDER BY customer_id",
+        [at, at],
+    )
+
+
+def customer_deliveries(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every customers delivery read, oldest first (``superseded``: a later delivery took
+    over from the same time on)."""
+    return frame(conn, "SELECT * FROM customer_deliveries ORDER BY read_at, valid_from")
+
+
+def latest_customer_delivery(conn: duckdb.DuckDBPyConnection) -> dict | None:
+    """The delivery the customers table holds (the last one read that is not superseded)."""
+    found = frame(
+        conn, "SELECT * FROM customer_deliveries WHERE NOT superseded ORDER BY valid_from DESC, read_at DESC LIMIT 1"
+    )
+    return None if found.empty else found.iloc[0].to_dict()
+
+
+def delivery_valid_at(conn: duckdb.DuckDBPyConnection, at: pd.Timestamp) -> dict | None:
+    """The (not superseded) delivery whose version is valid at ``at``."""
+    found = frame(
+        conn,
+        "SELECT * FROM customer_deliveries WHERE NOT superseded AND valid_from <= ? "
+        "ORDER BY valid_from DESC, read_at DESC LIMIT 1",
+        [at],
+    )
+    return None if found.empty else found.iloc[0].to_dict()
+
+
+def customer_changes(conn: duckdb.DuckDBPyConnection, version: str, valid_from: pd.Timestamp) -> pd.DataFrame:
+    return frame(
+        conn,
+        "SELECT customer_id, change, attribute, old_value, new_value FROM customer_changes "
+        "WHERE version = ? AND valid_from = ? ORDER BY customer_id, attribute",
+        [version, valid_from],
+    )
+
+
+def record_customer_version(
+    conn: duckdb.DuckDBPyConnection,
+    customers: pd.DataFrame,
+    delivery: dict,
+    changes: pd.DataFrame,
+) -> None:
+    """Store a customers delivery as the version valid from ``delivery["valid_from"]`` on:
+    versions that started at or after it are superseded (the latest delivery wins from that
+    time on), the versions valid then end there, and the delivery, its rows and its changes
+    are recorded. The caller owns the transaction."""
+    start = delivery["valid_from"]
+    conn.execute("UPDATE customer_deliveries SET superseded = TRUE WHERE valid_from >= ? AND NOT superseded", [start])
+    conn.execute("DELETE FROM customer_versions WHERE valid_from >= ?", [start])
+    conn.execute(
+        "UPDATE customer_versions SET valid_to = ? WHERE valid_from < ? AND (valid_to IS NULL OR valid_to > ?)",
+        [start, start, start],
+    )
+    insert(
+        conn,
+        "customer_versions",
+        customers.assign(valid_from=start, valid_to=pd.NaT, version=delivery["version"]),
+    )
+    insert(conn, "customer_deliveries", pd.DataFrame([{**delivery, "superseded": False}]))
+    insert(conn, "customer_changes", changes.assign(version=delivery["version"], valid_from=start))
+
+
 def customer_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT customer_id FROM customers").fetchall()}
 

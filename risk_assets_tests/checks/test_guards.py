@@ -439,3 +439,160 @@ def test_amount_pileup_fails_when_one_amount_holds_far_more_rows_than_usual():
         [usual, pd.DataFrame({"partition": [days[10]], "rows": [11], "top_rows": [3], "top_cents": [500]})]
     )
     assert amount_pileup(tiny, days[10], 4.0).passed
+
+
+# --------------------------------------------------------------------------- night profile
+def _profile_days(last: dt.date, n_days: int = 63, change=None):
+    """``n_days`` synthetic raw days ending ``last`` (about 2,000 rows a day, four regions,
+    two channels, lognormal amounts), each through the profile's row-level definition;
+    ``change(raw) -> raw`` rewrites the last day."""
+    from risk_assets.checks.profile import profile_of
+
+    rng = np.random.default_rng(11)
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(3000)],
+            "segment": rng.choice(["retail", "smb"], 3000, p=[0.7, 0.3]),
+            "region": rng.choice(["north", "south", "east", "west"], 3000, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+    frames = []
+    for i in range(n_days):
+        day = last - dt.timedelta(days=n_days - 1 - i)
+        n = int(rng.poisson(1200 if day.weekday() == 6 else 2000))
+        raw = pd.DataFrame(
+            {
+                "partition": day,
+                "customer_id": rng.choice(customers["customer_id"], n),
+                "amount_cents": np.exp(rng.normal(8.0, 1.0, n)).round().astype("int64") + 1,
+                "category": rng.choice(["groceries", "fuel", "travel"], n, p=[0.6, 0.3, 0.1]),
+                "channel": rng.choice(["online", "card"], n, p=[0.45, 0.55]),
+            }
+        )
+        frames.append(change(raw, customers) if change is not None and day == last else raw)
+    raw = pd.concat(frames, ignore_index=True)
+    return profile_of(raw, customers)
+
+
+def _judge_profile(days, last, **kw):
+    from risk_assets.checks.profile import night_profile
+
+    healthy = sorted(set(days["partition"]) - {last})
+    return night_profile(days, last, healthy, kw.pop("holidays", frozenset()), max_z=7.0, warn_z=5.0, min_ratio=1.5)
+
+
+def test_night_profile_passes_a_clean_day_and_judges_every_column():
+    last = dt.date(2026, 3, 4)
+    verdict = _judge_profile(_profile_days(last), last)
+    assert verdict.passed, verdict.summary
+    judged = set(verdict.tables["statistics"]["col"])
+    assert {"day", "category", "channel", "segment", "region"} <= judged
+    assert verdict.figures["comparable_days"] == 8  # the same weekday of 8 weeks
+    assert verdict.figures["window_days"] == 56  # the spread: every day of them
+    assert verdict.figures["max_abs_z"] < 4.5
+
+
+def test_night_profile_blocks_a_lost_subpopulation_naming_column_value_direction_and_tonight():
+    """80% of one region's rows lost (a feed of one region cut): the day's volume drops only
+    by 16%, every global check would pass; the region's share falls 5-fold."""
+    last = dt.date(2026, 3, 4)
+
+    def lose(raw, customers):
+        south = raw["customer_id"].isin(customers.loc[customers["region"] == "south", "customer_id"])
+        keep = ~south | (np.random.default_rng(1).random(len(raw)) < 0.2)
+        return raw[keep]
+
+    verdict = _judge_profile(_profile_days(last, change=lose), last)
+    assert not verdict.passed and verdict.severity == "ERROR"
+    assert verdict.figures["column"] == "region" and verdict.figures["value"] == "south"
+    assert verdict.figures["direction"] == "down" and verdict.figures["since"] == str(last)
+    assert "region = 'south'" in verdict.summary and "down" in verdict.summary and "tonight" in verdict.summary
+
+
+def test_night_profile_is_two_sided_and_sees_one_values_unit_and_a_vanished_value():
+    last = dt.date(2026, 3, 4)
+
+    def double(raw, customers):  # one channel's rows delivered twice over
+        online = raw[raw["channel"] == "online"]
+        return pd.concat([raw, online, online], ignore_index=True)
+
+    up = _judge_profile(_profile_days(last, change=double), last)
+    assert not up.passed and up.severity == "ERROR"
+    online = up.tables["statistics"].query("col == 'channel' and value == 'online' and statistic == 'rows_share'")
+    assert (
+        online["large"].item()
+        and online["z"].item() > 7
+        and "channel = 'online': share of the day's rows up" in up.summary
+    )
+
+    def unit(raw, customers):  # travel's amounts sent in another unit (x100)
+        travel = raw["category"] == "travel"
+        return raw.assign(amount_cents=raw["amount_cents"].where(~travel, raw["amount_cents"] * 100))
+
+    scaled = _judge_profile(_profile_days(last, change=unit), last)
+    assert not scaled.passed and scaled.figures["value"] == "travel" and scaled.figures["direction"] == "up"
+    assert scaled.figures["statistic"] in {"low", "median", "high"}
+
+    def vanish(raw, customers):
+        return raw[raw["category"] != "fuel"]
+
+    gone = _judge_profile(_profile_days(last, change=vanish), last)
+    assert not gone.passed and gone.figures["value"] == "fuel" and "vanished" in gone.summary
+
+
+def test_night_profile_sees_a_clipped_tail_while_the_median_holds():
+    last = dt.date(2026, 3, 4)
+
+    def clip(raw, customers):
+        limit = int(np.quantile(raw["amount_cents"], 0.95))
+        return raw.assign(amount_cents=raw["amount_cents"].clip(upper=limit))
+
+    verdict = _judge_profile(_profile_days(last, change=clip), last)
+    assert not verdict.passed and verdict.severity == "ERROR"
+    assert verdict.figures["statistic"] == "top_share" and verdict.figures["direction"] == "up"
+
+
+def test_night_profile_dates_a_change_that_began_nights_ago_and_ignores_unhealthy_baselines():
+    from risk_assets.checks.profile import night_profile
+
+    last = dt.date(2026, 3, 4)
+    start = last - dt.timedelta(days=2)
+
+    days = _profile_days(last)
+    north = days["col"].eq("region") & days["value"].eq("north") & (days["partition"] >= start)
+    # the change on the last three days: north's rows and customers down 4-fold
+    days.loc[north, ["rows", "customers"]] = (days.loc[north, ["rows", "customers"]] // 4).to_numpy()
+    healthy = [d for d in sorted(set(days["partition"])) if d < start]  # the two nights before were blocked
+    verdict = night_profile(days, last, healthy, frozenset(), max_z=7.0, warn_z=5.0, min_ratio=1.5)
+    assert not verdict.passed and verdict.figures["value"] == "north"
+    assert verdict.figures["since"] == str(start), verdict.summary
+    assert f"since {start}" in verdict.summary
+
+
+def test_amount_scale_states_the_factor_the_direction_and_since_when():
+    from risk_assets.checks.amounts import amount_scale
+
+    rng = np.random.default_rng(2)
+    days = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(29)]
+    cats = {"groceries": 8.0, "fuel": 8.5, "travel": 10.0}
+
+    def frame(unit_from=None):
+        rows = [
+            {
+                "partition": d,
+                "category": c,
+                "rows": 40,
+                "mean_log": mu + rng.normal(0, 0.05) + (np.log(100) if unit_from and d >= unit_from else 0.0),
+            }
+            for d in days
+            for c, mu in cats.items()
+        ]
+        f = pd.DataFrame(rows)
+        return f[f["partition"] == days[-1]][["category", "rows", "mean_log"]], f[f["partition"] < days[-1]]
+
+    assert amount_scale(*frame(), max_amount_factor=4.0).passed
+    tonight = amount_scale(*frame(unit_from=days[-1]), max_amount_factor=4.0)
+    assert not tonight.passed and tonight.figures["direction"] == "up" and tonight.figures["since"] == "tonight"
+    assert "since tonight; every category" in tonight.summary and tonight.figures["factor"] > 50
+    earlier = amount_scale(*frame(unit_from=days[-4]), max_amount_factor=4.0)
+    assert not earlier.passed and earlier.figures["since"] == str(days[-4]), earlier.summary

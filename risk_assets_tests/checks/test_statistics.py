@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from risk_assets.checks import Step, amounts, coverage, daily, drift, imputation, landing, rejections, replays
+from risk_assets.checks import profile as night_profile
 from risk_assets.checks.coverage import category_coverage, night_counts
 from risk_assets.checks.drift import profile
 from risk_assets.checks.imputation import (
@@ -149,6 +150,12 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     pd.testing.assert_frame_equal(
         amounts.top_amounts(q, night.days_back(28), day), amounts.top_amounts_of(history), check_dtype=False
     )
+    customers = warehouse.frame(conn, "SELECT customer_id, segment, region FROM customers")
+    pd.testing.assert_frame_equal(
+        night_profile.profile(q, night.days_back(28), day),
+        night_profile.profile_of(history, customers),
+        check_dtype=False,
+    )
     vocabulary = settings.features.vocabulary()
     expected_daily = daily.aggregates_of(
         history,
@@ -220,6 +227,7 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "channels": coverage.value_counts(q, day, "channel"),
         "amount_levels": amounts.levels(q, night.days_back(28), day),
         "top_amounts": amounts.top_amounts(q, night.days_back(28), day),
+        "profile": night_profile.profile(q, night.days_back(28), day),
         "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
         "reasons": q.statistic(rejections.REASONS, {"day": day}),
         "replays": q.statistic(replays.REPLAYS, {"day": day}),

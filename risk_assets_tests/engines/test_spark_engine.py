@@ -34,6 +34,7 @@ from risk_assets.store import registry, warehouse
 from risk_assets_tests.checks.test_statistics import all_statistics, assert_same_statistics
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, require, run_night
 from risk_assets_tests.defs.test_incidents import failed_errors, materialized
+from risk_assets_tests.engines.test_point_in_time import change_segments
 from risk_assets_tests.sources.test_bad_input import (  # noqa: F401 - the landing fixture
     FATAL,
     FILE_KINDS,
@@ -83,6 +84,8 @@ def test_spark_features_equal_duckdb_features_exactly(world_copy, spark_session)
     factory = _engine(settings, spark_session)
     vocabulary = settings.features.vocabulary()
     with open_warehouse(duckdb_resource(settings)) as conn:
+        # a second customers version mid-history: both engines join the version valid at each as-of
+        moved = change_segments(conn, settings, world_copy.folder, dt.date(2025, 8, 1))
         engine = factory.open(conn)
         version = registry.current_mapping_version(conn)
         for day in (dt.date(2025, 6, 30), dt.date(2025, 10, 31), dt.date(2025, 11, 30)):
@@ -96,6 +99,10 @@ def test_spark_features_equal_duckdb_features_exactly(world_copy, spark_session)
             theirs = engine.training_features(spine, version, vocabulary)
             assert ours["as_of"].nunique() == len(spine)
             pd.testing.assert_frame_equal(theirs, ours, check_exact=True)
+            seen = theirs.merge(moved, on="customer_id")
+            late = seen["as_of"] >= Night.of(dt.date(2025, 8, 1), settings.calendar).as_of
+            assert (seen.loc[late, "segment"] == seen.loc[late, "new"]).all()
+            assert (seen.loc[~late, "segment"] == seen.loc[~late, "old"]).all()
 
         # the training_features asset's body on each engine: the same table, labels included
         build_training_features(engine, settings)

@@ -13,6 +13,8 @@ about the *values* the two engines compute:
 * **List sizes.** DuckDB's ``len(list)`` is Spark's ``SIZE``.
 * **Epoch microseconds.** DuckDB's ``epoch_us(naive timestamp)`` is Spark's
   ``UNIX_MICROS(CAST(... AS TIMESTAMP))`` — the naive value read in the session's UTC.
+* **Exact quantiles.** DuckDB's ``quantile_disc(x, q)`` is Spark's
+  ``percentile_disc(q) WITHIN GROUP (ORDER BY x)``: the same element of the rows.
 * **Parameters.** DuckDB's ``$name`` is Spark's named parameter ``:name``; values always
   travel as parameters (:func:`spark_args`), never inside the text.
 
@@ -35,6 +37,15 @@ def _rule(node: exp.Expression) -> exp.Expression:
         return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
     if isinstance(node, exp.Parameter):
         return exp.Placeholder(this=node.name)
+    if isinstance(node, exp.PercentileDisc) and node.expression is not None:
+        # DuckDB's quantile_disc(x, q) is SQL's percentile_disc(q) WITHIN GROUP (ORDER BY x):
+        # both the smallest value whose cumulative share reaches q (an element of the rows)
+        return exp.WithinGroup(
+            # spelled out: SQLGlot would render a PercentileDisc here as the approximate
+            # PERCENTILE_APPROX
+            this=exp.Anonymous(this="PERCENTILE_DISC", expressions=[_rule(node.expression.copy())]),
+            expression=exp.Order(expressions=[exp.Ordered(this=node.this.copy(), nulls_first=True)]),
+        )
     if isinstance(node, exp.Tuple) and isinstance(node.parent, exp.ArgMax):
         return exp.Struct(expressions=[e.copy() for e in node.expressions])
     if isinstance(node, (exp.ArraySize, exp.Length)) and isinstance(

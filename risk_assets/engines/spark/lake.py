@@ -6,7 +6,8 @@
 * ``encoded_features/`` and ``imputation_log/`` — each night's encoded rows and ledger,
   committed by the encoding step after the warehouse commit: the checks' statistics
   (the statistic sections of ``risk_assets/checks/``) are aggregated from them on Spark;
-* ``customers/``, ``category_mapping/``, ``channel_vocabulary/`` — the small reference
+* ``customers/``, ``customer_versions/``, ``customer_changes/``, ``category_mapping/``,
+  ``channel_vocabulary/`` — the small reference
   tables, re-committed before each Spark computation.
 
 Commit protocol (a folder, local or mounted): the new files are written into
@@ -35,7 +36,7 @@ from risk_assets.store import warehouse
 
 RAW = "raw_transactions"
 REJECTED = "rejected_transactions"
-REFERENCE = ("customers", "category_mapping", "channel_vocabulary")
+REFERENCE = ("customers", "customer_versions", "customer_changes", "category_mapping", "channel_vocabulary")
 PARTITIONED = warehouse.PER_NIGHT
 """Every per-night table: committed by the step that writes it (after the warehouse), and
 read by Spark — the features, the scoring and every check statistic."""

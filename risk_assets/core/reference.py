@@ -1,0 +1,116 @@
+"""Reference data as a nightly input: what changed between two deliveries of the customers file.
+
+A customers file is not a constant. Accounts are opened (their transactions must be counted
+as a *new* customer's, never rejected as an unknown one), customers move segment or region,
+and a source can re-classify a large part of its base at once (a new segmentation, a mapping
+bug) — which every feature built on those attributes would silently absorb. Each delivery is
+therefore compared with the version it replaces, customer by customer:
+
+* **new** — in this delivery and not in the previous one;
+* **changed** — in both, with a different value of at least one attribute (each attribute's
+  changes are counted, with the transitions old → new);
+* **dropped** — in the previous one and not in this delivery;
+* **unchanged** — the rest.
+
+Pure functions on frames; the versions are stored by :mod:`risk_assets.store.warehouse`
+(``customer_versions``, ``customer_deliveries``, ``customer_changes``) and judged by the
+``customer_changes`` check."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pandas as pd
+
+ATTRIBUTES = ("segment", "region", "opened_at")
+"""The customer columns the features read: a change in any of them is a change."""
+CATEGORICAL_ATTRIBUTES = ("segment", "region")
+"""The categorical ones (their transitions are listed)."""
+KEY = "customer_id"
+
+
+def content_hash(customers: pd.DataFrame) -> str:
+    """A digest of the accepted rows' key and attributes, independent of row order and of
+    the file's layout: two deliveries with the same content have the same hash."""
+    frame = customers[[KEY, *ATTRIBUTES]].sort_values(KEY)
+    digest = hashlib.sha256()
+    for row in frame.itertuples(index=False):
+        digest.update("\x1f".join("" if pd.isna(v) else str(v) for v in row).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """How a delivery differs from the version before it."""
+
+    new: list[str]
+    changed: list[str]
+    dropped: list[str]
+    unchanged: int
+    changes: pd.DataFrame
+    """One row per changed attribute of a changed customer and per new or dropped customer:
+    ``customer_id, change (new|changed|dropped), attribute, old_value, new_value``."""
+
+    @property
+    def compared(self) -> int:
+        """Customers in both deliveries."""
+        return len(self.changed) + self.unchanged
+
+    @property
+    def changed_share(self) -> float:
+        """Share of the customers in both deliveries whose attributes changed."""
+        return len(self.changed) / self.compared if self.compared else 0.0
+
+
+CHANGE_COLUMNS = ["customer_id", "change", "attribute", "old_value", "new_value"]
+
+
+def delta(previous: pd.DataFrame | None, current: pd.DataFrame) -> Delta:
+    """Compare ``current`` with ``previous`` (None: the first delivery — every customer is
+    new). Both carry ``customer_id`` and :data:`ATTRIBUTES`, one row per customer."""
+    if previous is None or previous.empty:
+        ids = sorted(current[KEY])
+        changes = pd.DataFrame({"customer_id": ids, "change": "new", "attribute": None, "old_value": None})
+        changes["new_value"] = None
+        return Delta(ids, [], [], 0, changes[CHANGE_COLUMNS])
+    old = previous.set_index(KEY)[list(ATTRIBUTES)]
+    now = current.set_index(KEY)[list(ATTRIBUTES)]
+    new = sorted(now.index.difference(old.index))
+    dropped = sorted(old.index.difference(now.index))
+    both = now.index.intersection(old.index)
+    rows = [{"customer_id": c, "change": "new", "attribute": None, "old_value": None, "new_value": None} for c in new]
+    rows += [
+        {"customer_id": c, "change": "dropped", "attribute": None, "old_value": None, "new_value": None}
+        for c in dropped
+    ]
+    changed: set[str] = set()
+    for attribute in ATTRIBUTES:
+        a, b = old.loc[both, attribute], now.loc[both, attribute]
+        differ = ~((a == b) | (a.isna() & b.isna()))
+        for customer in both[differ.to_numpy()]:
+            changed.add(customer)
+            rows.append(
+                {
+                    "customer_id": customer,
+                    "change": "changed",
+                    "attribute": attribute,
+                    "old_value": str(a[customer]),
+                    "new_value": str(b[customer]),
+                }
+            )
+    changes = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    return Delta(new, sorted(changed), dropped, len(both) - len(changed), changes)
+
+
+def transitions(changes: pd.DataFrame) -> pd.DataFrame:
+    """Per categorical attribute, the value transitions old → new with their customers,
+    most frequent first."""
+    moved = changes[(changes["change"] == "changed") & changes["attribute"].isin(CATEGORICAL_ATTRIBUTES)]
+    if moved.empty:
+        return pd.DataFrame(columns=["attribute", "old_value", "new_value", "customers"])
+    out = moved.groupby(["attribute", "old_value", "new_value"]).size().rename("customers").reset_index()
+    return out.sort_values(["customers", "attribute", "old_value"], ascending=[False, True, True]).reset_index(
+        drop=True
+    )

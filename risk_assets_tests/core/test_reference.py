@@ -1,0 +1,96 @@
+"""What changed between two deliveries of the customers file, and how it is judged."""
+
+import pandas as pd
+
+from risk_assets.checks.customers import customer_changes, new_customer_rows_of
+from risk_assets.core.reference import content_hash, delta, transitions
+
+T = pd.Timestamp("2025-01-01")
+
+
+def _customers(rows):
+    return pd.DataFrame(rows, columns=["customer_id", "segment", "region", "opened_at"])
+
+
+BASE = _customers([(f"C{i}", "retail" if i % 3 else "smb", "north" if i % 2 else "south", T) for i in range(100)])
+
+
+def test_the_content_hash_ignores_row_order_and_sees_any_attribute():
+    assert content_hash(BASE) == content_hash(BASE.sample(frac=1, random_state=1))
+    moved = BASE.copy()
+    moved.loc[5, "region"] = "east"
+    assert content_hash(moved) != content_hash(BASE)
+    later = BASE.copy()
+    later.loc[5, "opened_at"] = T + pd.Timedelta(days=1)
+    assert content_hash(later) != content_hash(BASE)
+
+
+def test_a_delivery_is_new_changed_dropped_or_unchanged_customer_by_customer():
+    now = BASE[BASE["customer_id"] != "C0"].copy()
+    now.loc[now["customer_id"] == "C1", "segment"] = "premium"
+    now.loc[now["customer_id"] == "C2", ["segment", "region"]] = ["smb", "east"]
+    now = pd.concat([now, _customers([("N1", "retail", "north", T)])], ignore_index=True)
+    d = delta(BASE, now)
+    assert d.new == ["N1"] and d.dropped == ["C0"] and d.changed == ["C1", "C2"]
+    assert d.unchanged == 97 and d.compared == 99 and d.changed_share == 2 / 99
+    rows = d.changes[d.changes["change"] == "changed"]
+    assert sorted(zip(rows["customer_id"], rows["attribute"])) == [
+        ("C1", "segment"),
+        ("C2", "region"),
+        ("C2", "segment"),
+    ]
+    assert transitions(d.changes)["customers"].sum() == 3
+    first = delta(None, BASE)
+    assert len(first.new) == 100 and first.changed_share == 0.0
+
+
+def _delivery(changed: int, unchanged: int, new: int = 0, version: str = "v2"):
+    return {
+        "version": version,
+        "valid_from": T,
+        "previous_version": "v1",
+        "customers": changed + unchanged + new,
+        "new_customers": new,
+        "changed_customers": changed,
+        "dropped_customers": 0,
+        "unchanged_customers": unchanged,
+        "changed_share": changed / (changed + unchanged),
+    }
+
+
+def test_a_mass_re_classification_fails_naming_the_attribute_and_values_routine_changes_pass():
+    moved = BASE.copy()
+    moved.loc[:29, "segment"] = moved.loc[:29, "segment"].map({"retail": "smb", "smb": "premium"})
+    d = delta(BASE, moved)
+    new_rows = pd.DataFrame({"rows": [0], "customers": [0]})
+    verdict = customer_changes(_delivery(len(d.changed), d.unchanged), d.changes, new_rows, T, {}, 0.05)
+    assert not verdict.passed and verdict.severity == "ERROR"
+    assert verdict.figures["column"] == "segment" and verdict.figures["direction"] == "down"
+    assert verdict.figures["value"] == "retail" and "tonight" in verdict.summary
+    assert "retail → smb" in verdict.summary
+    accepted = customer_changes(
+        _delivery(len(d.changed), d.unchanged), d.changes, new_rows, T, {"v2": "j.doe: new segmentation"}, 0.05
+    )
+    assert accepted.passed and accepted.figures["accepted_by_override"]
+    later = customer_changes(
+        _delivery(len(d.changed), d.unchanged), d.changes, new_rows, T + pd.Timedelta(days=1), {}, 0.05
+    )
+    assert not later.passed and f"since {T}" in later.summary
+    routine = moved.copy()
+    routine["segment"] = BASE["segment"]
+    routine.loc[3, "segment"] = "premium"
+    r = delta(BASE, routine)
+    assert customer_changes(_delivery(len(r.changed), r.unchanged), r.changes, new_rows, T, {}, 0.05).passed
+
+
+def test_new_accounts_are_counted_with_their_rows_tonight():
+    grown = pd.concat([BASE, _customers([("N1", "retail", "north", T), ("N2", "smb", "south", T)])])
+    d = delta(BASE, grown)
+    raw = pd.DataFrame({"customer_id": ["N1", "N1", "C3", "N2"]})
+    counted = new_customer_rows_of(raw, d.changes)
+    assert counted == {"rows": 3, "customers": 2}
+    verdict = customer_changes(_delivery(0, 100, new=2), d.changes, pd.DataFrame([counted]), T, {}, 0.05)
+    assert (
+        verdict.passed and verdict.figures["new_customers"] == 2 and verdict.figures["new_customer_rows_tonight"] == 3
+    )
+    assert customer_changes(None, d.changes, pd.DataFrame([counted]), T, {}, 0.05).passed is False
