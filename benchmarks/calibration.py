@@ -13,7 +13,8 @@ loads reference data and every raw day through the landing source (no model is n
 computes the profile once over all days and judges every day after the first 90 exactly as
 the check does (same functions, same healthy-day baselines). The days split in two by
 date: the *calibration* days (2025-04-01 .. 2025-11-30) give the thresholds the budget
-implies; the *held-out* days (2025-12-01 .. 2026-03-31, holidays and month ends included)
+implies (and how often, and how far, any statistic moved by ``profile_large_ratio``: the
+large-change tier of the rule); the *held-out* days (2025-12-01 .. 2026-03-31, holidays and month ends included)
 measure the configured thresholds' false-block and WARN rates. Writes
 ``benchmarks/results/calibration_<customers>.json``; the README quotes it.
 """
@@ -66,12 +67,24 @@ def judged_days(settings, conn) -> pd.DataFrame:
         table = profile.judge(mine, day, window, checks.profile_min_ratio, day in holidays)
         large = table[table["large"]]
         worst = large.loc[large["z"].abs().idxmax()] if len(large) else None
+        far = large[np.abs(np.log(large["ratio"])) >= np.log(checks.profile_large_ratio)]
+        verdicts = profile.level(
+            large["z"],
+            large["ratio"],
+            checks.profile_max_z,
+            checks.profile_warn_z,
+            checks.profile_large_ratio,
+            checks.profile_large_z,
+        )
         rows.append(
             {
                 "day": day,
                 "holiday": day in holidays,
                 "statistics": int(table["judged"].sum()),
                 "max_z": float(large["z"].abs().max()) if len(large) else 0.0,
+                "large_moves": len(far),
+                "large_max_z": float(far["z"].abs().max()) if len(far) else 0.0,
+                "verdict": "ERROR" if (verdicts == "ERROR").any() else "WARN" if (verdicts == "WARN").any() else "",
                 "worst": None
                 if worst is None
                 else f"{worst['col']}={worst['value']} {worst['statistic']} z={worst['z']:+.1f} x{worst['ratio']:.2f}",
@@ -102,8 +115,8 @@ def measure(world: str, customers: int) -> dict:
     calibration = judged[(judged["day"] >= CALIBRATION[0]) & (judged["day"] <= CALIBRATION[1])]
     held_out = judged[judged["day"] >= HELD_OUT[0]]
     q = calibration["max_z"]
-    blocked = held_out[held_out["max_z"] > checks.profile_max_z]
-    warned = held_out[(held_out["max_z"] > checks.profile_warn_z) & (held_out["max_z"] <= checks.profile_max_z)]
+    blocked = held_out[held_out["verdict"] == "ERROR"]
+    warned = held_out[held_out["verdict"] == "WARN"]
     return {
         "world": world,
         "customers": customers,
@@ -117,7 +130,12 @@ def measure(world: str, customers: int) -> dict:
             "max_z": checks.profile_max_z,
             "warn_z": checks.profile_warn_z,
             "min_ratio": checks.profile_min_ratio,
+            "large_ratio": checks.profile_large_ratio,
+            "large_z": checks.profile_large_z,
         },
+        "calibration_days_with_a_large_move": int((calibration["large_moves"] > 0).sum()),
+        "calibration_large_max_z": float(calibration["large_max_z"].max()),
+        "calibration_blocked_by_the_rule": [str(d) for d in calibration.loc[calibration["verdict"] == "ERROR", "day"]],
         "held_out_days": len(held_out),
         "held_out_range": [str(HELD_OUT[0]), str(HELD_OUT[1])],
         "held_out_holidays": int(held_out["holiday"].sum()),
@@ -127,7 +145,14 @@ def measure(world: str, customers: int) -> dict:
         "held_out_worst": held_out.loc[held_out["max_z"].idxmax(), "worst"],
         "statistics_per_day_median": float(judged["statistics"].median()),
         "days": [
-            {"day": str(r.day), "holiday": bool(r.holiday), "max_z": round(r.max_z, 3), "worst": r.worst}
+            {
+                "day": str(r.day),
+                "holiday": bool(r.holiday),
+                "max_z": round(r.max_z, 3),
+                "large_max_z": round(r.large_max_z, 3),
+                "verdict": r.verdict,
+                "worst": r.worst,
+            }
             for r in judged.itertuples()
         ],
         "machine": describe(),

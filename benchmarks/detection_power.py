@@ -169,8 +169,12 @@ class Replay:
         self.trials = 0
 
     def run(self, nights: list[dt.date], fault: Fault, days: int = 1) -> list[dict]:
-        """A fresh copy; the fault applied to each of ``days`` consecutive nights from each of
-        ``nights`` (the customers file changed once); each night run through the nightly job."""
+        """For each of ``nights``, on its own fresh copy (a fault on one replayed night must not
+        quarantine another): the fault applied to ``days`` consecutive nights from it (the
+        customers file changed once), each night run through the nightly job."""
+        return [o for start in nights for o in self._trial(start, fault, days)]
+
+    def _trial(self, start: dt.date, fault: Fault, days: int) -> list[dict]:
         folder = Path(tempfile.mkdtemp(prefix="trial_", dir=self.pristine.parent))
         try:
             for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
@@ -187,36 +191,35 @@ class Replay:
             job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
             rng = np.random.default_rng(7)
             changed = None
-            for start in nights:
-                for k in range(days):
-                    night = start + dt.timedelta(days=k)
-                    target = landing / "transactions" / f"date={night:%Y-%m-%d}"
-                    shutil.copytree(source / "transactions" / f"date={night:%Y-%m-%d}", target)
-                    files = sorted(target.glob("*.parquet"))
-                    day = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-                    joined = day.merge(customers[["customer_id", "segment", "region"]], on="customer_id", how="left")
-                    faulty, changed_now = fault(joined.assign(_k=k), customers, rng)
-                    for f in files:
-                        f.unlink()
-                    faulty[day.columns].to_parquet(target / "part-0.parquet", index=False)
-                    if changed is None:
-                        changed = changed_now
-                    changed.to_parquet(landing / "customers.parquet", index=False)
-                    result = job.execute_in_process(
-                        instance=self.instance, run_config=QUIET, partition_key=night.isoformat(), raise_on_error=False
-                    )
-                    self.trials += 1
-                    failed = sorted(
-                        f"{e.asset_key.to_user_string()}.{e.check_name}"
-                        for e in result.get_asset_check_evaluations()
-                        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-                    )
-                    reasons = {
-                        f"{e.asset_key.to_user_string()}.{e.check_name}": e.description
-                        for e in result.get_asset_check_evaluations()
-                        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-                    }
-                    outcomes.append({"night": str(night), "blocked": not result.success, "by": failed, "why": reasons})
+            for k in range(days):
+                night = start + dt.timedelta(days=k)
+                target = landing / "transactions" / f"date={night:%Y-%m-%d}"
+                shutil.copytree(source / "transactions" / f"date={night:%Y-%m-%d}", target)
+                files = sorted(target.glob("*.parquet"))
+                day = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+                joined = day.merge(customers[["customer_id", "segment", "region"]], on="customer_id", how="left")
+                faulty, changed_now = fault(joined.assign(_k=k), customers, rng)
+                for f in files:
+                    f.unlink()
+                faulty[day.columns].to_parquet(target / "part-0.parquet", index=False)
+                if changed is None:
+                    changed = changed_now
+                changed.to_parquet(landing / "customers.parquet", index=False)
+                result = job.execute_in_process(
+                    instance=self.instance, run_config=QUIET, partition_key=night.isoformat(), raise_on_error=False
+                )
+                self.trials += 1
+                failed = sorted(
+                    f"{e.asset_key.to_user_string()}.{e.check_name}"
+                    for e in result.get_asset_check_evaluations()
+                    if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+                )
+                reasons = {
+                    f"{e.asset_key.to_user_string()}.{e.check_name}": e.description
+                    for e in result.get_asset_check_evaluations()
+                    if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+                }
+                outcomes.append({"night": str(night), "blocked": not result.success, "by": failed, "why": reasons})
             return outcomes
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -284,6 +287,49 @@ def measure(world: str, customers: int, nights: list[dt.date], tiny: bool, repla
     }
 
 
+def _checks(labels) -> str:
+    return ", ".join(sorted({c.split(".")[-1] for c in labels}))
+
+
+def table(reports: list[dict]) -> str:
+    """The README's table: per fault and subject, the smallest magnitude blocked on its first
+    night on each world (— : not blocked at the largest magnitude tried), and the check(s)
+    that blocked it."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for report in reports:
+        world = report["world"]
+        tried = {}
+        for t in report["trials"]:
+            tried.setdefault((t["kind"], t["subject"]), []).append(t["magnitude"])
+        found = {(s["kind"], s["subject"]): s for s in report["smallest_blocked"]}
+        for (kind, subject), magnitudes in tried.items():
+            # subjects are the world's own values: one row per kind and role, values named in the cell
+            role = subject.split("=")[0]
+            cell = rows.setdefault((kind, role), {})
+            hit = found.get((kind, subject))
+            value = subject.split("=", 1)[1] if "=" in subject else ""
+            label = f"{value}: " if value else ""
+            text = (
+                f"{label}{hit['magnitude']:g} ({_checks(hit['blocked_by'])})"
+                if hit
+                else (f"{label}— (up to {max(magnitudes):g})")
+            )
+            cell[world] = "; ".join(filter(None, [cell.get(world), text]))
+        for trend in report["trends"]:
+            cell = rows.setdefault(("trend", f"{trend['rate_per_day']:.1%}/day"), {})
+            n = trend["nights_to_block"]
+            cell[world] = (
+                f"{n} night(s), ×{trend['amount_factor_then']:.3f} ({_checks(trend['blocked_by'])})"
+                if n
+                else f"not within {trend['horizon']} nights"
+            )
+    worlds = [r["world"] for r in reports]
+    lines = ["| fault | subject | " + " | ".join(worlds) + " |", "|---|---|" + "---|" * len(worlds)]
+    for (kind, role), cells in rows.items():
+        lines.append(f"| {kind} | {role} | " + " | ".join(cells.get(w, "") for w in worlds) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=4000)
@@ -299,6 +345,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     reports = [measure(w, args.customers, nights, args.tiny) for w in worlds]
     out = args.out or Path(__file__).parent / "results" / f"detection_power_{args.customers}.json"
     out.write_text(json.dumps(reports, indent=1))
+    print(table(reports))
     return reports
 
 

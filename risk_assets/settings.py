@@ -226,6 +226,13 @@ class CheckSettings(_Section):
     more than this share of the customers present before and after a customers delivery
     changed an attribute (segment, region, opening date): a mass re-classification. New and
     dropped accounts are counted, not judged."""
+    profile_large_ratio: Annotated[float, Field(gt=1.0)] = 3.0
+    """raw: the factor from which a ``night_profile`` statistic needs only ``profile_large_z``."""
+    profile_large_z: Annotated[float, Field(gt=0.0)] = 4.0
+    """raw: ``night_profile`` is also an ERROR from this many robust deviations when the
+    statistic moved by ``profile_large_ratio`` or more either way (a value losing most of its
+    rows): on the clean days of both worlds no judged statistic ever moved 3× (the calibration
+    reports the largest z among those that did, and the power the tier adds)."""
     budget_blocked_nights: Share = 1 / 90
     """The suite's false-alarm budget: clean nights any check may block (default one in 90).
     The thresholds of the many-statistic checks are calibrated to it on held-out clean days

@@ -60,3 +60,29 @@ def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
     assert "inside the warehouse" in size["serving_features_written"]["what"]
     table = render(report)
     assert "serving features, one night (written in the warehouse" in table and "| target (issue 15) |" in table
+
+
+def test_the_profile_thresholds_are_the_committed_calibration_and_meet_the_budget():
+    """The settings' night-profile thresholds are the ones ``benchmarks.calibration`` measured
+    (re-run it when they change) and sit at or above what the budget implies on the
+    calibration days of both worlds; on the held-out days they block no more clean nights
+    than the budget allows."""
+    from risk_assets.settings import Settings
+
+    checks = Settings().checks
+    reports = json.loads((ROOT / "benchmarks" / "results" / "calibration_4000.json").read_text())
+    assert {r["world"] for r in reports} == {"embedded", "alpine"}
+    for r in reports:
+        assert r["configured"] == {
+            "max_z": checks.profile_max_z,
+            "warn_z": checks.profile_warn_z,
+            "min_ratio": checks.profile_min_ratio,
+            "large_ratio": checks.profile_large_ratio,
+            "large_z": checks.profile_large_z,
+        }, r["world"]
+        assert len(r["calibration_blocked_by_the_rule"]) / r["calibration_days"] <= checks.budget_blocked_nights
+        assert r["budget"]["blocked_nights"] == checks.budget_blocked_nights
+        assert checks.profile_max_z >= r["implied_max_z"] and checks.profile_warn_z >= r["implied_warn_z"]
+        assert len(r["held_out_blocked"]) / r["held_out_days"] <= checks.budget_blocked_nights
+        assert len(r["held_out_warned"]) / r["held_out_days"] <= checks.budget_warn_nights
+        assert len(r["days"]) == r["calibration_days"] + r["held_out_days"]

@@ -181,6 +181,8 @@ CHECKS: tuple[CheckDecl, ...] = (
             "max_z": "checks.profile_max_z",
             "warn_z": "checks.profile_warn_z",
             "min_ratio": "checks.profile_min_ratio",
+            "large_ratio": "checks.profile_large_ratio",
+            "large_z": "checks.profile_large_z",
         },
         description="Every value of every categorical column (category, channel, and the customers' segment "
         "and region) and the day as a whole: share of rows and of customers, low/median/high amounts and the "

@@ -275,6 +275,14 @@ def judge(
     return table
 
 
+def level(z, ratio, max_z: float, warn_z: float, large_ratio: float, large_z: float) -> np.ndarray:
+    """The verdict of statistics that moved by at least ``min_ratio`` (``z``, ``ratio``
+    arrays): "ERROR", "WARN" or "" — the one rule the check and its calibration share."""
+    z, change = np.abs(np.asarray(z, dtype=float)), np.abs(np.log(np.asarray(ratio, dtype=float)))
+    error = (z > max_z) | ((change >= np.log(large_ratio)) & (z > large_z))
+    return np.where(error, "ERROR", np.where(z > warn_z, "WARN", ""))
+
+
 def _what(row) -> str:
     subject = "the day" if row["col"] == DAY[0] else f"{row['col']} = {row['value']!r}"
     direction = "up" if row["z"] > 0 else "down"
@@ -295,10 +303,14 @@ def night_profile(
     max_z: float,
     warn_z: float,
     min_ratio: float,
+    large_ratio: float = 3.0,
+    large_z: float = 4.0,
 ) -> Verdict:
     """ERROR when any statistic of any value (or of the day) is more than ``max_z`` robust
     deviations from its comparable healthy days *and* moved by at least ``min_ratio`` (either
-    way); WARN from ``warn_z``. The reason names the column, the value, the statistic, the
+    way) — or more than ``large_z`` deviations when it moved by ``large_ratio`` or more (a
+    value losing most of its rows is an incident at a smaller z: on clean days no statistic
+    ever moved that far); WARN from ``warn_z``. The reason names the column, the value, the statistic, the
     direction and since when the statistic is out of its band (tonight, or the first of the
     consecutive nights before it that were out too).
 
@@ -312,6 +324,8 @@ def night_profile(
         "max_z": max_z,
         "warn_z": warn_z,
         "min_ratio": min_ratio,
+        "large_ratio": large_ratio,
+        "large_z": large_z,
         "min_comparable_days": MIN_COMPARABLE_DAYS,
         "min_rows": MIN_ROWS,
     }
@@ -326,8 +340,9 @@ def night_profile(
     # day's tail 20x)
     large = table[table["large"]].assign(abs_z=lambda t: t["z"].abs(), change=lambda t: np.log(t["ratio"]).abs())
     large = large.sort_values(["change", "abs_z"], ascending=False)
-    errors = large[large["abs_z"] > max_z]
-    warns = large[(large["abs_z"] > warn_z) & (large["abs_z"] <= max_z)]
+    error = level(large["z"], large["ratio"], max_z, warn_z, large_ratio, large_z) == "ERROR"
+    errors = large[error]
+    warns = large[~error & (large["abs_z"] > warn_z)]
     worst = errors if len(errors) else warns
     since = {}
     if len(worst):
@@ -362,8 +377,13 @@ def night_profile(
         more = f" (+{len(worst) - 3} more)" if len(worst) > 3 else ""
         summary = (
             f"{len(worst)} statistic(s) of the night profile out of their band: {listed}{more} — against "
-            f"{len(centre_days)} comparable healthy day(s); {'ERROR' if len(errors) else 'WARN'} from |z| > "
-            f"{max_z if len(errors) else warn_z:g} and a change of at least {min_ratio:g}×"
+            f"{len(centre_days)} comparable healthy day(s); "
+            + (
+                f"ERROR from |z| > {max_z:g} and a change of at least {min_ratio:g}×, or |z| > {large_z:g} and "
+                f"{large_ratio:g}×"
+                if len(errors)
+                else f"WARN from |z| > {warn_z:g} and a change of at least {min_ratio:g}×"
+            )
         )
         return Verdict(
             passed=False,

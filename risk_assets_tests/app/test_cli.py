@@ -35,7 +35,10 @@ def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landi
     assert status == 1, out  # a night was blocked
     lines = {night: line for line in out.splitlines() for night in map(str, NIGHTS) if line.startswith(night)}
     assert "scored" in lines[str(NIGHTS[0])]
-    assert "BLOCKED by" in lines[str(BAD)] and "encoded_features.category_coverage" in lines[str(BAD)]
+    # the renamed category is unmapped (raw category_coverage, ERROR) and its rows vanished from
+    # the old name: the night profile stops the night at the raw layer already
+    assert "BLOCKED by" in lines[str(BAD)] and "raw_transactions.night_profile" in lines[str(BAD)]
+    assert "raw_transactions.category_coverage" in lines[str(BAD)]
     # the blocked day never feeds the next night silently: its look-back quarantines it
     assert "BLOCKED by" in lines[str(NIGHTS[2])] and "serving_features.lookback_health" in lines[str(NIGHTS[2])]
     assert "3 night(s): 1 scored, 2 blocked or failed" in out
@@ -43,7 +46,7 @@ def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landi
     assert cli.main(["status", "--last", "3", *home]) == 1
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if str(BAD) in line)
-    assert "BLOCKED" in row and "category_coverage" in row and out.count("SCORED") == 1
+    assert "BLOCKED" in row and "night_profile" in row and out.count("SCORED") == 1
 
     assert cli.main(["alerts", "--kind", "night_blocked", "--format", "json", *home]) == 0
     alerts = json.loads(capsys.readouterr().out)

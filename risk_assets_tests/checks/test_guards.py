@@ -596,3 +596,18 @@ def test_amount_scale_states_the_factor_the_direction_and_since_when():
     assert "since tonight; every category" in tonight.summary and tonight.figures["factor"] > 50
     earlier = amount_scale(*frame(unit_from=days[-4]), max_amount_factor=4.0)
     assert not earlier.passed and earlier.figures["since"] == str(days[-4]), earlier.summary
+
+
+def test_night_profile_level_blocks_a_large_change_at_a_smaller_z():
+    from risk_assets.checks.profile import level
+
+    z = np.array([7.5, 5.0, 5.0, 4.5, 3.0, -4.5])
+    ratio = np.array([1.6, 1.6, 0.25, 3.5, 0.2, 1 / 3.2])
+    assert level(z, ratio, max_z=7.0, warn_z=5.0, large_ratio=3.0, large_z=4.0).tolist() == [
+        "ERROR",  # far out, a moderate change
+        "",  # a moderate change at a moderate z: chance among many statistics
+        "ERROR",  # a value down to a quarter, z 5
+        "ERROR",  # up 3.5x, z 4.5
+        "",  # down to a fifth, but within noise (a small value)
+        "ERROR",  # either direction
+    ]
