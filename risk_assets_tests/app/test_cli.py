@@ -51,16 +51,18 @@ def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landi
     assert cli.main(["alerts", "--kind", "night_blocked", "--format", "json", *home]) == 0
     alerts = json.loads(capsys.readouterr().out)
     assert [a["partition"] for a in alerts] == [str(BAD), str(NIGHTS[2])]
-    assert "encoded_features.category_coverage" in alerts[0]["reason"]
+    assert "raw_transactions.night_profile" in alerts[0]["reason"]
     assert "serving_features.lookback_health" in alerts[1]["reason"]
 
     # the report of the blocked night, written after the run: the failed checks and the four plots
     page = (tmp_path / "reports" / f"night-{BAD}.html").read_text()
-    assert "BLOCKED" in page and "encoded_features.category_coverage" in page
-    assert len(re.findall(r"<img alt='[^']+' src='data:image/png;base64,", page)) == 4
+    assert "BLOCKED" in page and "raw_transactions.night_profile" in page
+    assert (
+        len(re.findall(r"<img alt='[^']+' src='data:image/png;base64,", page)) == 3
+    )  # drift was never evaluated: the night stopped at the raw layer
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # opens offline
     assert cli.main(["report", "--night", str(BAD), "--out", str(tmp_path / "again.html"), *home]) == 0
-    assert (tmp_path / "again.html").read_text().count("data:image/png;base64,") == 4
+    assert (tmp_path / "again.html").read_text().count("data:image/png;base64,") == 3
     assert capsys.readouterr().out.strip().endswith("again.html")
 
     assert cli.main(["audit", "--from", str(BAD), "--to", str(BAD), "--format", "json", *home]) == 0
