@@ -7,7 +7,7 @@ Slow one-directional change is watched on independent daily statistics of the ra
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -121,6 +121,44 @@ def distance(counts: np.ndarray, feature: str, reference: dict) -> float:
 
 ERROR_FLOOR_FACTOR = 2.5
 """The ERROR band's materiality floor, as a multiple of the WARN band's."""
+ONSET_NIGHTS = 30
+"""Earlier nights examined for the start of a feature's out-of-band run (the longest
+feature window: a change older than that has filled every window)."""
+
+
+def moved(counts: np.ndarray, feature: str, reference: dict) -> dict:
+    """Where a feature's distribution moved and which way: for a numeric feature, the bin
+    whose share changed most and the direction of the whole distribution (mass moved to
+    higher bins: up); for a categorical one, the level whose share changed most (up: it
+    gained)."""
+    ref = np.asarray(reference["numeric" if feature in reference["numeric"] else "categorical"][feature]["shares"])
+    now = np.asarray(counts, dtype="float64") / max(float(np.sum(counts)), 1.0)
+    k = int(np.argmax(np.abs(now - ref)))
+    if feature in reference["numeric"]:
+        edges = list(reference["numeric"][feature]["edges"])
+        # mass above each edge, tonight against the reference: positive when it moved up
+        shift = float(np.sum(np.cumsum(ref)[:-1] - np.cumsum(now)[:-1]))
+        lo = "-inf" if k == 0 else f"{edges[k - 1]:.4g}"
+        hi = "inf" if k == len(edges) else f"{edges[k]:.4g}"
+        where = f"({lo}, {hi}]"
+        direction = "up" if shift > 0 else "down"
+    else:
+        where = f"{reference['categorical'][feature]['levels'][k]!r}"
+        direction = "up" if now[k] > ref[k] else "down"
+    return {"direction": direction, "where": where, "share_then": float(ref[k]), "share_now": float(now[k])}
+
+
+def onset(tonight: float, earlier: Iterable[float], warn: float, error: float) -> tuple[int, str]:
+    """When a feature's out-of-band run began: ``earlier`` yields its distance on the nights
+    before tonight, newest first (read only as far as needed). Returns (nights back: 0 is
+    tonight; "sudden" when the run's first night was already beyond the ERROR band, else
+    "gradual")."""
+    back, first = 0, tonight
+    for d in earlier:
+        if not d > warn:
+            break
+        back, first = back + 1, d
+    return back, "sudden" if first > error else "gradual"
 
 
 def drift_bounds(
@@ -130,6 +168,8 @@ def drift_bounds(
     error_alpha: float,
     min_psi: float = 0.0,
     min_js: float = 0.0,
+    day: dt.date | None = None,
+    earlier: Callable[[dt.date], dict[str, np.ndarray] | None] | None = None,
 ) -> Verdict:
     """``counts``: per monitored feature, tonight's rows per bin or level (:func:`profile`).
 
@@ -137,7 +177,13 @@ def drift_bounds(
     and ERROR bands. A band is never below a materiality floor (``min_psi`` for numeric,
     ``min_js`` for categorical features; ERROR: 2.5× that): a stable population makes the
     calibrated band so tight that a one-point shift of a category share crosses it —
-    detectable, but nothing an operator should act on."""
+    detectable, but nothing an operator should act on.
+
+    The reason of a feature out of its band says where it moved (the bin or level whose
+    share changed most, from → to), which way, and since when: ``earlier(d)`` gives an
+    earlier night's counts (None: not there), read back night by night while the feature was
+    out of its WARN band, up to :data:`ONSET_NIGHTS` — sudden when that first night was
+    already beyond the ERROR band, gradual otherwise."""
     features = monitored_features()
     rows = []
     for f in features:
@@ -163,17 +209,37 @@ def drift_bounds(
     passed = errors.empty and warns.empty
     severity = "WARN" if len(warns) and errors.empty else "ERROR"
     worst = errors if len(errors) else warns if len(warns) else table.head(1)
+    said, first = [], {}
+    if not passed:
+        nights = _Earlier(day, earlier)
+        for _, r in worst.head(3).iterrows():
+            f = r["feature"]
+            m = moved(counts[f], f, reference)
+            back, kind = onset(
+                r["distance"], (distance(c[f], f, reference) for c in nights), r["warn_at"], r["error_at"]
+            )
+            since = day - dt.timedelta(days=back) if day is not None else None
+            when = "tonight" if back == 0 else f"since {since} ({back + 1} nights)"
+            band = r["error_at"] if r["band"] == "ERROR" else r["warn_at"]
+            said.append(
+                f"{f} {m['direction']} ({r['metric']} {r['distance']:.3g}, band {band:.3g}): "
+                f"share in {m['where']} {m['share_then']:.1%} → {m['share_now']:.1%}, {kind}, {when}"
+            )
+            if not first:
+                first = {"feature": f, "direction": m["direction"], "where": m["where"], "onset": kind}
+                first["since"] = str(since) if since is not None else "tonight"
     return Verdict(
         passed=passed,
         severity=severity,
         summary=(
             f"{len(errors)} feature(s) beyond the ERROR band, {len(warns)} in the WARN band"
-            + (f": {', '.join(worst['feature'])}" if not passed else "")
+            + (f": {'; '.join(said)}" + (f" (+{len(worst) - 3} more)" if len(worst) > 3 else "") if not passed else "")
         ),
         figures={
             "features_monitored": len(features),
             "error_band": len(errors),
             "warn_band": len(warns),
+            **first,
             **{f"distance.{r['feature']}": float(r["distance"]) for r in rows},
         },
         thresholds={
@@ -191,17 +257,48 @@ def drift_bounds(
     )
 
 
+class _Earlier:
+    """The earlier nights' counts, newest first, read once each and only as far as a
+    feature's walk back goes (up to :data:`ONSET_NIGHTS`, until a night is not there)."""
+
+    def __init__(self, day: dt.date | None, earlier):
+        self.day, self.earlier, self.read = day, earlier, []
+        self.ended = day is None or earlier is None
+
+    def __iter__(self):
+        for back in range(1, ONSET_NIGHTS + 1):
+            if back > len(self.read):
+                if self.ended:
+                    return
+                counts = self.earlier(self.day - dt.timedelta(days=back))
+                if counts is None:
+                    self.ended = True
+                    return
+                self.read.append(counts)
+            yield self.read[back - 1]
+
+
 # --------------------------------------------------------------------------- loader
 def load(step: Step) -> Inputs:
     _, card = step.deployed_model()
     reference = card.reference
     monitored = monitored_features()
     day = step.night.day
-    counts = bin_counts(
-        step, day, {f: reference["numeric"][f]["edges"] for f in monitored if f in reference["numeric"]}
-    )
-    levels = level_counts(step, day, [f for f in monitored if f in reference["categorical"]])
-    counts |= {f: stats.fold_levels(v, reference["categorical"][f]["levels"]) for f, v in levels.items()}
+    counts = _counts(step, day, reference, monitored)
     if not sum(int(c.sum()) for c in counts.values()):
         raise NotMaterialised(f"encoded_features[{day}] is empty: materialise it first")
-    return Inputs({"counts": counts, "reference": reference}, {"model_version": card.version})
+
+    def earlier(d: dt.date) -> dict[str, np.ndarray] | None:
+        """An earlier night's counts (None: not encoded), read only when a feature out of its
+        band is walked back to its change point."""
+        before = _counts(step, d, reference, monitored)
+        return before if sum(int(c.sum()) for c in before.values()) else None
+
+    inputs = {"counts": counts, "reference": reference, "day": day, "earlier": earlier}
+    return Inputs(inputs, {"model_version": card.version})
+
+
+def _counts(q, day: dt.date, reference: dict, monitored: list[str]) -> dict[str, np.ndarray]:
+    counts = bin_counts(q, day, {f: reference["numeric"][f]["edges"] for f in monitored if f in reference["numeric"]})
+    levels = level_counts(q, day, [f for f in monitored if f in reference["categorical"]])
+    return counts | {f: stats.fold_levels(v, reference["categorical"][f]["levels"]) for f, v in levels.items()}

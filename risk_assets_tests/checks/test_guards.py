@@ -1,6 +1,7 @@
 """The guards' statistics on small hand-made frames: each must pass clean data and fail dirty data."""
 
 import datetime as dt
+import re
 import tomllib
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from risk_assets.checks.coverage import category_coverage, night_counts
 from risk_assets.checks.daily import calibrate, daily_drift, daily_statistics
-from risk_assets.checks.drift import calibrated_threshold, drift_bounds, monitored_features, profile
+from risk_assets.checks.drift import calibrated_threshold, drift_bounds, monitored_features, onset, profile
 from risk_assets.checks.imputation import contingency, imputation_ceiling, ledger_counts, missingness_pattern
 from risk_assets.checks.parity import parity
 from risk_assets.checks.scores import score_sanity
@@ -213,6 +214,45 @@ def test_drift_bands_pass_a_fresh_clean_sample_and_catch_a_shift():
     assert bands["amount_sum_30d"] == "ERROR" and bands["segment"] == "ERROR"
     assert "tenure_days" not in bands.index  # grows by construction: not monitored
     assert set(bands.index) == set(monitored_features())
+
+
+def test_drift_bounds_name_where_which_way_and_since_when_a_feature_moved():
+    """The reason of a feature out of its band: the bin or level that moved most, the
+    direction, and the first of the consecutive nights it was out (read back night by night,
+    no further than needed): a shift that began two nights ago says so, not "tonight"."""
+    reference, _ = _reference()
+
+    def night(shifted: bool, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        frame = pd.DataFrame({f: rng.gamma(2.0, 1.0, 4000) for f in NUMERIC})
+        for f in CATEGORICAL:
+            moved = shifted and f == "segment"
+            frame[f] = rng.choice(["a", "b", "c"], 4000, p=[0.3, 0.45, 0.25] if moved else [0.5, 0.3, 0.2])
+        if shifted:
+            frame["amount_sum_30d"] *= 1.3
+        return profile(frame, reference)
+
+    day = dt.date(2025, 2, 10)
+    history = {day - dt.timedelta(days=k): night(k <= 2, k) for k in range(1, 8)}
+    read = []
+
+    def earlier(d):
+        read.append(d)
+        return history.get(d)
+
+    outcome = drift_bounds(history[day - dt.timedelta(days=1)], reference, 0.05, 0.001, day=day, earlier=earlier)
+    assert not outcome.passed and outcome.severity == "ERROR"
+    assert outcome.figures["since"] == str(day - dt.timedelta(days=2)), outcome.summary
+    assert outcome.figures["onset"] == "sudden" and "since 2025-02-08 (3 nights)" in outcome.summary
+    assert re.search(r"segment down \(JS [^)]*\): share in 'a' (49|50)\.\d% → (29|30|31)\.\d%", outcome.summary)
+    assert "amount_sum_30d up" in outcome.summary
+    assert max(read) == day - dt.timedelta(days=1) and min(read) == day - dt.timedelta(days=3)  # no further
+    alone = drift_bounds(history[day - dt.timedelta(days=1)], reference, 0.05, 0.001, day=day)
+    assert alone.figures["since"] == str(day) and "tonight" in alone.summary
+    # the walk's rule on its own: gradual when the run's first night sat in the WARN band only
+    assert onset(5.0, [3.0, 1.5, 0.5, 9.0], warn=1.0, error=4.0) == (2, "gradual")
+    assert onset(5.0, [0.5], warn=1.0, error=4.0) == (0, "sudden")
+    assert onset(2.0, [], warn=1.0, error=4.0) == (0, "gradual")
 
 
 def test_calibrated_threshold_grows_with_confidence():
