@@ -55,13 +55,19 @@ def customer_changes(
     as_of: pd.Timestamp,
     accepted: dict[str, str],
     max_changed_share: float,
+    before: pd.DataFrame | None = None,
+    after: pd.DataFrame | None = None,
 ) -> Verdict:
     """ERROR when the customers version valid at ``as_of`` changed the attributes of more
     than ``max_changed_share`` of the customers it shares with the version before it
     (unless ``accepted`` — an override — names the version). The reason names the attribute,
     the values that gained and lost customers, the transitions and since when the version is
     valid. ``delivery``: its ``customer_deliveries`` row; ``changes``: its
-    ``customer_changes`` rows; ``new_rows``: one row of :data:`NEW_CUSTOMER_ROWS`."""
+    ``customer_changes`` rows; ``new_rows``: one row of :data:`NEW_CUSTOMER_ROWS`;
+    ``before``/``after``: customers per attribute value in the version before and in this one
+    (:func:`risk_assets.core.reference.value_counts`) — with them the reason names every
+    rename, merge, split and new value of the vocabulary, passing or not (a value the model
+    never saw scores as unseen: ``category_coverage`` counts those customers)."""
     thresholds = {"max_changed_share": max_changed_share}
     if delivery is None:
         return Verdict(
@@ -91,10 +97,23 @@ def customer_changes(
     for attribute, n in by_attribute.items():
         figures[f"changed_{attribute}"] = int(n)
     tables = {"transitions": reference.transitions(changes).head(50)}
+    vocabulary = (
+        reference.vocabulary_changes(changes, before, after) if before is not None and after is not None else []
+    )
+    figures["vocabulary_changes"] = reference.vocabulary_words(vocabulary) or "-"
+    if vocabulary:
+        tables["vocabulary"] = pd.DataFrame(
+            [{**c, "old": ", ".join(c["old"]), "new": ", ".join(c["new"])} for c in vocabulary]
+        )
     counted = (
         f"{figures['new_customers']} new account(s) ({figures['new_customers_transacting_tonight']} transacting "
         f"tonight, {figures['new_customer_rows_tonight']} rows), {figures['dropped_customers']} dropped"
     )
+    if vocabulary:
+        counted += (
+            f"; vocabulary: {figures['vocabulary_changes']} — a value the model never saw scores as unseen "
+            "(category_coverage): have the export fixed, or retrain with the new values"
+        )
     if share <= max_changed_share or delivery["version"] in accepted:
         waived = delivery["version"] in accepted and share > max_changed_share
         return Verdict(
@@ -139,11 +158,16 @@ def load(step: Step) -> Inputs:
     its new accounts."""
     as_of = pd.Timestamp(step.night.as_of)
     delivery = warehouse.delivery_valid_at(step.conn, as_of)
+    before = after = None
     if delivery is None:
         changes = pd.DataFrame(columns=reference.CHANGE_COLUMNS)
         new_rows = pd.DataFrame({"rows": [0], "customers": [0]})
     else:
         changes = warehouse.customer_changes(step.conn, delivery["version"], delivery["valid_from"])
+        valid_from = pd.Timestamp(delivery["valid_from"])
+        if delivery["previous_version"]:  # the first delivery has no vocabulary to change
+            after = warehouse.attribute_counts(step.conn, valid_from)
+            before = warehouse.attribute_counts(step.conn, valid_from - pd.Timedelta(microseconds=1))
         new_rows = step.statistic(
             NEW_CUSTOMER_ROWS,
             {"version": delivery["version"], "valid_from": pd.Timestamp(delivery["valid_from"]), "day": step.night.day},
@@ -156,5 +180,7 @@ def load(step: Step) -> Inputs:
             "new_rows": new_rows,
             "as_of": as_of,
             "accepted": dict.fromkeys(override.accept_customer_versions, f"{override.by}: {override.reason}"),
+            "before": before,
+            "after": after,
         }
     )

@@ -114,3 +114,83 @@ def transitions(changes: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["customers", "attribute", "old_value"], ascending=[False, True, True]).reset_index(
         drop=True
     )
+
+
+def value_counts(customers: pd.DataFrame) -> pd.DataFrame:
+    """Customers per value of each categorical attribute: ``attribute, value, customers``."""
+    parts = [
+        customers[a]
+        .astype(object)
+        .value_counts(dropna=True)
+        .rename("customers")
+        .rename_axis("value")
+        .reset_index()
+        .assign(attribute=a)
+        for a in CATEGORICAL_ATTRIBUTES
+        if a in customers
+    ]
+    if not parts:
+        return pd.DataFrame(columns=["attribute", "value", "customers"])
+    return pd.concat(parts, ignore_index=True)[["attribute", "value", "customers"]]
+
+
+def vocabulary_changes(changes: pd.DataFrame, before: pd.DataFrame, after: pd.DataFrame) -> list[dict]:
+    """The vocabulary of each categorical attribute across a delivery, named as an operator
+    would: a value that vanished with all its customers moving to one value nobody held
+    before is a **rename**; values that vanished into one value are a **merge**; a value
+    that vanished into several is a **split**; a value nobody held before that is none of
+    these is **new**. ``before``/``after``: :func:`value_counts` of the two versions;
+    ``changes``: the delivery's change rows. Each entry: ``attribute, kind, old, new,
+    customers`` (old and new are lists of values)."""
+    moved = transitions(changes)
+    out = []
+    for attribute in CATEGORICAL_ATTRIBUTES:
+        was = before[before["attribute"] == attribute].set_index("value")["customers"]
+        now = after[after["attribute"] == attribute].set_index("value")["customers"]
+        mine = moved[moved["attribute"] == attribute]
+        vanished = [v for v in was.index if v not in now.index]
+        fresh = [v for v in now.index if v not in was.index]
+        explained: set = set()
+        for old in sorted(vanished):
+            into = mine[mine["old_value"] == old]
+            targets = sorted(into["new_value"])
+            if not targets:
+                continue
+            if len(targets) > 1:
+                out.append({"attribute": attribute, "kind": "split", "old": [old], "new": targets})
+                out[-1]["customers"] = int(into["customers"].sum())
+                explained |= set(targets)
+                continue
+            target = targets[0]
+            sources = sorted(set(mine.loc[mine["new_value"] == target, "old_value"]) & set(vanished))
+            if len(sources) > 1:
+                if old == sources[0]:
+                    n = int(mine[mine["new_value"] == target]["customers"].sum())
+                    out.append({"attribute": attribute, "kind": "merge", "old": sources, "new": [target]})
+                    out[-1]["customers"] = n
+                explained.add(target)
+                continue
+            if target in fresh and int(into["customers"].sum()) == int(now[target]):
+                out.append({"attribute": attribute, "kind": "rename", "old": [old], "new": [target]})
+                out[-1]["customers"] = int(now[target])
+                explained.add(target)
+        for value in sorted(set(fresh) - explained):
+            out.append({"attribute": attribute, "kind": "new", "old": [], "new": [value]})
+            out[-1]["customers"] = int(now[value])
+    return out
+
+
+def vocabulary_words(found: list[dict]) -> str:
+    """:func:`vocabulary_changes` in a sentence."""
+
+    def one(c: dict) -> str:
+        old, new = ", ".join(map(repr, c["old"])), ", ".join(map(repr, c["new"]))
+        if c["kind"] == "rename":
+            return f"{c['attribute']} {old} renamed to {new} ({c['customers']} customers)"
+        if c["kind"] == "merge":
+            return f"{c['attribute']} {old} merged into {new} ({c['customers']} customers)"
+        if c["kind"] == "split":
+            return f"{c['attribute']} {old} split into {new} ({c['customers']} customers)"
+        return f"new {c['attribute']} {new} ({c['customers']} customers)"
+
+    return "; ".join(one(c) for c in found)

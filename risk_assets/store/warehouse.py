@@ -421,6 +421,20 @@ def customers_valid_at(conn: duckdb.DuckDBPyConnection, at: pd.Timestamp) -> pd.
     )
 
 
+def attribute_counts(conn: duckdb.DuckDBPyConnection, at: pd.Timestamp) -> pd.DataFrame:
+    """Customers per value of ``segment`` and ``region`` in the version valid at ``at``
+    (``attribute, value, customers``): the aggregate of :func:`customers_valid_at` that
+    :func:`risk_assets.core.reference.value_counts` defines row by row."""
+    valid = "FROM customer_versions WHERE valid_from <= ? AND (valid_to IS NULL OR ? < valid_to)"
+    return frame(
+        conn,
+        f"SELECT 'segment' AS attribute, segment AS value, count(*) AS customers {valid} AND segment IS NOT NULL "
+        f"GROUP BY segment UNION ALL SELECT 'region', region, count(*) {valid} AND region IS NOT NULL GROUP BY region "
+        "ORDER BY 1, 2",
+        [at, at, at, at],
+    )
+
+
 def customer_deliveries(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every customers delivery read, oldest first (``superseded``: a later delivery took
     over from the same time on)."""

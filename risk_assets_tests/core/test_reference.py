@@ -3,7 +3,7 @@
 import pandas as pd
 
 from risk_assets.checks.customers import customer_changes, new_customer_rows_of
-from risk_assets.core.reference import content_hash, delta, transitions
+from risk_assets.core.reference import content_hash, delta, transitions, value_counts, vocabulary_changes
 
 T = pd.Timestamp("2025-01-01")
 
@@ -94,3 +94,41 @@ def test_new_accounts_are_counted_with_their_rows_tonight():
         verdict.passed and verdict.figures["new_customers"] == 2 and verdict.figures["new_customer_rows_tonight"] == 3
     )
     assert customer_changes(None, d.changes, pd.DataFrame([counted]), T, {}, 0.05).passed is False
+
+
+def test_renames_merges_splits_and_new_values_of_the_vocabulary_are_named():
+    """A segment renamed, two regions merged, a value split, a value new: each named as such
+    in the verdict (passing or not), with its customers — the alias suggestion of the
+    customer attributes."""
+    now = BASE.copy()
+    now["segment"] = now["segment"].replace({"smb": "SMB"})  # every smb customer: a rename
+    retail = [i for i in range(15) if i % 3][:10]
+    now.loc[retail, "segment"] = "private"  # a value nobody held: new (and 10% re-classified)
+    four = _customers([(f"D{i}", "retail", ["east", "west", "up", "down"][i % 4], T) for i in range(40)])
+    merged = four.copy()
+    merged["region"] = merged["region"].replace({"east": "centre", "west": "centre", "up": "top", "down": "bottom"})
+    d = delta(BASE, now)
+    found = vocabulary_changes(d.changes, value_counts(BASE), value_counts(now))
+    kinds = {(c["kind"], tuple(c["old"]), tuple(c["new"])) for c in found}
+    assert ("rename", ("smb",), ("SMB",)) in kinds and ("new", (), ("private",)) in kinds, found
+    m = delta(four, merged)
+    found = vocabulary_changes(m.changes, value_counts(four), value_counts(merged))
+    kinds = {(c["kind"], tuple(c["old"]), tuple(c["new"])) for c in found}
+    assert ("merge", ("east", "west"), ("centre",)) in kinds, found
+    assert ("rename", ("up",), ("top",)) in kinds and ("rename", ("down",), ("bottom",)) in kinds
+    split = four.copy()
+    split.loc[split["region"] == "east", "region"] = ["north", "south"] * 5
+    s = delta(four, split)
+    found = vocabulary_changes(s.changes, value_counts(four), value_counts(split))
+    assert [(c["kind"], c["old"], c["new"], c["customers"]) for c in found] == [
+        ("split", ["east"], ["north", "south"], 10)
+    ]
+    assert vocabulary_changes(delta(BASE, BASE).changes, value_counts(BASE), value_counts(BASE)) == []
+
+    new_rows = pd.DataFrame({"rows": [0], "customers": [0]})
+    verdict = customer_changes(
+        _delivery(len(d.changed), d.unchanged), d.changes, new_rows, T, {}, 0.05, value_counts(BASE), value_counts(now)
+    )
+    assert not verdict.passed and "segment 'smb' renamed to 'SMB' (34 customers)" in verdict.summary
+    assert "new segment 'private' (10 customers)" in verdict.figures["vocabulary_changes"]
+    assert set(verdict.tables["vocabulary"]["kind"]) == {"rename", "new"}

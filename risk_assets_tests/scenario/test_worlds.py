@@ -14,6 +14,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from risk_assets.core.reference import value_counts
 from risk_assets.scenario.settings import scenario_of
 from risk_assets.scenario.world import PROFILES
 from risk_assets.store import warehouse
@@ -309,6 +310,32 @@ def test_a_mass_re_classification_blocks_every_night_it_is_valid_for_until_re_de
     assert evaluation(healed_first, "serving_features.customer_changes").metadata["changed_customers"].value == 0
     healed = run_night(settings, instance, NEXT_NIGHT, run_config=QUIET, raise_on_error=False)
     assert healed.success and scored(settings, NEXT_NIGHT) > 0
+
+
+def test_a_renamed_attribute_value_is_named_as_a_rename(landing_copy, instance):
+    """The customers file re-delivered with one region spelled anew (every customer of it
+    moved to a value nobody held): ``customer_changes`` blocks it as a re-classification and
+    says what it is — a rename, with its customers — so the operator fixes the export instead
+    of hunting for a new population."""
+    settings = landing_copy([FIRST_NIGHT])
+    path = landing_copy.landing / "customers.parquet"
+    customers = pd.read_parquet(path)
+    region = customers["region"].value_counts().idxmin()
+    renamed = customers.assign(region=customers["region"].replace({region: f"{region}_2026"}))
+    renamed.to_parquet(path, index=False)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "serving_features.customer_changes")
+    check = evaluation(result, "serving_features.customer_changes")
+    n = int((customers["region"] == region).sum())
+    said = f"region {region!r} renamed to {region + '_2026'!r} ({n} customers)"
+    assert said in check.description and check.metadata["vocabulary_changes"].value == said
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:  # the aggregate = its row-level definition
+        at = pd.Timestamp(check.metadata["valid_from"].value)
+        for t in (at, at - pd.Timedelta(microseconds=1)):
+            counted = warehouse.attribute_counts(conn, t).sort_values(["attribute", "value"], ignore_index=True)
+            rows = value_counts(warehouse.customers_valid_at(conn, t))
+            rows = rows.sort_values(["attribute", "value"], ignore_index=True)
+            pd.testing.assert_frame_equal(counted, rows, check_dtype=False)
 
 
 def test_a_quarantined_day_can_be_accepted_deliberately(landing_copy, instance):
