@@ -233,7 +233,8 @@ def drift_bounds(
         severity=severity,
         summary=(
             f"{len(errors)} feature(s) beyond the ERROR band, {len(warns)} in the WARN band"
-            + (f": {'; '.join(said)}" + (f" (+{len(worst) - 3} more)" if len(worst) > 3 else "") if not passed else "")
+            + (f": {'; '.join(said)}" if said else "")
+            + (f" (+{len(worst) - 3} more)" if said and len(worst) > 3 else "")
         ),
         figures={
             "features_monitored": len(features),

@@ -137,7 +137,8 @@ def value_counts(customers: pd.DataFrame) -> pd.DataFrame:
 def vocabulary_changes(changes: pd.DataFrame, before: pd.DataFrame, after: pd.DataFrame) -> list[dict]:
     """The vocabulary of each categorical attribute across a delivery, named as an operator
     would: a value that vanished with all its customers moving to one value nobody held
-    before is a **rename**; values that vanished into one value are a **merge**; a value
+    before is a **rename**; values that vanished into one value (or one into a value held
+    before) are a **merge**; a value
     that vanished into several is a **split**; a value nobody held before that is none of
     these is **new**. ``before``/``after``: :func:`value_counts` of the two versions;
     ``changes``: the delivery's change rows. Each entry: ``attribute, kind, old, new,
@@ -163,7 +164,7 @@ def vocabulary_changes(changes: pd.DataFrame, before: pd.DataFrame, after: pd.Da
                 continue
             target = targets[0]
             sources = sorted(set(mine.loc[mine["new_value"] == target, "old_value"]) & set(vanished))
-            if len(sources) > 1:
+            if len(sources) > 1 or target not in fresh:  # several into one, or one into a value held before
                 if old == sources[0]:
                     n = int(mine[mine["new_value"] == target]["customers"].sum())
                     out.append({"attribute": attribute, "kind": "merge", "old": sources, "new": [target]})

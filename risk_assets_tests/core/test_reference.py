@@ -116,6 +116,10 @@ def test_renames_merges_splits_and_new_values_of_the_vocabulary_are_named():
     kinds = {(c["kind"], tuple(c["old"]), tuple(c["new"])) for c in found}
     assert ("merge", ("east", "west"), ("centre",)) in kinds, found
     assert ("rename", ("up",), ("top",)) in kinds and ("rename", ("down",), ("bottom",)) in kinds
+    into_held = four.assign(region=four["region"].replace({"east": "west"}))  # one value into one held before
+    h = delta(four, into_held)
+    found = vocabulary_changes(h.changes, value_counts(four), value_counts(into_held))
+    assert [(c["kind"], c["old"], c["new"], c["customers"]) for c in found] == [("merge", ["east"], ["west"], 10)]
     split = four.copy()
     split.loc[split["region"] == "east", "region"] = ["north", "south"] * 5
     s = delta(four, split)
