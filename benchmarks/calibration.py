@@ -55,7 +55,7 @@ def judged_days(settings, conn) -> pd.DataFrame:
     ``min_ratio``) and the worst statistic."""
     checks = settings.checks
     days = profile.profile(DuckDBEngine(conn), FIRST, LAST)
-    bins = profile.histogram(DuckDBEngine(conn), FIRST, LAST)
+    stats = profile.statistics(days)
     holidays = holidays_between(settings.calendar, FIRST, LAST)
     verdicts = warehouse.raw_verdicts(conn, FIRST, LAST)
     sick = set(verdicts.loc[~verdicts["passed"], "partition"])
@@ -63,9 +63,8 @@ def judged_days(settings, conn) -> pd.DataFrame:
     rows = []
     for day in (d for d in loaded if d >= CALIBRATION[0]):
         window = profile.comparable_days(day, [d for d in loaded if d < day and d not in sick], holidays)
-        near = [*window, day]
-        stats = profile.statistics(days[days["partition"].isin(near)], bins[bins["partition"].isin(near)], window)
-        table = profile.judge(stats, day, window, checks.profile_min_ratio, day in holidays)
+        mine = stats[stats["partition"].isin([*window, day])]
+        table = profile.judge(mine, day, window, checks.profile_min_ratio, day in holidays)
         large = table[table["large"]]
         worst = large.loc[large["z"].abs().idxmax()] if len(large) else None
         far = large[np.abs(np.log(large["ratio"])) >= np.log(checks.profile_large_ratio)]

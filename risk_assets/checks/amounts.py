@@ -5,9 +5,6 @@ amount with a constant, moves no median — the tail is gone and one value holds
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
@@ -104,7 +101,7 @@ ONSET_NIGHTS = 7
 """Earlier nights examined for the start of an out-of-scale run."""
 
 
-def _onset(history: pd.DataFrame, off: Callable[[float], bool]) -> dt.date | None:
+def _onset(history: pd.DataFrame, off) -> object:
     """The first of the consecutive days before tonight whose own factor (against the days
     before it) was also off the scale in the same direction; None: tonight."""
     start = None

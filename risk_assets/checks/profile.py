@@ -45,26 +45,15 @@ WEEKDAY_WEEKS = 8
 """Earlier same weekdays a statistic's comparable days are taken from."""
 MIN_COMPARABLE_DAYS = 4
 """Comparable healthy days a value needs before it is judged."""
-MIN_ROWS = 10
-"""Rows a value must have (tonight, or typically on its comparable days) before its shares
-are judged (a count's z is exact enough from ten: a value of ten rows vanishing is 4.5
-deviations), and rows on both sides before its typical amount is."""
-LEVEL_MIN_ROWS = 30
-"""Rows a value must have tonight and typically before its typical amount is judged: the
-mean log amount of a dozen rows of a mixture (everyday payments and the odd transfer) moved
-2–3× on clean days of both test worlds."""
-TAIL_MIN_ROWS = 10
-"""Rows a tail must typically hold (beyond the comparable days' 5th or 95th percentile
-edge) before its share is judged."""
-TAIL = 0.05
-"""The tails' edges: the amount bins beyond which the comparable days held at most this
-share of a value's rows, below and above."""
+MIN_ROWS = 30
+"""Rows a value must have (tonight, or typically on its comparable days) before its share
+is judged, and rows on both sides before its amounts are."""
+TAIL_MIN_ROWS = 100
+"""Rows a value needs on both sides before its tails (5th and 95th percentile) are judged:
+at least five rows beyond each, so one unusual row does not move them."""
 MIN_SCALE = 0.02
-"""Floor of the typical amount's scale (natural log units): a statistic that never moved on
-its comparable days does not turn a 2% step into a huge z."""
-BINS_PER_UNIT = 20
-"""Amount bins per natural-log unit (a bin is a 5% step of the amount): ``floor(ln(cents) *
-20)``. No integer amount lies within rounding of a bin edge, so both engines bin alike."""
+"""Floor of a statistic's scale (natural log units): a statistic that never moved on its
+comparable days does not turn a 2% step into a huge z."""
 TOP_MIN_ROWS = 8
 """Rows the most repeated amount must hold before its share is judged (two equal amounts
 on a small day are chance)."""
@@ -72,9 +61,10 @@ on a small day are chance)."""
 STATISTICS = {
     "rows_share": "share of the day's rows",
     "customers_share": "share of the day's customers",
-    "low": "share of its amounts below {edge} (the comparable days' low tail)",
-    "level": "typical amount (geometric mean)",
-    "high": "share of its amounts of {edge} or more (the comparable days' high tail)",
+    "low": "5th percentile of amounts",
+    "median": "median amount",
+    "high": "95th percentile of amounts",
+    "max": "largest amount",
     "top_share": "share of rows at the most repeated amount",
 }
 """What each judged statistic is, in the words a result uses."""
@@ -183,123 +173,29 @@ def profile(q, first: dt.date, day: dt.date) -> pd.DataFrame:
     return frame
 
 
-HISTOGRAM = f"""
-    WITH {_long()}
-    SELECT partition, col, value, CAST(floor(ln(greatest(amount_cents, 1)) * {BINS_PER_UNIT}) AS BIGINT) AS bin,
-           count(*) AS rows
-    FROM melted GROUP BY 1, 2, 3, 4
-    ORDER BY 1, 2, 3 NULLS FIRST, 4"""
-"""Per raw day, per categorical column and value (and the day as a whole): rows per amount
-bin of :data:`BINS_PER_UNIT` per natural-log unit — the amount distribution the typical
-amount and the tails are judged on."""
-
-HISTOGRAM_COLUMNS = ("partition", "col", "value", "bin", "rows")
-
-
-def histogram_of(raw: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
-    """The row-level definition of :data:`HISTOGRAM` (same inputs as :func:`profile_of`)."""
-    joined = raw.merge(customers[["customer_id", *CUSTOMER_COLUMNS]], on="customer_id", how="left")
-    bins = np.floor(np.log(np.maximum(joined["amount_cents"].to_numpy(dtype="float64"), 1.0)) * BINS_PER_UNIT)
-    frames = []
-    for col in (DAY[0], *TRANSACTION_COLUMNS, *CUSTOMER_COLUMNS):
-        values = pd.Series(DAY[1], index=joined.index) if col == DAY[0] else joined[col]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "partition": joined["partition"],
-                    "col": col,
-                    "value": values.astype(object).where(values.notna(), "\0"),
-                    "bin": bins.astype("int64"),
-                }
-            )
-        )
-    long = pd.concat(frames, ignore_index=True)
-    out = long.groupby(["partition", "col", "value", "bin"], sort=False).size().rename("rows").reset_index()
-    out["null_first"] = out["value"] != "\0"
-    out = out.sort_values(["partition", "col", "null_first", "value", "bin"]).drop(columns="null_first")
-    out["value"] = out["value"].where(out["value"] != "\0", None)
-    return out.reset_index(drop=True)[list(HISTOGRAM_COLUMNS)]
-
-
-def histogram(q, first: dt.date, day: dt.date) -> pd.DataFrame:
-    """:data:`HISTOGRAM` on an engine, integers as integers, the value None where NULL."""
-    frame = day_frame(q.statistic(HISTOGRAM, {"first": first, "day": day}))
-    for column in ("bin", "rows"):
-        frame[column] = frame[column].astype("int64")
-    frame["value"] = frame["value"].astype(object).where(frame["value"].notna(), None)
-    return frame[list(HISTOGRAM_COLUMNS)]
-
-
 # --------------------------------------------------------------------------- guard
-SHARES = ("rows_share", "customers_share", "low", "high", "top_share")
-"""The statistics that are a count out of a total (judged on the count)."""
-JUDGED = (*SHARES, "level")
-"""The statistics judged. Quantiles are in the profile but not judged: a quantile that sits
-where a value's amounts are sparse (between everyday payments and the rare transfer) jumps
-from one clean day to the next, while the share of amounts beyond a fixed edge moves as
-counts do. A day's (or a value's) maximum is a single row: shown, not judged."""
-
-
-def tails(bins: pd.DataFrame, window: list[dt.date]) -> pd.DataFrame:
-    """Per (col, value), the tails' edges from the ``window`` days' pooled amount bins: ``lo``,
-    the lowest bin whose lower neighbours held at most :data:`TAIL` of the rows, and ``hi``,
-    the lowest bin from which on at most :data:`TAIL` were held."""
-    pooled = bins[bins["partition"].isin(window)].groupby(["col", "value", "bin"], dropna=False)["rows"].sum()
-    pooled = pooled.reset_index().sort_values(["col", "value", "bin"])
-    if pooled.empty:
-        return pd.DataFrame(columns=["col", "value", "lo", "hi"])
-    group = pooled.groupby(["col", "value"], dropna=False)["rows"]
-    total = group.transform("sum")
-    below = (group.cumsum() - pooled["rows"]) / total  # share in the bins below this one
-    from_here = 1.0 - below  # share in this bin and above
-    lo = pooled[below <= TAIL].groupby(["col", "value"], dropna=False)["bin"].max().rename("lo")
-    hi = pooled[from_here <= TAIL].groupby(["col", "value"], dropna=False)["bin"].min().rename("hi")
-    return pd.concat([lo, hi], axis=1).reset_index()
-
-
-def statistics(days: pd.DataFrame, bins: pd.DataFrame, window: list[dt.date]) -> pd.DataFrame:
-    """The judged statistics of each (day, column, value), with the tails' edges of the
-    ``window`` days: ``partition, col, value, rows, statistic, k, n, x`` — a share is ``k``
-    of ``n`` (``x`` its log); the typical amount is ``x``, the mean natural log of the
-    amounts (from the bins' centres)."""
+def statistics(days: pd.DataFrame) -> pd.DataFrame:
+    """The judged statistics of each (day, column, value), natural logs (a share or an
+    amount moving by a factor moves its log by the factor's log, whatever its size):
+    ``partition, col, value, rows, statistic, x``."""
     totals = days[days["col"] == DAY[0]].set_index("partition")[["rows", "customers"]]
     d = days.join(totals, on="partition", rsuffix="_day")
-    b = bins.assign(value=bins["value"].fillna("\0"))
-    edges = tails(b, window)
-    b = b.merge(edges, on=["col", "value"], how="left")
-    centre = (b["bin"] + 0.5) / BINS_PER_UNIT
-    b = b.assign(
-        low_rows=np.where(b["bin"] < b["lo"].astype(float).fillna(-np.inf), b["rows"], 0),  # no edge: no tail
-        high_rows=np.where(b["bin"] >= b["hi"].astype(float).fillna(np.inf), b["rows"], 0),
-        log_sum=b["rows"] * centre,
-    )
-    amounts = b.groupby(["partition", "col", "value"], dropna=False).agg(
-        low=("low_rows", "sum"),
-        high=("high_rows", "sum"),
-        log_sum=("log_sum", "sum"),
-        lo=("lo", "first"),
-        hi=("hi", "first"),
-    )
-    d = d.assign(value=d["value"].fillna("\0")).join(amounts, on=["partition", "col", "value"])
-    counts = {
-        "rows_share": (d["rows"], d["rows_day"]),
-        "customers_share": (d["customers"], d["customers_day"]),
-        "low": (d["low"], d["rows"]),
-        "high": (d["high"], d["rows"]),
-        "top_share": (d["top_rows"], d["rows"]),
+    logs = {
+        "rows_share": np.log(d["rows"] / d["rows_day"]),
+        "customers_share": np.log(d["customers"] / d["customers_day"]),
+        "low": np.log(d["low_cents"]),
+        "median": np.log(d["median_cents"]),
+        "high": np.log(d["high_cents"]),
+        "max": np.log(d["max_cents"]),
+        "top_share": np.log(d["top_rows"] / d["rows"]),
     }
-    keep = ["partition", "col", "value", "rows", "rows_day", "top_rows", "lo", "hi"]
     frames = []
-    for name, (k, n) in counts.items():
-        part = d[keep].assign(statistic=name, k=k.astype(float), n=n.astype(float))
-        part["x"] = np.log(np.maximum(part["k"], 0.5) / part["n"])
-        if name in ("rows_share", "customers_share"):
+    for name, x in logs.items():
+        part = d[["partition", "col", "value", "rows", "rows_day", "top_rows"]].assign(statistic=name, x=x)
+        if name.endswith("_share") and name != "top_share":
             part = part[part["col"] != DAY[0]]
         frames.append(part)
-    frames.append(d[keep].assign(statistic="level", k=np.nan, n=d["rows"].astype(float), x=d["log_sum"] / d["rows"]))
-    out = pd.concat(frames, ignore_index=True)
-    out["value"] = out["value"].replace("\0", None)
-    return out
+    return pd.concat(frames, ignore_index=True)
 
 
 def comparable_days(day: dt.date, earlier: list[dt.date], holidays: frozenset[dt.date]) -> list[dt.date]:
@@ -309,30 +205,22 @@ def comparable_days(day: dt.date, earlier: list[dt.date], holidays: frozenset[dt
     return [d for d in earlier if d not in holidays and 0 < (day - d).days <= 7 * WEEKDAY_WEEKS]
 
 
-def deviance(k, n, p) -> np.ndarray:
-    """Signed root of the binomial deviance of ``k`` out of ``n`` against the share ``p``:
-    about a standard normal deviate even for small counts (a log share's z is not: ten
-    expected rows falling to two is 2.6 deviations, not 4.5)."""
-    k, n, p = (np.asarray(v, dtype=float) for v in (k, n, p))
-    mu = n * p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(k > 0, k * np.log(k / mu), 0.0)
-        b = np.where(n - k > 0, (n - k) * np.log((n - k) / (n - mu)), 0.0)
-    return np.sign(k - mu) * np.sqrt(np.maximum(2.0 * (a + b), 0.0))
+JUDGED = ("rows_share", "customers_share", "low", "median", "high", "top_share")
+"""The statistics judged. A day's (or a value's) maximum is a single row: shown in the
+profile, not judged — a tail clipped at a limit shows as amounts piling up at it
+(``top_share``) and as a lower high tail."""
 
 
 def judge(
     stats: pd.DataFrame, day: dt.date, window: list[dt.date], min_ratio: float, holiday: bool = False
 ) -> pd.DataFrame:
-    """Each judged statistic of ``day`` against the healthy ``window`` days. The centre is
-    the median of the same weekday's days (of every day on a holiday). A share is judged on
-    its count: the signed deviance of tonight's ``k`` of ``n`` against the centre share,
-    divided by the overdispersion the window days show (each day's own deviance from its
-    weekday's centre; their robust spread, never below the binomial's). The typical amount is
-    a robust z: the distance in units of the pooled median absolute deviation (each day's in
-    units of its sampling noise, brought back to tonight's size; floored). ``z`` (signed) and
-    ``ratio`` (tonight over the centre, as a factor); a value present on the comparable days
-    but absent tonight has lost its share (its count is 0)."""
+    """Each judged statistic of ``day`` against the healthy ``window`` days: the centre is
+    the median of the same weekday's days (of every day on a holiday); the scale is the
+    median absolute deviation of every window day from its own weekday's median (pooled over
+    the weekdays: eight same-weekday points alone give an unstable spread), floored by the
+    statistic's sampling noise. ``z`` (robust, signed) and ``ratio`` (tonight over the centre,
+    as a factor). A value present on the comparable days but absent tonight has lost its
+    share: it is judged at half a row's share (an upper bound)."""
     stats = stats[stats["statistic"].isin(JUDGED)]
     key = ["col", "value", "statistic"]
     stats = stats.assign(value=stats["value"].fillna("\0"))
@@ -340,13 +228,10 @@ def judge(
     tonight = stats[stats["partition"] == day]
     ref["weekday"] = [d.weekday() for d in ref["partition"]]
     ref["centre"] = ref.groupby([*key, "weekday"])["x"].transform("median")
+    # each deviation in units of its day's sampling noise (1/sqrt(rows)): a small day (a
+    # Sunday) spreads more, and tonight's scale is the pooled spread at tonight's size
     centre = ref.groupby(key)["x"].transform("median") if holiday else ref["centre"]
-    share = ref["statistic"].isin(SHARES).to_numpy()
-    ref["deviation"] = np.where(
-        share,
-        np.abs(deviance(ref["k"], ref["n"], np.exp(centre))),
-        (ref["x"] - centre).abs() * np.sqrt(ref["rows"]),
-    )
+    ref["deviation"] = (ref["x"] - centre).abs() * np.sqrt(ref["rows"])
     same = ref if holiday else ref[ref["weekday"] == day.weekday()]
     grouped = same.groupby(key)
     summary = (
@@ -355,53 +240,36 @@ def judge(
                 "median": grouped["x"].median(),
                 "days": grouped["x"].size(),
                 "ref_rows": grouped["rows"].median(),
-                "ref_k": grouped["k"].median(),
-                "ref_n": grouped["n"].median(),
             }
         )
         .join(ref.groupby(key)["deviation"].median().rename("mad"))
         .reset_index()
     )
-    columns = [*key, "x", "rows", "top_rows", "k", "n", "lo", "hi"]
-    table = summary.merge(tonight[columns], on=key, how="outer")
-    day_n = tonight.loc[tonight["statistic"] == "rows_share", "n"]
-    day_n = float(day_n.max()) if len(day_n) else 0.0
-    customers_n = tonight.loc[tonight["statistic"] == "customers_share", "n"]
-    customers_n = float(customers_n.max()) if len(customers_n) else 0.0
-    lost = table["x"].isna() & table["statistic"].isin(["rows_share", "customers_share"]) & table["median"].notna()
-    table.loc[lost, "k"] = 0.0
-    table.loc[lost, "n"] = np.where(table.loc[lost, "statistic"] == "rows_share", day_n, customers_n)
+    table = summary.merge(tonight[[*key, "x", "rows", "top_rows"]], on=key, how="outer")
+    day_rows = tonight.loc[tonight["col"] == DAY[0], "rows"]
+    day_rows = int(day_rows.max()) if len(day_rows) else 0
+    lost = table["x"].isna() & table["statistic"].eq("rows_share") & table["median"].notna()
+    table.loc[lost, "x"] = np.log(0.5 / max(day_rows, 1))
     table.loc[lost, "rows"] = 0
     for column in ("rows", "ref_rows", "top_rows", "days"):
         table[column] = table[column].fillna(0)
-    share = table["statistic"].isin(SHARES).to_numpy()
-    p = np.exp(table["median"].to_numpy(dtype=float))
-    dispersion = np.maximum(1.4826 * table["mad"].fillna(0).to_numpy(dtype=float), 1.0)
+    share = table["statistic"].isin(["rows_share", "customers_share"]).to_numpy()
+    # sampling noise of a log share: about 1/sqrt(expected rows)
+    noise = np.where(share, 1.0 / np.sqrt(np.maximum(table["ref_rows"], 1.0)), MIN_SCALE)
     size = np.sqrt(np.maximum(table["ref_rows"], 1.0))
-    scale = np.maximum(1.4826 * table["mad"].fillna(0) / size, MIN_SCALE)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z_share = deviance(table["k"].fillna(0), table["n"].fillna(0), np.minimum(p, 1.0)) / dispersion
-        z_level = (table["x"] - table["median"]) / scale
-    table["z"] = np.where(share, z_share, z_level)
-    table["scale"] = np.where(share, dispersion, scale)
-    # a share's change as a factor (a count of 0 as half a row); the typical amount's as one
-    observed = np.log(np.maximum(table["k"].fillna(0), 0.5) / np.maximum(table["n"].fillna(0), 1.0))
-    table["x"] = np.where(share, observed, table["x"])
+    table["scale"] = np.maximum(1.4826 * table["mad"].fillna(0) / size, noise)
+    table["z"] = (table["x"] - table["median"]) / table["scale"]
     table["ratio"] = np.exp(table["x"] - table["median"])
-    table["expected"] = np.where(share, table["n"].fillna(0) * np.minimum(p, 1.0), np.nan)
     judged = table["days"] >= MIN_COMPARABLE_DAYS
-    counted = table["statistic"].isin(["rows_share", "customers_share"])
     judged &= np.where(
-        counted,
+        share,
         np.maximum(table["rows"], table["ref_rows"]) >= MIN_ROWS,
         (table["rows"] >= MIN_ROWS) & (table["ref_rows"] >= MIN_ROWS),
     )
-    amount = table["statistic"] == "level"
-    judged &= ~amount | ((table["rows"] >= LEVEL_MIN_ROWS) & (table["ref_rows"] >= LEVEL_MIN_ROWS))
     tails = table["statistic"].isin(["low", "high"])
-    judged &= ~tails | (table["ref_k"].fillna(0) >= TAIL_MIN_ROWS)
+    judged &= ~tails | ((table["rows"] >= TAIL_MIN_ROWS) & (table["ref_rows"] >= TAIL_MIN_ROWS))
     judged &= (table["statistic"] != "top_share") | (table["top_rows"] >= TOP_MIN_ROWS)
-    table["judged"] = judged & table["z"].notna() & np.isfinite(table["z"])
+    table["judged"] = judged & table["z"].notna()
     table["large"] = table["judged"] & (np.abs(np.log(table["ratio"])) >= np.log(min_ratio))
     table["value"] = table["value"].replace("\0", None)
     return table
@@ -415,29 +283,20 @@ def level(z, ratio, max_z: float, warn_z: float, large_ratio: float, large_z: fl
     return np.where(error, "ERROR", np.where(z > warn_z, "WARN", ""))
 
 
-def _edge(row) -> str:
-    """A tail's edge as an amount (the bin's lower bound, in the source's currency units)."""
-    b = row["lo"] if row["statistic"] == "low" else row["hi"]
-    return f"{np.exp(b / BINS_PER_UNIT) / 100:,.2f}" if pd.notna(b) else "?"
-
-
 def _what(row) -> str:
     subject = "the day" if row["col"] == DAY[0] else f"{row['col']} = {row['value']!r}"
     direction = "up" if row["z"] > 0 else "down"
     lost = row["statistic"] == "rows_share" and row["rows"] == 0
     if lost:
         return f"{subject} vanished (typically {row['ref_rows']:.0f} rows)"
-    what = STATISTICS[row["statistic"]].format(edge=_edge(row))
-    if row["statistic"] in SHARES:
-        counted = f"{row['k']:.0f} of {row['n']:.0f} tonight, {row['expected']:.1f} expected"
-    else:
-        counted = f"{row['rows']:.0f} rows tonight, typically {row['ref_rows']:.0f}"
-    return f"{subject}: {what} {direction} {row['ratio']:.2g}× (z {row['z']:+.1f}; {counted})"
+    return (
+        f"{subject}: {STATISTICS[row['statistic']]} {direction} {row['ratio']:.2g}× "
+        f"(z {row['z']:+.1f}; {row['rows']:.0f} rows tonight, typically {row['ref_rows']:.0f})"
+    )
 
 
 def night_profile(
     days: pd.DataFrame,
-    bins: pd.DataFrame,
     day: dt.date,
     healthy: list[dt.date],
     holidays: frozenset[dt.date],
@@ -447,19 +306,18 @@ def night_profile(
     large_ratio: float = 3.0,
     large_z: float = 4.0,
 ) -> Verdict:
-    """ERROR when any statistic of any value (or of the day) is more than ``max_z``
+    """ERROR when any statistic of any value (or of the day) is more than ``max_z`` robust
     deviations from its comparable healthy days *and* moved by at least ``min_ratio`` (either
     way) — or more than ``large_z`` deviations when it moved by ``large_ratio`` or more (a
     value losing most of its rows is an incident at a smaller z: on clean days no statistic
-    ever moved that far); WARN from ``warn_z``. The reason names the column, the value, the
-    statistic, the direction and since when the statistic is out of its band (tonight, or the
-    first of the consecutive nights before it that were out too), sudden or gradual.
+    ever moved that far); WARN from ``warn_z``. The reason names the column, the value, the statistic, the
+    direction and since when the statistic is out of its band (tonight, or the first of the
+    consecutive nights before it that were out too).
 
-    ``days``: rows of :data:`PROFILE` and ``bins`` of :data:`HISTOGRAM` for tonight and
-    earlier days; ``healthy``: the earlier days a baseline may use (loaded, not quarantined,
-    not blocked)."""
+    ``days``: rows of :data:`PROFILE` for tonight and earlier days; ``healthy``: the earlier
+    days a baseline may use (loaded, not quarantined, not blocked)."""
+    stats = statistics(days)
     reference = comparable_days(day, [d for d in healthy if d < day], holidays)
-    stats = statistics(days, bins, reference)
     holiday = day in holidays
     centre_days = reference if holiday else [d for d in reference if d.weekday() == day.weekday()]
     thresholds = {
@@ -470,7 +328,6 @@ def night_profile(
         "large_z": large_z,
         "min_comparable_days": MIN_COMPARABLE_DAYS,
         "min_rows": MIN_ROWS,
-        "tail_min_rows": TAIL_MIN_ROWS,
     }
     if not (days["partition"] == day).any():
         return Verdict(
@@ -489,7 +346,7 @@ def night_profile(
     worst = errors if len(errors) else warns
     since = {}
     if len(worst):
-        since = _onsets(days, bins, day, worst.head(3), healthy, holidays, warn_z, min_ratio)
+        since = _onsets(stats, day, worst.head(3), healthy, holidays, warn_z, min_ratio)
     figures = {
         "statistics_judged": int(len(judged)),
         "values_judged": int(judged.groupby(["col", "value"], dropna=False).ngroups),
@@ -502,36 +359,19 @@ def night_profile(
     }
     shown = table.loc[
         table["judged"],
-        [
-            "col",
-            "value",
-            "statistic",
-            "rows",
-            "ref_rows",
-            "k",
-            "n",
-            "expected",
-            "x",
-            "median",
-            "scale",
-            "z",
-            "ratio",
-            "large",
-        ],
+        ["col", "value", "statistic", "rows", "ref_rows", "x", "median", "scale", "z", "ratio", "large"],
     ].copy()
     shown = shown.assign(abs_z=shown["z"].abs()).sort_values("abs_z", ascending=False).drop(columns="abs_z").head(40)
-    tables = {"statistics": shown, "tonight": _tonight(days, day)}
     if len(worst):
         first = worst.iloc[0]
         figures |= {"column": first["col"], "value": first["value"], "statistic": first["statistic"]}
         figures["direction"] = "up" if first["z"] > 0 else "down"
-        start, kind = since.get(0, (day, "sudden"))
-        figures |= {"since": str(start), "onset": kind}
+        figures["since"] = str(since.get(0, day))
 
         def said(i: int, row) -> str:
-            start, kind = since.get(i, (day, "sudden"))
-            when = f"{kind}, tonight ({day})" if start == day else f"{kind}, since {start}"
-            return f"{_what(row)}, {when}"
+            start = since.get(i, day)
+            when = "tonight" if start == day else f"since {start}"
+            return f"{_what(row)}, {when}" + (f" ({day})" if start == day else "")
 
         listed = "; ".join(said(i, row) for i, (_, row) in enumerate(worst.head(3).iterrows()))
         more = f" (+{len(worst) - 3} more)" if len(worst) > 3 else ""
@@ -551,7 +391,7 @@ def night_profile(
             summary=summary,
             figures=figures,
             thresholds=thresholds,
-            tables=tables,
+            tables={"statistics": shown},
         )
     return Verdict(
         passed=True,
@@ -564,64 +404,51 @@ def night_profile(
         ),
         figures=figures,
         thresholds=thresholds,
-        tables=tables,
+        tables={"statistics": shown},
     )
-
-
-def _tonight(days: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    """Tonight's profile as an operator reads it: per value, rows, customers, and the low,
-    median, high and largest amount (currency units) with the most repeated amount's rows."""
-    out = days[days["partition"] == day].drop(columns="partition").copy()
-    for name in ("low", "median", "high", "max"):
-        out[name] = out.pop(f"{name}_cents") / 100
-    return out.reset_index(drop=True)
 
 
 ONSET_NIGHTS = 7
 """Earlier nights examined for the start of an out-of-band run."""
 
 
-def _onsets(days, bins, day, worst, healthy, holidays, warn_z, min_ratio) -> dict[int, tuple[dt.date, str]]:
+def _onsets(stats, day, worst, healthy, holidays, warn_z, min_ratio) -> dict[int, dt.date]:
     """For each listed statistic, the first of the consecutive days up to tonight on which it
-    was out of its band (each earlier day judged against its own comparable days) — and
-    "sudden" when on that first day it had already moved by at least half of tonight's
-    change, "gradual" when it crept out."""
+    was out of its band (each earlier day judged against its own comparable days)."""
     out = {}
     for i, (_, row) in enumerate(worst.iterrows()):
-        start, first_change = day, abs(np.log(row["ratio"]))
-        mine = (days["col"] == row["col"]) & (
-            (days["value"] == row["value"]) | (days["value"].isna() & (row["value"] is None))
-        )
-        mine |= days["col"] == DAY[0]  # the day's totals: every share's denominator
-        mine_bins = (bins["col"] == row["col"]) & (
-            (bins["value"] == row["value"]) | (bins["value"].isna() & (row["value"] is None))
-        )
+        start = day
         for back in range(1, ONSET_NIGHTS + 1):
             earlier = day - dt.timedelta(days=back)
-            if not (days["partition"] == earlier).any():
+            if not (stats["partition"] == earlier).any():
                 break
-            window = comparable_days(earlier, [d for d in healthy if d < earlier], holidays)
-            stats = statistics(days[mine], bins[mine_bins], window)
-            stats = stats[(stats["col"] == row["col"]) & (stats["statistic"] == row["statistic"])]
-            table = judge(stats, earlier, window, min_ratio, earlier in holidays)
+            mine = stats[
+                (stats["col"] == row["col"])
+                & (stats["statistic"] == row["statistic"])
+                & ((stats["value"] == row["value"]) | (stats["value"].isna() & (row["value"] is None)))
+            ]
+            table = judge(
+                pd.concat([mine[mine["partition"] < earlier], mine[mine["partition"] == earlier]]),
+                earlier,
+                comparable_days(earlier, [d for d in healthy if d < earlier], holidays),
+                min_ratio,
+                earlier in holidays,
+            )
             hit = table[table["large"] & (table["z"].abs() > warn_z) & (np.sign(table["z"]) == np.sign(row["z"]))]
             if hit.empty:
                 break
-            start, first_change = earlier, float(np.abs(np.log(hit["ratio"].iloc[0])))
-        change = abs(np.log(row["ratio"]))
-        out[i] = (start, "sudden" if first_change >= change / 2 else "gradual")
+            start = earlier
+        out[i] = start
     return out
 
 
 # --------------------------------------------------------------------------- loader
 def load(step: Step) -> Inputs:
-    """Tonight's and the recent days' profile and amount bins, and which earlier days may
-    serve as a baseline: loaded, passing the raw layer's recorded verdicts, their night not
-    blocked."""
+    """Tonight's and the recent days' profile, and which earlier days may serve as a
+    baseline: loaded, passing the raw layer's recorded verdicts, their night not blocked."""
     night = step.night
     first = night.days_back(HISTORY_DAYS)
     days = profile(step, first, night.day)
-    bins = histogram(step, first, night.day)
     verdicts = warehouse.raw_verdicts(step.conn, first, night.day - dt.timedelta(days=1))
     blocked = warehouse.night_verdicts(step.conn, first, night.day - dt.timedelta(days=1))
     sick = set(verdicts.loc[~verdicts["passed"], "partition"]) | set(blocked.loc[~blocked["passed"], "partition"])
@@ -629,7 +456,6 @@ def load(step: Step) -> Inputs:
     return Inputs(
         {
             "days": days,
-            "bins": bins,
             "day": night.day,
             "healthy": [d for d in loaded if d not in sick],
             "holidays": holidays_between(step.settings.calendar, first, night.day),

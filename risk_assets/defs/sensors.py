@@ -1,14 +1,12 @@
 """Schedule, sensors and alerts: the guards run by themselves and shout when they fail,
 when they only warn, and when a night never ran."""
 
-import datetime as dt
 import json
 
 import dagster as dg
 
 from risk_assets.app import alerts
 from risk_assets.core.night import Night
-from risk_assets.defs.jobs import NIGHTLY_JOB, REFERENCE_JOB
 from risk_assets.settings import Settings
 from risk_assets.sources import LandingSource
 
@@ -183,50 +181,9 @@ def landing_requests(
         stamp = max(stamps)
         if seen.get(day.isoformat()) != stamp:
             seen[day.isoformat()] = stamp
-            requests.append(
-                dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}", job_name=NIGHTLY_JOB)
-            )
+            requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}"))
     notes += [f"not read: {e.path} — {e.reason}" for e in others if e.action == "stray"]
     return requests, seen, notes
-
-
-REFERENCE_FILES = ("customers.parquet", "irregularities.parquet")
-"""The landing folder's reference files the landing sensor watches."""
-
-
-def reference_request(
-    source: LandingSource, seen: dict[str, int], loaded: set[str], calendar
-) -> tuple[dg.RunRequest | None, dict[str, int], str | None]:
-    """Reference data is a nightly input: when a reference file changed since ``seen``
-    (modification time and size), a ``reference_job`` run that re-reads it, the customers as
-    a new version valid from the as-of of the night after the newest loaded day (``loaded``:
-    the raw partitions materialised) — the night it would otherwise first be read by — and
-    only if its content changed. The first sight of a file is stamped, not requested (the
-    history load read it). Returns (the request or None, the new cursor, a note)."""
-    seen, changed = dict(seen), []
-    for name in REFERENCE_FILES:
-        path = source.root / name
-        if not path.exists():
-            continue
-        info = path.stat()
-        stamp = f"{info.st_mtime_ns}:{info.st_size}"
-        key = f"reference:{name}"
-        if seen.get(key) not in (None, stamp):
-            changed.append(name)
-        seen[key] = stamp
-    if not changed:
-        return None, seen, None
-    if not loaded:
-        return None, seen, f"{', '.join(changed)} changed; no day is loaded yet: the history load reads it"
-    night = Night.of(max(loaded), calendar)
-    valid_from = Night(night.day + dt.timedelta(days=1), calendar.timezone).as_of
-    request = dg.RunRequest(
-        job_name=REFERENCE_JOB,
-        run_key=f"reference:{':'.join(seen[f'reference:{n}'] for n in changed)}",
-        run_config={"ops": {"customers": {"config": {"valid_from": valid_from.isoformat(), "only_if_changed": True}}}},
-        tags={"risk_assets/reference_changed": ", ".join(changed)},
-    )
-    return request, seen, f"{', '.join(changed)} changed: re-read, valid from {valid_from} (UTC)"
 
 
 def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
@@ -243,9 +200,7 @@ def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
     ]
 
 
-def build_automation(
-    settings: Settings, nightly_job, performance_job, asset_checks: list, reference_job=None
-) -> tuple[list, list]:
+def build_automation(settings: Settings, nightly_job, performance_job, asset_checks: list) -> tuple[list, list]:
     """Returns (schedules, sensors). The clock-driven ones (schedules, freshness) start as
     ``automation.clock_running`` says; the event-driven ones always run."""
     clock = dg.DefaultScheduleStatus.RUNNING if settings.automation.clock_running else dg.DefaultScheduleStatus.STOPPED
@@ -296,22 +251,16 @@ def build_automation(
 
     @dg.sensor(
         name="landing_sensor",
-        jobs=[nightly_job, *([reference_job] if reference_job is not None else [])],
+        job=nightly_job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Landing source: requests a day's partition when its files arrive or change, and a "
-        "re-read of the reference data (customers, irregularities) when their files change.",
+        description="Landing source: requests a day's partition when its files arrive or change.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext):
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
         source = LandingSource(settings)
         requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"))
-        if reference_job is not None:
-            loaded = context.instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))
-            reread, seen, note = reference_request(source, seen, loaded, settings.calendar)
-            requests += [reread] if reread is not None else []
-            notes += [note] if note else []
         for note in notes:
             context.log.warning(note)
         _record(settings, layout_alerts(source))

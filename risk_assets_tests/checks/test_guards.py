@@ -484,9 +484,9 @@ def test_amount_pileup_fails_when_one_amount_holds_far_more_rows_than_usual():
 # --------------------------------------------------------------------------- night profile
 def _profile_days(last: dt.date, n_days: int = 63, change=None):
     """``n_days`` synthetic raw days ending ``last`` (about 2,000 rows a day, four regions,
-    two channels, lognormal amounts), each through the profile's row-level definitions (the
-    profile and the amount bins); ``change(raw) -> raw`` rewrites the last day."""
-    from risk_assets.checks.profile import histogram_of, profile_of
+    two channels, lognormal amounts), each through the profile's row-level definition;
+    ``change(raw) -> raw`` rewrites the last day."""
+    from risk_assets.checks.profile import profile_of
 
     rng = np.random.default_rng(11)
     customers = pd.DataFrame(
@@ -511,16 +511,14 @@ def _profile_days(last: dt.date, n_days: int = 63, change=None):
         )
         frames.append(change(raw, customers) if change is not None and day == last else raw)
     raw = pd.concat(frames, ignore_index=True)
-    return profile_of(raw, customers), histogram_of(raw, customers)
+    return profile_of(raw, customers)
 
 
-def _judge_profile(profiled, last, **kw):
+def _judge_profile(days, last, **kw):
     from risk_assets.checks.profile import night_profile
 
-    days, bins = profiled
     healthy = sorted(set(days["partition"]) - {last})
-    holidays = kw.pop("holidays", frozenset())
-    return night_profile(days, bins, last, healthy, holidays, max_z=7.0, warn_z=5.0, min_ratio=1.5)
+    return night_profile(days, last, healthy, kw.pop("holidays", frozenset()), max_z=7.0, warn_z=5.0, min_ratio=1.5)
 
 
 def test_night_profile_passes_a_clean_day_and_judges_every_column():
@@ -573,7 +571,7 @@ def test_night_profile_is_two_sided_and_sees_one_values_unit_and_a_vanished_valu
 
     scaled = _judge_profile(_profile_days(last, change=unit), last)
     assert not scaled.passed and scaled.figures["value"] == "travel" and scaled.figures["direction"] == "up"
-    assert scaled.figures["statistic"] in {"low", "level", "high"}
+    assert scaled.figures["statistic"] in {"low", "median", "high"}
 
     def vanish(raw, customers):
         return raw[raw["category"] != "fuel"]
@@ -600,12 +598,12 @@ def test_night_profile_dates_a_change_that_began_nights_ago_and_ignores_unhealth
     last = dt.date(2026, 3, 4)
     start = last - dt.timedelta(days=2)
 
-    days, bins = _profile_days(last)
+    days = _profile_days(last)
     north = days["col"].eq("region") & days["value"].eq("north") & (days["partition"] >= start)
     # the change on the last three days: north's rows and customers down 4-fold
     days.loc[north, ["rows", "customers"]] = (days.loc[north, ["rows", "customers"]] // 4).to_numpy()
     healthy = [d for d in sorted(set(days["partition"])) if d < start]  # the two nights before were blocked
-    verdict = night_profile(days, bins, last, healthy, frozenset(), max_z=7.0, warn_z=5.0, min_ratio=1.5)
+    verdict = night_profile(days, last, healthy, frozenset(), max_z=7.0, warn_z=5.0, min_ratio=1.5)
     assert not verdict.passed and verdict.figures["value"] == "north"
     assert verdict.figures["since"] == str(start), verdict.summary
     assert f"since {start}" in verdict.summary

@@ -156,11 +156,6 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
         night_profile.profile_of(history, customers),
         check_dtype=False,
     )
-    pd.testing.assert_frame_equal(
-        night_profile.histogram(q, night.days_back(28), day),
-        night_profile.histogram_of(history, customers),
-        check_dtype=False,
-    )
     vocabulary = settings.features.vocabulary()
     expected_daily = daily.aggregates_of(
         history,
@@ -233,7 +228,6 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "amount_levels": amounts.levels(q, night.days_back(28), day),
         "top_amounts": amounts.top_amounts(q, night.days_back(28), day),
         "profile": night_profile.profile(q, night.days_back(28), day),
-        "histogram": night_profile.histogram(q, night.days_back(28), day),
         "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
         "reasons": q.statistic(rejections.REASONS, {"day": day}),
         "replays": q.statistic(replays.REPLAYS, {"day": day}),
