@@ -69,6 +69,12 @@ STATISTICS = {
 }
 """What each judged statistic is, in the words a result uses."""
 
+NULL_KEY = "\uffff(null)"
+"""Stands for a NULL value where pandas groups and merges on ``value``. Not a NUL character:
+numpy drops a string's trailing NULs and pandas hashes strings up to the first NUL, so a
+``"\\0"`` stand-in turned into ``""``, merged NULL with an empty value and named it ``''``.
+U+FFFF is a noncharacter, never found in text a source delivers."""
+
 # --------------------------------------------------------------------------- statistic
 
 
@@ -223,7 +229,7 @@ def judge(
     share: it is judged at half a row's share (an upper bound)."""
     stats = stats[stats["statistic"].isin(JUDGED)]
     key = ["col", "value", "statistic"]
-    stats = stats.assign(value=stats["value"].fillna("\0"))
+    stats = stats.assign(value=stats["value"].fillna(NULL_KEY))
     ref = stats[stats["partition"].isin(window)].copy()
     tonight = stats[stats["partition"] == day]
     ref["weekday"] = [d.weekday() for d in ref["partition"]]
@@ -271,7 +277,7 @@ def judge(
     judged &= (table["statistic"] != "top_share") | (table["top_rows"] >= TOP_MIN_ROWS)
     table["judged"] = judged & table["z"].notna()
     table["large"] = table["judged"] & (np.abs(np.log(table["ratio"])) >= np.log(min_ratio))
-    table["value"] = table["value"].replace("\0", None)
+    table["value"] = table["value"].replace(NULL_KEY, None)
     return table
 
 

@@ -482,10 +482,10 @@ def test_amount_pileup_fails_when_one_amount_holds_far_more_rows_than_usual():
 
 
 # --------------------------------------------------------------------------- night profile
-def _profile_days(last: dt.date, n_days: int = 63, change=None):
+def _profile_days(last: dt.date, n_days: int = 63, change=None, every=None):
     """``n_days`` synthetic raw days ending ``last`` (about 2,000 rows a day, four regions,
     two channels, lognormal amounts), each through the profile's row-level definition;
-    ``change(raw) -> raw`` rewrites the last day."""
+    ``change(raw, customers) -> raw`` rewrites the last day, ``every`` the days before it."""
     from risk_assets.checks.profile import profile_of
 
     rng = np.random.default_rng(11)
@@ -509,7 +509,8 @@ def _profile_days(last: dt.date, n_days: int = 63, change=None):
                 "channel": rng.choice(["online", "card"], n, p=[0.45, 0.55]),
             }
         )
-        frames.append(change(raw, customers) if change is not None and day == last else raw)
+        rewrite = change if day == last else every
+        frames.append(rewrite(raw, customers) if rewrite is not None else raw)
     raw = pd.concat(frames, ignore_index=True)
     return profile_of(raw, customers)
 
@@ -578,6 +579,33 @@ def test_night_profile_is_two_sided_and_sees_one_values_unit_and_a_vanished_valu
 
     gone = _judge_profile(_profile_days(last, change=vanish), last)
     assert not gone.passed and gone.figures["value"] == "fuel" and "vanished" in gone.summary
+
+
+def test_night_profile_keeps_a_null_value_apart_from_an_empty_one():
+    """Every day a few channels arrive empty ('') and a few NULL; tonight the NULLs burst.
+    The verdict names the NULL value as None, never as '' (numpy drops trailing NUL
+    characters and pandas hashes strings up to the first NUL, so a NUL stand-in for NULL
+    once merged the two and named the burst '')."""
+    last = dt.date(2026, 3, 4)
+
+    def blank_and_null(raw, share):
+        raw = raw.copy()
+        rng = np.random.default_rng(len(raw))
+        draw = rng.random(len(raw))
+        raw.loc[draw < 0.03, "channel"] = ""
+        raw.loc[(draw >= 0.03) & (draw < 0.03 + share), "channel"] = None
+        return raw
+
+    days = _profile_days(
+        last, change=lambda raw, _: blank_and_null(raw, 0.4), every=lambda raw, _: blank_and_null(raw, 0.03)
+    )
+    tonight = days[(days["partition"] == last) & (days["col"] == "channel")]
+    assert set(tonight["value"].map(repr)) == {"'online'", "'card'", "''", "None"}
+    verdict = _judge_profile(days, last)
+    assert not verdict.passed and verdict.figures["column"] == "channel"
+    assert verdict.figures["value"] is None and "channel = None" in verdict.summary
+    shown = verdict.tables["statistics"]
+    assert {"''", "None"} <= set(shown.loc[shown["col"] == "channel", "value"].map(repr))
 
 
 def test_night_profile_sees_a_clipped_tail_while_the_median_holds():
