@@ -215,7 +215,7 @@ def value_coverage(counts: pd.DataFrame, vocabulary: set[str], column: str, max_
     channel is a new kind of traffic, never silently "not online". ``counts``: the
     night's rows per value (``value, rows``; missing values as a missing value)."""
     rows = int(counts["rows"].sum())
-    present = counts[counts["value"].map(lambda v: isinstance(v, str))]
+    present = counts.loc[counts["value"].map(lambda v: isinstance(v, str)).astype(bool)]  # bool: a day with no rows
     unseen = present[~present["value"].isin(vocabulary)].sort_values(["rows", "value"], ascending=[False, True])
     unseen_rows = int(unseen["rows"].sum())
     share = unseen_rows / rows if rows else 0.0

@@ -62,6 +62,14 @@ def test_coverage_passes_a_night_of_known_categories():
     assert outcome.passed and outcome.figures["unmapped_rows"] == 0
 
 
+def test_channel_coverage_judges_a_day_with_no_rows_without_crashing():
+    from risk_assets.checks.coverage import value_coverage
+
+    empty = pd.DataFrame({"value": pd.Series([], dtype=object), "rows": pd.Series([], dtype="int64")})
+    verdict = value_coverage(empty, {"online", "atm"}, "channel", 0.005)
+    assert verdict.passed and verdict.figures["rows"] == 0 and verdict.figures["unseen_channels"] == "-"
+
+
 def test_coverage_names_new_categories_and_suggests_rename_and_merge():
     night = _night({"groceries": (600, 3.0), "fuel": (210, 3.5), "p2p": (95, 4.5), "trips": (88, 5.8)})
     outcome = category_coverage(*night_counts(night, _mapping()), _mapping(), 0.005)
