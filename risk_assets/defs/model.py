@@ -1,6 +1,7 @@
 """Training features (point in time, with labels), the LightGBM model, the deployment
 gate, nightly scores and realised performance."""
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +15,7 @@ from risk_assets.checks.model import deployment_gate
 from risk_assets.checks.parity import parity, parity_inputs
 from risk_assets.core import model as model_lib
 from risk_assets.core.features.encoding import fit_encoding
-from risk_assets.core.features.spec import NONE, SPEC_VERSION
+from risk_assets.core.features.spec import NONE, SPEC_VERSION, WINDOWS
 from risk_assets.core.night import Night
 from risk_assets.defs import render
 from risk_assets.defs.checks import check_specs
@@ -58,12 +59,31 @@ def build_training_features(engine: Engine, settings: Settings) -> dict:
             + "; ".join(f"{f}: {', '.join(v)}" for f, v in absent.items())
             + ". Set [features] to the source's own category and channel names."
         )
-    with warehouse.transaction(conn):
+    t = settings.training
+    loaded = warehouse.loaded_range(conn)
+    needed = (t.start - dt.timedelta(days=max(WINDOWS)), t.validation_end)
+    if loaded is None or needed[0] < loaded[0] or needed[1] > loaded[1]:
+        raise Refused(
+            f"training refused: the training period ({t.start} .. {t.end}) and validation period "
+            f"({t.validation_start} .. {t.validation_end}) read raw days {needed[0]} .. {needed[1]} (with "
+            f"their {max(WINDOWS)}-day feature windows); loaded: "
+            + (f"{loaded[0]} .. {loaded[1]}" if loaded else "no raw day yet (risk-assets load)")
+            + ". Set [training] start, end, validation_start and validation_end within the loaded history, "
+            "then run train again."
+        )
+    with warehouse.transaction(conn):  # a refusal below rolls back: the previous table stays
         warehouse.clear(conn, "training_features")
         for split, nights in (("train", train), ("validation", valid)):
             engine.insert_training(nights, mapping_version, vocabulary, split, SPEC_VERSION)
-    by_split = warehouse.training_summary(conn)
-    t = settings.training
+        by_split = warehouse.training_summary(conn)
+        empty = [split for split in ("train", "validation") if split not in set(by_split["split"])]
+        if empty:
+            raise Refused(
+                f"training refused: no {' and no '.join(empty)} rows — no customer of the loaded raw days "
+                f"({loaded[0]} .. {loaded[1]}) is on the as-of days of the training period ({t.start} .. {t.end}) "
+                f"or the validation period ({t.validation_start} .. {t.validation_end}). Check [training] and "
+                "the customers file, then run train again."
+            )
     return {
         "rows": int(by_split["rows"].sum()),
         "by_split": by_split,

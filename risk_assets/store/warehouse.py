@@ -610,6 +610,12 @@ def night_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.dat
     )
 
 
+def loaded_range(conn: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date] | None:
+    """The first and last raw day loaded (None: none yet)."""
+    first, last = conn.execute(f"SELECT min(partition), max(partition) FROM {table('raw_loads')}").fetchone()
+    return (first, last) if first is not None else None
+
+
 def recent_loaded_partitions(conn: duckdb.DuckDBPyConnection, limit: int) -> list[dt.date]:
     return [
         r[0]
