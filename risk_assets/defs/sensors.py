@@ -1,7 +1,10 @@
 """Schedule, sensors and alerts: the guards run by themselves and shout when they fail,
 when they only warn, and when a night never ran."""
 
+from __future__ import annotations
+
 import json
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -119,6 +122,30 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
     return sorted(errors), sorted(warns)
 
 
+def run_check_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings) -> list[alerts.Alert]:
+    """A ``check_failed`` alert for every check of ``run`` that failed, ERROR or WARN — the
+    alerts the check-alert sensor raises for that run, with the same ids (whichever raises
+    an alert first, it is stored once)."""
+    found = []
+    for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        found.append(
+            alerts.Alert(
+                kind="check_failed",
+                reason=evaluation.description or "check failed",
+                partition=evaluation.partition or run.tags.get("dagster/partition"),
+                asset=evaluation.asset_key.to_user_string(),
+                check_name=evaluation.check_name,
+                severity=evaluation.severity.value,
+                run_id=run.run_id,
+                run_url=_run_url(settings, run.run_id),
+            )
+        )
+    return found
+
+
 def night_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure: str, settings: Settings) -> alerts.Alert:
     """The alert for a failed nightly run: ``night_blocked`` naming the blocking checks
     that stopped it, or ``run_failed`` with the error when no check did."""
@@ -141,15 +168,17 @@ def after_night(
 ) -> list[alerts.Alert]:
     """What happens when a nightly run ends — done by the run-status sensors in
     production, and by the CLI and the demo right after their runs (every step is
-    idempotent, so both doing it changes nothing): a failed run is tagged with the
-    checks that blocked it and alerts; the night's report is written and linked from
-    ``risk_scores[night]``. Returns the new alerts."""
-    found = []
+    idempotent, so both doing it changes nothing): every failed check of the run alerts
+    (``check_failed``, WARN included); a failed run is tagged with the checks that blocked it
+    and alerts; the night's report is written and linked from ``risk_scores[night]``.
+    Returns the new alerts."""
+    raised = run_check_alerts(instance, run, settings)
     if failure is not None:
         blocked, _ = failed_checks(instance, run.run_id)
         if blocked:
             instance.add_run_tags(run.run_id, {BLOCKED_BY_TAG: ", ".join(blocked)})
-        found = _record(settings, [night_alert(instance, run, failure, settings)])
+        raised.append(night_alert(instance, run, failure, settings))
+    found = _record(settings, raised)
     night = run.tags.get("dagster/partition")
     if settings.report.after_each_night and night:
         from risk_assets.app import report
@@ -160,28 +189,76 @@ def after_night(
     return found
 
 
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+@dataclass(frozen=True)
+class Done:
+    """What the instance already holds, as the landing sensor needs it: the raw days loaded
+    (materialised ``raw_transactions`` partitions) and a run still going (its id), if any."""
+
+    loaded: frozenset[str] = frozenset()
+    busy: str | None = None
+
+    @classmethod
+    def of(cls, instance: dg.DagsterInstance) -> Done:
+        going = instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS), limit=1)
+        return cls(
+            loaded=frozenset(instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))),
+            busy=going[0].run_id if going else None,
+        )
+
+
 def landing_requests(
-    source: LandingSource, seen: dict[str, int]
+    source: LandingSource, seen: dict[str, int], done: Done = Done()
 ) -> tuple[list[dg.RunRequest], dict[str, int], list[str]]:
-    """A run request for every landing day whose folder is new or changed since ``seen``
-    (day -> newest mtime of anything under the day folder, marker files included, so a
-    late ``_SUCCESS`` counts); a day whose write is still in progress waits (not stamped,
-    so it is requested once it commits). Returns the requests, the new cursor and notes
-    (days waiting, stray entries of the landing folder)."""
-    seen, requests, notes = dict(seen), [], []
+    """The next day to run: the oldest landing day whose folder is new or changed since
+    ``seen`` (day -> newest mtime of anything under the day folder, marker files included, so
+    a late ``_SUCCESS`` counts) — one at a time, and none while a run is going. A day whose
+    write is still in progress waits (not stamped, so it is requested once it commits).
+
+    A first tick (``seen`` empty) starts from what ``done`` says was loaded: every day folder
+    up to the newest loaded day is taken as it is (no request; a day among them never loaded
+    is named in the notes: a backfill is the operator's explicit ``risk-assets run --from
+    --to``), so a history just loaded is not requested again day by day. Returns the
+    requests, the new cursor and notes (days waiting, days skipped, stray entries)."""
+    seen, notes = dict(seen), []
     days, others = source.partition_folders()
+    stamps: dict[str, int] = {}
     for day in days:
         listing = source.listing(day)
         if listing.in_progress:
             notes.append(f"{day}: waiting, write in progress ({listing.in_progress})")
             continue
-        stamps = [f.stat().st_mtime_ns for f in source.day_dir(day).rglob("*")]
-        if not listing.files and not stamps:
-            continue
-        stamp = max(stamps)
-        if seen.get(day.isoformat()) != stamp:
-            seen[day.isoformat()] = stamp
-            requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day}:{stamp}"))
+        found = [f.stat().st_mtime_ns for f in source.day_dir(day).rglob("*")]
+        if listing.files or found:
+            stamps[day.isoformat()] = max(found)
+    if not seen and done.loaded:
+        newest = max(done.loaded)
+        old = sorted(day for day in stamps if day <= newest)
+        seen |= {day: stamps[day] for day in old}
+        never = [day for day in old if day not in done.loaded]
+        if never:
+            notes.append(
+                f"{len(never)} day folder(s) up to the newest loaded day {newest} were never loaded and are not "
+                f"requested ({never[0]} .. {never[-1]}): backfill them with risk-assets run --from D --to D"
+            )
+    pending = sorted(day for day, stamp in stamps.items() if seen.get(day) != stamp)
+    requests = []
+    if pending and done.busy:
+        notes.append(f"{len(pending)} day(s) waiting ({pending[0]} first) until run {done.busy} ends")
+    elif pending:
+        day = pending[0]
+        seen[day] = stamps[day]
+        requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{stamps[day]}"))
+        if len(pending) > 1:
+            notes.append(f"{len(pending) - 1} more day(s) waiting, one run at a time ({pending[1]} next)")
     notes += [f"not read: {e.path} — {e.reason}" for e in others if e.action == "stray"]
     return requests, seen, notes
 
@@ -254,13 +331,14 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         job=nightly_job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Landing source: requests a day's partition when its files arrive or change.",
+        description="Landing source: requests the next day's partition when its files arrive or change — "
+        "in order, one run at a time; a first tick after a history load requests nothing already loaded.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext):
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
         source = LandingSource(settings)
-        requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"))
+        requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"), Done.of(context.instance))
         for note in notes:
             context.log.warning(note)
         _record(settings, layout_alerts(source))

@@ -53,6 +53,14 @@ def test_a_range_of_nights_through_the_cli_then_status_alerts_report_audit(landi
     assert [a["partition"] for a in alerts] == [str(BAD), str(NIGHTS[2])]
     assert "raw_transactions.night_profile" in alerts[0]["reason"]
     assert "serving_features.lookback_health" in alerts[1]["reason"]
+    # the CLI raises what the check-alert sensor raises: one check_failed per failed check
+    assert cli.main(["alerts", "--kind", "check_failed", "--format", "json", *home]) == 0
+    failed = {
+        (a["partition"], f"{a['asset']}.{a['check_name']}", a["severity"]) for a in json.loads(capsys.readouterr().out)
+    }
+    assert (str(BAD), "raw_transactions.night_profile", "ERROR") in failed
+    assert (str(BAD), "raw_transactions.category_coverage", "ERROR") in failed
+    assert (str(NIGHTS[2]), "serving_features.lookback_health", "ERROR") in failed
 
     # the report of the blocked night, written after the run: the failed checks and the four plots
     page = (tmp_path / "reports" / f"night-{BAD}.html").read_text()

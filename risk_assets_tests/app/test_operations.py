@@ -11,7 +11,10 @@ import pytest
 
 from risk_assets.app import alerts
 from risk_assets.defs.factory import build_definitions
+from risk_assets.defs.jobs import NIGHTLY_JOB, REFERENCE_JOB
+from risk_assets.defs.sensors import Done, landing_requests
 from risk_assets.settings import Settings
+from risk_assets.sources import LandingSource
 from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, run_night
 
 
@@ -204,6 +207,7 @@ def test_the_performance_schedule_measures_the_night_whose_horizon_just_passed()
 
 
 def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
+    """Days in order, one run at a time, none while a run is going; a changed day again."""
     import os
 
     from risk_assets.scenario.source import export_landing
@@ -216,16 +220,53 @@ def test_the_landing_sensor_requests_a_day_when_its_files_arrive(tmp_path):
     with dg.instance_for_test() as instance:
         defs = build_definitions(settings)
         sensor = defs.resolve_sensor_def("landing_sensor")
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
-        first = sensor.evaluate_tick(context)
-        assert sorted(r.partition_key for r in first.run_requests) == ["2025-03-01", "2025-03-02"]
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
-        assert again.run_requests == []
+
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+
+        first = tick(None)
+        assert [r.partition_key for r in first.run_requests] == ["2025-03-01"]  # the oldest first, alone
+        second = tick(first.cursor)
+        assert [r.partition_key for r in second.run_requests] == ["2025-03-02"]
+        assert tick(second.cursor).run_requests == []
         late_file = root / "transactions" / "date=2025-03-02" / "part-1.parquet"
         late_file.write_bytes((root / "transactions" / "date=2025-03-02" / "part-0.parquet").read_bytes())
         os.utime(late_file, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
-        third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=first.cursor))
+        # a run still going: nothing is requested until it ends
+        going = instance.create_run_for_job(defs.resolve_job_def(NIGHTLY_JOB), run_id=None, tags={})
+        instance.report_run_canceling(going)  # CANCELING: still in progress
+        waiting = tick(second.cursor)
+        assert waiting.run_requests == [] and going.run_id in (waiting.skip_message or "")
+        instance.report_run_canceled(going)
+        third = tick(second.cursor)
         assert [r.partition_key for r in third.run_requests] == ["2025-03-02"]
+
+
+def test_the_landing_sensors_first_tick_after_a_history_load_requests_nothing_old(tmp_path):
+    """A history loaded (``risk-assets load``) and the daemon started: the sensor's first
+    tick must not request every day folder of the history again — only days after it."""
+    from risk_assets.defs.jobs import HISTORY_JOB, range_tags
+    from risk_assets.scenario.source import export_landing
+
+    root = tmp_path / "landing"
+    days = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(4)]
+    base = Settings().with_overrides(
+        scenario={"world": {"n_customers": 300}}, warehouse={"duckdb_path": str(tmp_path / "w.duckdb")}
+    )
+    export_landing(base, root, days)
+    settings = base.with_overrides(source={"kind": "landing", "landing_dir": str(root)})
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        defs.resolve_job_def(REFERENCE_JOB).execute_in_process(instance=instance)
+        for day in (days[0], days[2]):  # a history with a gap: days[1] was left out of the ranges loaded
+            defs.resolve_job_def(HISTORY_JOB).execute_in_process(
+                instance=instance, tags=range_tags(day, day), raise_on_error=False
+            )
+        sensor = defs.resolve_sensor_def("landing_sensor")
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert [r.partition_key for r in first.run_requests] == [days[3].isoformat()]
+        _, _, notes = landing_requests(LandingSource(settings), {}, Done.of(instance))
+        assert any("never loaded and are not requested" in n and f"({days[1]} .. {days[1]})" in n for n in notes)
 
 
 def test_a_rerun_of_a_failed_night_alerts_again(world_copy, instance):
