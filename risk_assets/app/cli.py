@@ -26,14 +26,43 @@ with (clock-driven automation stopped). Commands on that home use it unless
 ``$RISK_ASSETS_CONFIG`` names another file."""
 
 
-def _use_home(home: Path) -> Path:
+INSTANCE_YAML = """\
+# Written by risk-assets: a local SQLite instance. No usage telemetry leaves this machine.
+telemetry:
+  enabled: false
+# The DuckDB warehouse has one writer at a time: runs started by the landing sensor, the
+# schedules or the UI queue, and at most one job of this project (tag risk_assets/warehouse)
+# runs at once (the daemon dequeues them), instead of waiting on the file's lock.
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: risk_assets/warehouse
+        limit: 1
+  pools:
+    default_limit: 1
+"""
+EARLIER_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+"""What earlier versions wrote: upgraded in place (it is ours, it held nothing else)."""
+
+READING = frozenset({"status", "alerts", "report", "audit"})
+"""Commands that only read an instance: a missing ``--home`` is an error for them (a typo
+must not show an empty history). The others run jobs and create the home, saying so."""
+
+
+def _use_home(home: Path, command: str = "") -> Path:
     """Point Dagster at a persistent, project-local instance (SQLite) before it loads."""
     home = home.resolve()
+    if not home.is_dir():
+        if command in READING:
+            raise _bad(
+                f"no Dagster instance at {home}: give --home (or $DAGSTER_HOME) of an instance that ran, "
+                "or create one with risk-assets load (your data) or risk-assets demo"
+            )
+        print(f"risk-assets {command or ''}: new Dagster instance in {home}".replace("  ", " "), file=sys.stderr)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        # A local SQLite instance; no usage telemetry leaves this machine.
-        config.write_text("telemetry:\n  enabled: false\n")
+    if not config.exists() or config.read_text() == EARLIER_INSTANCE_YAML:
+        config.write_text(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -57,18 +86,26 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+READS_SOURCE = frozenset({"load", "run"})
+"""Commands that read the source's files: its folder must exist before anything starts."""
+
+
 def _context(args: argparse.Namespace):
-    """(settings, instance) for a command working on ``--home``."""
-    home = _use_home(Path(args.home))
+    """(settings, instance) for a command working on ``--home``: the settings are read and
+    checked first, so a command refused for its settings creates no instance."""
+    from risk_assets.settings import load_settings
+
+    settings = load_settings(_settings_file(Path(args.home).resolve()))
+    if args.command in READS_SOURCE:
+        _require_source(settings)
+    _use_home(Path(args.home), args.command)
     import dagster as dg
 
     quiet_dagster_warnings()
     logging.getLogger("risk_assets.app.alerts").setLevel(logging.ERROR)
-    from risk_assets.settings import load_settings
-
     # entered for the command's duration (closed by main): the instance is the current one
     # for everything Dagster loads meanwhile, and is disposed when the command ends
-    return load_settings(_settings_file(home)), args.exit_stack.enter_context(dg.DagsterInstance.get())
+    return settings, args.exit_stack.enter_context(dg.DagsterInstance.get())
 
 
 def _console():
@@ -82,7 +119,7 @@ def _console():
 
 # --------------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    home = _use_home(Path(args.home))
+    home = _use_home(Path(args.home), args.command)
     import dagster as dg
 
     quiet_dagster_warnings()
@@ -100,14 +137,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """``dagster dev`` on 127.0.0.1 for the instance in ``--home`` (and its demo settings)."""
-    home = _use_home(Path(args.home))
+    home = _use_home(Path(args.home), args.command)
     env = dict(os.environ)
     config = _settings_file(home)
     if config:
         env["RISK_ASSETS_CONFIG"] = config
     command = [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(args.port)]
     print(f"DAGSTER_HOME={home} {'RISK_ASSETS_CONFIG=' + config + ' ' if config else ''}{' '.join(command)}")
-    return subprocess.call(command, env=env)
+    return _serve(command, env)
+
+
+UI_STOP_SECONDS = 30
+"""How long ``dagster dev`` and its children get to stop before they are killed."""
+
+
+def _serve(command: list[str], env: dict) -> int:
+    """Run ``command`` in a process group of its own until it ends, or until this process
+    is interrupted or terminated: then the whole group (``dagster dev``, its webserver, daemon
+    and code servers) is stopped — asked, then killed after :data:`UI_STOP_SECONDS` — so no
+    child is left serving the port."""
+    import signal
+
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
+
+    class Stop(Exception):
+        pass
+
+    def on_signal(signum, frame):
+        raise Stop(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    except (KeyboardInterrupt, Stop):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in dagster dev's own terminal sends
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=UI_STOP_SECONDS)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+        proc.wait()
+        print("risk-assets ui: stopped dagster dev and its processes", file=sys.stderr)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -120,16 +194,45 @@ def cmd_load(args: argparse.Namespace) -> int:
     if first < settings.calendar.partitions_start:
         raise _bad(f"--from {first} is before the first partition {settings.calendar.partitions_start}")
     t0 = time.perf_counter()
-    results = Operator(settings, instance).load(first, last, reference=not args.no_reference)
+    operator = Operator(settings, instance)
+    results = operator.load(first, last, reference=not args.no_reference)
     for result in results:
-        print(f"{result.job_name}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
-    ok = all(r.success for r in results)
+        line = f"{result.dagster_run.job_name}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"
+        print(line if result.success else f"{line}: {operator.failure(result)}")
+    if not all(r.success for r in results):
+        print("load failed: fix the cause above and run the same command again (days already loaded are re-read)")
+        return 1
+    summary = operator.history(first, last)
     print(
-        f"loaded {first} .. {last} ({(last - first).days + 1} days) in {time.perf_counter() - t0:.0f}s"
-        if ok
-        else "load failed: see the run in the UI (risk-assets ui)"
+        f"loaded {first} .. {last}: {summary.loaded} of {summary.days} day(s) in "
+        f"{time.perf_counter() - t0:.0f}s; rows received {summary.received:,} = accepted {summary.accepted:,} "
+        f"+ rejected {summary.rejected:,}"
     )
-    return 0 if ok else 1
+    if summary.quarantined:
+        print(
+            f"{len(summary.quarantined)} day(s) quarantined by the raw checks "
+            "(a night whose look-back reads one is blocked):"
+        )
+        for day, reasons in summary.quarantined.items():
+            print(f"  {day}  " + "; ".join(f"{check}: {why}" for check, why in reasons))
+        days = list(summary.quarantined)
+        print(
+            "  re-deliver a day and re-load it: risk-assets load --no-reference --from D --to D\n"
+            "  or accept it, in the settings file: [override] accept_days = ["
+            + ", ".join(f'"{d}"' for d in days[:3])
+            + (", ..." if len(days) > 3 else "")
+            + '], by = "you", reason = "why"'
+        )
+    return 0
+
+
+def _require_source(settings) -> None:
+    """A landing folder that does not exist is a setting to fix, not a parquet error."""
+    if settings.source.kind == "landing" and not Path(settings.source.landing_dir).is_dir():
+        raise _bad(
+            f"source.landing_dir {settings.source.landing_dir} is not a folder: set it in the settings file "
+            f"({os.environ.get('RISK_ASSETS_CONFIG') or 'RISK_ASSETS_CONFIG is not set'})"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -151,15 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.success and gate:
         print(f"deployment gate: {gate.get('decision')} — serving {gate.get('model_version')}")
         return 0
-    failure = next(
-        (
-            e.step_failure_data.user_failure_data.description
-            for e in result.all_events
-            if e.event_type_value == "STEP_FAILURE" and e.step_failure_data and e.step_failure_data.user_failure_data
-        ),
-        None,
-    )
-    print(f"training or the deployment gate failed: {failure or 'see the run in the UI'} (run {result.run_id})")
+    print(f"training or the deployment gate failed: {Operator.failure(result)} (run {result.run_id})")
     return 1
 
 
@@ -298,12 +393,18 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from risk_assets.app import report
-    from risk_assets.app.operations import parse_day
+    from risk_assets.app.operations import Operator, parse_day
 
     night = parse_day(args.night, "--night")
     settings, instance = _context(args)
     if night < settings.calendar.partitions_start:
         raise _bad(f"--night {night} is before the first partition {settings.calendar.partitions_start}")
+    ran = Operator(settings, instance).nights_run()
+    if night not in ran:
+        raise _bad(
+            f"--night {night} never ran in this instance; "
+            + (f"nights run: {ran[0]} .. {ran[-1]} ({len(ran)}; risk-assets status)" if ran else "no night ran yet")
+        )
     path = report.write_report(settings, instance, night.isoformat(), Path(args.out) if args.out else None)
     print(path)
     return 0
@@ -315,10 +416,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     start = parse_day(args.start, "--from").isoformat() if args.start else None
     end = parse_day(args.end, "--to").isoformat() if args.end else None
-    home = Path(args.home)
-    if not home.is_dir():
-        print(f"risk-assets audit: no Dagster instance at {home} (run the demo or set DAGSTER_HOME)", file=sys.stderr)
-        return 2
+    if start and end and end < start:
+        raise _bad(f"--to {end} is before --from {start}")
     settings, instance = _context(args)
     from risk_assets.app.audit import audit_rows, check_keys, filtered
     from risk_assets.defs.factory import build_definitions
@@ -398,11 +497,16 @@ def cmd_export_landing(args: argparse.Namespace) -> int:
     from risk_assets.scenario.source import export_landing
     from risk_assets.settings import load_settings
 
+    start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+    if end < start:
+        raise _bad(f"--to {end} is before --from {start}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise _bad(f"--out {out} is a file: give a folder (it is created if missing)")
     settings = load_settings()
-    start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
     t0 = time.perf_counter()
-    export_landing(settings, Path(args.to), _days(start, end))
-    print(f"wrote {args.to} ({(end - start).days + 1} days) in {time.perf_counter() - t0:.1f}s")
+    export_landing(settings, out, _days(start, end))
+    print(f"wrote {out} ({(end - start).days + 1} days) in {time.perf_counter() - t0:.1f}s")
     return 0
 
 
@@ -492,9 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     lake.set_defaults(func=cmd_lake_sync)
 
     export = sub.add_parser("export-landing", help="write the embedded world as landing files")
-    export.add_argument("--to", required=True, help="landing folder to write")
-    export.add_argument("--start", required=True, help="first day (YYYY-MM-DD)")
-    export.add_argument("--end", required=True, help="last day (YYYY-MM-DD)")
+    export.add_argument("--out", required=True, help="landing folder to write")
+    export.add_argument("--from", dest="start", required=True, help="first day (YYYY-MM-DD)")
+    export.add_argument("--to", dest="end", required=True, help="last day (YYYY-MM-DD)")
     export.set_defaults(func=cmd_export_landing)
 
     args = parser.parse_args(argv)

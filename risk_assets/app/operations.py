@@ -69,6 +69,20 @@ class NightOutcome:
     report: str | None = None
 
 
+@dataclass
+class History:
+    """What a load left in the warehouse for a range of days: days with a load, rows
+    (received = accepted + rejected), and each quarantined day with the failed raw checks
+    (check, summary)."""
+
+    days: int
+    loaded: int
+    received: int
+    accepted: int
+    rejected: int
+    quarantined: dict[dt.date, list[tuple[str, str]]]
+
+
 class Operator:
     def __init__(self, settings: Settings, instance: dg.DagsterInstance):
         self.settings, self.instance = settings, instance
@@ -87,6 +101,37 @@ class Operator:
         if results and not results[0].success:
             return results
         return results + [self.execute(HISTORY_JOB, tags=range_tags(first, last))]
+
+    def history(self, first: dt.date, last: dt.date) -> History:
+        """The load ledger and the raw layer's recorded verdicts of ``first .. last``."""
+        from risk_assets.defs.resources import duckdb_resource, open_warehouse
+        from risk_assets.store import warehouse
+
+        with open_warehouse(duckdb_resource(self.settings)) as conn:
+            loads = warehouse.loads(conn, first, last)
+            verdicts = warehouse.raw_verdicts(conn, first, last)
+        failed = verdicts[~verdicts["passed"].astype(bool)]
+        quarantined: dict[dt.date, list[tuple[str, str]]] = {}
+        for row in failed.itertuples():
+            quarantined.setdefault(row.partition, []).append((row.check_name, row.summary))
+        return History(
+            days=(last - first).days + 1,
+            loaded=len(loads),
+            received=int(loads["received"].sum()),
+            accepted=int(loads["accepted"].sum()),
+            rejected=int(loads["rejected"].sum()),
+            quarantined=dict(sorted(quarantined.items())),
+        )
+
+    def nights_run(self) -> list[dt.date]:
+        """Every night a nightly run exists for in this instance, in order."""
+        keys = {r.tags.get("dagster/partition") for r in self.instance.get_runs(dg.RunsFilter(job_name=NIGHTLY_JOB))}
+        return sorted(dt.date.fromisoformat(k) for k in keys if k)
+
+    @staticmethod
+    def failure(result: dg.ExecuteInProcessResult) -> str:
+        """Why a run failed: the first failed step's message (a refusal's or an error's)."""
+        return _failure_message(result)
 
     def train(self) -> dg.ExecuteInProcessResult:
         return self.execute(TRAINING_JOB)
