@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from risk_assets.checks import CheckDecl, Inputs, Step, Verdict
+from risk_assets.checks import CheckDecl, Inputs, Step, Verdict, day_frame
+from risk_assets.core.features.spec import WINDOWS
 from risk_assets.core.night import Night
 from risk_assets.store import warehouse
 
@@ -78,13 +79,58 @@ def night_record(step: Step, results: Sequence[tuple[CheckDecl, bool, str, str]]
     )
 
 
+# --------------------------------------------------------------------------- statistic
+LAST_DAYS = f"""
+    SELECT last_day AS partition, count(*) AS customers FROM (
+        SELECT customer_id, max(partition) AS last_day FROM {warehouse.table("raw_transactions")}
+        WHERE partition BETWEEN CAST($first AS DATE) AND CAST($day AS DATE) GROUP BY customer_id
+    ) last_days GROUP BY last_day ORDER BY last_day"""
+"""Customers by the day of their last transaction from ``first`` up to the night: those whose
+``days_since_last_txn`` a day reads (a day that is nobody's last transaction feeds no
+feature once it is older than every window)."""
+
+
+def last_days_of(raw: pd.DataFrame) -> pd.DataFrame:
+    """The row-level definition of :data:`LAST_DAYS` over raw rows (``partition, customer_id``)."""
+    last = raw.groupby("customer_id")["partition"].max()
+    out = last.value_counts().rename("customers").rename_axis("partition").reset_index()
+    return out.sort_values("partition").reset_index(drop=True)
+
+
+def last_days(q, first: dt.date, day: dt.date) -> pd.DataFrame:
+    frame = day_frame(q.statistic(LAST_DAYS, {"first": first, "day": day}))
+    frame["customers"] = frame["customers"].astype("int64")
+    return frame
+
+
 # --------------------------------------------------------------------------- guard
+WINDOW_DAYS = max(WINDOWS)
+"""The longest feature window: a quarantined day older than it feeds no windowed feature,
+only ``days_since_last_txn`` (the look-back's long tail)."""
+
+
+def unhealthy(verdicts: pd.DataFrame, blocked: pd.DataFrame | None, earlier: list[dt.date]) -> dict[dt.date, list[str]]:
+    """The earlier days that failed a quarantining check on their latest load, or whose own
+    night is still blocked: day -> why."""
+    failed = verdicts[~verdicts["passed"].astype(bool) & verdicts["partition"].isin(earlier)]
+    sick = {d: list(g["check_name"] + ": " + g["summary"]) for d, g in failed.groupby("partition")}
+    if blocked is not None and len(blocked):
+        night_failed = blocked[~blocked["passed"].astype(bool) & blocked["partition"].isin(earlier)]
+        for d, g in night_failed.groupby("partition"):
+            sick.setdefault(d, []).extend(
+                f"blocked its own night: {c}: {s}" for c, s in zip(g["check_name"], g["summary"])
+            )
+    return dict(sorted(sick.items()))
+
+
 def lookback_health(
     expected: list[dt.date],
     loaded: Iterable[dt.date],
     verdicts: pd.DataFrame,
     accepted: dict[dt.date, str],
     blocked: pd.DataFrame | None = None,
+    last: pd.DataFrame | None = None,
+    window_days: int = WINDOW_DAYS,
 ) -> Verdict:
     """Every raw partition of the night's look-back was loaded *and* passed the raw
     layer's blocking checks on its latest load (``verdicts``: ``partition, check_name, passed,
@@ -93,27 +139,36 @@ def lookback_health(
     check, until it is re-loaded and passes, or ``accepted`` (an override with a name and
     a reason) takes it as it is. ``blocked`` (``partition, check_name, passed, summary``: the
     latest verdict of each recorded blocking check of earlier nights) quarantines a day whose
-    own night was blocked, whichever check blocked it, until that night is re-run and passes."""
+    own night was blocked, whichever check blocked it, until that night is re-run and passes.
+
+    In proportion: a quarantined day inside a feature window (the last ``window_days``) blocks
+    (ERROR); one older than every window feeds only ``days_since_last_txn`` — of the customers
+    whose last transaction it holds (``last``: customers by the day of their last transaction,
+    :data:`LAST_DAYS`) — and is reported with that share (WARN): the night scores."""
     loaded = set(loaded)
     tonight = expected[-1]
     missing = [d for d in expected if d not in loaded]
     earlier = [d for d in expected[:-1] if d in loaded]
-    failed = verdicts[~verdicts["passed"] & verdicts["partition"].isin(earlier)]
     judged = set(verdicts["partition"])
     unjudged = [d for d in earlier if d not in judged]
-    sick = {d: list(g["check_name"] + ": " + g["summary"]) for d, g in failed.groupby("partition")}
-    if blocked is not None and len(blocked):
-        night_failed = blocked[~blocked["passed"] & blocked["partition"].isin(earlier)]
-        for d, g in night_failed.groupby("partition"):
-            sick.setdefault(d, []).extend(
-                f"blocked its own night: {c}: {s}" for c, s in zip(g["check_name"], g["summary"])
-            )
-    sick = dict(sorted(sick.items()))
+    sick = unhealthy(verdicts, blocked, earlier)
     waived = {d: accepted[d] for d in sorted(sick) if d in accepted}
     quarantined = {d: why for d, why in sorted(sick.items()) if d not in accepted}
+    oldest_read = tonight - dt.timedelta(days=window_days - 1)  # the first day of the longest window
+    outside = {d: why for d, why in quarantined.items() if d < oldest_read}
+    quarantined = {d: why for d, why in quarantined.items() if d >= oldest_read}
+    last = last if last is not None else pd.DataFrame({"partition": [], "customers": []})
+    exposed = int(last.loc[last["partition"].isin(outside), "customers"].sum())
+    everyone = int(last["customers"].sum())
     table = pd.DataFrame(
         [
-            {"partition": str(d), "problem": "; ".join(why), "accepted_by_override": d in waived}
+            {
+                "partition": str(d),
+                "problem": "; ".join(why),
+                "accepted_by_override": d in waived,
+                "inside_a_window": d >= oldest_read,
+                "last_transaction_of": int(last.loc[last["partition"] == d, "customers"].sum()),
+            }
             for d, why in sorted(sick.items())
         ]
         + [{"partition": str(d), "problem": "never loaded", "accepted_by_override": False} for d in missing]
@@ -133,11 +188,20 @@ def lookback_health(
         )
     if unjudged:
         problems.append(f"{len(unjudged)} day(s) loaded but never judged: " + ", ".join(map(str, unjudged[:5])))
+    notes = []
+    if outside:
+        notes.append(
+            f"{len(outside)} quarantined day(s) older than every feature window ({window_days} days), read only by "
+            f"days_since_last_txn: "
+            + "; ".join(f"{d} ({', '.join(why)})" for d, why in list(outside.items())[:3])
+            + (" …" if len(outside) > 3 else "")
+            + f" — the last transaction of {exposed} of {everyone} customers ({exposed / max(everyone, 1):.2%})"
+        )
     return Verdict(
-        passed=not problems,
-        severity="ERROR",
-        summary="; ".join(problems)
-        if problems
+        passed=not problems and not notes,
+        severity="WARN" if notes and not problems else "ERROR",
+        summary="; ".join(problems + notes)
+        if problems or notes
         else (
             f"all {len(expected)} look-back days loaded and healthy ({expected[0]} .. {tonight})"
             + (f"; {len(waived)} accepted by override" if waived else "")
@@ -150,7 +214,11 @@ def lookback_health(
             "first_quarantined": str(next(iter(quarantined))) if quarantined else "-",
             "accepted_days": len(waived),
             "unjudged_days": len(unjudged),
+            "quarantined_outside_windows": len(outside),
+            "customers_exposed": exposed,
+            "customers_exposed_share": exposed / max(everyone, 1),
         },
+        thresholds={"window_days": window_days},
         tables={"unhealthy_days": table},
     )
 
@@ -169,12 +237,16 @@ def load(step: Step) -> Inputs:
     stale = [d for d in ledger["partition"] if d != night.day and d not in set(fresh["partition"])]
     for day in stale:
         fresh = pd.concat([fresh, judge_raw_day(step.on(Night.of(day, settings.calendar)))], ignore_index=True)
+    earlier = [d for d in ledger["partition"] if d != night.day]
+    old = [d for d in unhealthy(fresh, blocked, earlier) if d < night.day - dt.timedelta(days=WINDOW_DAYS - 1)]
     return Inputs(
         {
             "expected": expected,
             "loaded": ledger["partition"].tolist(),
             "verdicts": fresh,
             "blocked": blocked,
+            # who an old quarantined day still reaches (read only when there is one)
+            "last": last_days(step, expected[0], night.day) if old else None,
             "accepted": dict.fromkeys(
                 settings.override.accept_days, f"{settings.override.by}: {settings.override.reason}"
             ),

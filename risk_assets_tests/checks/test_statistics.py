@@ -14,7 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from risk_assets.checks import Step, amounts, coverage, daily, drift, imputation, landing, rejections, replays
+from risk_assets.checks import (
+    Step,
+    amounts,
+    coverage,
+    daily,
+    drift,
+    imputation,
+    landing,
+    lookback,
+    rejections,
+    replays,
+)
 from risk_assets.checks import profile as night_profile
 from risk_assets.checks.coverage import category_coverage, night_counts
 from risk_assets.checks.drift import profile
@@ -156,6 +167,9 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
         night_profile.profile_of(history, customers),
         check_dtype=False,
     )
+    pd.testing.assert_frame_equal(
+        lookback.last_days(q, night.days_back(28), day), lookback.last_days_of(history), check_dtype=False
+    )
     vocabulary = settings.features.vocabulary()
     expected_daily = daily.aggregates_of(
         history,
@@ -228,6 +242,7 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "amount_levels": amounts.levels(q, night.days_back(28), day),
         "top_amounts": amounts.top_amounts(q, night.days_back(28), day),
         "profile": night_profile.profile(q, night.days_back(28), day),
+        "last_days": lookback.last_days(q, night.days_back(28), day),
         "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
         "reasons": q.statistic(rejections.REASONS, {"day": day}),
         "replays": q.statistic(replays.REPLAYS, {"day": day}),

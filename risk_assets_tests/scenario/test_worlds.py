@@ -338,6 +338,40 @@ def test_a_renamed_attribute_value_is_named_as_a_rename(landing_copy, instance):
             pd.testing.assert_frame_equal(counted, rows, check_dtype=False)
 
 
+def test_a_quarantined_history_day_blocks_only_the_nights_whose_windows_read_it(landing_copy, instance):
+    """Quarantine in proportion: a day of the loaded history cut short (60% of its rows lost)
+    and re-loaded is quarantined. 10 days before a night it is inside the 30-day windows and
+    blocks it; 40 days before, only days_since_last_txn reads it — for the customers whose last
+    transaction it holds — and the night scores with a WARN that counts them."""
+    old, recent = FIRST_NIGHT - dt.timedelta(days=40), FIRST_NIGHT - dt.timedelta(days=10)
+    settings = landing_copy([old, recent, FIRST_NIGHT])
+    for day in (old, recent):
+        damage(landing_copy.landing, day, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
+    run_night(settings, instance, old, run_config=QUIET, raw_only=True, raise_on_error=False)
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:  # quarantined at load
+        verdicts = warehouse.raw_verdicts(conn, old, old)
+    assert not verdicts.loc[verdicts["check_name"] == "row_volume", "passed"].item()
+    night = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    health = evaluation(night, "serving_features.lookback_health")
+    assert night.success and scored(settings, FIRST_NIGHT) > 0
+    assert not health.passed and health.severity.value == "WARN" and str(old) in health.description
+    exposed, share = health.metadata["customers_exposed"].value, health.metadata["customers_exposed_share"].value
+    assert "read only by days_since_last_txn" in health.description and exposed > 0 and 0 < share < 0.05
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:  # the count, from the rows themselves
+        last = conn.execute(
+            "SELECT count(*) FROM (SELECT customer_id, max(partition) AS d FROM raw_transactions "
+            "WHERE partition BETWEEN ? AND ? GROUP BY customer_id) WHERE d = ?",
+            [FIRST_NIGHT - dt.timedelta(days=89), FIRST_NIGHT, old],
+        ).fetchone()[0]
+    assert exposed == last
+
+    run_night(settings, instance, recent, run_config=QUIET, raw_only=True, raise_on_error=False)
+    blocked = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    failed, _ = outcome(blocked)  # the re-run is blocked (the first run's scores stay as they were)
+    assert not blocked.success and "serving_features.lookback_health" in failed
+    assert str(recent) in evaluation(blocked, "serving_features.lookback_health").description
+
+
 def test_a_quarantined_day_can_be_accepted_deliberately(landing_copy, instance):
     settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
     damage(landing_copy.landing, FIRST_NIGHT, lambda frame, rng: frame[rng.random(len(frame)) < 0.4])
