@@ -28,8 +28,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from risk_assets.checks import Inputs, Step, Verdict, day_frame
-from risk_assets.core.calendar import holidays_between
+from risk_assets.checks import Inputs, Step, Verdict, day_frame, volume
 from risk_assets.store import warehouse
 
 TRANSACTION_COLUMNS = ("category", "channel")
@@ -464,6 +463,6 @@ def load(step: Step) -> Inputs:
             "days": days,
             "day": night.day,
             "healthy": [d for d in loaded if d not in sick],
-            "holidays": holidays_between(step.settings.calendar, first, night.day),
+            "holidays": volume.holidays(step, first, night.day)[0],
         }
     )

@@ -68,6 +68,53 @@ def expected_volume(day: dt.date, history: pd.DataFrame, holidays: frozenset[dt.
     return expected, len(same), basis
 
 
+RECUR_WEEKS = 4
+"""Weeks before and after a day a year earlier whose same weekday tells whether it was quiet."""
+
+
+def year_before(day: dt.date) -> dt.date | None:
+    """The same date a year earlier (None for 29 February)."""
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:
+        return None
+
+
+def recurring_quiet(loads: pd.DataFrame, days: list[dt.date], share: float) -> dict[dt.date, dt.date]:
+    """Of ``days``, those whose same date a year earlier was a quiet day of the source — it
+    accepted fewer rows than ``share`` of the median of its weekday in the :data:`RECUR_WEEKS`
+    weeks before and after it (those the loads hold, at least two) — with that earlier day.
+    A day that was quiet on its date last year is a holiday or a closing day of the source's
+    own calendar, whatever country is (or is not) configured. ``loads``: ``partition,
+    accepted`` of the loaded days a year earlier."""
+    accepted = dict(zip(loads["partition"], loads["accepted"]))
+    out = {}
+    for day in days:
+        earlier = year_before(day)
+        if earlier is None or earlier not in accepted:
+            continue
+        around = [earlier + dt.timedelta(weeks=w) for w in range(-RECUR_WEEKS, RECUR_WEEKS + 1) if w]
+        neighbours = [accepted[d] for d in around if d in accepted]
+        if len(neighbours) >= 2 and accepted[earlier] < share * float(np.median(neighbours)):
+            out[day] = earlier
+    return out
+
+
+def holidays(step: Step, first: dt.date, last: dt.date) -> tuple[frozenset[dt.date], dict[dt.date, dt.date]]:
+    """The holidays the level checks judge ``first .. last`` with: the configured calendar's
+    (``calendar.holidays_country``, ``extra_holidays``) and the source's recurring quiet days
+    (:func:`recurring_quiet`, at ``checks.min_volume_share``). Returns (all of them, the
+    recurring ones -> the quiet day a year earlier)."""
+    configured = holidays_between(step.settings.calendar, first, last)
+    back = year_before(first) or first - dt.timedelta(days=365)
+    loads = warehouse.loads(
+        step.conn, back - dt.timedelta(weeks=RECUR_WEEKS), last - dt.timedelta(days=365 - 7 * RECUR_WEEKS)
+    )
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    recurring = recurring_quiet(loads, [d for d in days if d not in configured], step.settings.checks.min_volume_share)
+    return configured | frozenset(recurring), recurring
+
+
 def row_volume(
     received: int,
     accepted: int,
@@ -77,6 +124,7 @@ def row_volume(
     min_share: float,
     holiday_min_share: float,
     max_share: float = float("inf"),
+    recurring: dict[dt.date, dt.date] | None = None,
 ) -> Verdict:
     """``history``: ``partition, accepted`` of earlier loaded days (a few months).
 
@@ -94,6 +142,7 @@ def row_volume(
         "expected_accepted": expected,
         "share_of_expected": accepted / expected if expected else None,
         "holiday": holiday,
+        "recurring_quiet_day": str((recurring or {})[day]) if day in (recurring or {}) else "-",
         "expectation": basis,
     }
     thresholds = {
@@ -125,7 +174,13 @@ def row_volume(
         severity="ERROR",
         summary=(f"{direction} rows tonight: " if direction else "")
         + f"{accepted} rows accepted = {share:.0%} of the {basis} median {expected:.0f}"
-        + (" on a public holiday" if holiday else "")
+        + (
+            f" on a recurring quiet day (its date was as quiet on {(recurring or {})[day]})"
+            if day in (recurring or {})
+            else " on a public holiday"
+            if holiday
+            else ""
+        )
         + f" (expected {share_needed:.0%} .. {max_share:.0%})"
         + (" — a file delivered twice, or another feed mixed in?" if direction == "too many" else ""),
         figures=figures,
@@ -140,12 +195,14 @@ def load(step: Step) -> Inputs:
     first = night.days_back(HISTORY_DAYS)
     ledger = warehouse.loads(step.conn, first, night.day)
     today = ledger[ledger["partition"] == night.day]
+    known, recurring = holidays(step, first, night.day)
     return Inputs(
         {
             "received": int(today["received"].iloc[0]) if len(today) else 0,
             "accepted": int(today["accepted"].iloc[0]) if len(today) else 0,
             "day": night.day,
             "history": ledger.loc[ledger["partition"] != night.day, ["partition", "accepted"]],
-            "holidays": holidays_between(step.settings.calendar, first, night.day),
+            "holidays": known,
+            "recurring": recurring,
         }
     )
