@@ -215,6 +215,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         )
         for day, reasons in summary.quarantined.items():
             print(f"  {day}  " + "; ".join(f"{check}: {why}" for check, why in reasons))
+        _holiday_hint(settings, summary.quarantined)
         days = list(summary.quarantined)
         print(
             "  re-deliver a day and re-load it: risk-assets load --no-reference --from D --to D\n"
@@ -224,6 +225,49 @@ def cmd_load(args: argparse.Namespace) -> int:
             + '], by = "you", reason = "why"'
         )
     return 0
+
+
+def _calendar_line(settings, operator) -> None:
+    """At training: the holidays the level checks use, and the quiet days of the loaded
+    history they leave unexplained (with the country that would explain them)."""
+    loaded = operator.loaded()
+    if loaded is None:
+        return
+    summary = operator.history(*loaded)
+    country, extra = settings.calendar.holidays_country, len(settings.calendar.extra_holidays)
+    print(
+        f"calendar: {'public holidays of ' + country if country else 'no holidays_country set'}"
+        + (f", {extra} extra holiday(s)" if extra else "")
+        + f"; history {loaded[0]} .. {loaded[1]}: {len(summary.quarantined)} quarantined day(s)"
+    )
+    _holiday_hint(settings, summary.quarantined)
+
+
+def _holiday_hint(settings, quarantined: dict) -> None:
+    """Quiet days (too few rows for their weekday) that are public holidays somewhere: the
+    ``calendar.holidays_country`` setting that would have judged them as holidays."""
+    from risk_assets.core.calendar import explaining_countries, holidays_between
+
+    quiet = [
+        day
+        for day, reasons in quarantined.items()
+        if any(check == "row_volume" and why.startswith("too few") for check, why in reasons)
+    ]
+    if not quiet:
+        return
+    known = holidays_between(settings.calendar, min(quiet), max(quiet))
+    unexplained = [d for d in quiet if d not in known]
+    found = explaining_countries(unexplained)
+    if not found:
+        print(f"  {len(quiet)} of them are quiet days no country's public holidays explain (calendar.extra_holidays?)")
+        return
+    code, held = found[0]
+    print(
+        f"  {len(held)} of the {len(unexplained)} quiet day(s) are public holidays in {code}"
+        + (f" (as in {', '.join(c for c, _ in found[1:5])})" if len(found) > 1 else "")
+        + f": {', '.join(map(str, held[:6]))}{' …' if len(held) > 6 else ''} — set [calendar] holidays_country = "
+        f'"{code}" (or yours) and re-load those days'
+    )
 
 
 def _require_source(settings) -> None:
@@ -239,7 +283,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from risk_assets.app.operations import Operator
 
     settings, instance = _context(args)
-    result = Operator(settings, instance).train()
+    operator = Operator(settings, instance)
+    result = operator.train()
+    _calendar_line(settings, operator)
     meta = {
         e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
@@ -470,7 +516,51 @@ def _audit_table(frame, wide: bool) -> None:
     console = _console()
     if wide:
         console.width = 10_000
+    elif _terminal_width() < AUDIT_TABLE_WIDTH:
+        _audit_cards(frame)  # a table this narrow would split check names and values mid-token
+        return
     console.print(table)
+
+
+AUDIT_TABLE_WIDTH = 140
+"""Columns the audit table needs; a narrower terminal gets one block per result instead."""
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((AUDIT_TABLE_WIDTH, 40)).columns
+
+
+def _audit_cards(frame) -> None:
+    """One block per check result for a narrow terminal: a heading line, then the summary,
+    thresholds and versions, wrapped at spaces to the terminal's width."""
+    import textwrap
+
+    width = max(_terminal_width(), 40)
+    for r in frame.itertuples():
+        result = f"{r.status} {r.severity}" + (" blocking" if r.blocking else "")
+        print(f"{r.partition}  {r.asset}.{r.check}  {result}")
+        versions = f"model / mapping {r.model_version or '-'} / {r.mapping_version or '-'}"
+        thresholds = ", ".join(f"{k}={v}" for k, v in r.thresholds.items()) or "-"
+        lines = (
+            ("at", f"{r.time.replace('T', ' ')[:19]} UTC, run {r.run_id[:8]}, {versions}"),
+            ("summary", r.summary),
+            ("thresholds", thresholds),
+            ("override", r.override),
+        )
+        for label, text in lines:
+            print(
+                textwrap.fill(
+                    f"{label}: {text}",
+                    width,
+                    initial_indent="  ",
+                    subsequent_indent="    ",
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+        print()
 
 
 def cmd_lake_sync(args: argparse.Namespace) -> int:

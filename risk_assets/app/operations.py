@@ -123,6 +123,14 @@ class Operator:
             quarantined=dict(sorted(quarantined.items())),
         )
 
+    def loaded(self) -> tuple[dt.date, dt.date] | None:
+        """The first and last raw day loaded (None: none yet)."""
+        from risk_assets.defs.resources import duckdb_resource, open_warehouse
+        from risk_assets.store import warehouse
+
+        with open_warehouse(duckdb_resource(self.settings)) as conn:
+            return warehouse.loaded_range(conn)
+
     def nights_run(self) -> list[dt.date]:
         """Every night a nightly run exists for in this instance, in order."""
         keys = {r.tags.get("dagster/partition") for r in self.instance.get_runs(dg.RunsFilter(job_name=NIGHTLY_JOB))}

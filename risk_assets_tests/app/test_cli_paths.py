@@ -1,8 +1,9 @@
 """Every operator command through its entry point, as a user types it: a subprocess
 ``risk-assets …`` on a landing folder the CLI exported, with its exit code and output —
-the paths a new user walks (load, train, run, status, alerts, report, audit, lake-sync,
-export-landing, ui), the bad arguments they type (exit 2 naming the valid choice), and the
-failures they meet (the reason printed, never only "see the UI", never a traceback)."""
+the README's own-data steps verbatim, the other commands a user walks (status, alerts,
+report, audit, lake-sync, export-landing, ui), the bad arguments they type (exit 2 naming
+the valid choice), and the failures they meet (the reason printed, never only "see the UI",
+never a traceback)."""
 
 from __future__ import annotations
 
@@ -18,56 +19,49 @@ from pathlib import Path
 import pytest
 import yaml
 
-from risk_assets.scenario.worlds import landing_settings
-from risk_assets.settings import to_toml
+from risk_assets.settings import Settings, to_toml
 from risk_assets_tests.app.test_ui import _free_port, wait_until_up
 
 CLI = str(Path(sys.executable).with_name("risk-assets"))
+README = Path(__file__).resolve().parents[2] / "README.md"
 HISTORY = (dt.date(2025, 1, 1), dt.date(2025, 8, 31))
 NIGHTS = (dt.date(2025, 9, 1), dt.date(2025, 9, 2))
-TRAINING = {  # validation up to the day before the first night, as a team retrains
-    "start": "2025-04-01",
-    "end": "2025-07-01",
-    "asof_step_days": 8,
-    "validation_start": "2025-08-10",
-    "validation_end": "2025-08-31",
-    "validation_step_days": 4,
-    "num_boost_round": 40,
-}
+"""What the README's own-data steps load and run."""
 
 
-def cli(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+def cli(*args: str, env: dict, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run([CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
     return done
 
 
-def settings_file(folder: Path, landing: Path | None = None, **sections) -> Path:
-    """A user's settings file: the landing source (``folder/landing`` unless ``landing``), the
-    warehouse, models, alerts and reports in ``folder``, and the sections given."""
-    settings = landing_settings(
-        folder,
-        "embedded",
-        4000,
-        sections.pop("training", {}),
-        landing,
-        report={"dir": str(folder / "reports")},
-        **sections,
-    )
-    path = folder / "risk_assets.toml"
-    path.write_text(to_toml(settings))
-    return path
+def readme_block(marker: str) -> str:
+    """The fenced block after ``<!-- marker`` in the README, as written there."""
+    text = README.read_text()
+    after = text[text.index(f"<!-- {marker}") :]
+    body = after[after.index("```") :]
+    body = body[body.index("\n") + 1 :]
+    return body[: body.index("```")]
+
+
+def user_env() -> dict[str, str]:
+    """A user's environment: no instance or settings chosen yet, ``risk-assets`` on the PATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RISK_ASSETS_CONFIG")}
+    env["PATH"] = f"{Path(CLI).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory):
     """A user's folder holding a landing folder written by ``export-landing`` (history and
-    two nights after it) and the environment the commands run with."""
+    two nights after it, 4,000 customers) and the environment the commands run with."""
     folder = tmp_path_factory.mktemp("user")
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RISK_ASSETS_CONFIG")}
-    env["RISK_ASSETS_CONFIG"] = str(settings_file(folder))
+    env = user_env()
+    export = folder / "export.toml"
+    export.write_text(to_toml(Settings().with_overrides(scenario={"world": {"n_customers": 4000}})))
     landing = folder / "landing"
-    done = cli("export-landing", "--out", str(landing), "--from", str(HISTORY[0]), "--to", str(NIGHTS[-1]), env=env)
+    days = ["--from", str(HISTORY[0]), "--to", str(NIGHTS[-1])]
+    done = cli("export-landing", "--out", str(landing), *days, env={**env, "RISK_ASSETS_CONFIG": str(export)})
     assert done.returncode == 0, done.stderr
     assert (landing / "transactions" / f"date={NIGHTS[-1]}").is_dir() and (landing / "customers.parquet").is_file()
     return folder, env
@@ -75,93 +69,96 @@ def user(tmp_path_factory):
 
 def test_export_landing_refuses_bad_arguments_naming_the_valid_choice(user, tmp_path):
     _, env = user
-    reversed_range = cli(
-        "export-landing", "--out", str(tmp_path / "x"), "--from", "2025-02-01", "--to", "2025-01-01", env=env
-    )
+    out = str(tmp_path / "x")
+    reversed_range = cli("export-landing", "--out", out, "--from", "2025-02-01", "--to", "2025-01-01", env=env)
     assert reversed_range.returncode == 2 and "--to 2025-01-01 is before --from 2025-02-01" in reversed_range.stderr
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     to_file = cli("export-landing", "--out", str(a_file), "--from", "2025-01-01", "--to", "2025-01-01", env=env)
     assert to_file.returncode == 2 and "is a file: give a folder" in to_file.stderr
-    old_spelling = cli(
-        "export-landing", "--out", str(tmp_path / "x"), "--start", "2025-01-01", "--end", "2025-01-02", env=env
-    )
+    old_spelling = cli("export-landing", "--out", out, "--start", "2025-01-01", "--end", "2025-01-02", env=env)
     assert old_spelling.returncode == 2 and "--from" in old_spelling.stderr  # one spelling: --from/--to everywhere
     assert not (tmp_path / "x").exists()
 
 
-def test_a_users_data_through_every_command(user, tmp_path):
+def test_the_readmes_own_data_steps_then_every_command(user):
+    """The README's "Your own data, step by step", verbatim: its settings file and its
+    commands, on a landing folder export-landing wrote; then every other command on the
+    instance they made, the bad arguments a user types and the failures they meet."""
     folder, env = user
-    home = ["--home", str(tmp_path / "home")]
+    settings = readme_block("own-data-settings")
+    (folder / "risk_assets.toml").write_text(settings)
+    config = {**env, "RISK_ASSETS_CONFIG": str(folder / "risk_assets.toml")}
+    home = ["--home", str(folder / ".dagster_home")]
 
     # reading commands on a home that does not exist: an error, nothing created
     for command in (["status"], ["alerts"], ["audit"], ["report", "--night", str(NIGHTS[0])]):
-        done = cli(*command, *home, env=env)
+        done = cli(*command, *home, env=config, cwd=folder)
         assert done.returncode == 2 and "no Dagster instance at" in done.stderr, (command, done.stderr)
-    assert not (tmp_path / "home").exists()
+    # a landing folder that does not exist is a setting to fix, refused before anything is created
+    (folder / "nope.toml").write_text(settings.replace('landing_dir = "landing"', 'landing_dir = "nope"', 1))
+    nope = {**env, "RISK_ASSETS_CONFIG": str(folder / "nope.toml")}
+    done = cli("load", "--from", str(HISTORY[0]), "--to", str(HISTORY[1]), *home, env=nope, cwd=folder)
+    assert done.returncode == 2 and f"source.landing_dir {folder / 'nope'} is not a folder" in done.stderr, done.stderr
+    assert not (folder / ".dagster_home").exists()
 
-    # a landing folder that does not exist is a setting to fix
-    missing = {
-        **env,
-        "RISK_ASSETS_CONFIG": str(settings_file(tmp_path, tmp_path / "nope")),
-    }
-    done = cli("load", "--from", str(HISTORY[0]), "--to", str(HISTORY[1]), *home, env=missing)
-    assert done.returncode == 2 and "source.landing_dir" in done.stderr and "is not a folder" in done.stderr
-    assert not (tmp_path / "home").exists()  # refused before anything was created
-
-    # load: the history's summary (rows received = accepted + rejected, quarantined days)
-    done = cli("load", "--from", str(HISTORY[0]), "--to", str(HISTORY[1]), *home, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "new Dagster instance in" in done.stderr
-    assert "reference_job: ok" in done.stdout and "history_job: ok" in done.stdout
-    instance_yaml = yaml.safe_load((tmp_path / "home" / "dagster.yaml").read_text())  # one writer at a time
-    assert {"key": "risk_assets/warehouse", "limit": 1} in instance_yaml["concurrency"]["runs"][
-        "tag_concurrency_limits"
-    ]
+    # the README's commands, as a script in the user's folder
+    steps = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_block("own-data-commands")],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    out = steps.stdout
+    assert steps.returncode == 0 and "Traceback" not in out + steps.stderr, out + steps.stderr[-3000:]
+    assert "new Dagster instance in" in steps.stderr
+    assert "reference_job: ok" in out and "history_job: ok" in out
     days = (HISTORY[1] - HISTORY[0]).days + 1
-    line = next(x for x in done.stdout.splitlines() if x.startswith("loaded "))
-    assert f"{days} of {days} day(s)" in line
+    line = next(x for x in out.splitlines() if x.startswith("loaded "))
+    assert f"loaded {HISTORY[0]} .. {HISTORY[1]}: {days} of {days} day(s)" in line
     received, accepted, rejected = (
         int(x.replace(",", "")) for x in _numbers_after(line, "received", "accepted", "rejected")
     )
     assert received == accepted + rejected and accepted > 0
+    assert "validation ROC AUC" in out and "deployment gate:" in out and "calendar: no holidays_country set" in out
+    assert "2 night(s): 2 scored, 0 blocked or failed" in out
+    assert out.count("SCORED") == 2  # status --last 2
+    instance_yaml = yaml.safe_load((folder / ".dagster_home" / "dagster.yaml").read_text())  # one writer at a time
+    assert {"key": "risk_assets/warehouse", "limit": 1} in instance_yaml["concurrency"]["runs"][
+        "tag_concurrency_limits"
+    ]
 
-    # train with the default periods, which lie outside this history: refused, and why
-    done = cli("train", *home, env=env)
-    assert done.returncode == 1
-    assert "training refused: the training period" in done.stdout and "Set [training]" in done.stdout, done.stdout
-    assert "loaded: 2025-01-01 .. 2025-08-31" in done.stdout
-    assert "see the run in the UI" not in done.stdout
-
-    # train with periods inside the history: the validation figures and the gate's decision
-    env = {**env, "RISK_ASSETS_CONFIG": str(settings_file(folder, training=TRAINING))}
-    done = cli("train", *home, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "validation ROC AUC" in done.stdout and "deployment gate:" in done.stdout
-
-    # run two nights; status, alerts, report, audit read them back
-    done = cli("run", "--from", str(NIGHTS[0]), "--to", str(NIGHTS[1]), *home, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 night(s): 2 scored, 0 blocked or failed" in done.stdout
-    done = cli("status", "--last", "2", *home, env=env)
-    assert done.returncode == 0 and done.stdout.count("SCORED") == 2, done.stdout
-    assert cli("alerts", "--format", "json", *home, env=env).returncode == 0
-    done = cli("report", "--night", str(NIGHTS[0]), *home, env=env)
+    # the other commands on the same instance
+    assert cli("alerts", "--format", "json", *home, env=config, cwd=folder).returncode == 0
+    done = cli("report", "--night", str(NIGHTS[0]), *home, env=config, cwd=folder)
     assert done.returncode == 0 and Path(done.stdout.strip()).is_file()
-    never = cli("report", "--night", "2025-08-01", *home, env=env)
+    never = cli("report", "--night", "2025-08-01", *home, env=config, cwd=folder)
     assert never.returncode == 2 and "never ran" in never.stderr and f"{NIGHTS[0]} .. {NIGHTS[1]}" in never.stderr
-    backwards = cli("audit", "--from", str(NIGHTS[1]), "--to", str(NIGHTS[0]), *home, env=env)
+    backwards = cli("audit", "--from", str(NIGHTS[1]), "--to", str(NIGHTS[0]), *home, env=config, cwd=folder)
     assert backwards.returncode == 2 and "is before --from" in backwards.stderr
-    done = cli("audit", "--from", str(NIGHTS[0]), "--to", str(NIGHTS[1]), "--format", "json", *home, env=env)
+    both = ["--from", str(NIGHTS[0]), "--to", str(NIGHTS[1])]
+    done = cli("audit", *both, "--format", "json", *home, env=config, cwd=folder)
     assert done.returncode == 0
-    rows = json.loads(done.stdout)
-    nightly = [r for r in rows if r["partition"] != "-"]  # "-": the model's checks, not partitioned
+    nightly = [r for r in json.loads(done.stdout) if r["partition"] != "-"]  # "-": the model's checks
     assert {r["partition"] for r in nightly} == {str(n) for n in NIGHTS}
     assert all(r["status"] != "FAILED" for r in nightly)
-
-    # lake-sync: the loaded days committed to the Spark engine's lake (once, when switching)
-    done = cli("lake-sync", *home, env=env)
+    narrow = cli("audit", *both, *home, env={**config, "COLUMNS": "80"}, cwd=folder)  # an 80-column terminal
+    assert narrow.returncode == 0 and max(map(len, narrow.stdout.splitlines())) <= 80, narrow.stdout
+    assert f"{NIGHTS[0]}  serving_features.lookback_health  PASSED ERROR blocking" in narrow.stdout
+    done = cli("lake-sync", *home, env=config, cwd=folder)  # once, when switching to the Spark engine
     assert done.returncode == 0 and "committed" in done.stdout, done.stdout + done.stderr
+
+    # train with periods outside the loaded history: refused, naming both, never "see the UI"
+    (folder / "untrained.toml").write_text(settings.split("[training]")[0])  # the default periods
+    untrained = {**env, "RISK_ASSETS_CONFIG": str(folder / "untrained.toml")}
+    done = cli("train", *home, env=untrained, cwd=folder)
+    assert done.returncode == 1
+    assert "training refused: the training period" in done.stdout and "Set [training]" in done.stdout, done.stdout
+    assert (
+        f"loaded: {HISTORY[0]} .. {NIGHTS[1]}" in done.stdout and "see the run in the UI" not in done.stdout
+    )  # the nights too
 
 
 def _numbers_after(line: str, *words: str) -> list[str]:

@@ -396,6 +396,31 @@ def test_row_volume_judges_a_day_against_its_own_weekday_and_blocks_empty_or_thi
     assert not row_volume(0, 0, MONDAY, _weeks(MONDAY, weeks=0), NONE, 0.5, 0.15).passed  # but never an empty day
 
 
+def test_a_date_that_was_quiet_a_year_earlier_is_judged_as_a_holiday_with_no_country_set():
+    """The calendar from the history: 6 January 2025 held a fifth of a Monday's rows, so 6
+    January 2026 is a recurring quiet day (judged as a holiday) with no holidays_country;
+    an ordinary date, a date a year earlier with too few neighbours loaded, and a thin day
+    that is no recurring date are not."""
+    from risk_assets.checks.volume import recurring_quiet
+
+    epiphany, later = dt.date(2025, 1, 6), dt.date(2026, 1, 6)
+    year = [dt.date(2024, 12, 1) + dt.timedelta(days=i) for i in range(120)]
+    loads = pd.DataFrame({"partition": year, "accepted": [3_000 if d.weekday() == 6 else 16_000 for d in year]})
+    loads.loc[loads["partition"] == epiphany, "accepted"] = 3_200
+    days = [dt.date(2026, 1, 5), later, dt.date(2026, 1, 7)]
+    assert recurring_quiet(loads, days, 0.5) == {later: epiphany}
+    assert recurring_quiet(loads[loads["partition"] <= epiphany + dt.timedelta(days=7)], days, 0.5) == {
+        later: epiphany
+    }  # neighbours before and one after: enough
+    assert recurring_quiet(loads[(loads["partition"] >= epiphany)].head(1), days, 0.5) == {}  # alone: no judgement
+    assert recurring_quiet(loads, [dt.date(2028, 2, 29)], 0.5) == {}
+    history = _weeks(later)
+    judged = row_volume(3_500, 3_500, later, history, frozenset({later}), 0.5, 0.15, recurring={later: epiphany})
+    assert judged.passed and judged.figures["recurring_quiet_day"] == str(epiphany)
+    assert "recurring quiet day (its date was as quiet on 2025-01-06)" in judged.summary
+    assert not row_volume(3_500, 3_500, later, history, NONE, 0.5, 0.15).passed  # without it: a thin Tuesday
+
+
 def test_row_volume_is_two_sided_a_day_can_be_too_large():
     normal = row_volume(12_000, 12_000, MONDAY, _weeks(MONDAY), NONE, 0.5, 0.15, 2.0)
     assert normal.passed
@@ -455,6 +480,30 @@ def test_a_day_whose_own_night_was_blocked_quarantines_the_later_nights_until_re
     assert waived.passed and waived.figures["accepted_days"] == 1
     # tonight's own verdicts are not the look-back's business
     assert lookback_health(expected[:3], expected[:3], verdicts, {}, blocked).passed
+
+
+def test_a_quarantined_day_blocks_only_while_a_feature_window_reads_it():
+    """Quarantine in proportion: a day inside the 30-day windows blocks; an older one is read
+    only by days_since_last_txn and is reported with the customers it reaches (WARN)."""
+    from risk_assets.checks.lookback import lookback_health
+
+    expected, verdicts = _lookback(90)
+    tonight = expected[-1]
+    last = pd.DataFrame({"partition": expected[:-1], "customers": 10})  # 10 customers last seen on each day
+    for back, severity in ((29, "ERROR"), (30, "WARN"), (60, "WARN")):
+        day = tonight - dt.timedelta(days=back)
+        sick = verdicts.assign(passed=verdicts["partition"] != day, summary="row_volume: 45% of a normal Friday")
+        verdict = lookback_health(expected, expected, sick, {}, None, last)
+        assert not verdict.passed and verdict.severity == severity, (back, verdict.summary)
+        if severity == "WARN":
+            assert verdict.figures["customers_exposed"] == 10 and "read only by days_since_last_txn" in verdict.summary
+            assert f"10 of {10 * 89} customers" in verdict.summary and str(day) in verdict.summary
+    healthy = lookback_health(expected, expected, verdicts, {}, None, last)
+    assert healthy.passed and healthy.severity == "ERROR"  # a blocking check, passing
+    # both: the one inside a window blocks, and the old one is still named
+    both = verdicts.assign(passed=~verdicts["partition"].isin([tonight - dt.timedelta(days=5), expected[3]]))
+    verdict = lookback_health(expected, expected, both, {}, None, last)
+    assert verdict.severity == "ERROR" and str(expected[3]) in verdict.summary
 
 
 def test_which_blocking_checks_a_night_records_for_the_look_back():
