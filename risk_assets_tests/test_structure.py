@@ -138,9 +138,18 @@ def test_every_declared_threshold_is_a_keyword_of_its_guard():
         assert set(decl.settings) <= set(params), (decl.label, set(decl.settings) - set(params))
 
 
+INTERNALS_ALLOWED = {
+    "risk_assets/app/launch.py": "a run created with its code-location origin and launched without the daemon "
+    "(what `dagster job launch` does in dagster/_cli/job.py): Dagster has no public API for it"
+}
+"""The one module allowed Dagster internals, and why; every other module uses the public API."""
+
+
 def test_no_module_imports_dagster_internals():
     offenders = []
     for path in modules():
+        if str(path.relative_to(ROOT)) in INTERNALS_ALLOWED:
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = (
                 [a.name for a in node.names]

@@ -142,7 +142,24 @@ def cmd_ui(args: argparse.Namespace) -> int:
     config = _settings_file(home)
     if config:
         env["RISK_ASSETS_CONFIG"] = config
-    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(args.port)]
+    from risk_assets.app.launch import LOCATION, MODULE
+
+    # the code location by name, from any folder (a user's own holds no pyproject.toml): the
+    # name the CLI's runs carry, so the UI lists and re-executes them under their job
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: {MODULE}\n      location_name: {LOCATION}\n"
+    )
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+        "-w",
+        str(workspace),
+    ]
     print(f"DAGSTER_HOME={home} {'RISK_ASSETS_CONFIG=' + config + ' ' if config else ''}{' '.join(command)}")
     return _serve(command, env)
 
@@ -194,7 +211,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     if first < settings.calendar.partitions_start:
         raise _bad(f"--from {first} is before the first partition {settings.calendar.partitions_start}")
     t0 = time.perf_counter()
-    operator = Operator(settings, instance)
+    operator = args.exit_stack.enter_context(Operator(settings, instance))
     results = operator.load(first, last, reference=not args.no_reference)
     for result in results:
         line = f"{result.dagster_run.job_name}: {'ok' if result.success else 'FAILED'} (run {result.run_id})"
@@ -283,7 +300,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from risk_assets.app.operations import Operator
 
     settings, instance = _context(args)
-    operator = Operator(settings, instance)
+    operator = args.exit_stack.enter_context(Operator(settings, instance))
     result = operator.train()
     _calendar_line(settings, operator)
     meta = {
@@ -326,7 +343,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, instance = _context(args)
     nights = nights_between(settings, first, last)
     console = _console()
-    operator = Operator(settings, instance)
+    operator = args.exit_stack.enter_context(Operator(settings, instance))
     outcomes = []
     columns = [
         TextColumn("{task.description}"),
@@ -376,7 +393,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise _bad("--last must be at least 1")
     settings, instance = _context(args)
-    operator = Operator(settings, instance)
+    operator = args.exit_stack.enter_context(Operator(settings, instance))
     until = until or operator.latest_night_run()
     if until is None:
         print("no nightly run in this instance yet (risk-assets run --night D)")

@@ -1,11 +1,13 @@
 """The operator's work as functions: load raw days, train, run nights in order, read the
-status of the last nights. The CLI (``risk-assets``) and the demo call these; each runs
-the project's real jobs against a persistent Dagster instance, so every run shows in the
-UI, and after every night does what the run-status sensors do in production
-(:func:`risk_assets.defs.sensors.after_night`: tag, alert, report)."""
+status of the last nights. The CLI (``risk-assets``) calls these; each launches the
+project's real jobs as runs of the ``risk_assets`` code location on a persistent Dagster
+instance (:mod:`risk_assets.app.launch`), so every run shows in the UI under its job and
+can be re-executed there, and after every night does what the run-status sensors do in
+production (:func:`risk_assets.defs.sensors.after_night`: tag, alert, report)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from risk_assets.app import report
+from risk_assets.app import launch, report
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
 from risk_assets.defs.sensors import after_night, failed_checks
@@ -22,6 +24,7 @@ from risk_assets.scenario.source import export_landing
 from risk_assets.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+PARTITION_TAG = "dagster/partition"
 
 
 class BadArgument(ValueError):
@@ -83,18 +86,38 @@ class History:
     quarantined: dict[dt.date, list[tuple[str, str]]]
 
 
+RUN_TIMEOUT_SECONDS = 24 * 3600
+"""How long a command waits for a run it launched (a run whose process died unnoticed)."""
+
+
 class Operator:
+    """The operator's commands. Its runs are launched in the ``risk_assets`` code location
+    (:mod:`risk_assets.app.launch`): the UI lists them under their job and can re-execute
+    them. Use it as a context manager: the code location's server lives as long as it."""
+
     def __init__(self, settings: Settings, instance: dg.DagsterInstance):
         self.settings, self.instance = settings, instance
         self.defs = build_definitions(settings)
+        self._stack = contextlib.ExitStack()
+        self._workspace = None
 
-    def execute(self, job: str, **kwargs) -> dg.ExecuteInProcessResult:
-        run_config = kwargs.pop("run_config", QUIET)
-        return self.defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance, raise_on_error=False, run_config=run_config, **kwargs
-        )
+    def __enter__(self) -> Operator:
+        return self
 
-    def load(self, first: dt.date, last: dt.date, reference: bool = True) -> list[dg.ExecuteInProcessResult]:
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def execute(
+        self, job: str, partition_key: str | None = None, tags: dict | None = None, run_config: dict | None = None
+    ) -> launch.LaunchedRun:
+        """Launch ``job`` (one partition, or the range ``tags`` name) and wait for it."""
+        if self._workspace is None:
+            self._workspace = self._stack.enter_context(launch.code_location(self.instance))
+        tags = {**(tags or {}), **({PARTITION_TAG: partition_key} if partition_key else {})}
+        run_id = launch.launch(self._workspace, self.instance, job, tags, run_config or QUIET)
+        return launch.wait(self.instance, run_id, RUN_TIMEOUT_SECONDS)
+
+    def load(self, first: dt.date, last: dt.date, reference: bool = True) -> list[launch.LaunchedRun]:
         """Reference data (unless ``reference`` is False), then the raw days ``first .. last``
         in one run."""
         results = [self.execute(REFERENCE_JOB)] if reference else []
@@ -137,11 +160,11 @@ class Operator:
         return sorted(dt.date.fromisoformat(k) for k in keys if k)
 
     @staticmethod
-    def failure(result: dg.ExecuteInProcessResult) -> str:
+    def failure(result: dg.ExecuteInProcessResult | launch.LaunchedRun) -> str:
         """Why a run failed: the first failed step's message (a refusal's or an error's)."""
         return _failure_message(result)
 
-    def train(self) -> dg.ExecuteInProcessResult:
+    def train(self) -> launch.LaunchedRun:
         return self.execute(TRAINING_JOB)
 
     def night(self, night: dt.date) -> NightOutcome:
@@ -183,7 +206,7 @@ class Operator:
         return dt.date.fromisoformat(key) if key else None
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: dg.ExecuteInProcessResult | launch.LaunchedRun) -> str:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
             data = event.step_failure_data

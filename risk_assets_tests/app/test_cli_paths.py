@@ -16,17 +16,20 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from risk_assets.settings import Settings, to_toml
-from risk_assets_tests.app.test_ui import _free_port, wait_until_up
+from risk_assets_tests.app.test_ui import _free_port, _graphql, wait_until_up
 
 CLI = str(Path(sys.executable).with_name("risk-assets"))
 README = Path(__file__).resolve().parents[2] / "README.md"
 HISTORY = (dt.date(2025, 1, 1), dt.date(2025, 8, 31))
 NIGHTS = (dt.date(2025, 9, 1), dt.date(2025, 9, 2))
 """What the README's own-data steps load and run."""
+LATER = dt.date(2025, 9, 3)
+"""A night after them, blocked and re-run from the UI."""
 
 
 def cli(*args: str, env: dict, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -60,7 +63,7 @@ def user(tmp_path_factory):
     export = folder / "export.toml"
     export.write_text(to_toml(Settings().with_overrides(scenario={"world": {"n_customers": 4000}})))
     landing = folder / "landing"
-    days = ["--from", str(HISTORY[0]), "--to", str(NIGHTS[-1])]
+    days = ["--from", str(HISTORY[0]), "--to", str(LATER)]
     done = cli("export-landing", "--out", str(landing), *days, env={**env, "RISK_ASSETS_CONFIG": str(export)})
     assert done.returncode == 0, done.stderr
     assert (landing / "transactions" / f"date={NIGHTS[-1]}").is_dir() and (landing / "customers.parquet").is_file()
@@ -81,28 +84,13 @@ def test_export_landing_refuses_bad_arguments_naming_the_valid_choice(user, tmp_
     assert not (tmp_path / "x").exists()
 
 
-def test_the_readmes_own_data_steps_then_every_command(user):
-    """The README's "Your own data, step by step", verbatim: its settings file and its
-    commands, on a landing folder export-landing wrote; then every other command on the
-    instance they made, the bad arguments a user types and the failures they meet."""
+@pytest.fixture(scope="module")
+def walked(user):
+    """The README's "Your own data, step by step", verbatim: its settings file written and
+    its commands run as a script in the user's folder (on the landing folder export-landing
+    wrote). Returns (folder, env, the script's completed process)."""
     folder, env = user
-    settings = readme_block("own-data-settings")
-    (folder / "risk_assets.toml").write_text(settings)
-    config = {**env, "RISK_ASSETS_CONFIG": str(folder / "risk_assets.toml")}
-    home = ["--home", str(folder / ".dagster_home")]
-
-    # reading commands on a home that does not exist: an error, nothing created
-    for command in (["status"], ["alerts"], ["audit"], ["report", "--night", str(NIGHTS[0])]):
-        done = cli(*command, *home, env=config, cwd=folder)
-        assert done.returncode == 2 and "no Dagster instance at" in done.stderr, (command, done.stderr)
-    # a landing folder that does not exist is a setting to fix, refused before anything is created
-    (folder / "nope.toml").write_text(settings.replace('landing_dir = "landing"', 'landing_dir = "nope"', 1))
-    nope = {**env, "RISK_ASSETS_CONFIG": str(folder / "nope.toml")}
-    done = cli("load", "--from", str(HISTORY[0]), "--to", str(HISTORY[1]), *home, env=nope, cwd=folder)
-    assert done.returncode == 2 and f"source.landing_dir {folder / 'nope'} is not a folder" in done.stderr, done.stderr
-    assert not (folder / ".dagster_home").exists()
-
-    # the README's commands, as a script in the user's folder
+    (folder / "risk_assets.toml").write_text(readme_block("own-data-settings"))
     steps = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", readme_block("own-data-commands")],
         env=env,
@@ -111,6 +99,29 @@ def test_the_readmes_own_data_steps_then_every_command(user):
         text=True,
         timeout=1200,
     )
+    return folder, env, steps
+
+
+def test_the_readmes_own_data_steps_then_every_command(walked):
+    """The README's steps pass and say what they did; then every other command on the
+    instance they made, the bad arguments a user types and the failures they meet."""
+    folder, env, steps = walked
+    settings = readme_block("own-data-settings")
+    config = {**env, "RISK_ASSETS_CONFIG": str(folder / "risk_assets.toml")}
+    home = ["--home", str(folder / ".dagster_home")]
+    elsewhere = ["--home", str(folder / "no_such_home")]
+
+    # reading commands on a home that does not exist: an error, nothing created
+    for command in (["status"], ["alerts"], ["audit"], ["report", "--night", str(NIGHTS[0])]):
+        done = cli(*command, *elsewhere, env=config, cwd=folder)
+        assert done.returncode == 2 and "no Dagster instance at" in done.stderr, (command, done.stderr)
+    # a landing folder that does not exist is a setting to fix, refused before anything is created
+    (folder / "nope.toml").write_text(settings.replace('landing_dir = "landing"', 'landing_dir = "nope"', 1))
+    nope = {**env, "RISK_ASSETS_CONFIG": str(folder / "nope.toml")}
+    done = cli("load", "--from", str(HISTORY[0]), "--to", str(HISTORY[1]), *elsewhere, env=nope, cwd=folder)
+    assert done.returncode == 2 and f"source.landing_dir {folder / 'nope'} is not a folder" in done.stderr, done.stderr
+    assert not (folder / "no_such_home").exists()
+
     out = steps.stdout
     assert steps.returncode == 0 and "Traceback" not in out + steps.stderr, out + steps.stderr[-3000:]
     assert "new Dagster instance in" in steps.stderr
@@ -217,3 +228,74 @@ def test_ui_stops_with_every_process_it_started(user, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+REEXECUTE = """
+mutation($parent: String!) {
+  launchRunReexecution(reexecutionParams: {parentRunId: $parent, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+JOB_RUNS = """
+{ pipelineOrError(params: {pipelineName: "nightly_job", repositoryName: "__repository__",
+                           repositoryLocationName: "risk_assets"}) {
+    __typename ... on Pipeline { runs { runId status tags { key value } } } } }"""
+
+
+def test_a_night_the_cli_blocked_is_re_executed_from_the_ui_after_its_remediation(walked, tmp_path):
+    """Runs the CLI starts belong to the code location: the UI lists them under nightly_job
+    (Jobs → nightly_job → Runs) and re-executes one — here a night blocked by a day cut short,
+    after the day was delivered again — and the re-execution scores it."""
+    import shutil
+
+    import duckdb
+
+    folder, env, steps = walked
+    assert steps.returncode == 0, steps.stdout + steps.stderr[-3000:]
+    config = {
+        **env,
+        "RISK_ASSETS_CONFIG": str(folder / "risk_assets.toml"),
+        "DAGSTER_HOME": str(folder / ".dagster_home"),
+    }
+    day = folder / "landing" / "transactions" / f"date={LATER}"
+    shutil.copytree(day, tmp_path / "delivered")
+    for file in day.glob("*.parquet"):  # the source cut the day short
+        frame = pd.read_parquet(file)
+        frame.iloc[: len(frame) // 4].to_parquet(file, index=False)
+    blocked = cli("run", "--night", str(LATER), env=config, cwd=folder)
+    assert blocked.returncode == 1 and "BLOCKED by" in blocked.stdout and "row_volume" in blocked.stdout
+    run_id = blocked.stdout.split("run ")[-1].split()[0]
+    shutil.rmtree(day)
+    shutil.copytree(tmp_path / "delivered", day)  # the remediation: the day delivered again
+
+    port = _free_port()
+    ui = subprocess.Popen(
+        [CLI, "ui", "--port", str(port)], env=config, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until_up(port, ui, seconds=240)
+        listed = _graphql(port, JOB_RUNS)["pipelineOrError"]
+        assert listed["__typename"] == "Pipeline", listed
+        runs = {r["runId"]: r["status"] for r in listed["runs"]}
+        assert len(runs) == 3 and any(r.startswith(run_id) and s == "FAILURE" for r, s in runs.items()), runs
+        parent = next(r for r in runs if r.startswith(run_id))
+        launched = _graphql(port, REEXECUTE, {"parent": parent})["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child = launched["run"]["runId"]
+        deadline = time.monotonic() + 300  # queued; dagster dev's daemon starts it
+        status = None
+        while time.monotonic() < deadline:
+            status = _graphql(port, f'{{ runOrError(runId: "{child}") {{ ... on Run {{ status }} }} }}')["runOrError"]
+            if status.get("status") in ("SUCCESS", "FAILURE", "CANCELED"):
+                break
+            time.sleep(2)
+        assert status and status["status"] == "SUCCESS", status
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=90)
+    with duckdb.connect(str(folder / ".risk_assets" / "warehouse.duckdb"), read_only=True) as conn:
+        scored = conn.execute("SELECT count(*) FROM risk_scores WHERE partition = ?", [LATER]).fetchone()[0]
+    assert scored > 0
