@@ -95,7 +95,10 @@ def _context(args: argparse.Namespace):
     checked first, so a command refused for its settings creates no instance."""
     from risk_assets.settings import load_settings
 
-    settings = load_settings(_settings_file(Path(args.home).resolve()))
+    path = _settings_file(Path(args.home).resolve())
+    settings = load_settings(path)
+    if path:  # the code location's server and every run it launches read the same file
+        os.environ["RISK_ASSETS_CONFIG"] = str(Path(path).resolve())
     if args.command in READS_SOURCE:
         _require_source(settings)
     _use_home(Path(args.home), args.command)
@@ -184,9 +187,12 @@ def _serve(command: list[str], env: dict) -> int:
         raise Stop(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     try:
         return proc.wait()
     except (KeyboardInterrupt, Stop):
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # stopping already: further signals wait
+            signal.signal(sig, signal.SIG_IGN)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in dagster dev's own terminal sends
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -227,19 +233,19 @@ def cmd_load(args: argparse.Namespace) -> int:
     )
     if summary.quarantined:
         print(
-            f"{len(summary.quarantined)} day(s) quarantined by the raw checks "
-            "(a night whose look-back reads one is blocked):"
+            f"{len(summary.quarantined)} day(s) quarantined by the raw checks (a night whose feature "
+            "windows read one is blocked; an older one is reported as a WARN):"
         )
         for day, reasons in summary.quarantined.items():
             print(f"  {day}  " + "; ".join(f"{check}: {why}" for check, why in reasons))
         _holiday_hint(settings, summary.quarantined)
         days = list(summary.quarantined)
+        listed = ", ".join(f'"{d}"' for d in days)
         print(
             "  re-deliver a day and re-load it: risk-assets load --no-reference --from D --to D\n"
-            "  or accept it, in the settings file: [override] accept_days = ["
-            + ", ".join(f'"{d}"' for d in days[:3])
-            + (", ..." if len(days) > 3 else "")
-            + '], by = "you", reason = "why"'
+            "  or accept the days as they are, in the settings file:\n"
+            f"    [override]\n    accept_days = [{listed}]\n"
+            '    by = "your name"\n    reason = "why they are right"'
         )
     return 0
 
@@ -274,6 +280,8 @@ def _holiday_hint(settings, quarantined: dict) -> None:
         return
     known = holidays_between(settings.calendar, min(quiet), max(quiet))
     unexplained = [d for d in quiet if d not in known]
+    if not unexplained:  # holidays of the configured calendar, and still too quiet for one
+        return
     found = explaining_countries(unexplained)
     if not found:
         print(f"  {len(quiet)} of them are quiet days no country's public holidays explain (calendar.extra_holidays?)")
@@ -719,6 +727,15 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, BadArgument) as exc:
         print(f"risk-assets {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # never a traceback for an operator; RISK_ASSETS_DEBUG=1 shows it
+        if os.environ.get("RISK_ASSETS_DEBUG") == "1":
+            raise
+        print(
+            f"risk-assets {args.command}: failed: {type(exc).__name__}: {exc} "
+            "(RISK_ASSETS_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -214,7 +214,10 @@ def _failure_message(result: dg.ExecuteInProcessResult | launch.LaunchedRun) -> 
                 return data.user_failure_data.description
             if data.error:
                 return data.error.message.strip().splitlines()[0]
-    return "run failed"
+    for event in result.all_events:  # no step failed: the run itself (its process died, it was canceled)
+        if event.event_type_value in ("RUN_FAILURE", "RUN_CANCELED") and event.message:
+            return event.message.strip().splitlines()[0]
+    return "run failed without a step failure or a run-failure message (see the run's logs in the UI)"
 
 
 def build_landing_world(

@@ -1,6 +1,7 @@
 """Quarantine: a day that caused a block never feeds later nights silently. A raw day that
 failed a quarantining check, or whose own night was blocked by any other blocking check,
-blocks every night whose look-back reads it (``lookback_health``), until it is re-judged
+blocks every night whose feature windows read it and is reported (WARN) by the later nights
+whose look-back still holds it (``lookback_health``), until it is re-judged
 healthy (re-loaded and passing, or its night re-run and passing — after a re-delivery, a new
 mapping, a fix) or an override accepts it. The raw verdicts are recorded with each load
 (:func:`judge_raw_day`), the night's blocking verdicts with each check step

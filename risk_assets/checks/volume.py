@@ -102,10 +102,14 @@ def recurring_quiet(loads: pd.DataFrame, days: list[dt.date], share: float) -> d
 
 def holidays(step: Step, first: dt.date, last: dt.date) -> tuple[frozenset[dt.date], dict[dt.date, dt.date]]:
     """The holidays the level checks judge ``first .. last`` with: the configured calendar's
-    (``calendar.holidays_country``, ``extra_holidays``) and the source's recurring quiet days
-    (:func:`recurring_quiet`, at ``checks.min_volume_share``). Returns (all of them, the
-    recurring ones -> the quiet day a year earlier)."""
+    (``calendar.holidays_country``, ``extra_holidays``) — or, with no country configured, the
+    source's recurring quiet days (:func:`recurring_quiet`, at ``checks.min_volume_share``).
+    A country's calendar, once set, is the better one: a movable holiday last year (Easter
+    Monday) would make its date an ordinary weekday judged as a holiday this year. Returns
+    (all of them, the recurring ones -> the quiet day a year earlier)."""
     configured = holidays_between(step.settings.calendar, first, last)
+    if step.settings.calendar.holidays_country:
+        return configured, {}
     back = year_before(first) or first - dt.timedelta(days=365)
     loads = warehouse.loads(
         step.conn, back - dt.timedelta(weeks=RECUR_WEEKS), last - dt.timedelta(days=365 - 7 * RECUR_WEEKS)

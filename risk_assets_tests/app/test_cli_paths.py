@@ -172,6 +172,22 @@ def test_the_readmes_own_data_steps_then_every_command(walked):
     )  # the nights too
 
 
+def test_a_demo_homes_settings_reach_the_runs_the_cli_launches(tmp_path, monkeypatch, capsys):
+    """A command on a demo's home reads its demo.toml — and so must the code location's server
+    and the runs the command launches: the file is handed on in RISK_ASSETS_CONFIG."""
+    from risk_assets.app import cli as cli_module
+    from risk_assets.app.cli import DEMO_SETTINGS
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / DEMO_SETTINGS).write_text(to_toml(Settings().with_overrides(scenario={"world": {"n_customers": 321}})))
+    monkeypatch.delenv("RISK_ASSETS_CONFIG", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert cli_module.main(["status", "--home", str(home)]) == 0
+    assert "no nightly run in this instance yet" in capsys.readouterr().out
+    assert os.environ["RISK_ASSETS_CONFIG"] == str(home / DEMO_SETTINGS)
+
+
 def _numbers_after(line: str, *words: str) -> list[str]:
     tokens = line.replace(";", " ").split()
     return [tokens[tokens.index(word) + 1] for word in words]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import textwrap
+import tomllib
 
 from risk_assets.scenario.worlds import landing_settings
 from risk_assets.settings import to_toml
@@ -49,6 +51,9 @@ def test_a_history_with_holidays_and_no_country_set_lists_them_and_the_nights_af
     quiet = sum("row_volume: too few rows" in line for line in listed)
     assert f"{quiet} of the {quiet} quiet day(s) are public holidays in AT" in load.stdout, load.stdout
     assert 'holidays_country = "AT"' in load.stdout
+    pasted = textwrap.dedent(load.stdout.split("in the settings file:\n", 1)[1])  # what load says to paste
+    override = tomllib.loads(pasted)["override"]
+    assert set(override["accept_days"]) == quarantined and override["by"] and override["reason"]
     for recurring in ("2026-01-01", "2026-01-06"):  # as quiet a year earlier: judged as holidays by themselves
         assert recurring not in quarantined, load.stdout
 
