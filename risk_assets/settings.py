@@ -450,15 +450,19 @@ def settings_from_mapping(data: dict, origin: str = "settings") -> Settings:
         raise SettingsError(f"invalid {origin}:\n  " + "\n  ".join(problems)) from None
 
 
-def load_settings(path: str | os.PathLike | None = None) -> Settings:
+def load_settings(path: str | os.PathLike | None = None, home: str | os.PathLike | None = None) -> Settings:
     """Settings from ``path``, else from ``$RISK_ASSETS_CONFIG``, else the defaults.
 
-    Relative paths inside the file (DuckDB file, landing folder) are resolved against
-    the file's folder, so a config works from any working directory.
+    Relative paths (DuckDB files, landing folder, models, reports, lake) are resolved
+    against the settings file's folder, so a file works from any working directory; with
+    no file, against the Dagster instance folder ``home`` (default ``$DAGSTER_HOME``) — one
+    home, one world: two instances never share the default warehouse — and only when no
+    home is known either (a bare ``dagster dev``), against the working directory.
     """
     path = path or os.environ.get(CONFIG_ENV_VAR)
     if not path:
-        return Settings()
+        home = home or os.environ.get("DAGSTER_HOME")
+        return resolve_paths(Settings(), Path(home).resolve()) if home else Settings()
     file = Path(path)
     if not file.is_file():
         raise SettingsError(f"{CONFIG_ENV_VAR}: no settings file at {file}")
@@ -466,8 +470,11 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         data = tomllib.loads(file.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{file}: not valid TOML: {exc}") from None
-    settings = settings_from_mapping(data, origin=str(file))
-    base = file.resolve().parent
+    return resolve_paths(settings_from_mapping(data, origin=str(file)), file.resolve().parent)
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Every relative path of ``settings`` made absolute against ``base`` (absolute ones kept)."""
     return settings.model_copy(
         update={
             "source": settings.source.model_copy(update={"landing_dir": base / settings.source.landing_dir}),

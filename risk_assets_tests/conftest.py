@@ -143,14 +143,24 @@ def trained_world(tmp_path_factory) -> Path:
     return folder
 
 
+def copy_warehouse(source: Path, target: Path) -> None:
+    """A private copy of a fixture's warehouse, free for the instance of the test that uses
+    it (one home, one world: the fixture's instance owned the original)."""
+    import shutil
+
+    import duckdb
+
+    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        if (source / name).exists():
+            shutil.copy(source / name, target / name)
+    with duckdb.connect(str(target / "warehouse.duckdb")) as conn:
+        conn.execute("DELETE FROM instance_owner")
+
+
 @pytest.fixture
 def world_copy(trained_world: Path, tmp_path: Path):
     """A private copy of the trained world's warehouse; returns a settings factory."""
-    import shutil
-
-    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
-        if (trained_world / name).exists():
-            shutil.copy(trained_world / name, tmp_path / name)
+    copy_warehouse(trained_world, tmp_path)
     (tmp_path / "models").symlink_to(trained_world / "models")
 
     def make(**sections: dict) -> Settings:
@@ -197,9 +207,7 @@ def landing_copy(landing_world, tmp_path):
     import shutil
 
     world, source = landing_world
-    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
-        if (source / name).exists():
-            shutil.copy(source / name, tmp_path / name)
+    copy_warehouse(source, tmp_path)
     (tmp_path / "models").symlink_to(source / "models")
     landing = tmp_path / "landing"
     landing.mkdir()

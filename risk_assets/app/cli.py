@@ -96,11 +96,13 @@ def _context(args: argparse.Namespace):
     from risk_assets.settings import load_settings
 
     path = _settings_file(Path(args.home).resolve())
-    settings = load_settings(path)
+    settings = load_settings(path, home=Path(args.home).resolve())
     if path:  # the code location's server and every run it launches read the same file
         os.environ["RISK_ASSETS_CONFIG"] = str(Path(path).resolve())
     if args.command in READS_SOURCE:
         _require_source(settings)
+    if args.command != "adopt" and not Path(args.home).is_dir():  # refused before a new home is created
+        _same_world(settings, None, Path(args.home).resolve())
     _use_home(Path(args.home), args.command)
     import dagster as dg
 
@@ -108,7 +110,34 @@ def _context(args: argparse.Namespace):
     logging.getLogger("risk_assets.app.alerts").setLevel(logging.ERROR)
     # entered for the command's duration (closed by main): the instance is the current one
     # for everything Dagster loads meanwhile, and is disposed when the command ends
-    return settings, args.exit_stack.enter_context(dg.DagsterInstance.get())
+    instance = args.exit_stack.enter_context(dg.DagsterInstance.get())
+    if args.command != "adopt":
+        _same_world(settings, instance)
+    return settings, instance
+
+
+def _same_world(settings, instance, home: Path | None = None) -> None:
+    """One home, one world: a command refuses a warehouse that another Dagster instance
+    owns (exit 2, naming both) before it reads or writes anything. The runs check it again
+    when they start (the resource's set-up), so the UI and the daemon are held to it too. A
+    warehouse busy with a run is left to that check (a reading command must not wait)."""
+    from risk_assets.defs.resources import instance_identity
+    from risk_assets.store import warehouse
+
+    path = Path(settings.warehouse.duckdb_path)
+    if not path.is_file():
+        return
+    try:
+        conn = warehouse.open_file(path, read_only=True, lock_timeout_seconds=5.0)
+    except warehouse.WarehouseBusy:
+        return
+    try:
+        who = instance_identity(instance) if instance is not None else ("none yet", f"{home} (not created)")
+        warehouse.check_owner(warehouse.owner(conn), *who, path)
+    except warehouse.OtherInstance as exc:
+        raise _bad(str(exc)) from None
+    finally:
+        conn.close()
 
 
 def _console():
@@ -130,11 +159,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from risk_assets.app.demo import run_demo, write_demo_settings
     from risk_assets.settings import load_settings
 
-    settings = load_settings()  # $RISK_ASSETS_CONFIG or the defaults
+    settings = load_settings(home=home)  # $RISK_ASSETS_CONFIG or the defaults (in the home)
     if args.customers:
         settings = settings.with_overrides(scenario={"world": {"n_customers": args.customers}})
     settings = load_settings(write_demo_settings(home, settings))
     with dg.DagsterInstance.get() as instance:
+        _same_world(settings, instance)
         return run_demo(settings, instance, nights=args.nights, out=sys.stdout)
 
 
@@ -607,6 +637,33 @@ def cmd_lake_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Hand the warehouse of this home's settings over to this home's instance."""
+    from risk_assets.defs.resources import instance_identity
+    from risk_assets.store import warehouse
+
+    settings, instance = _context(args)
+    path = Path(settings.warehouse.duckdb_path)
+    if not path.is_file():
+        raise _bad(f"no warehouse at {path} (the settings' warehouse.duckdb_path): nothing to adopt")
+    instance_id, where = instance_identity(instance)
+    with warehouse.connect(path, lock_timeout_seconds=settings.warehouse.lock_timeout_seconds) as conn:
+        previous = warehouse.owner(conn)
+        if previous is not None and previous["instance_id"] == instance_id:
+            print(f"{path} already belongs to the instance at {where} (id {instance_id}): nothing changed")
+            return 0
+        warehouse.hand_over(conn, instance_id, where)
+    print(
+        f"{path} now belongs to the instance at {where} (id {instance_id})"
+        + (
+            f"; it belonged to {previous['instance']} (id {previous['instance_id']}), which can no longer write it"
+            if previous
+            else ""
+        )
+    )
+    return 0
+
+
 def cmd_export_landing(args: argparse.Namespace) -> int:
     from risk_assets.app.operations import parse_day
     from risk_assets.scenario.source import export_landing
@@ -709,6 +766,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     _home(lake)
     lake.set_defaults(func=cmd_lake_sync)
+
+    adopt = sub.add_parser(
+        "adopt",
+        help="hand the settings' warehouse over to this instance (after moving or restoring a home); "
+        "the instance it belonged to can no longer write it",
+    )
+    _home(adopt)
+    adopt.set_defaults(func=cmd_adopt)
 
     export = sub.add_parser("export-landing", help="write the embedded world as landing files")
     export.add_argument("--out", required=True, help="landing folder to write")

@@ -5,6 +5,7 @@ partitions of the business calendar."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,10 +31,51 @@ def night_of(context, settings: Settings) -> Night:
     return Night.of(context.partition_key, settings.calendar)
 
 
+INSTANCE_ID_KEY = "risk_assets/instance_id"
+"""Key of the instance's id in its key-value store (the run storage: SQLite or PostgreSQL,
+so every process of one deployment — webserver, daemon, run workers — reads the same id)."""
+
+
+def instance_identity(instance: dg.DagsterInstance) -> tuple[str, str]:
+    """``(id, description)`` of a Dagster instance: a random id kept in the instance's own
+    storage on first use, and its folder (``$DAGSTER_HOME``) for messages. An ephemeral
+    instance (in memory) gets a fresh id each time: it can never own a warehouse."""
+    storage = instance.run_storage
+    found = storage.get_cursor_values({INSTANCE_ID_KEY}).get(INSTANCE_ID_KEY)
+    if found is None:
+        found = uuid.uuid4().hex[:12]
+        if not instance.is_ephemeral:
+            storage.set_cursor_values({INSTANCE_ID_KEY: found})
+    where = "an ephemeral (in-memory) instance" if instance.is_ephemeral else instance.root_directory
+    return found, where
+
+
+def claim_warehouse(instance: dg.DagsterInstance, path: str, lock_timeout_seconds: float) -> bool:
+    """Before anything of a run writes the warehouse: it belongs to ``instance`` (claimed on
+    its first write) or the run stops, naming both instances (one home, one world). An
+    ephemeral instance claims nothing (a warehouse it wrote stays free for a real one)."""
+    instance_id, where = instance_identity(instance)
+    conn = warehouse.connect(path, lock_timeout_seconds=lock_timeout_seconds, on_wait=dg.get_dagster_logger().warning)
+    try:
+        if instance.is_ephemeral:
+            warehouse.check_owner(warehouse.owner(conn), instance_id, where, path)
+            return False
+        return warehouse.claim(conn, instance_id, where, path)
+    finally:
+        conn.close()
+
+
 class WarehouseResource(DuckDBResource):
-    """dagster-duckdb's resource plus how long to wait for another process's lock."""
+    """dagster-duckdb's resource plus how long to wait for another process's lock, and the
+    check that the warehouse belongs to the run's instance (at the resource's set-up, so
+    before any step of the run writes)."""
 
     lock_timeout_seconds: float = warehouse.DEFAULT_LOCK_TIMEOUT_SECONDS
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.instance is not None:  # once per run (per step process), never cached across runs
+            claim_warehouse(context.instance, self.database, self.lock_timeout_seconds)
+            _ENSURED.add(self.database)
 
 
 def duckdb_resource(settings: Settings) -> WarehouseResource:

@@ -30,6 +30,9 @@ from risk_assets.core.features.spec import FEATURES
 _FEATURE_DDL = ", ".join(f"{f.name} {'DOUBLE' if f.kind == 'numeric' else 'VARCHAR'}" for f in FEATURES)
 
 TABLES: dict[str, str] = {
+    "instance_owner": """
+        instance_id VARCHAR NOT NULL, instance VARCHAR NOT NULL, claimed_at TIMESTAMP NOT NULL,
+        how VARCHAR NOT NULL""",
     "customers": """
         customer_id VARCHAR NOT NULL, segment VARCHAR NOT NULL, region VARCHAR NOT NULL,
         opened_at TIMESTAMP NOT NULL, source_file VARCHAR""",
@@ -668,3 +671,63 @@ def scores(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
     return conn.execute(
         "SELECT customer_id, score, model_version FROM risk_scores WHERE partition = ? ORDER BY customer_id", [day]
     ).df()
+
+
+# --------------------------------------------------------------------------- ownership
+class OtherInstance(RuntimeError):
+    """The warehouse belongs to another Dagster instance (one home, one world)."""
+
+
+def owner(conn: duckdb.DuckDBPyConnection) -> dict | None:
+    """The Dagster instance this warehouse belongs to (the latest claim), or None (also for a
+    warehouse written before owners were recorded, whose first write claims it)."""
+    if not scalar(conn, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'instance_owner'"):
+        return None
+    row = conn.execute(
+        "SELECT instance_id, instance, claimed_at, how FROM instance_owner ORDER BY claimed_at DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else dict(zip(("instance_id", "instance", "claimed_at", "how"), row, strict=True))
+
+
+def check_owner(owned: dict | None, instance_id: str, instance: str, path: str | Path) -> None:
+    """Raise :class:`OtherInstance` naming both instances when ``owned`` is another's."""
+    if owned is not None and owned["instance_id"] != instance_id:
+        raise OtherInstance(
+            f"the warehouse {path} belongs to the Dagster instance at {owned['instance']} "
+            f"(id {owned['instance_id']}, since {owned['claimed_at']:%Y-%m-%d %H:%M}), "
+            f"not to this one at {instance} (id {instance_id}): refused before reading or "
+            "writing anything. Give this instance its own warehouse (warehouse.duckdb_path in "
+            "its settings file; with no settings file the default warehouse lives in the "
+            "instance folder), or, if the warehouse moved to this instance on purpose (a "
+            "restore, a new home), hand it over: risk-assets adopt --home <this instance folder>"
+        )
+
+
+def claim(conn: duckdb.DuckDBPyConnection, instance_id: str, instance: str, path: str | Path) -> bool:
+    """Record ``instance_id`` as the warehouse's owner on its first write; refuse another
+    (:class:`OtherInstance`). True when this call made the claim."""
+    check_owner(owner(conn), instance_id, instance, path)
+    with transaction(conn):
+        if scalar(conn, "SELECT count(*) FROM instance_owner"):
+            return False
+        conn.execute(
+            "INSERT INTO instance_owner VALUES (?, ?, ?, 'first write')",
+            [instance_id, instance, pd.Timestamp.now("UTC").tz_localize(None)],
+        )
+    return True
+
+
+def hand_over(conn: duckdb.DuckDBPyConnection, instance_id: str, instance: str) -> dict | None:
+    """Make ``instance_id`` the owner (kept as a new claim: the history of owners stays);
+    returns the previous owner."""
+    previous = owner(conn)
+    conn.execute(
+        "INSERT INTO instance_owner VALUES (?, ?, ?, ?)",
+        [
+            instance_id,
+            instance,
+            pd.Timestamp.now("UTC").tz_localize(None),
+            "adopted" + (f" from {previous['instance']} ({previous['instance_id']})" if previous else ""),
+        ],
+    )
+    return previous
