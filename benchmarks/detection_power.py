@@ -50,6 +50,7 @@ from risk_assets.app.operations import build_landing_world
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
 from risk_assets.scenario.worlds import WORLDS, landing_settings
+from risk_assets.store import warehouse
 
 Fault = Callable[[pd.DataFrame, pd.DataFrame, np.random.Generator], tuple[pd.DataFrame, pd.DataFrame]]
 """``fault(day rows joined with segment/region, customers, rng) -> (day rows, customers)``."""
@@ -190,9 +191,7 @@ class Replay:
     def _trial(self, start: dt.date, fault: Fault, days: int, then_clean: int = 0) -> list[dict]:
         folder = Path(tempfile.mkdtemp(prefix="trial_", dir=self.pristine.parent))
         try:
-            for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
-                if (self.pristine / name).exists():
-                    shutil.copy(self.pristine / name, folder / name)
+            warehouse.copy_unowned(self.pristine / "warehouse.duckdb", folder / "warehouse.duckdb")
             (folder / "models").symlink_to(self.pristine / "models")
             landing = folder / "landing"
             source = self.pristine / "landing"

@@ -66,7 +66,7 @@ def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True)
         defs = dg.Definitions.merge(
             defs, dg.Definitions(jobs=[dg.define_asset_job(WITHOUT_CHECKS_JOB, selection=selection)])
         )
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=world.home(folder)) as instance:
         job = defs.resolve_job_def(name)
         t0 = time.perf_counter()
         result = job.execute_in_process(

@@ -133,7 +133,7 @@ def build_world(folder: Path, customers: int, night: dt.date, reuse: bool) -> di
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     settings = world.settings_for(folder, customers, night)
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=world.home(folder)) as instance:
         timings = world.build(settings, instance, say=lambda m: print(f"[{customers}] {m}", flush=True), night=night)
     marker.write_text(json.dumps({"customers": customers, "night": night.isoformat(), "jobs_seconds": timings}))
     return timings

@@ -42,6 +42,14 @@ def training_near(night: dt.date, world_start: dt.date = dt.date(2025, 1, 1)) ->
     }
 
 
+def home(folder: Path) -> str:
+    """The Dagster home of a benchmark world: the process that builds it and every process
+    that runs its nights open the same instance (a warehouse belongs to one instance)."""
+    path = Path(folder) / "dagster_home"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def settings_for(folder: Path, customers: int, night: dt.date = FIRST_NIGHT) -> Settings:
     return Settings().with_overrides(
         warehouse={"duckdb_path": str(folder / "warehouse.duckdb")},

@@ -324,6 +324,9 @@ class AutomationSettings(_Section):
     Automation page): an instance replaying past nights, like the demo's, would
     otherwise run the real calendar's "yesterday" and fail freshness at once. The alert
     and landing sensors always start running."""
+    landing_poll_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
+    """How often the landing sensor looks at the landing folder (and for runs whose
+    process died): the longest a delivered day waits before its run is requested."""
 
 
 class ReportSettings(_Section):

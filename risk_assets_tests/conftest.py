@@ -143,18 +143,21 @@ def trained_world(tmp_path_factory) -> Path:
     return folder
 
 
+def shared_home(folder: str | Path) -> str:
+    """The Dagster home of a test world's folder: every process of a test that runs jobs on
+    that world's warehouse opens the same instance (one home, one world), as the runs of one
+    deployment do."""
+    home = Path(folder) / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return str(home)
+
+
 def copy_warehouse(source: Path, target: Path) -> None:
     """A private copy of a fixture's warehouse, free for the instance of the test that uses
     it (one home, one world: the fixture's instance owned the original)."""
-    import shutil
+    from risk_assets.store import warehouse
 
-    import duckdb
-
-    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
-        if (source / name).exists():
-            shutil.copy(source / name, target / name)
-    with duckdb.connect(str(target / "warehouse.duckdb")) as conn:
-        conn.execute("DELETE FROM instance_owner")
+    warehouse.copy_unowned(source / "warehouse.duckdb", target / "warehouse.duckdb")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from risk_assets.defs.jobs import NIGHTLY_JOB, TRAINING_JOB
 from risk_assets.scenario.source import export_landing
 from risk_assets.settings import Settings, SettingsError, settings_from_mapping
 from risk_assets.store import warehouse
-from risk_assets_tests.conftest import FIRST_NIGHT, QUIET
+from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, shared_home
 from risk_assets_tests.sources.test_bad_input import HOSTILE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_hostile_category_names_and_sql_looking_settings_are_only_ever_data(worl
     path = settings.warehouse.duckdb_path
     before = _tables_and_counts(path)
 
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(world_copy.folder)) as instance:
         result = (
             build_definitions(settings)
             .resolve_job_def(NIGHTLY_JOB)
@@ -134,7 +134,7 @@ def test_hostile_category_names_and_sql_looking_settings_are_only_ever_data(worl
     assert set(HOSTILE) <= stored
 
     aliased = world_copy(mapping={"aliases": {HOSTILE[0]: "groceries"}})
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(world_copy.folder)) as instance:
         mapping_job = build_definitions(aliased).resolve_job_def(TRAINING_JOB)
         assert mapping_job.execute_in_process(
             instance=instance, run_config=QUIET, asset_selection=[dg.AssetKey("category_mapping")]

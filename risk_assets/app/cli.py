@@ -101,7 +101,7 @@ def _context(args: argparse.Namespace):
         os.environ["RISK_ASSETS_CONFIG"] = str(Path(path).resolve())
     if args.command in READS_SOURCE:
         _require_source(settings)
-    if args.command != "adopt" and not Path(args.home).is_dir():  # refused before a new home is created
+    if args.command not in READING | {"adopt"} and not Path(args.home).is_dir():  # before a new home is created
         _same_world(settings, None, Path(args.home).resolve())
     _use_home(Path(args.home), args.command)
     import dagster as dg
@@ -467,8 +467,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.kind and args.kind not in ALERT_KINDS:
         raise _bad(f"--kind {args.kind!r} is not an alert kind; valid: {', '.join(ALERT_KINDS)}")
     settings, _ = _context(args)
-    frame = alerts.read(settings.alerts.duckdb_path) if Path(settings.alerts.duckdb_path).exists() else None
-    if frame is None or frame.empty:
+    frame = alerts.read(settings.alerts.duckdb_path)  # json and csv stay machine-readable when empty
+    if frame.empty and args.format == "table":
         print(f"no alerts in {settings.alerts.duckdb_path}")
         return 0
     if args.kind:

@@ -6,11 +6,20 @@ are injected on chosen nights — a skewed serving build, the product change, th
 missingness burst. Blocked nights are remediated the way an operator would (roll the
 build back, apply the suggested aliases, have the source re-deliver) and re-run. For
 every blocked night it prints what writing its scores anyway would have cost, from the
-synthetic ground truth."""
+synthetic ground truth.
+
+Its runs are runs of the ``risk_assets`` code location, launched as the CLI launches them
+(:mod:`risk_assets.app.launch`), so the UI lists them under their jobs and re-executes them.
+A night's settings differ as the story goes (the skewed build, the aliases, the accepted
+drift): each set is a file in the home's ``demo-settings/`` that the code location is
+(re)started with; at the end ``demo.toml`` holds the remediated settings, the ones the UI
+and the CLI on this home then use."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import time
 from pathlib import Path
 from typing import TextIO
@@ -19,7 +28,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from risk_assets.app import alerts
+from risk_assets.app import alerts, launch
 from risk_assets.core import model as model_lib
 from risk_assets.core.features.encoding import encode
 from risk_assets.core.night import Night
@@ -27,7 +36,7 @@ from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB, REFERENCE_JOB, TRAINING_JOB, range_tags
 from risk_assets.defs.sensors import after_night, check_alerts
 from risk_assets.scenario.settings import scenario_of
-from risk_assets.settings import Settings, to_toml
+from risk_assets.settings import CONFIG_ENV_VAR, Settings, to_toml
 from risk_assets.store import registry, warehouse
 
 HISTORY_END = dt.date(2026, 7, 31)
@@ -39,7 +48,7 @@ LATE_FROM = dt.date(2026, 8, 18)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+def _metadata(result: launch.LaunchedRun) -> dict[str, dict]:
     return {
         e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
@@ -52,14 +61,21 @@ def _failed(result, severity: dg.AssetCheckSeverity) -> list[str]:
     )
 
 
+RUN_TIMEOUT_SECONDS = 3600.0
+
+
 class Demo:
     def __init__(self, settings: Settings, instance: dg.DagsterInstance, out: TextIO):
         self.base, self.instance, self.out = settings, instance, out
+        self.home = Path(instance.root_directory)
         self.aliases: dict[str, str] = {}
         self.accepted_drift: list[str] = []
         self.alert_cursor: dict = {}
         self.night_alerts: list[alerts.Alert] = []
         self.check_keys = None
+        self._location = contextlib.ExitStack()
+        self._variant: str | None = None
+        self._workspace = None
 
     def say(self, msg: str = "") -> None:
         print(msg, file=self.out, flush=True)
@@ -92,16 +108,48 @@ class Demo:
             override=override,
         )
 
-    def run(self, settings: Settings, job: str, **kwargs) -> dg.ExecuteInProcessResult:
-        defs = build_definitions(settings)
-        self.check_keys = self.check_keys or sorted(
-            defs.resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string()
-        )
-        return defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance, raise_on_error=False, **{"run_config": QUIET, **kwargs}
-        )
+    def _code_location(self, settings: Settings):
+        """The code location serving ``settings`` (restarted when they change)."""
+        version = settings.version()
+        if version != self._variant:
+            self._location.close()
+            path = self.home / "demo-settings" / f"{version}.toml"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(
+                "# one night's settings of `risk-assets demo` (its runs were launched with them)\n\n"
+                + to_toml(settings)
+            )
+            os.environ[CONFIG_ENV_VAR] = str(path)  # what the code server (and the runs it launches) reads
+            self._workspace = self._location.enter_context(launch.code_location(self.instance))
+            self._variant = version
+        return self._workspace
 
-    def night(self, night: dt.date, settings: Settings) -> dg.ExecuteInProcessResult:
+    def close(self) -> None:
+        self._location.close()
+
+    def run(
+        self,
+        settings: Settings,
+        job: str,
+        partition_key: str | None = None,
+        tags: dict | None = None,
+        run_config: dict | None = None,
+        asset_selection: list[dg.AssetKey] | None = None,
+    ) -> launch.LaunchedRun:
+        if self.check_keys is None:
+            graph = build_definitions(settings).resolve_asset_graph()
+            self.check_keys = sorted(graph.asset_check_keys, key=lambda k: k.to_user_string())
+        tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
+        workspace = self._code_location(settings)
+        run_id = launch.launch(workspace, self.instance, job, tags, run_config or QUIET, asset_selection)
+        return launch.wait(self.instance, run_id, RUN_TIMEOUT_SECONDS)
+
+    def final_settings(self) -> Settings:
+        """Where the story ends: the build rolled back, the source's re-delivery in, the
+        aliases applied and the drift accepted — what the UI and the CLI use afterwards."""
+        return self.settings_for(FIRST_NIGHT, skew=False, burst=False)
+
+    def night(self, night: dt.date, settings: Settings) -> launch.LaunchedRun:
         """The nightly run, then what production's run-status sensors do with it (tag a
         blocked run with its blocking checks, alert, write and link the night's report)."""
         read_at = Night.of(night, self.base.calendar).morning_after(dt.time(2, 30)).isoformat()
@@ -256,7 +304,7 @@ class Demo:
         )
         return 1 if blocked_at_end else 0
 
-    def remediate(self, night: dt.date, result) -> dg.ExecuteInProcessResult | None:
+    def remediate(self, night: dt.date, result) -> launch.LaunchedRun | None:
         failed = _failed(result, dg.AssetCheckSeverity.ERROR)
         if "feature_parity" in failed:
             self.say("  remediation: roll the serving build back (windows end at as_of again), re-run the night")
@@ -304,7 +352,19 @@ class Demo:
 
 
 def run_demo(settings: Settings, instance: dg.DagsterInstance, nights: int, out: TextIO) -> int:
-    return Demo(settings, instance, out).main(nights)
+    """The demo on ``instance``; afterwards its home's ``demo.toml`` holds the remediated
+    settings and ``$RISK_ASSETS_CONFIG`` is what it was."""
+    before = os.environ.get(CONFIG_ENV_VAR)
+    demo = Demo(settings, instance, out)
+    try:
+        return demo.main(nights)
+    finally:
+        demo.close()
+        write_demo_settings(demo.home, demo.final_settings())
+        if before is None:
+            os.environ.pop(CONFIG_ENV_VAR, None)
+        else:
+            os.environ[CONFIG_ENV_VAR] = before
 
 
 def write_demo_settings(home: Path, settings: Settings) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -38,17 +38,29 @@ def code_location(instance: dg.DagsterInstance) -> Iterator[object]:
         yield process.create_request_context()
 
 
-def launch(workspace, instance: dg.DagsterInstance, job_name: str, tags: Mapping[str, str], run_config: Mapping) -> str:
-    """Create a run of ``job_name`` with the job's origin in the code location and launch it
-    now (the run launcher starts its process; the run queue is for the daemon's runs, and an
-    operator's command should not wait on a daemon that may not run). Returns its id."""
+def launch(
+    workspace,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    tags: Mapping[str, str],
+    run_config: Mapping,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> str:
+    """Create a run of ``job_name`` (only ``asset_selection`` and their checks, if given)
+    with the job's origin in the code location and launch it now (the run launcher starts
+    its process; the run queue is for the daemon's runs, and an operator's command should
+    not wait on a daemon that may not run). Returns its id."""
     from dagster._core.definitions.selector import JobSubsetSelector
     from dagster._core.remote_representation.external import RemoteJob
 
     location = workspace.get_code_location(LOCATION)
     [repository] = location.get_repositories().values()
     selector = JobSubsetSelector(
-        location_name=LOCATION, repository_name=repository.name, job_name=job_name, op_selection=None
+        location_name=LOCATION,
+        repository_name=repository.name,
+        job_name=job_name,
+        op_selection=None,
+        asset_selection=asset_selection,
     )
     job: RemoteJob = location.get_job(selector)
     plan = location.get_execution_plan(job, run_config, step_keys_to_execute=None, known_state=None, instance=instance)
@@ -68,8 +80,8 @@ def launch(workspace, instance: dg.DagsterInstance, job_name: str, tags: Mapping
         parent_job_snapshot=job.parent_job_snapshot,
         remote_job_origin=job.get_remote_origin(),
         job_code_origin=job.get_python_origin(),
-        asset_selection=None,
-        asset_check_selection=None,
+        asset_selection=job.asset_selection,
+        asset_check_selection=job.asset_check_selection,
         asset_graph=repository.asset_graph,
     )
     instance.launch_run(run.run_id, workspace)
@@ -105,13 +117,20 @@ class LaunchedRun:
 
 
 def wait(instance: dg.DagsterInstance, run_id: str, timeout: float) -> LaunchedRun:
-    """Wait for a launched run to finish (success, failure or cancel); a run still going
-    after ``timeout`` seconds is an error naming it."""
+    """Wait for a launched run to finish (success, failure or cancel); a run whose process
+    died is marked failed (:func:`~risk_assets.defs.workers.fail_dead_runs`, checked every
+    few seconds); a run still going after ``timeout`` seconds is an error naming it."""
+    from risk_assets.defs.workers import fail_dead_runs
+
     deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     while True:
         run = instance.get_run_by_id(run_id)
         if run is not None and run.is_finished:
             return LaunchedRun(instance, run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.STARTED and time.monotonic() - checked > 5:
+            fail_dead_runs(instance)
+            checked = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"run {run_id} of {run.job_name if run else '?'} still {run.status.value if run else '?'}"

@@ -14,6 +14,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from risk_assets.core.night import Night
+from risk_assets.defs.workers import record_host
 from risk_assets.engines import Engine, EngineFactory
 from risk_assets.settings import Settings
 from risk_assets.store import warehouse
@@ -76,6 +77,8 @@ class WarehouseResource(DuckDBResource):
         if context.instance is not None:  # once per run (per step process), never cached across runs
             claim_warehouse(context.instance, self.database, self.lock_timeout_seconds)
             _ENSURED.add(self.database)
+            if context.run is not None:
+                record_host(context.instance, context.run.run_id)  # so a dead run process is found
 
 
 def duckdb_resource(settings: Settings) -> WarehouseResource:

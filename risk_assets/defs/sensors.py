@@ -10,6 +10,7 @@ import dagster as dg
 
 from risk_assets.app import alerts
 from risk_assets.core.night import Night
+from risk_assets.defs.workers import fail_dead_runs
 from risk_assets.settings import Settings
 from risk_assets.sources import LandingSource
 
@@ -329,7 +330,7 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
     @dg.sensor(
         name="landing_sensor",
         job=nightly_job,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=settings.automation.landing_poll_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Landing source: requests the next day's partition when its files arrive or change — "
         "in order, one run at a time; a first tick after a history load requests nothing already loaded.",
@@ -338,6 +339,8 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
         source = LandingSource(settings)
+        for note in fail_dead_runs(context.instance):  # a dead run would hold every later day back
+            context.log.error(note)
         requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"), Done.of(context.instance))
         for note in notes:
             context.log.warning(note)

@@ -42,11 +42,12 @@ def landing_settings(
     merged["scenario"]["world"]["n_customers"] = customers
     for key, value in sections.items():
         merged[key] = {**merged.get(key, {}), **value}
-    return Settings().with_overrides(
-        warehouse={"duckdb_path": str(folder / "warehouse.duckdb")},
-        scoring={"models_dir": str(folder / "models")},
-        alerts={"duckdb_path": str(folder / "alerts.duckdb")},
-        source={"kind": "landing", "landing_dir": str(landing or folder / "landing")},
-        training={**training, **merged.pop("training", {})},
-        **merged,
-    )
+    places = {
+        "warehouse": {"duckdb_path": str(folder / "warehouse.duckdb")},
+        "scoring": {"models_dir": str(folder / "models")},
+        "alerts": {"duckdb_path": str(folder / "alerts.duckdb")},
+        "source": {"kind": "landing", "landing_dir": str(landing or folder / "landing")},
+    }
+    for key, value in places.items():
+        merged[key] = {**value, **merged.get(key, {})}
+    return Settings().with_overrides(training={**training, **merged.pop("training", {})}, **merged)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -715,6 +716,20 @@ def claim(conn: duckdb.DuckDBPyConnection, instance_id: str, instance: str, path
             [instance_id, instance, pd.Timestamp.now("UTC").tz_localize(None)],
         )
     return True
+
+
+def copy_unowned(source: str | Path, target: str | Path) -> None:
+    """Copy the warehouse file ``source`` (and its write-ahead log) to ``target`` for another
+    instance — a trial replay, a test: the copy belongs to nobody until its first write
+    claims it; the original keeps its owner."""
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", ".wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy(f"{source}{suffix}", f"{target}{suffix}")
+    with connect(target, ensure=False) as conn:
+        if owner(conn) is not None:
+            conn.execute("DELETE FROM instance_owner")
 
 
 def hand_over(conn: duckdb.DuckDBPyConnection, instance_id: str, instance: str) -> dict | None:

@@ -8,6 +8,7 @@ home); a deliberate move is an explicit ``risk-assets adopt``."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -35,9 +36,9 @@ def _digest(path: Path) -> str:
 
 def test_a_run_of_another_instance_is_refused_before_it_writes_and_adopt_hands_the_warehouse_over(tmp_path):
     settings = small_settings(tmp_path)
-    job = build_definitions(settings).resolve_job_def(REFERENCE_JOB)
     path = settings.warehouse.duckdb_path
     with dg.instance_for_test() as first, dg.instance_for_test() as second:
+        job = build_definitions(settings).resolve_job_def(REFERENCE_JOB)
         assert job.execute_in_process(instance=first).success
         first_id, first_home = instance_identity(first)
         with duckdb.connect(str(path), read_only=True) as conn:
@@ -123,17 +124,22 @@ def test_two_homes_side_by_side_never_touch_each_others_files(tmp_path):
     assert _files(a / ".risk_assets") == a_files  # b wrote only its own world
     assert (b / ".risk_assets" / "warehouse.duckdb").is_file()
     assert _cli("report", "--home", str(b), "--night", "2025-01-01", cwd=tmp_path).returncode == 2  # never ran
+    empty = _cli("alerts", "--home", str(b), "--format", "json", cwd=tmp_path)  # its own, empty alerts
+    assert empty.returncode == 0 and json.loads(empty.stdout) == [], empty.stdout
     assert _files(a / ".risk_assets") == a_files
 
     shared = tmp_path / "shared.toml"
     shared.write_text(f'[warehouse]\nduckdb_path = "{a / ".risk_assets" / "warehouse.duckdb"}"\n')
     c = tmp_path / "c"
     env = {"RISK_ASSETS_CONFIG": str(shared)}
-    for command in (["load", *day], ["status"], ["run", "--night", "2025-01-02"]):
+    for command in (["load", *day], ["run", "--night", "2025-01-02"], ["lake-sync"]):
         refused = _cli(*command, "--home", str(c), cwd=tmp_path, env=env)
         assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
         assert str(a) in refused.stderr and str(c) in refused.stderr, refused.stderr
         assert not c.exists()
+    c.mkdir()  # an empty instance folder: an instance, but not the warehouse's
+    refused = _cli("status", "--home", str(c), cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and str(a) in refused.stderr and str(c) in refused.stderr, refused.stderr
     assert _files(a / ".risk_assets") == a_files
 
     adopted = _cli("adopt", "--home", str(c), cwd=tmp_path, env=env)

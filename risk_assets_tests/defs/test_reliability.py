@@ -22,7 +22,7 @@ from risk_assets.defs.jobs import HISTORY_JOB, NIGHTLY_JOB
 from risk_assets.defs.jobs import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
 from risk_assets.defs.jobs import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from risk_assets.store import warehouse
-from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, trained_settings
+from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, shared_home, trained_settings
 
 WALL_CLOCK = {
     "raw_loads": ["loaded_at"],
@@ -124,7 +124,7 @@ def _worker(folder: str, job_name: str, days: list[str]) -> list[tuple[str, bool
 
     accept_known_dagster_warnings()  # the known ones only, as the CLI does
     out = []
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(folder)) as instance:
         job = build_definitions(trained_settings(Path(folder))).resolve_job_def(job_name)
         for day in days:
             result = job.execute_in_process(
@@ -155,7 +155,9 @@ def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(wo
     whole, one asset at a time for two — leaves every table bit-identical."""
     settings = world_copy()
     nights = [FIRST_NIGHT + dt.timedelta(days=i) for i in range(30)]
-    with dg.instance_for_test() as instance:  # the raw days first (one range run), so every look-back is complete
+    with dg.instance_for_test(
+        temp_dir=shared_home(world_copy.folder)
+    ) as instance:  # the raw days first (one range run), so every look-back is complete
         assert (
             build_definitions(settings)
             .resolve_job_def(HISTORY_JOB)
@@ -181,7 +183,7 @@ def test_a_30_night_backfill_in_concurrent_runs_then_5_reruns_changes_nothing(wo
     assert before["raw_loads"]["partition"].nunique() == 30
     assert before["risk_scores"]["partition"].nunique() == 30
 
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(world_copy.folder)) as instance:
         job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         for night in (nights[0], nights[13], nights[29]):
             assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
@@ -211,7 +213,7 @@ KILLED = textwrap.dedent("""
     from risk_assets.store import warehouse
     from risk_assets.defs.factory import build_definitions
     from risk_assets.defs.jobs import NIGHTLY_JOB
-    from risk_assets_tests.conftest import QUIET, trained_settings
+    from risk_assets_tests.conftest import QUIET, shared_home, trained_settings
 
     folder, night, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     write = warehouse.insert
@@ -226,7 +228,7 @@ KILLED = textwrap.dedent("""
         return write(conn, name, frame)
 
     warehouse.insert = half_then_hang
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(folder)) as instance:
         job = build_definitions(trained_settings(folder)).resolve_job_def(NIGHTLY_JOB)
         job.execute_in_process(instance=instance, partition_key=night, run_config=QUIET)
 """)
@@ -236,7 +238,7 @@ KILLED = textwrap.dedent("""
 def test_a_run_killed_during_the_scores_write_leaves_the_old_partition_or_nothing(world_copy, previously_scored):
     settings = world_copy()
     night = FIRST_NIGHT
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(world_copy.folder)) as instance:
         job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         if previously_scored:
             assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
@@ -271,7 +273,7 @@ def test_a_run_killed_during_the_scores_write_leaves_the_old_partition_or_nothin
         # everything written by earlier steps of the killed run is whole too
         assert len(after["encoded_features"]) == scored
 
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(temp_dir=shared_home(world_copy.folder)) as instance:
         job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
         assert job.execute_in_process(instance=instance, partition_key=night.isoformat(), run_config=QUIET).success
     rerun = snapshot(settings.warehouse.duckdb_path, night, night)
