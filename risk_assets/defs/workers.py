@@ -1,10 +1,12 @@
 """Runs whose process died.
 
-The default run launcher executes each run in its own process and offers no health check:
-a run whose process is killed (out of memory, ``kill -9``, a reboot) stays ``STARTED`` in
-the instance for ever. For this project that is not only a wrong status: the run queue's
-one-writer limit counts it as running, so every later night waits behind it, and the
-landing sensor requests nothing while a run is going.
+The default run launcher executes each run in its own process and offers no health check.
+The code server that launched a run marks it failed when its process dies, but only while
+that server lives: when both go (the daemon's process group killed or restarted with its
+runs, a reboot, the OOM killer), the run stays ``STARTED`` in the instance for ever. For
+this project that is not only a wrong status: the run queue's one-writer limit counts it
+as running, so every later night waits behind it, and the landing sensor requests nothing
+while a run is going.
 
 So a run of this project records the machine it runs on (:data:`HOST_TAG`, set when its
 warehouse resource starts), Dagster records the run process's id (its engine event

@@ -5,6 +5,7 @@ import json
 import re
 
 from risk_assets.app import cli
+from risk_assets_tests.app.test_cli_paths import JOB_RUNS, REEXECUTE
 from risk_assets_tests.app.test_ui import _graphql as graphql
 from risk_assets_tests.app.test_ui import webserver
 from risk_assets_tests.scenario.test_false_alarms import CHECKS_PER_NIGHT
@@ -123,3 +124,23 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
         assert cli.main([*bad, "--home", str(home)]) == 2, bad
         err = capsys.readouterr().err
         assert "valid" in err or "YYYY-MM-DD" in err, (bad, err)
+
+    # ---------------------------------------------------------------- its runs belong to the code location
+    # (runs executed in-process had no job origin: the UI listed none under nightly_job and
+    # "Re-execute" failed with "Expected non-None value" on remote_job_origin)
+    with webserver(home, home / "demo.toml") as port:
+        listed = graphql(port, JOB_RUNS)["pipelineOrError"]
+        assert listed["__typename"] == "Pipeline", listed
+        by_night: dict[str, list[str]] = {}
+        for r in listed["runs"]:
+            night = next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition")
+            by_night.setdefault(night, []).append(r["status"])
+        assert sorted(by_night) == [f"2026-08-{d:02d}" for d in range(1, 12)]
+        assert sorted(by_night["2026-08-06"]) == ["FAILURE", "SUCCESS"]  # blocked, then re-run after the rollback
+        parent = next(
+            r["runId"]
+            for r in listed["runs"]
+            if r["status"] == "FAILURE" and {"key": "dagster/partition", "value": "2026-08-06"} in r["tags"]
+        )
+        launched = graphql(port, REEXECUTE, {"parent": parent})["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
