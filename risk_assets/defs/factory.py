@@ -15,7 +15,7 @@ import dagster as dg
 
 from risk_assets.defs.checks import build_checks
 from risk_assets.defs.features import build_feature_assets
-from risk_assets.defs.jobs import NIGHTLY_JOB, PERFORMANCE_JOB, build_jobs
+from risk_assets.defs.jobs import NIGHTLY_JOB, PERFORMANCE_JOB, REFERENCE_JOB, build_jobs
 from risk_assets.defs.model import build_model_assets
 from risk_assets.defs.raw import build_raw_assets
 from risk_assets.defs.resources import duckdb_resource
@@ -59,7 +59,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
     )
     jobs = build_jobs([key for check in freshness for key in check.check_keys])
-    schedules, sensors = build_automation(settings, jobs[NIGHTLY_JOB], jobs[PERFORMANCE_JOB], freshness)
+    schedules, sensors = build_automation(
+        settings, jobs[NIGHTLY_JOB], jobs[PERFORMANCE_JOB], freshness, reference_job=jobs[REFERENCE_JOB]
+    )
     return dg.Definitions(
         assets=assets,
         asset_checks=[*build_checks(settings), *freshness],

@@ -42,6 +42,9 @@ class CustomersConfig(dg.Config):
     """ISO timestamp (UTC) from which this delivery's attributes are valid (serving and
     training read the version valid at each as-of). Empty: from the beginning for the first
     delivery, from the time it is read for a later one."""
+    only_if_changed: bool = False
+    """Record a new version only when the file's content differs from the version held (the
+    landing sensor's re-read of a file whose modification time changed)."""
 
 
 def _counts(counts: dict[str, int], key: str = "reason") -> pd.DataFrame:
@@ -169,6 +172,36 @@ def load_customers(
         "dropped_customers": len(change.dropped),
         "changed_share": round(change.changed_share, 6),
         "transitions": reference.transitions(change.changes).head(20),
+    }
+    return meta, verdict, conflicts
+
+
+def held_customers(
+    conn: duckdb.DuckDBPyConnection, source: Source, settings: Settings
+) -> tuple[dict, Verdict, Verdict]:
+    """A customers file whose content is the version already held (or no version yet:
+    ``load_customers`` stores the first): its rows reconciled with the stored tables, its
+    conflicts, and metadata saying nothing was recorded."""
+    latest = warehouse.latest_customer_delivery(conn)
+    if latest is None:
+        return load_customers(conn, source, settings)
+    split = split_customers(source.customers(), max_text=settings.raw.max_text_length)
+    verdict = declared("customers", "rows_reconcile").judge(
+        {
+            "received": split.received,
+            "stored_accepted": warehouse.count(conn, "customers"),
+            "stored_rejected": warehouse.count(conn, "rejected_customers"),
+        },
+        settings,
+    )
+    conflicts = declared("customers", "conflicting_duplicates").judge(
+        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings
+    )
+    meta = split_metadata(split, settings) | {
+        "source": source.name,
+        "customers_version": latest["version"],
+        "new_version_recorded": False,
+        "unchanged": "the file's content is the version already held: nothing recorded",
     }
     return meta, verdict, conflicts
 
@@ -353,7 +386,12 @@ def build_raw_assets(settings: Settings) -> list:
     def customers(config: CustomersConfig, duckdb: DuckDBResource, source: dg.ResourceParam[Source]):
         valid_from = pd.Timestamp(config.valid_from).tz_localize(None) if config.valid_from else None
         with open_warehouse(duckdb) as conn:
-            meta, verdict, conflicts = load_customers(conn, source, settings, valid_from=valid_from)
+            loaded = load_customers(
+                conn, source, settings, valid_from=valid_from, only_if_changed=config.only_if_changed
+            )
+            if loaded is None:  # the content is the version held: judge the file against it, record nothing
+                loaded = held_customers(conn, source, settings)
+            meta, verdict, conflicts = loaded
             versions = registry.serving_versions(conn)
         yield dg.MaterializeResult(metadata=render.metadata(meta))
         yield render.check_result(verdict, settings, check_name="rows_reconcile", versions=versions)

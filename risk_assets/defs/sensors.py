@@ -3,6 +3,7 @@ when they only warn, and when a night never ran."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import dagster as dg
 
 from risk_assets.app import alerts
 from risk_assets.core.night import Night
+from risk_assets.defs.jobs import NIGHTLY_JOB, REFERENCE_JOB
 from risk_assets.defs.workers import fail_dead_runs
 from risk_assets.settings import Settings
 from risk_assets.sources import LandingSource
@@ -217,8 +219,8 @@ class Done:
 
 
 def landing_requests(
-    source: LandingSource, seen: dict[str, int], done: Done = Done()
-) -> tuple[list[dg.RunRequest], dict[str, int], list[str]]:
+    source: LandingSource, seen: dict, done: Done = Done()
+) -> tuple[list[dg.RunRequest], dict, list[str]]:
     """The next day to run: the oldest landing day whose folder is new or changed since
     ``seen`` (day -> newest mtime of anything under the day folder, marker files included, so
     a late ``_SUCCESS`` counts) — one at a time, and none while a run is going. A day whose
@@ -240,7 +242,7 @@ def landing_requests(
         found = [f.stat().st_mtime_ns for f in source.day_dir(day).rglob("*")]
         if listing.files or found:
             stamps[day.isoformat()] = max(found)
-    if not seen and done.loaded:
+    if not any(key[:1].isdigit() for key in seen) and done.loaded:  # no day seen yet (reference files aside)
         newest = max(done.loaded)
         old = sorted(day for day in stamps if day <= newest)
         seen |= {day: stamps[day] for day in old}
@@ -257,11 +259,58 @@ def landing_requests(
     elif pending:
         day = pending[0]
         seen[day] = stamps[day]
-        requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{stamps[day]}"))
+        requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{stamps[day]}", job_name=NIGHTLY_JOB))
         if len(pending) > 1:
             notes.append(f"{len(pending) - 1} more day(s) waiting, one run at a time ({pending[1]} next)")
     notes += [f"not read: {e.path} — {e.reason}" for e in others if e.action == "stray"]
     return requests, seen, notes
+
+
+REFERENCE_FILES = ("customers.parquet", "irregularities.parquet")
+"""The landing folder's reference files the landing sensor watches."""
+
+
+def reference_request(
+    source: LandingSource, seen: dict[str, str], done: Done, calendar, day_requested: bool
+) -> tuple[dg.RunRequest | None, dict[str, str], str | None]:
+    """Reference data is a nightly input: when a reference file changed since ``seen``
+    (modification time and size), a ``reference_job`` run re-reads it — the customers as a
+    new version valid from the as-of of the night after the newest loaded day (the night
+    that would first read it), and only if its content changed. The first sight of a file is
+    stamped, not requested (the history load read it). While a run is going, or when this
+    tick requests a day (its nightly run re-reads a changed customers file itself), the
+    change waits, unstamped, for a later tick. Returns (the request or None, the new cursor,
+    a note)."""
+    seen, changed, stamps = dict(seen), [], {}
+    for name in REFERENCE_FILES:
+        path = source.root / name
+        if not path.exists():
+            continue
+        info = path.stat()
+        key = f"reference:{name}"
+        stamps[key] = f"{info.st_mtime_ns}:{info.st_size}"
+        if seen.get(key) is None:
+            seen[key] = stamps[key]
+        elif seen[key] != stamps[key]:
+            changed.append(name)
+    if not changed:
+        return None, seen, None
+    if done.busy or day_requested:
+        why = f"run {done.busy} ends" if done.busy else "tonight's day has run"
+        return None, seen, f"{', '.join(changed)} changed: re-read once {why}"
+    for name in changed:
+        seen[f"reference:{name}"] = stamps[f"reference:{name}"]
+    if not done.loaded:
+        return None, seen, f"{', '.join(changed)} changed; no day is loaded yet: the history load reads it"
+    night = Night.of(max(done.loaded), calendar)
+    valid_from = Night(night.day + dt.timedelta(days=1), calendar.timezone).as_of
+    request = dg.RunRequest(
+        job_name=REFERENCE_JOB,
+        run_key=f"reference:{':'.join(seen[f'reference:{n}'] for n in changed)}",
+        run_config={"ops": {"customers": {"config": {"valid_from": valid_from.isoformat(), "only_if_changed": True}}}},
+        tags={"risk_assets/reference_changed": ", ".join(changed)},
+    )
+    return request, seen, f"{', '.join(changed)} changed: re-read, valid from {valid_from} (UTC)"
 
 
 def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
@@ -278,7 +327,9 @@ def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
     ]
 
 
-def build_automation(settings: Settings, nightly_job, performance_job, asset_checks: list) -> tuple[list, list]:
+def build_automation(
+    settings: Settings, nightly_job, performance_job, asset_checks: list, reference_job=None
+) -> tuple[list, list]:
     """Returns (schedules, sensors). The clock-driven ones (schedules, freshness) start as
     ``automation.clock_running`` says; the event-driven ones always run."""
     clock = dg.DefaultScheduleStatus.RUNNING if settings.automation.clock_running else dg.DefaultScheduleStatus.STOPPED
@@ -329,11 +380,12 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
 
     @dg.sensor(
         name="landing_sensor",
-        job=nightly_job,
+        jobs=[nightly_job, *([reference_job] if reference_job is not None else [])],
         minimum_interval_seconds=settings.automation.landing_poll_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Landing source: requests the next day's partition when its files arrive or change — "
-        "in order, one run at a time; a first tick after a history load requests nothing already loaded.",
+        "in order, one run at a time; a first tick after a history load requests nothing already loaded — and "
+        "a re-read of the reference data (customers, irregularities) when their files change.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext):
         if settings.source.kind != "landing":
@@ -341,7 +393,12 @@ def build_automation(settings: Settings, nightly_job, performance_job, asset_che
         source = LandingSource(settings)
         for note in fail_dead_runs(context.instance):  # a dead run would hold every later day back
             context.log.error(note)
-        requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"), Done.of(context.instance))
+        done = Done.of(context.instance)
+        requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"), done)
+        if reference_job is not None:
+            reread, seen, note = reference_request(source, seen, done, settings.calendar, bool(requests))
+            requests += [reread] if reread is not None else []
+            notes += [note] if note else []
         for note in notes:
             context.log.warning(note)
         _record(settings, layout_alerts(source))

@@ -269,6 +269,75 @@ def test_the_landing_sensors_first_tick_after_a_history_load_requests_nothing_ol
         assert any("never loaded and are not requested" in n and f"({days[1]} .. {days[1]})" in n for n in notes)
 
 
+def test_the_landing_sensor_re_reads_a_changed_customers_file_for_the_next_night(tmp_path):
+    """Reference data is a nightly input the sensor watches too: a re-delivered customers
+    file is re-read by a reference_job run, as a version valid from the night after the
+    newest loaded day (the night that would first have read it) — not while a day is being
+    requested or a run is going; a file touched but not changed is re-read and records
+    nothing. The first sight of the file requests nothing."""
+    import os
+
+    from risk_assets.core.night import Night
+    from risk_assets.defs.jobs import HISTORY_JOB, range_tags
+    from risk_assets.scenario.source import export_landing
+    from risk_assets.scenario.worlds import landing_settings
+    from risk_assets.store import warehouse
+
+    days = [dt.date(2025, 3, 1), dt.date(2025, 3, 2)]
+    settings = landing_settings(tmp_path, "embedded", 300, {"start": "2025-03-01", "end": "2025-03-02"})
+    landing = tmp_path / "landing"
+    export_landing(settings, landing, days)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        assert defs.resolve_job_def(REFERENCE_JOB).execute_in_process(instance=instance, run_config=QUIET).success
+        history = defs.resolve_job_def(HISTORY_JOB)
+        assert history.execute_in_process(
+            instance=instance, run_config=QUIET, tags=range_tags(days[0], days[0])
+        ).success
+        sensor = defs.resolve_sensor_def("landing_sensor")
+
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+
+        first = tick(None)  # the day after the history; the reference files: stamped only
+        assert [(r.job_name, r.partition_key) for r in first.run_requests] == [(NIGHTLY_JOB, days[1].isoformat())]
+        path = landing / "customers.parquet"
+        customers = pd.read_parquet(path)
+        moved = int((customers["segment"].iloc[:90] != "premium").sum())  # re-classified: the others already were
+        customers.loc[customers.index[:90], "segment"] = "premium"
+        customers.to_parquet(path, index=False)
+        os.utime(path, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+
+        going = instance.create_run_for_job(defs.resolve_job_def(NIGHTLY_JOB), run_id=None, tags={})
+        instance.report_run_canceling(going)  # a run in progress: the re-read waits, unstamped
+        waiting = tick(first.cursor)
+        assert waiting.run_requests == [] and "customers.parquet changed: re-read once run" in waiting.skip_message
+        instance.report_run_canceled(going)
+
+        second = tick(waiting.cursor)
+        [reread] = second.run_requests
+        assert reread.job_name == REFERENCE_JOB
+        as_of = Night(days[1], settings.calendar.timezone).as_of  # the night after the loaded 2025-03-01
+        assert reread.run_config["ops"]["customers"]["config"] == {
+            "valid_from": as_of.isoformat(),
+            "only_if_changed": True,
+        }
+        job = defs.resolve_job_def(REFERENCE_JOB)
+        assert job.execute_in_process(instance=instance, run_config={**reread.run_config, **QUIET}).success
+        with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+            deliveries = warehouse.customer_deliveries(conn)
+        assert len(deliveries) == 2 and pd.Timestamp(deliveries["valid_from"].iloc[-1]) == as_of
+        assert deliveries["changed_customers"].iloc[-1] == moved > 0
+        assert tick(second.cursor).run_requests == []
+
+        os.utime(path, ns=(2_100_000_000_000_000_000, 2_100_000_000_000_000_000))  # touched, same content
+        [touched] = tick(second.cursor).run_requests
+        result = job.execute_in_process(instance=instance, run_config={**touched.run_config, **QUIET})
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+            assert len(warehouse.customer_deliveries(conn)) == 2  # nothing recorded
+
+
 def test_a_rerun_of_a_failed_night_alerts_again(world_copy, instance):
     """Each failed run is its own event: re-running a night that is still bad must not be
     swallowed by the alert of the first attempt (alert ids are per run)."""
