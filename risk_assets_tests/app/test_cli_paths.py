@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -170,6 +171,66 @@ def test_the_readmes_own_data_steps_then_every_command(walked):
     assert (
         f"loaded: {HISTORY[0]} .. {NIGHTS[1]}" in done.stdout and "see the run in the UI" not in done.stdout
     )  # the nights too
+
+
+def test_the_readmes_own_data_steps_on_the_second_world(tmp_path):
+    """The same README steps on a source that is not the embedded world: the alpine world
+    (its own category, channel, segment and region names, Sunday closures, Austrian public
+    holidays, Europe/Vienna) exported by ``export-landing``. The settings block is the
+    README's with the edits it asks a user to make — their source's names under
+    ``[features]``, their timezone, the ``holidays_country`` that ``load`` suggests — and the
+    commands run verbatim."""
+    from risk_assets.scenario.worlds import WORLDS
+
+    env = user_env()
+    alpine = WORLDS["alpine"]
+    export = tmp_path / "export.toml"
+    export.write_text(
+        to_toml(
+            Settings().with_overrides(
+                scenario={"world": {"profile": "alpine", "n_customers": 4000}},
+                calendar={"timezone": alpine["calendar"]["timezone"]},
+            )
+        )
+    )
+    days = ["--from", str(HISTORY[0]), "--to", str(NIGHTS[1])]
+    done = cli(
+        "export-landing", "--out", str(tmp_path / "landing"), *days, env={**env, "RISK_ASSETS_CONFIG": str(export)}
+    )
+    assert done.returncode == 0, done.stderr
+
+    settings = readme_block("own-data-settings")
+    edits = {
+        'timezone = "UTC"': f'timezone = "{alpine["calendar"]["timezone"]}"',
+        '# holidays_country = "DE"': f'holidays_country = "{alpine["calendar"]["holidays_country"]}"',
+        **{
+            f"{key} = {json.dumps(value)}": f"{key} = {json.dumps(alpine['features'][key])}"
+            for key, value in tomllib.loads(settings)["features"].items()
+        },
+    }
+    for old, new in edits.items():
+        assert settings.count(old) == 1, old  # the README still says it this way
+        settings = settings.replace(old, new)
+    assert tomllib.loads(settings)["features"] == alpine["features"]
+    (tmp_path / "risk_assets.toml").write_text(settings)
+    steps = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_block("own-data-commands")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    out = steps.stdout
+    assert steps.returncode == 0 and "Traceback" not in out + steps.stderr, out + steps.stderr[-3000:]
+    line = next(x for x in out.splitlines() if x.startswith("loaded "))
+    received, accepted, rejected = (
+        int(x.replace(",", "")) for x in _numbers_after(line, "received", "accepted", "rejected")
+    )
+    assert received == accepted + rejected and accepted > 0
+    assert "calendar: public holidays of AT" in out  # train states the calendar it judged the history with
+    assert "2 night(s): 2 scored, 0 blocked or failed" in out
+    assert out.count("SCORED") == 2
 
 
 def test_a_demo_homes_settings_reach_the_runs_the_cli_launches(tmp_path, monkeypatch, capsys):
