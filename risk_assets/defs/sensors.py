@@ -313,6 +313,20 @@ def reference_request(
     return request, seen, f"{', '.join(changed)} changed: re-read, valid from {valid_from} (UTC)"
 
 
+def landing_tick(
+    source: LandingSource, seen: dict, instance: dg.DagsterInstance, settings: Settings, reference: bool = True
+) -> tuple[list[dg.RunRequest], dict, list[str]]:
+    """One tick of the landing sensor: the next day (:func:`landing_requests`), else a
+    changed reference file (:func:`reference_request`, when ``reference``)."""
+    done = Done.of(instance)
+    requests, seen, notes = landing_requests(source, seen, done)
+    if reference:
+        reread, seen, note = reference_request(source, seen, done, settings.calendar, bool(requests))
+        requests += [reread] if reread is not None else []
+        notes += [note] if note else []
+    return requests, seen, notes
+
+
 def layout_alerts(source: LandingSource) -> list[alerts.Alert]:
     """One alert per stray entry of the landing folder (alert ids are stable, so an
     entry alerts once however many ticks see it)."""
@@ -393,12 +407,8 @@ def build_automation(
         source = LandingSource(settings)
         for note in fail_dead_runs(context.instance):  # a dead run would hold every later day back
             context.log.error(note)
-        done = Done.of(context.instance)
-        requests, seen, notes = landing_requests(source, json.loads(context.cursor or "{}"), done)
-        if reference_job is not None:
-            reread, seen, note = reference_request(source, seen, done, settings.calendar, bool(requests))
-            requests += [reread] if reread is not None else []
-            notes += [note] if note else []
+        cursor = json.loads(context.cursor or "{}")
+        requests, seen, notes = landing_tick(source, cursor, context.instance, settings, reference_job is not None)
         for note in notes:
             context.log.warning(note)
         _record(settings, layout_alerts(source))
