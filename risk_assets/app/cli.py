@@ -44,15 +44,21 @@ concurrency:
 EARLIER_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 """What earlier versions wrote: upgraded in place (it is ours, it held nothing else)."""
 
-READING = frozenset({"status", "alerts", "report", "audit"})
-"""Commands that only read an instance: a missing ``--home`` is an error for them (a typo
-must not show an empty history). The others run jobs and create the home, saying so."""
+READING = frozenset({"status", "alerts", "report", "audit", "adopt"})
+"""Commands that only read an instance (and ``adopt``, which must not hand a warehouse to a
+mistyped folder): a missing ``--home`` is an error for them (a typo must not show an empty
+history). The others run jobs and create the home, saying so."""
 
 
 def _use_home(home: Path, command: str = "") -> Path:
     """Point Dagster at a persistent, project-local instance (SQLite) before it loads."""
     home = home.resolve()
     if not home.is_dir():
+        if command == "adopt":
+            raise _bad(
+                f"no instance folder at {home}: adopt hands the warehouse to an existing instance (a typo must "
+                f"not take it); if {home} is meant to be the new home, create it first: mkdir -p {home}"
+            )
         if command in READING:
             raise _bad(
                 f"no Dagster instance at {home}: give --home (or $DAGSTER_HOME) of an instance that ran, "
@@ -101,7 +107,7 @@ def _context(args: argparse.Namespace):
         os.environ["RISK_ASSETS_CONFIG"] = str(Path(path).resolve())
     if args.command in READS_SOURCE:
         _require_source(settings)
-    if args.command not in READING | {"adopt"} and not Path(args.home).is_dir():  # before a new home is created
+    if args.command not in READING and not Path(args.home).is_dir():  # before a new home is created
         _same_world(settings, None, Path(args.home).resolve())
     _use_home(Path(args.home), args.command)
     import dagster as dg
@@ -130,6 +136,10 @@ def _same_world(settings, instance, home: Path | None = None) -> None:
     try:
         conn = warehouse.open_file(path, read_only=True, lock_timeout_seconds=5.0)
     except warehouse.WarehouseBusy:
+        print(
+            f"risk-assets: {path} is busy with a run; its owner is checked when this command's runs start",
+            file=sys.stderr,
+        )
         return
     try:
         who = instance_identity(instance) if instance is not None else ("none yet", f"{home} (not created)")
@@ -782,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     export.set_defaults(func=cmd_export_landing)
 
     args = parser.parse_args(argv)
+    if getattr(args, "home", None):  # a quoted "~/x" means the user's folder, as Dagster reads it
+        args.home = str(Path(args.home).expanduser())
     quiet_dagster_warnings()
     from risk_assets.app.operations import BadArgument
     from risk_assets.settings import SettingsError

@@ -47,6 +47,8 @@ def instance_identity(instance: dg.DagsterInstance) -> tuple[str, str]:
         found = uuid.uuid4().hex[:12]
         if not instance.is_ephemeral:
             storage.set_cursor_values({INSTANCE_ID_KEY: found})
+            # two processes of a new instance may both have made one: the stored one counts
+            found = storage.get_cursor_values({INSTANCE_ID_KEY}).get(INSTANCE_ID_KEY, found)
     where = "an ephemeral (in-memory) instance" if instance.is_ephemeral else instance.root_directory
     return found, where
 

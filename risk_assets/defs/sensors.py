@@ -402,11 +402,11 @@ def build_automation(
         "a re-read of the reference data (customers, irregularities) when their files change.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext):
+        for note in fail_dead_runs(context.instance):  # a dead run would hold every later night back
+            context.log.error(note)
         if settings.source.kind != "landing":
             return dg.SkipReason("source is the embedded world; nothing lands")
         source = LandingSource(settings)
-        for note in fail_dead_runs(context.instance):  # a dead run would hold every later day back
-            context.log.error(note)
         cursor = json.loads(context.cursor or "{}")
         requests, seen, notes = landing_tick(source, cursor, context.instance, settings, reference_job is not None)
         for note in notes:

@@ -26,15 +26,38 @@ import dagster as dg
 
 HOST_TAG = "risk_assets/host"
 """The machine a run's process runs on (set by the run itself)."""
+PROCESS_TAG = "risk_assets/process"
+"""``boot id:pid:start time`` of the run's process (set by the run itself, on Linux): a pid
+reused after a reboot, or by a later process, is not taken for the run's."""
 
 STARTED_PROCESS = "Started process for run"
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
 def record_host(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Tag a run with this machine's name (once)."""
+    """Tag a run with this machine's name and, when this is the run's own process (Dagster's
+    "Started process for run" names its pid), the process's identity (once)."""
     run = instance.get_run_by_id(run_id)
-    if run is not None and HOST_TAG not in run.tags:
-        instance.add_run_tags(run_id, {HOST_TAG: socket.gethostname()})
+    if run is None or HOST_TAG in run.tags:
+        return
+    tags = {HOST_TAG: socket.gethostname()}
+    if run_pid(instance, run_id) == os.getpid():
+        tags[PROCESS_TAG] = f"{_boot_id()}:{os.getpid()}:{_start_time(os.getpid())}"
+    instance.add_run_tags(run_id, tags)
 
 
 def run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
@@ -68,6 +91,17 @@ def alive(pid: int) -> bool:
     return True
 
 
+def _gone(run: dg.DagsterRun, pid: int) -> bool:
+    """Whether the run's process ``pid`` no longer runs: not alive, or (when the run recorded
+    its identity) this machine rebooted since, or the pid belongs to a later process."""
+    if not alive(pid):
+        return True
+    boot, _, start = (run.tags.get(PROCESS_TAG) or "::").split(":", 2)
+    if boot and boot != _boot_id():
+        return True
+    return bool(start) and start != _start_time(pid)
+
+
 def dead_runs(instance: dg.DagsterInstance) -> list[tuple[dg.DagsterRun, int]]:
     """``STARTED`` runs of this machine whose process is gone: (run, its pid)."""
     here = socket.gethostname()
@@ -76,7 +110,7 @@ def dead_runs(instance: dg.DagsterInstance) -> list[tuple[dg.DagsterRun, int]]:
         if run.tags.get(HOST_TAG) != here:
             continue
         pid = run_pid(instance, run.run_id)
-        if pid is not None and pid != os.getpid() and not alive(pid):
+        if pid is not None and pid != os.getpid() and _gone(run, pid):
             found.append((run, pid))
     return found
 
@@ -85,13 +119,16 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark every dead run (:func:`dead_runs`) failed; one message per run."""
     messages = []
     for run, pid in dead_runs(instance):
+        fresh = instance.get_run_by_id(run.run_id)  # it may have finished meanwhile: its process then exited
+        if fresh is None or fresh.status != dg.DagsterRunStatus.STARTED:
+            continue
         partition = run.tags.get("dagster/partition")
         message = (
             f"the process of run {run.run_id} ({run.job_name}"
             + (f", night {partition}" if partition else "")
             + f"; pid {pid} on {socket.gethostname()}) is gone without finishing (killed, out of memory or "
             "a restart): marked failed. Its writes are all-or-nothing per partition, so the night holds "
-            "what it held before; run it again."
+            "what it held before; run it again (risk-assets run --night D, or re-execute it in the UI)."
         )
         instance.report_run_failed(run, message)
         messages.append(message)

@@ -727,6 +727,8 @@ def copy_unowned(source: str | Path, target: str | Path) -> None:
     for suffix in ("", ".wal"):
         if Path(f"{source}{suffix}").exists():
             shutil.copy(f"{source}{suffix}", f"{target}{suffix}")
+        else:
+            Path(f"{target}{suffix}").unlink(missing_ok=True)  # never another file's log
     with connect(target, ensure=False) as conn:
         if owner(conn) is not None:
             conn.execute("DELETE FROM instance_owner")

@@ -142,5 +142,7 @@ def test_demo_blocks_the_incident_nights_and_the_audit_agrees(tmp_path, monkeypa
             for r in listed["runs"]
             if r["status"] == "FAILURE" and {"key": "dagster/partition", "value": "2026-08-06"} in r["tags"]
         )
+        # the launch itself is what failed before (no daemon here: the run stays queued;
+        # test_cli_paths runs a re-execution to a scored night under dagster dev)
         launched = graphql(port, REEXECUTE, {"parent": parent})["launchRunReexecution"]
         assert launched["__typename"] == "LaunchRunSuccess", launched

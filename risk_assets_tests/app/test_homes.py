@@ -66,7 +66,7 @@ def test_a_run_of_another_instance_is_refused_before_it_writes_and_adopt_hands_t
         assert owners[1][1].startswith(f"adopted from {first_home}")
 
 
-def test_an_instance_keeps_its_id_across_processes(tmp_path):
+def test_an_instance_keeps_its_id_when_opened_again(tmp_path):
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         first = instance_identity(instance)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as again:

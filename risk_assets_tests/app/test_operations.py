@@ -299,9 +299,23 @@ def test_the_landing_sensor_re_reads_a_changed_customers_file_for_the_next_night
         def tick(cursor):
             return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
 
+        path = landing / "customers.parquet"
         first = tick(None)  # the day after the history; the reference files: stamped only
         assert [(r.job_name, r.partition_key) for r in first.run_requests] == [(NIGHTLY_JOB, days[1].isoformat())]
-        path = landing / "customers.parquet"
+
+        # a day and the customers file change together: the day goes first, alone (its night
+        # re-reads a changed customers file itself); the file waits, unstamped
+        day_file = landing / "transactions" / f"date={days[1]}" / "part-0.parquet"
+        os.utime(day_file, ns=(1_900_000_000_000_000_000, 1_900_000_000_000_000_000))
+        os.utime(path, ns=(1_900_000_000_000_000_000, 1_900_000_000_000_000_000))
+        together = tick(first.cursor)
+        assert [(r.job_name, r.partition_key) for r in together.run_requests] == [(NIGHTLY_JOB, days[1].isoformat())]
+        assert (
+            json.loads(together.cursor)["reference:customers.parquet"]
+            == json.loads(first.cursor)["reference:customers.parquet"]
+        )  # unstamped: a later tick re-reads it
+        first = together
+
         customers = pd.read_parquet(path)
         moved = int((customers["segment"].iloc[:90] != "premium").sum())  # re-classified: the others already were
         customers.loc[customers.index[:90], "segment"] = "premium"
