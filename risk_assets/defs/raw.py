@@ -97,6 +97,22 @@ def _baseline(conn: duckdb.DuckDBPyConnection, valid_from: pd.Timestamp, setting
     return at
 
 
+def _customer_verdicts(conn: duckdb.DuckDBPyConnection, split, settings: Settings) -> tuple[Verdict, Verdict]:
+    """The customers file's rows reconciled with the stored tables, and its conflicts."""
+    verdict = declared("customers", "rows_reconcile").judge(
+        {
+            "received": split.received,
+            "stored_accepted": warehouse.count(conn, "customers"),
+            "stored_rejected": warehouse.count(conn, "rejected_customers"),
+        },
+        settings,
+    )
+    conflicts = declared("customers", "conflicting_duplicates").judge(
+        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings
+    )
+    return verdict, conflicts
+
+
 def load_customers(
     conn: duckdb.DuckDBPyConnection,
     source: Source,
@@ -150,17 +166,7 @@ def load_customers(
                 delivery,
                 change.changes if previous is not None else change.changes.iloc[0:0],
             )
-    verdict = declared("customers", "rows_reconcile").judge(
-        {
-            "received": split.received,
-            "stored_accepted": warehouse.count(conn, "customers"),
-            "stored_rejected": warehouse.count(conn, "rejected_customers"),
-        },
-        settings,
-    )
-    conflicts = declared("customers", "conflicting_duplicates").judge(
-        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings
-    )
+    verdict, conflicts = _customer_verdicts(conn, split, settings)
     meta = split_metadata(split, settings) | {
         "source": source.name,
         "customers_version": version,
@@ -186,17 +192,7 @@ def held_customers(
     if latest is None:
         return load_customers(conn, source, settings)
     split = split_customers(source.customers(), max_text=settings.raw.max_text_length)
-    verdict = declared("customers", "rows_reconcile").judge(
-        {
-            "received": split.received,
-            "stored_accepted": warehouse.count(conn, "customers"),
-            "stored_rejected": warehouse.count(conn, "rejected_customers"),
-        },
-        settings,
-    )
-    conflicts = declared("customers", "conflicting_duplicates").judge(
-        {"conflicts": warehouse.conflicts(conn, "customers"), "what": "customer_id"}, settings
-    )
+    verdict, conflicts = _customer_verdicts(conn, split, settings)
     meta = split_metadata(split, settings) | {
         "source": source.name,
         "customers_version": latest["version"],
