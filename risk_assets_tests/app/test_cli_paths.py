@@ -48,6 +48,18 @@ def readme_block(marker: str) -> str:
     return body[: body.index("```")]
 
 
+def run_readme_commands(folder: Path, env: dict) -> subprocess.CompletedProcess:
+    """The README's own-data commands, verbatim, as a bash script in ``folder``."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_block("own-data-commands")],
+        env=env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
 def user_env() -> dict[str, str]:
     """A user's environment: no instance or settings chosen yet, ``risk-assets`` on the PATH."""
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RISK_ASSETS_CONFIG")}
@@ -92,14 +104,7 @@ def walked(user):
     wrote). Returns (folder, env, the script's completed process)."""
     folder, env = user
     (folder / "risk_assets.toml").write_text(readme_block("own-data-settings"))
-    steps = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", readme_block("own-data-commands")],
-        env=env,
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    steps = run_readme_commands(folder, env)
     return folder, env, steps
 
 
@@ -213,14 +218,7 @@ def test_the_readmes_own_data_steps_on_the_second_world(tmp_path):
         settings = settings.replace(old, new)
     assert tomllib.loads(settings)["features"] == alpine["features"]
     (tmp_path / "risk_assets.toml").write_text(settings)
-    steps = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", readme_block("own-data-commands")],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    steps = run_readme_commands(tmp_path, env)
     out = steps.stdout
     assert steps.returncode == 0 and "Traceback" not in out + steps.stderr, out + steps.stderr[-3000:]
     line = next(x for x in out.splitlines() if x.startswith("loaded "))
