@@ -54,7 +54,7 @@ def judged_days(settings, conn) -> pd.DataFrame:
     ``day, holiday, statistics, max_z`` (the largest |z| among the statistics that moved by
     ``min_ratio``) and the worst statistic."""
     checks = settings.checks
-    days = profile.profile(DuckDBEngine(conn), FIRST, LAST)
+    days = profile.profile(DuckDBEngine(conn), FIRST, LAST, None)  # no model trained: categories as delivered
     stats = profile.statistics(days)
     holidays = holidays_between(settings.calendar, FIRST, LAST)
     verdicts = warehouse.raw_verdicts(conn, FIRST, LAST)

@@ -368,13 +368,35 @@ class OverrideSettings(_Section):
     result names it) whose re-classification is understood and accepted: the nights they are
     valid for are no longer blocked by it (the changes stay on record)."""
 
+    profile_baseline_from: dict[str, dt.date] = Field(default_factory=dict)
+    """A lasting change accepted in the night profile: ``"column"`` or ``"column=value"``
+    (``category``, ``channel``, ``segment``, ``region``, or ``day`` for the day as a whole)
+    to the first day of the new normal. From that night on, the column's (or the value's)
+    statistics are compared only with days from that date, so they are judged again once
+    enough such days are loaded (four of the same weekday) — and not measured against the
+    world before the change. Every result names the restarts in force."""
+
+    @field_validator("profile_baseline_from")
+    @classmethod
+    def _profile_keys(cls, value: dict[str, dt.date]) -> dict[str, dt.date]:
+        columns = ("day", "category", "channel", "segment", "region")
+        for key in value:
+            column, _, rest = key.partition("=")
+            if column not in columns or ("=" in key and not rest):
+                raise ValueError(
+                    f"profile_baseline_from: {key!r} is not 'column' or 'column=value' with a column of {columns}"
+                )
+        return value
+
     @model_validator(mode="after")
     def _both(self) -> OverrideSettings:
         if bool(self.by) != bool(self.reason):
             raise ValueError("an override needs both 'by' and 'reason'")
-        if (self.accept_days or self.accept_drift or self.accept_customer_versions) and not self.by:
+        overrides = self.accept_days or self.accept_drift or self.accept_customer_versions or self.profile_baseline_from
+        if overrides and not self.by:
             raise ValueError(
-                "accept_days, accept_drift and accept_customer_versions are overrides: they need 'by' and 'reason'"
+                "accept_days, accept_drift, accept_customer_versions and profile_baseline_from are overrides: "
+                "they need 'by' and 'reason'"
             )
         return self
 

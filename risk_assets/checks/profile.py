@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from risk_assets.checks import Inputs, Step, Verdict, day_frame, volume
-from risk_assets.store import warehouse
+from risk_assets.store import registry, warehouse
 
 TRANSACTION_COLUMNS = ("category", "channel")
 """Categorical columns of the raw transactions the profile splits by."""
@@ -77,14 +77,23 @@ U+FFFF is a noncharacter, never found in text a source delivers."""
 # --------------------------------------------------------------------------- statistic
 
 
+MAPPED = {"category": "coalesce(m.canonical, r.category)"}
+"""Transaction columns the profile reads through a vocabulary: a category by its canonical
+name in the current mapping version (a raw name the mapping does not know, as delivered).
+A rename or a merge that the mapping absorbs is no change of the population; an old and a
+new raw name are one value on both sides of the change."""
+
+
 def _long() -> str:
     joined = (
         "SELECT r.partition, r.customer_id, r.amount_cents, "
-        + ", ".join(f"r.{c}" for c in TRANSACTION_COLUMNS)
+        + ", ".join(f"{MAPPED.get(c, f'r.{c}')} AS {c}" for c in TRANSACTION_COLUMNS)
         + ", "
         + ", ".join(f"c.{c}" for c in CUSTOMER_COLUMNS)
         + f" FROM {warehouse.table('raw_transactions')} r LEFT JOIN {warehouse.table('customers')} c "
         "ON r.customer_id = c.customer_id "
+        f"LEFT JOIN {warehouse.table('category_mapping')} m "
+        "ON m.raw_category = r.category AND m.version = CAST($version AS VARCHAR) "
         "WHERE r.partition BETWEEN CAST($first AS DATE) AND CAST($day AS DATE)"
     )
     parts = [f"SELECT partition, '{DAY[0]}' AS col, '{DAY[1]}' AS value, customer_id, amount_cents FROM j"] + [
@@ -131,11 +140,15 @@ PROFILE_COLUMNS = (
 )
 
 
-def profile_of(raw: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+def profile_of(raw: pd.DataFrame, customers: pd.DataFrame, mapping: pd.DataFrame | None = None) -> pd.DataFrame:
     """The row-level definition of :data:`PROFILE` over raw rows (``partition, customer_id,
-    amount_cents`` and the transaction columns) and the customers (``customer_id`` and the
-    customer columns)."""
+    amount_cents`` and the transaction columns), the customers (``customer_id`` and the
+    customer columns) and the current category mapping (``raw_category, canonical``; None:
+    no mapping yet, categories as delivered)."""
     joined = raw.merge(customers[["customer_id", *CUSTOMER_COLUMNS]], on="customer_id", how="left")
+    if mapping is not None:
+        canonical = dict(zip(mapping["raw_category"], mapping["canonical"]))
+        joined["category"] = [canonical.get(c, c) for c in joined["category"]]
     frames = []
     for col in (DAY[0], *TRANSACTION_COLUMNS, *CUSTOMER_COLUMNS):
         values = pd.Series(DAY[1], index=joined.index) if col == DAY[0] else joined[col]
@@ -168,10 +181,11 @@ def profile_of(raw: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def profile(q, first: dt.date, day: dt.date) -> pd.DataFrame:
+def profile(q, first: dt.date, day: dt.date, mapping_version: str | None) -> pd.DataFrame:
     """:data:`PROFILE` on an engine, integers as integers (Spark returns exact quantiles as
-    doubles), the value None where the column is NULL."""
-    frame = day_frame(q.statistic(PROFILE, {"first": first, "day": day}))
+    doubles), the value None where the column is NULL; categories by their canonical name in
+    ``mapping_version`` (None: no mapping yet, as delivered)."""
+    frame = day_frame(q.statistic(PROFILE, {"first": first, "day": day, "version": mapping_version or ""}))
     for column in PROFILE_COLUMNS[3:]:
         frame[column] = frame[column].astype("int64")
     frame["value"] = frame["value"].astype(object).where(frame["value"].notna(), None)
@@ -310,6 +324,8 @@ def night_profile(
     min_ratio: float,
     large_ratio: float = 3.0,
     large_z: float = 4.0,
+    baseline_from: dict[str, dt.date] | None = None,
+    mapping_version: str | None = None,
 ) -> Verdict:
     """ERROR when any statistic of any value (or of the day) is more than ``max_z`` robust
     deviations from its comparable healthy days *and* moved by at least ``min_ratio`` (either
@@ -320,8 +336,13 @@ def night_profile(
     consecutive nights before it that were out too).
 
     ``days``: rows of :data:`PROFILE` for tonight and earlier days; ``healthy``: the earlier
-    days a baseline may use (loaded, not quarantined, not blocked)."""
-    stats = statistics(days)
+    days a baseline may use (loaded, not quarantined, not blocked); ``baseline_from``: the
+    override's restarts (``"column"`` or ``"column=value"`` to the first day of a lasting
+    change; those in force tonight drop the earlier days from that column's or value's
+    baseline); ``mapping_version``: the category mapping the categories were read through
+    (named in the figures)."""
+    restarts = {k: d for k, d in (baseline_from or {}).items() if d <= day}
+    stats = restart_baselines(statistics(days), day, restarts)
     reference = comparable_days(day, [d for d in healthy if d < day], holidays)
     holiday = day in holidays
     centre_days = reference if holiday else [d for d in reference if d.weekday() == day.weekday()]
@@ -361,7 +382,14 @@ def night_profile(
         "errors": int(len(errors)),
         "warnings": int(len(warns)),
         "max_abs_z": float(judged["z"].abs().max()) if len(judged) else None,
+        "category_mapping_version": mapping_version,
+        "baseline_restarts": {k: str(d) for k, d in sorted(restarts.items())},
     }
+    restarted = (
+        "; baseline restarted by override: " + ", ".join(f"{k} from {d}" for k, d in sorted(restarts.items()))
+        if restarts
+        else ""
+    )
     shown = table.loc[
         table["judged"],
         ["col", "value", "statistic", "rows", "ref_rows", "x", "median", "scale", "z", "ratio", "large"],
@@ -389,6 +417,7 @@ def night_profile(
                 if len(errors)
                 else f"WARN from |z| > {warn_z:g} and a change of at least {min_ratio:g}×"
             )
+            + restarted
         )
         return Verdict(
             passed=False,
@@ -406,11 +435,25 @@ def night_profile(
             f"(largest |z| {figures['max_abs_z'] or 0:.1f}; {len(centre_days)} comparable healthy days)"
             if len(judged)
             else f"fewer than {MIN_COMPARABLE_DAYS} comparable healthy days: nothing judged yet"
-        ),
+        )
+        + restarted,
         figures=figures,
         thresholds=thresholds,
         tables={"statistics": shown},
     )
+
+
+def restart_baselines(stats: pd.DataFrame, day: dt.date, restarts: dict[str, dt.date]) -> pd.DataFrame:
+    """``stats`` without the days before each restart of its column (``"column"``) or value
+    (``"column=value"``); tonight's own statistics are kept."""
+    keep = np.ones(len(stats), dtype=bool)
+    for key, start in restarts.items():
+        column, has_value, value = key.partition("=")
+        matches = (stats["col"] == column).to_numpy()
+        if has_value:
+            matches &= (stats["value"] == value).to_numpy()
+        keep &= ~(matches & (stats["partition"] < start).to_numpy() & (stats["partition"] != day).to_numpy())
+    return stats[keep]
 
 
 ONSET_NIGHTS = 7
@@ -453,7 +496,11 @@ def load(step: Step) -> Inputs:
     baseline: loaded, passing the raw layer's recorded verdicts, their night not blocked."""
     night = step.night
     first = night.days_back(HISTORY_DAYS)
-    days = profile(step, first, night.day)
+    try:
+        version = registry.current_mapping_version(step.conn)
+    except warehouse.NotMaterialised:  # the history's first load, before any training
+        version = None
+    days = profile(step, first, night.day, version)
     verdicts = warehouse.raw_verdicts(step.conn, first, night.day - dt.timedelta(days=1))
     blocked = warehouse.night_verdicts(step.conn, first, night.day - dt.timedelta(days=1))
     sick = set(verdicts.loc[~verdicts["passed"], "partition"]) | set(blocked.loc[~blocked["passed"], "partition"])
@@ -464,5 +511,7 @@ def load(step: Step) -> Inputs:
             "day": night.day,
             "healthy": [d for d in loaded if d not in sick],
             "holidays": volume.holidays(step, first, night.day)[0],
+            "baseline_from": dict(step.settings.override.profile_baseline_from),
+            "mapping_version": version,
         }
     )

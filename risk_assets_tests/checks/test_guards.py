@@ -539,7 +539,7 @@ def test_amount_pileup_fails_when_one_amount_holds_far_more_rows_than_usual():
 
 
 # --------------------------------------------------------------------------- night profile
-def _profile_days(last: dt.date, n_days: int = 63, change=None, every=None):
+def _profile_days(last: dt.date, n_days: int = 63, change=None, every=None, mapping=None):
     """``n_days`` synthetic raw days ending ``last`` (about 2,000 rows a day, four regions,
     two channels, lognormal amounts), each through the profile's row-level definition;
     ``change(raw, customers) -> raw`` rewrites the last day, ``every`` the days before it."""
@@ -569,14 +569,84 @@ def _profile_days(last: dt.date, n_days: int = 63, change=None, every=None):
         rewrite = change if day == last else every
         frames.append(rewrite(raw, customers) if rewrite is not None else raw)
     raw = pd.concat(frames, ignore_index=True)
-    return profile_of(raw, customers)
+    return profile_of(raw, customers, mapping)
 
 
 def _judge_profile(days, last, **kw):
     from risk_assets.checks.profile import night_profile
 
     healthy = sorted(set(days["partition"]) - {last})
-    return night_profile(days, last, healthy, kw.pop("holidays", frozenset()), max_z=7.0, warn_z=5.0, min_ratio=1.5)
+    return night_profile(
+        days, last, healthy, kw.pop("holidays", frozenset()), max_z=7.0, warn_z=5.0, min_ratio=1.5, **kw
+    )
+
+
+def _profile_mapping(aliases: dict[str, str]) -> pd.DataFrame:
+    known = ["groceries", "fuel", "travel"]
+    return pd.DataFrame({"raw_category": [*known, *aliases], "canonical": [*known, *aliases.values()]})
+
+
+def test_night_profile_reads_categories_through_the_mapping_so_an_absorbed_rename_is_no_change():
+    """'fuel' renamed 'petrol' from tonight. As delivered, fuel vanished (and petrol is new);
+    through a mapping that aliases petrol to fuel, the population is unchanged and passes."""
+    last = dt.date(2026, 3, 4)
+
+    def rename(raw, customers):
+        return raw.assign(category=raw["category"].replace({"fuel": "petrol"}))
+
+    as_delivered = _judge_profile(_profile_days(last, change=rename), last)
+    assert not as_delivered.passed and as_delivered.figures["value"] == "fuel" and "vanished" in as_delivered.summary
+    mapped = _judge_profile(_profile_days(last, change=rename, mapping=_profile_mapping({"petrol": "fuel"})), last)
+    assert mapped.passed, mapped.summary
+    judged = mapped.tables["statistics"]
+    assert "petrol" not in set(judged["value"]) and "fuel" in set(judged.loc[judged["col"] == "category", "value"])
+
+
+def test_a_lasting_merge_is_accepted_by_restarting_the_values_baseline_and_said():
+    """travel merged into fuel from ``start`` (mapped onto fuel: fuel's share up 1.3x, travel
+    gone). Blocked every night after, as a lasting change would be for nine weeks; restarting
+    the two values' baselines at ``start`` passes, says so, and leaves the other values
+    judged; a restart dated after a night does not apply to it."""
+    last = dt.date(2026, 3, 4)
+
+    def merge(raw, customers):
+        return raw.assign(category=raw["category"].replace({"travel": "fuel"}))
+
+    days = _profile_days(last, change=merge)
+    blocked = _judge_profile(days, last)
+    assert not blocked.passed and blocked.figures["value"] == "travel" and "vanished" in blocked.summary
+
+    restart = {"category=travel": last, "category=fuel": last}
+    accepted = _judge_profile(days, last, baseline_from=restart)
+    assert accepted.passed, accepted.summary
+    assert accepted.figures["baseline_restarts"] == {k: str(d) for k, d in sorted(restart.items())}
+    assert "baseline restarted by override: category=fuel from 2026-03-04" in accepted.summary
+    judged = accepted.tables["statistics"]
+    assert set(judged.loc[judged["col"] == "category", "value"]) == {"groceries"}  # still watched
+    assert {"region", "channel", "segment"} <= set(judged["col"])
+
+    whole = _judge_profile(days, last, baseline_from={"category": last})
+    assert whole.passed and "category" not in set(whole.tables["statistics"]["col"])
+    later = _judge_profile(days, last, baseline_from={"category": last + dt.timedelta(days=1)})
+    assert not later.passed and later.figures["baseline_restarts"] == {}
+
+
+def test_a_profile_restart_is_an_override_with_a_known_column():
+    from pydantic import ValidationError
+
+    from risk_assets.checks.profile import CUSTOMER_COLUMNS, DAY, TRANSACTION_COLUMNS
+    from risk_assets.settings import OverrideSettings
+
+    ok = OverrideSettings(
+        by="a", reason="b", profile_baseline_from={"category=fuel": "2026-03-04", "day": "2026-03-01"}
+    )
+    assert ok.profile_baseline_from["category=fuel"] == dt.date(2026, 3, 4)
+    for column in (DAY[0], *TRANSACTION_COLUMNS, *CUSTOMER_COLUMNS):  # every column the profile splits by
+        OverrideSettings(by="a", reason="b", profile_baseline_from={column: "2026-03-04"})
+    with pytest.raises(ValidationError, match="not 'column' or 'column=value'"):
+        OverrideSettings(by="a", reason="b", profile_baseline_from={"amount": "2026-03-04"})
+    with pytest.raises(ValidationError, match="need 'by' and 'reason'"):
+        OverrideSettings(profile_baseline_from={"category": "2026-03-04"})
 
 
 def test_night_profile_passes_a_clean_day_and_judges_every_column():

@@ -163,8 +163,8 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     )
     customers = warehouse.frame(conn, "SELECT customer_id, segment, region FROM customers")
     pd.testing.assert_frame_equal(
-        night_profile.profile(q, night.days_back(28), day),
-        night_profile.profile_of(history, customers),
+        night_profile.profile(q, night.days_back(28), day, version),
+        night_profile.profile_of(history, customers, mapping),
         check_dtype=False,
     )
     pd.testing.assert_frame_equal(
@@ -241,7 +241,7 @@ def all_statistics(q, day: dt.date, settings, source=None) -> dict[str, pd.DataF
         "channels": coverage.value_counts(q, day, "channel"),
         "amount_levels": amounts.levels(q, night.days_back(28), day),
         "top_amounts": amounts.top_amounts(q, night.days_back(28), day),
-        "profile": night_profile.profile(q, night.days_back(28), day),
+        "profile": night_profile.profile(q, night.days_back(28), day, version),
         "last_days": lookback.last_days(q, night.days_back(28), day),
         "daily": daily.aggregates(q, night.days_back(28), day, version, settings),
         "reasons": q.statistic(rejections.REASONS, {"day": day}),

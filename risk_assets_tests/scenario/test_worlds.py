@@ -404,21 +404,87 @@ def test_amounts_in_another_unit_fail_with_the_factor_stated(landing_copy, insta
     assert 60 < check.metadata["factor"].value < 160 and "larger" in check.description
 
 
-def test_a_rename_and_a_merge_of_categories_are_stopped_and_suggested(landing_copy, instance):
-    settings = landing_copy([FIRST_NIGHT])
-    profile = PROFILES[scenario_of(settings).world.profile]
-    changes = {**profile.renamed, **profile.merged}
+def _remap(settings, instance, aliases: dict[str, str]):
+    """The operator's remedy: the suggested aliases in the settings, a new mapping version."""
+    import dagster as dg
 
-    def product_change(frame, rng):
-        frame["category"] = frame["category"].map(lambda c: changes.get(c, c))
-        return frame
+    from risk_assets.defs.factory import build_definitions
+    from risk_assets.defs.jobs import TRAINING_JOB
 
-    damage(landing_copy.landing, FIRST_NIGHT, product_change)
+    fixed = settings.with_overrides(mapping={"aliases": aliases})
+    build_definitions(fixed).resolve_job_def(TRAINING_JOB).execute_in_process(
+        instance=instance, run_config=QUIET, asset_selection=[dg.AssetKey("category_mapping")]
+    )
+    return fixed
+
+
+def _product_change(landing, days, changes: dict[str, str]) -> None:
+    for day in days:
+        damage(landing, day, lambda frame, rng: frame.assign(category=frame["category"].replace(changes)))
+
+
+def test_a_rename_absorbed_by_the_mapping_scores_this_night_and_the_next(landing_copy, instance):
+    """The largest category renamed from tonight (a category small enough is below what the
+    profile judges at this size): stopped by coverage with the alias suggested; with the
+    alias, the night profile reads the new name as the old one (as delivered, the old name
+    vanished), so this night and the next score without any other override."""
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    folder = landing_copy.landing / "transactions" / f"date={FIRST_NIGHT:%Y-%m-%d}"
+    day = pd.concat([pd.read_parquet(f) for f in sorted(folder.glob("*.parquet"))], ignore_index=True)
+    largest = day["category"].value_counts().idxmax()
+    renamed = {largest: f"{largest}_new"}
+    _product_change(landing_copy.landing, (FIRST_NIGHT, NEXT_NIGHT), renamed)
     result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
-    assert_blocked(settings, result, FIRST_NIGHT, "encoded_features.category_coverage")
+    assert_blocked(settings, result, FIRST_NIGHT, "raw_transactions.category_coverage")
     suggested = evaluation(result, "raw_transactions.category_coverage").metadata["suggested_aliases"].value
-    renamed_from, renamed_to = next(iter(profile.renamed.items()))
-    assert suggested.get(renamed_to) == renamed_from
+    assert suggested == {new: old for old, new in renamed.items()}
+
+    fixed = _remap(settings, instance, suggested)
+    for night in (FIRST_NIGHT, NEXT_NIGHT):
+        result = run_night(fixed, instance, night, run_config=QUIET, raise_on_error=False)
+        failed, _ = outcome(result)
+        assert result.success and not failed and scored(fixed, night) > 0, (night, failed)
+        profile = evaluation(result, "raw_transactions.night_profile")
+        assert profile.passed and profile.metadata["category_mapping_version"].value
+
+
+def test_a_lasting_change_of_one_value_is_accepted_by_restarting_its_baseline(landing_copy, instance):
+    """The largest region's activity falls by 80% from tonight and stays there (its customers
+    moved to another bank: no fault to re-deliver). The night profile blocks it, naming the
+    region; a restart of that value's baseline by override (who and why on record) accepts
+    the new normal, so this night and the next score — and say the restart is in force —
+    while every other value stays judged."""
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    customers = pd.read_parquet(landing_copy.landing / "customers.parquet")
+    value = customers["region"].value_counts().idxmax()
+    leaving = set(customers.loc[customers["region"] == value, "customer_id"])
+
+    def leave(frame, rng):
+        return frame[~(frame["customer_id"].isin(leaving).to_numpy() & (rng.random(len(frame)) < 0.8))]
+
+    for night in (FIRST_NIGHT, NEXT_NIGHT):
+        damage(landing_copy.landing, night, leave)
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET, raise_on_error=False)
+    assert_blocked(settings, result, FIRST_NIGHT, "raw_transactions.night_profile")
+    figures = {k: v.value for k, v in evaluation(result, "raw_transactions.night_profile").metadata.items()}
+    assert (figures["column"], figures["value"], figures["direction"]) == ("region", value, "down")
+
+    accepted = settings.with_overrides(
+        override={
+            "by": "j.doe",
+            "reason": "CHG-12: the region's customers moved to a partner bank, lasting",
+            "profile_baseline_from": {f"region={value}": FIRST_NIGHT.isoformat()},
+        }
+    )
+    for night in (FIRST_NIGHT, NEXT_NIGHT):
+        result = run_night(accepted, instance, night, run_config=QUIET, raise_on_error=False)
+        failed, _ = outcome(result)
+        assert result.success and not failed and scored(accepted, night) > 0, (night, failed)
+        profile = evaluation(result, "raw_transactions.night_profile")
+        assert profile.metadata["baseline_restarts"].value == {f"region={value}": str(FIRST_NIGHT)}
+        assert f"region={value} from {FIRST_NIGHT}" in profile.description
+        judged = {(r.data["col"], r.data["value"]) for r in profile.metadata["statistics"].value.records}
+        assert ("region", value) not in judged and any(col == "region" for col, _ in judged)
 
 
 def test_hostile_category_strings_are_stopped_and_stored_verbatim(landing_copy, instance):
