@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from risk_assets.core import stats
-from risk_assets.core.features.encoding import Encoding, encode, model_matrix
+from risk_assets.core.features.encoding import (
+    Encoding,
+    category_codes,
+    fill_numeric,
+    fit_fill,
+    fit_vocabulary,
+    model_matrix,
+)
 from risk_assets.core.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC
 from risk_assets.settings import TrainingSettings
 
@@ -76,6 +86,43 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, review_budget: float) -> di
     }
 
 
+def _numeric_reference(values: np.ndarray, day_index: np.ndarray, n_days: int) -> tuple[dict, list[float], list]:
+    """One numeric feature's reference (bins, shares, mean, std), its leave-one-day-out
+    distances and its daily means, from its encoded training values."""
+    edges = stats.quantile_edges(values, N_BINS)
+    bins = np.searchsorted(np.asarray(edges), values, side="left")
+    counts = np.zeros((n_days, len(edges) + 1))
+    np.add.at(counts, (day_index, bins), 1)
+    entry = {
+        "edges": edges,
+        "shares": (counts.sum(0) / counts.sum()).tolist(),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+    }
+    sums = np.bincount(day_index, weights=values, minlength=n_days)
+    return entry, _lodo(counts), (sums / counts.sum(1)).tolist()
+
+
+def _categorical_reference(codes: np.ndarray, day_index: np.ndarray, n_days: int, levels: list[str]):
+    """One categorical feature's reference (levels, shares) and its leave-one-day-out
+    distances, from its codes in ``levels``."""
+    counts = np.zeros((n_days, len(levels)))
+    np.add.at(counts, (day_index, codes), 1)
+    return {"levels": levels, "shares": (counts.sum(0) / counts.sum()).tolist()}, _lodo(counts, categorical=True)
+
+
+def _score_summary(val_scores: np.ndarray) -> dict:
+    return {
+        "quantiles": np.quantile(val_scores, np.linspace(0, 1, 101)).tolist() if len(val_scores) else [],
+        "mean": float(np.mean(val_scores)) if len(val_scores) else float("nan"),
+    }
+
+
+def _codes(values, levels: list[str]) -> np.ndarray:
+    index = {level: i for i, level in enumerate(levels)}
+    return np.array([index.get(v, len(levels) - 1) for v in values])
+
+
 def reference_profile(
     encoded_train: pd.DataFrame,
     encoding: Encoding,
@@ -89,26 +136,15 @@ def reference_profile(
     (leave-one-day-out), followed by every validation as-of day against the full
     reference (out of time, like a serving night). That is the noise a clean night
     shows, and what the drift thresholds are calibrated on. ``daily.mean`` holds each
-    training day's mean (for the directional monitor)."""
+    training day's mean (for the directional monitor). The row-level form of what
+    :func:`train` computes column by column."""
     numeric, categorical = {}, {}
     daily: dict = {"as_of": [str(a) for a in sorted(encoded_train["as_of"].unique())], "distance": {}, "mean": {}}
     day_index = encoded_train["as_of"].rank(method="dense").astype(int).to_numpy() - 1
     n_days = len(daily["as_of"])
     for name in NUMERIC:
         values = encoded_train[name].to_numpy(dtype="float64")
-        edges = stats.quantile_edges(values, N_BINS)
-        bins = np.searchsorted(np.asarray(edges), values, side="left")
-        counts = np.zeros((n_days, len(edges) + 1))
-        np.add.at(counts, (day_index, bins), 1)
-        numeric[name] = {
-            "edges": edges,
-            "shares": (counts.sum(0) / counts.sum()).tolist(),
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-        }
-        daily["distance"][name] = _lodo(counts)
-        sums = np.bincount(day_index, weights=values, minlength=n_days)
-        daily["mean"][name] = (sums / counts.sum(1)).tolist()
+        numeric[name], daily["distance"][name], daily["mean"][name] = _numeric_reference(values, day_index, n_days)
     if encoded_valid is not None and len(encoded_valid):
         for as_of, day in encoded_valid.groupby("as_of", sort=True):
             daily["as_of"].append(f"{as_of} (validation)")
@@ -118,12 +154,9 @@ def reference_profile(
                 daily["distance"][name].append(stats.psi(ref["shares"], shares))
     for name in CATEGORICAL:
         levels = encoding.vocab[name]
-        index = {level: i for i, level in enumerate(levels)}
-        codes = np.array([index.get(v, len(levels) - 1) for v in encoded_train[name]])
-        counts = np.zeros((n_days, len(levels)))
-        np.add.at(counts, (day_index, codes), 1)
-        categorical[name] = {"levels": levels, "shares": (counts.sum(0) / counts.sum()).tolist()}
-        daily["distance"][name] = _lodo(counts, categorical=True)
+        categorical[name], daily["distance"][name] = _categorical_reference(
+            _codes(encoded_train[name], levels), day_index, n_days, levels
+        )
         if encoded_valid is not None and len(encoded_valid):
             for _, day in encoded_valid.groupby("as_of", sort=True):
                 daily["distance"][name].append(
@@ -133,10 +166,7 @@ def reference_profile(
         "numeric": numeric,
         "categorical": categorical,
         "daily": daily,
-        "validation_scores": {
-            "quantiles": np.quantile(val_scores, np.linspace(0, 1, 101)).tolist() if len(val_scores) else [],
-            "mean": float(np.mean(val_scores)) if len(val_scores) else float("nan"),
-        },
+        "validation_scores": _score_summary(val_scores),
     }
 
 
@@ -151,43 +181,175 @@ def _lodo(counts: np.ndarray, categorical: bool = False) -> list[float]:
     return out
 
 
+# --------------------------------------------------------------------------- bounded training
+MATRIX_DTYPE = np.float32
+"""The training matrix's type: half of float64's memory; LightGBM bins every feature anyway
+(the validation metrics of both were measured equal within 0.002 AUC:
+``risk_assets_tests/core/test_training.py``)."""
+METRICS_SAMPLE_ROWS = 200_000
+"""Training rows the training-set metrics are computed on (a seeded sample; the validation
+metrics use every validation row)."""
+
+
+@dataclass
+class Split:
+    """One split of the training table, read one column at a time (Arrow), every column in
+    the same row order: the warehouse streams it (``warehouse.training_split``), so no frame
+    of the whole table — strings and all — is ever built."""
+
+    column: Callable[[str], pa.ChunkedArray | pa.Array]
+    rows: int
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> Split:
+        """A frame already in memory (tests, small tables)."""
+        return cls(lambda name: pa.array(frame[name].to_numpy(), from_pandas=True), len(frame))
+
+
+def _float(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as a writable float64 array, NULL as NaN."""
+    return np.array(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def _days(split: Split) -> tuple[np.ndarray, list[pd.Timestamp]]:
+    as_of = np.asarray(pc.cast(split.column("as_of"), pa.timestamp("us")).to_numpy(zero_copy_only=False))
+    days, index = np.unique(as_of, return_inverse=True)
+    return index.astype("int64"), [pd.Timestamp(d) for d in days]
+
+
+@dataclass
+class _Matrix:
+    values: np.ndarray
+    labels: np.ndarray
+    day_index: np.ndarray
+    days: list[pd.Timestamp]
+    substituted: int
+
+
+def _matrix(
+    split: Split, encoding: Encoding | None, extra_levels: dict[str, list[str]], fit: dict
+) -> tuple[_Matrix, Encoding]:
+    """The split's model matrix (float32, one column at a time into a Fortran-ordered array)
+    and the cells substituted. ``encoding`` None: fit it on this split (the training split),
+    and fill ``fit`` with the reference profile's per-feature parts and the constant
+    features on the way, while each column is at hand in float64."""
+    day_index, days = _days(split)
+    matrix = np.empty((split.rows, len(FEATURE_NAMES)), dtype=MATRIX_DTYPE, order="F")
+    vocab, fill, substituted = {}, {}, 0
+    for name in NUMERIC:
+        values = _float(split.column(name))
+        if encoding is None:
+            fill[name] = fit_fill(values)
+            if np.unique(values[~np.isnan(values)]).size <= 1:
+                fit.setdefault("constant", []).append(name)
+        substituted += fill_numeric(values, (encoding.fill if encoding else fill)[name])
+        matrix[:, FEATURE_NAMES.index(name)] = values
+        if encoding is None:
+            fit.setdefault("numeric", {})[name] = _numeric_reference(values, day_index, len(days))
+        else:
+            fit.setdefault("valid", {})[name] = values
+    for name in CATEGORICAL:
+        array = split.column(name)
+        if encoding is None:
+            vocab[name] = fit_vocabulary(pc.unique(array.drop_null()).to_pylist(), extra_levels.get(name, []))
+        levels = (encoding.vocab if encoding else vocab)[name]
+        codes, missing, unseen = category_codes(array, levels)
+        substituted += missing + unseen
+        matrix[:, FEATURE_NAMES.index(name)] = codes
+        if encoding is None:
+            fit.setdefault("categorical", {})[name] = _categorical_reference(codes, day_index, len(days), levels)
+        else:
+            fit.setdefault("valid", {})[name] = codes
+    labels = np.asarray(split.column("label").to_numpy(zero_copy_only=False), dtype="int64")
+    return _Matrix(matrix, labels, day_index, days, substituted), encoding or Encoding(vocab, fill)
+
+
+def _profile_of(fit: dict, valid: _Matrix, val_scores: np.ndarray, encoding: Encoding) -> dict:
+    """:func:`reference_profile` from the per-column parts ``_matrix`` collected."""
+    daily: dict = {"as_of": [], "distance": {}, "mean": {}}
+    numeric, categorical = {}, {}
+    for name in NUMERIC:
+        numeric[name], daily["distance"][name], daily["mean"][name] = fit["numeric"][name]
+    for name in CATEGORICAL:
+        categorical[name], daily["distance"][name] = fit["categorical"][name]
+    for i in range(len(valid.days)):
+        rows = valid.day_index == i
+        for name in NUMERIC:
+            shares = stats.bin_shares(fit["valid"][name][rows], numeric[name]["edges"])
+            daily["distance"][name].append(stats.psi(numeric[name]["shares"], shares))
+    for name in CATEGORICAL:
+        levels = encoding.vocab[name]
+        for i in range(len(valid.days)):
+            counts = np.bincount(fit["valid"][name][valid.day_index == i], minlength=len(levels))
+            shares = counts / max(counts.sum(), 1)
+            daily["distance"][name].append(stats.js_distance(categorical[name]["shares"], shares))
+    return {
+        "numeric": numeric,
+        "categorical": categorical,
+        "daily": daily,
+        "validation_scores": _score_summary(val_scores),
+    }
+
+
 def train(
-    train_frame: pd.DataFrame,
-    valid_frame: pd.DataFrame,
-    encoding: Encoding,
+    train_split: Split,
+    valid_split: Split,
+    extra_levels: dict[str, list[str]],
     settings: TrainingSettings,
     review_budget: float,
     spec_version: str,
     mapping_version: str,
     feature_vocabulary: dict | None = None,
 ) -> tuple[lgb.Booster, ModelCard, dict]:
-    """Fit on the training frame, evaluate on the later validation frame.
+    """Fit on the training split, evaluate on the later validation split — within bounded
+    memory: each split becomes a float32 matrix one column at a time (no frame of the
+    table, no copy of it), the encoding and the reference profile are fitted on the way,
+    LightGBM bins the matrix and the matrix is dropped; the training-set metrics use a seeded
+    sample of :data:`METRICS_SAMPLE_ROWS` rows.
 
     Returns the booster, its card and the encoding ledgers' sizes (cells substituted
     in training and validation — reported, never hidden)."""
-    enc_train, ledger_train = encode(train_frame, encoding)
-    enc_valid, ledger_valid = encode(valid_frame, encoding)
+    fit: dict = {}
+    tr, encoding = _matrix(train_split, None, extra_levels, fit)
+    va, _ = _matrix(valid_split, encoding, extra_levels, fit)
     params = lgb_params(settings)
     data = lgb.Dataset(
-        model_matrix(enc_train, encoding),
-        label=train_frame["label"].to_numpy(),
+        tr.values,
+        label=tr.labels,
+        feature_name=list(FEATURE_NAMES),
         categorical_feature=list(CATEGORICAL),
         free_raw_data=True,
     )
     booster = lgb.train(params, data, num_boost_round=settings.num_boost_round)
-    val_scores = booster.predict(model_matrix(enc_valid, encoding))
-    train_scores = booster.predict(model_matrix(enc_train, encoding))
+    # a frame scored later (serving) maps its categories like the matrix did
+    booster.pandas_categorical = [encoding.vocab[name] for name in FEATURE_NAMES if name in CATEGORICAL]
+    rng = np.random.default_rng(settings.seed)
+    sample = np.sort(rng.choice(train_split.rows, size=min(METRICS_SAMPLE_ROWS, train_split.rows), replace=False))
+    train_scores = booster.predict(tr.values[sample])
+    train_labels = tr.labels[sample]
+    del data
+    tr_rows, tr_positives, tr_days, tr_substituted = len(tr.labels), int(tr.labels.sum()), tr.days, tr.substituted
+    del tr  # the training matrix: LightGBM holds its binned copy
+    val_scores = booster.predict(va.values)
+    training = evaluate(train_labels, train_scores, review_budget) | {
+        "rows": tr_rows,
+        "positives": tr_positives,
+        "base_rate": tr_positives / max(tr_rows, 1),
+        "metrics_sample_rows": int(len(sample)),
+    }
     metrics = {
-        "validation": evaluate(valid_frame["label"].to_numpy(), val_scores, review_budget),
-        "training": evaluate(train_frame["label"].to_numpy(), train_scores, review_budget),
+        "validation": evaluate(va.labels, val_scores, review_budget),
+        "training": training,
         "review_budget": review_budget,
     }
     text = booster.model_to_string()
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
     periods = {
-        "training_as_of": [str(train_frame["as_of"].min()), str(train_frame["as_of"].max())],
-        "validation_as_of": [str(valid_frame["as_of"].min()), str(valid_frame["as_of"].max())],
+        "training_as_of": [str(tr_days[0]), str(tr_days[-1])],
+        "validation_as_of": [str(va.days[0]), str(va.days[-1])] if va.days else ["", ""],
     }
+    reference = _profile_of(fit, va, val_scores, encoding)
+    reference["daily"]["as_of"] = [str(d) for d in tr_days] + [f"{d} (validation)" for d in va.days]
     card = ModelCard(
         version=version,
         spec_version=spec_version,
@@ -198,11 +360,11 @@ def train(
         params=params | {"num_boost_round": settings.num_boost_round},
         metrics=metrics,
         periods=periods,
-        reference=reference_profile(enc_train, encoding, val_scores, enc_valid),
+        reference=reference,
         feature_vocabulary=feature_vocabulary or {},
-        constant_features=constant_features(train_frame),
+        constant_features=fit.get("constant", []),
     )
-    ledgers = {"training_cells_substituted": len(ledger_train), "validation_cells_substituted": len(ledger_valid)}
+    ledgers = {"training_cells_substituted": tr_substituted, "validation_cells_substituted": va.substituted}
     return booster, card, ledgers
 
 

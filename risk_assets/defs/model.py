@@ -14,7 +14,6 @@ from risk_assets.checks.catalogue import declared
 from risk_assets.checks.model import deployment_gate
 from risk_assets.checks.parity import parity, parity_inputs
 from risk_assets.core import model as model_lib
-from risk_assets.core.features.encoding import fit_encoding
 from risk_assets.core.features.spec import NONE, SPEC_VERSION, WINDOWS
 from risk_assets.core.night import Night
 from risk_assets.defs import render
@@ -100,15 +99,12 @@ def train_model(engine: Engine, settings: Settings) -> dict:
     """Train on the training split, validate on the later one, save (LightGBM text +
     card) and register — not deploy."""
     conn = engine.conn
-    frame = warehouse.training_frame(conn)
     levels = registry.canonical_levels(conn)
-    mapping_version = frame.at[0, "mapping_version"]
-    train, valid = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
-    encoding = fit_encoding(train, extra_levels={"top_category_30d": levels + [NONE]})
+    mapping_version = warehouse.training_mapping_version(conn)
     booster, card, ledgers = model_lib.train(
-        train,
-        valid,
-        encoding,
+        warehouse.training_split(conn, "train"),
+        warehouse.training_split(conn, "validation"),
+        {"top_category_30d": levels + [NONE]},
         settings.training,
         settings.scoring.review_budget,
         SPEC_VERSION,

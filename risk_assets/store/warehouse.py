@@ -659,6 +659,41 @@ def training_summary(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     )
 
 
+TRAINING_COLUMNS = frozenset({*(f.name for f in FEATURES), "label", "as_of", "customer_id"})
+"""The columns :func:`training_split` reads (whitelisted identifiers)."""
+
+
+def training_split(conn: duckdb.DuckDBPyConnection, split: str):
+    """One split of ``training_features`` read one column at a time as Arrow, every column in
+    the order ``as_of, customer_id`` (:class:`risk_assets.core.model.Split`): training never
+    builds a frame of the whole table."""
+    from risk_assets.core.model import Split
+
+    rows = scalar(conn, "SELECT count(*) FROM training_features WHERE split = ?", [split])
+    if not rows:
+        raise NotMaterialised(f"training_features has no {split!r} rows: materialise it first")
+
+    def column(name: str):
+        if name not in TRAINING_COLUMNS:
+            raise ValueError(f"{name!r} is not a column of training_features")
+        return (
+            conn.sql(
+                f'SELECT "{name}" FROM training_features WHERE split = ? ORDER BY as_of, customer_id', params=[split]
+            )
+            .to_arrow_table()
+            .column(0)
+        )
+
+    return Split(column, int(rows))
+
+
+def training_mapping_version(conn: duckdb.DuckDBPyConnection) -> str:
+    version = scalar(conn, "SELECT min(mapping_version) FROM training_features")
+    if version is None:
+        raise NotMaterialised("training_features is empty: materialise it first")
+    return version
+
+
 def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     out = conn.execute("SELECT * FROM training_features ORDER BY as_of, customer_id").df()
     if out.empty:

@@ -9,10 +9,13 @@ reason, original value, substituted value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from risk_assets.core.features.spec import CATEGORICAL, FEATURE_NAMES, NUMERIC, UNSEEN
 
@@ -34,18 +37,54 @@ class Encoding:
         return cls(vocab={k: list(v) for k, v in data["vocab"].items()}, fill=dict(data["fill"]))
 
 
+def fit_vocabulary(levels: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
+    """A categorical feature's vocabulary: the training levels (+ known extra levels), sorted,
+    then ``__unseen__``."""
+    found = {str(v) for v in levels} | set(extra)
+    found.discard(UNSEEN)
+    return sorted(found) + [UNSEEN]
+
+
+def fit_fill(values: np.ndarray) -> float:
+    """A numeric feature's fill value: the training median of its non-missing values (0.0
+    when it has none)."""
+    values = np.asarray(values, dtype="float64")
+    present = values[~np.isnan(values)]
+    median = float(np.median(present)) if present.size else float("nan")
+    return median if np.isfinite(median) else 0.0
+
+
 def fit_encoding(train: pd.DataFrame, extra_levels: dict[str, list[str]] | None = None) -> Encoding:
     """Vocabulary = training levels (+ known extra levels) + ``__unseen__``; fill = median."""
-    vocab = {}
-    for name in CATEGORICAL:
-        levels = set(train[name].dropna().astype(str)) | set((extra_levels or {}).get(name, []))
-        levels.discard(UNSEEN)
-        vocab[name] = sorted(levels) + [UNSEEN]
-    fill = {}
-    for name in NUMERIC:
-        median = train[name].astype("float64").median()
-        fill[name] = float(median) if np.isfinite(median) else 0.0
+    vocab = {
+        name: fit_vocabulary(train[name].dropna().astype(str), (extra_levels or {}).get(name, []))
+        for name in CATEGORICAL
+    }
+    fill = {name: fit_fill(train[name].astype("float64").to_numpy()) for name in NUMERIC}
     return Encoding(vocab, fill)
+
+
+def fill_numeric(values: np.ndarray, fill: float) -> int:
+    """Column-wise :func:`encode` of a numeric feature, in place (float64, NaN = missing):
+    returns the cells substituted (the ledger's count for that feature)."""
+    missing = np.isnan(values)
+    values[missing] = fill
+    return int(missing.sum())
+
+
+def category_codes(values: pa.Array | pa.ChunkedArray, vocab: list[str]) -> tuple[np.ndarray, int, int]:
+    """Column-wise :func:`encode` + :func:`model_matrix` of a categorical feature: each
+    value's index in ``vocab`` (a missing or unknown value: ``__unseen__``, the last), and
+    the cells substituted as missing and as unseen (the ledger's counts)."""
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    encoded = pc.dictionary_encode(array.cast(pa.string()))
+    unseen = len(vocab) - 1
+    index = {level: i for i, level in enumerate(vocab[:-1])}
+    lookup = np.array([index.get(v, unseen) for v in encoded.dictionary.to_pylist()] + [unseen], dtype="int32")
+    positions = encoded.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)
+    codes = lookup[positions]
+    missing = int(array.null_count)
+    return codes, missing, int((codes == unseen).sum()) - missing
 
 
 def encode(frame: pd.DataFrame, encoding: Encoding) -> tuple[pd.DataFrame, pd.DataFrame]:
