@@ -60,10 +60,14 @@ def settings_for(folder: Path, customers: int, night: dt.date = FIRST_NIGHT) -> 
 
 
 def build(
-    settings: Settings, instance: dg.DagsterInstance, say: Callable[[str], None] = print, night: dt.date = FIRST_NIGHT
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    say: Callable[[str], None] = print,
+    night: dt.date = FIRST_NIGHT,
+    train: bool = True,
 ) -> dict[str, float]:
     """Customers, raw history from the first partition up to the day before ``night``,
-    mapping and model."""
+    and (``train``) mapping and model."""
     defs = build_definitions(settings)
     timings = {}
     for label, job, tags in (
@@ -76,7 +80,7 @@ def build(
                 ASSET_PARTITION_RANGE_END_TAG: (night - dt.timedelta(days=1)).isoformat(),
             },
         ),
-        ("training", TRAINING_JOB, {}),
+        *([("training", TRAINING_JOB, {})] if train else []),
     ):
         t0 = time.perf_counter()
         result = defs.resolve_job_def(job).execute_in_process(instance=instance, run_config=QUIET, tags=tags)
