@@ -342,7 +342,9 @@ def night_profile(
     baseline); ``mapping_version``: the category mapping the categories were read through
     (named in the figures)."""
     restarts = {k: d for k, d in (baseline_from or {}).items() if d <= day}
-    stats = restart_baselines(statistics(days), day, restarts)
+    stats = statistics(days)
+    unmatched = sorted(k for k in restarts if not restart_matches(stats, k).any())
+    stats = restart_baselines(stats, day, restarts)
     reference = comparable_days(day, [d for d in healthy if d < day], holidays)
     holiday = day in holidays
     centre_days = reference if holiday else [d for d in reference if d.weekday() == day.weekday()]
@@ -384,12 +386,20 @@ def night_profile(
         "max_abs_z": float(judged["z"].abs().max()) if len(judged) else None,
         "category_mapping_version": mapping_version,
         "baseline_restarts": {k: str(d) for k, d in sorted(restarts.items())},
+        "baseline_restarts_matching_nothing": unmatched,
     }
     restarted = (
         "; baseline restarted by override: " + ", ".join(f"{k} from {d}" for k, d in sorted(restarts.items()))
         if restarts
         else ""
     )
+    if unmatched:  # a typo, or a raw category name the mapping reads as its canonical one
+        restarted += (
+            f"; the override's restart(s) {', '.join(unmatched)} name no value the profile read "
+            "(categories are read by their canonical name in the mapping): nothing restarted for them"
+        )
+    if mapping_version is None and (days["col"] == "category").any():
+        restarted += "; categories as delivered (no category mapping yet)"
     shown = table.loc[
         table["judged"],
         ["col", "value", "statistic", "rows", "ref_rows", "x", "median", "scale", "z", "ratio", "large"],
@@ -443,16 +453,22 @@ def night_profile(
     )
 
 
+def restart_matches(stats: pd.DataFrame, key: str) -> np.ndarray:
+    """The rows of ``stats`` a restart key names: a column (``"column"``) or one value of it
+    (``"column=value"``)."""
+    column, has_value, value = key.partition("=")
+    matches = (stats["col"] == column).to_numpy()
+    if has_value:
+        matches &= (stats["value"] == value).to_numpy()
+    return matches
+
+
 def restart_baselines(stats: pd.DataFrame, day: dt.date, restarts: dict[str, dt.date]) -> pd.DataFrame:
-    """``stats`` without the days before each restart of its column (``"column"``) or value
-    (``"column=value"``); tonight's own statistics are kept."""
+    """``stats`` without the days before each restart of its column or value (tonight, on
+    or after the restart, is kept)."""
     keep = np.ones(len(stats), dtype=bool)
     for key, start in restarts.items():
-        column, has_value, value = key.partition("=")
-        matches = (stats["col"] == column).to_numpy()
-        if has_value:
-            matches &= (stats["value"] == value).to_numpy()
-        keep &= ~(matches & (stats["partition"] < start).to_numpy() & (stats["partition"] != day).to_numpy())
+        keep &= ~(restart_matches(stats, key) & (stats["partition"] < start).to_numpy())
     return stats[keep]
 
 
@@ -496,10 +512,9 @@ def load(step: Step) -> Inputs:
     baseline: loaded, passing the raw layer's recorded verdicts, their night not blocked."""
     night = step.night
     first = night.days_back(HISTORY_DAYS)
-    try:
-        version = registry.current_mapping_version(step.conn)
-    except warehouse.NotMaterialised:  # the history's first load, before any training
-        version = None
+    # the history's first load comes before any training: no mapping yet (named in the result)
+    mapped = warehouse.scalar(step.conn, f"SELECT count(*) FROM {warehouse.table('category_mapping')}")
+    version = registry.current_mapping_version(step.conn) if mapped else None
     days = profile(step, first, night.day, version)
     verdicts = warehouse.raw_verdicts(step.conn, first, night.day - dt.timedelta(days=1))
     blocked = warehouse.night_verdicts(step.conn, first, night.day - dt.timedelta(days=1))

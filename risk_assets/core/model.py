@@ -208,7 +208,8 @@ class Split:
 
 def _float(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A numeric column as a writable float64 array, NULL as NaN."""
-    return np.array(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+    out = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    return out if out.flags.writeable else out.copy()
 
 
 def _days(split: Split) -> tuple[np.ndarray, list[pd.Timestamp]]:
@@ -246,8 +247,12 @@ def _matrix(
         matrix[:, FEATURE_NAMES.index(name)] = values
         if encoding is None:
             fit.setdefault("numeric", {})[name] = _numeric_reference(values, day_index, len(days))
-        else:
-            fit.setdefault("valid", {})[name] = values
+        else:  # a validation day against the reference, out of time like a serving night
+            ref = fit["numeric"][name][0]
+            fit.setdefault("valid", {})[name] = [
+                stats.psi(ref["shares"], stats.bin_shares(values[day_index == i], ref["edges"]))
+                for i in range(len(days))
+            ]
     for name in CATEGORICAL:
         array = split.column(name)
         if encoding is None:
@@ -259,36 +264,27 @@ def _matrix(
         if encoding is None:
             fit.setdefault("categorical", {})[name] = _categorical_reference(codes, day_index, len(days), levels)
         else:
-            fit.setdefault("valid", {})[name] = codes
+            ref = fit["categorical"][name][0]
+            shares = [np.bincount(codes[day_index == i], minlength=len(levels)) for i in range(len(days))]
+            fit.setdefault("valid", {})[name] = [
+                stats.js_distance(ref["shares"], counts / max(counts.sum(), 1)) for counts in shares
+            ]
     labels = np.asarray(split.column("label").to_numpy(zero_copy_only=False), dtype="int64")
     return _Matrix(matrix, labels, day_index, days, substituted), encoding or Encoding(vocab, fill)
 
 
-def _profile_of(fit: dict, valid: _Matrix, val_scores: np.ndarray, encoding: Encoding) -> dict:
+def _profile_of(fit: dict, val_scores: np.ndarray) -> dict:
     """:func:`reference_profile` from the per-column parts ``_matrix`` collected."""
     daily: dict = {"as_of": [], "distance": {}, "mean": {}}
     numeric, categorical = {}, {}
     for name in NUMERIC:
         numeric[name], daily["distance"][name], daily["mean"][name] = fit["numeric"][name]
+        daily["distance"][name] = daily["distance"][name] + fit["valid"][name]
     for name in CATEGORICAL:
         categorical[name], daily["distance"][name] = fit["categorical"][name]
-    for i in range(len(valid.days)):
-        rows = valid.day_index == i
-        for name in NUMERIC:
-            shares = stats.bin_shares(fit["valid"][name][rows], numeric[name]["edges"])
-            daily["distance"][name].append(stats.psi(numeric[name]["shares"], shares))
-    for name in CATEGORICAL:
-        levels = encoding.vocab[name]
-        for i in range(len(valid.days)):
-            counts = np.bincount(fit["valid"][name][valid.day_index == i], minlength=len(levels))
-            shares = counts / max(counts.sum(), 1)
-            daily["distance"][name].append(stats.js_distance(categorical[name]["shares"], shares))
-    return {
-        "numeric": numeric,
-        "categorical": categorical,
-        "daily": daily,
-        "validation_scores": _score_summary(val_scores),
-    }
+        daily["distance"][name] = daily["distance"][name] + fit["valid"][name]
+    summary = _score_summary(val_scores)
+    return {"numeric": numeric, "categorical": categorical, "daily": daily, "validation_scores": summary}
 
 
 def train(
@@ -311,7 +307,6 @@ def train(
     in training and validation — reported, never hidden)."""
     fit: dict = {}
     tr, encoding = _matrix(train_split, None, extra_levels, fit)
-    va, _ = _matrix(valid_split, encoding, extra_levels, fit)
     params = lgb_params(settings)
     data = lgb.Dataset(
         tr.values,
@@ -327,9 +322,9 @@ def train(
     sample = np.sort(rng.choice(train_split.rows, size=min(METRICS_SAMPLE_ROWS, train_split.rows), replace=False))
     train_scores = booster.predict(tr.values[sample])
     train_labels = tr.labels[sample]
-    del data
     tr_rows, tr_positives, tr_days, tr_substituted = len(tr.labels), int(tr.labels.sum()), tr.days, tr.substituted
-    del tr  # the training matrix: LightGBM holds its binned copy
+    del data, tr  # the training matrix, before the validation one is built
+    va, _ = _matrix(valid_split, encoding, extra_levels, fit)
     val_scores = booster.predict(va.values)
     training = evaluate(train_labels, train_scores, review_budget) | {
         "rows": tr_rows,
@@ -346,9 +341,9 @@ def train(
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
     periods = {
         "training_as_of": [str(tr_days[0]), str(tr_days[-1])],
-        "validation_as_of": [str(va.days[0]), str(va.days[-1])] if va.days else ["", ""],
+        "validation_as_of": [str(va.days[0]), str(va.days[-1])],
     }
-    reference = _profile_of(fit, va, val_scores, encoding)
+    reference = _profile_of(fit, val_scores)
     reference["daily"]["as_of"] = [str(d) for d in tr_days] + [f"{d} (validation)" for d in va.days]
     card = ModelCard(
         version=version,

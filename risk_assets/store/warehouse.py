@@ -669,9 +669,16 @@ def training_split(conn: duckdb.DuckDBPyConnection, split: str):
     builds a frame of the whole table."""
     from risk_assets.core.model import Split
 
-    rows = scalar(conn, "SELECT count(*) FROM training_features WHERE split = ?", [split])
+    [(rows, keys)] = conn.execute(
+        "SELECT count(*), count(DISTINCT (as_of, customer_id)) FROM training_features WHERE split = ?", [split]
+    ).fetchall()
     if not rows:
         raise NotMaterialised(f"training_features has no {split!r} rows: materialise it first")
+    if keys != rows:  # each column is its own ordered read: a tie would shuffle rows across columns
+        raise ValueError(
+            f"training_features' {split!r} split has {rows - keys} row(s) repeating an (as_of, customer_id): "
+            "its columns cannot be read one at a time in one order; rebuild training_features"
+        )
 
     def column(name: str):
         if name not in TRAINING_COLUMNS:
@@ -688,10 +695,12 @@ def training_split(conn: duckdb.DuckDBPyConnection, split: str):
 
 
 def training_mapping_version(conn: duckdb.DuckDBPyConnection) -> str:
-    version = scalar(conn, "SELECT min(mapping_version) FROM training_features")
-    if version is None:
+    versions = [r[0] for r in conn.execute("SELECT DISTINCT mapping_version FROM training_features").fetchall()]
+    if not versions:
         raise NotMaterialised("training_features is empty: materialise it first")
-    return version
+    if len(versions) > 1:
+        raise ValueError(f"training_features mixes mapping versions {sorted(versions)}: rebuild it")
+    return versions[0]
 
 
 def training_frame(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:

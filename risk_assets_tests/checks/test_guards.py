@@ -625,6 +625,11 @@ def test_a_lasting_merge_is_accepted_by_restarting_the_values_baseline_and_said(
     assert set(judged.loc[judged["col"] == "category", "value"]) == {"groceries"}  # still watched
     assert {"region", "channel", "segment"} <= set(judged["col"])
 
+    # a restart naming no value the profile reads (a typo, a raw name the mapping renames) is said
+    typo = _judge_profile(days, last, baseline_from={"category=Travel": last})
+    assert not typo.passed and typo.figures["baseline_restarts_matching_nothing"] == ["category=Travel"]
+    assert "category=Travel name no value the profile read" in typo.summary
+
     whole = _judge_profile(days, last, baseline_from={"category": last})
     assert whole.passed and "category" not in set(whole.tables["statistics"]["col"])
     later = _judge_profile(days, last, baseline_from={"category": last + dt.timedelta(days=1)})

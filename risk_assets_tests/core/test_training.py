@@ -143,3 +143,13 @@ def test_the_warehouse_streams_a_split_by_whitelisted_columns_only(splits):
         read.column('label" FROM training_features; --')
     with pytest.raises(warehouse.NotMaterialised):
         warehouse.training_split(conn, "holdout")
+    # a repeated (as_of, customer_id) would let the column reads disagree on the order: refused
+    warehouse.insert(
+        conn,
+        "training_features",
+        train.head(1).assign(split="train", spec_version="s1", mapping_version="m1")[
+            ["customer_id", "as_of", *FEATURE_NAMES, "label", "split", "spec_version", "mapping_version"]
+        ],
+    )
+    with pytest.raises(ValueError, match="1 row.s. repeating an .as_of, customer_id."):
+        warehouse.training_split(conn, "train")

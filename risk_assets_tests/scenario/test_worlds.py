@@ -438,6 +438,9 @@ def test_a_rename_absorbed_by_the_mapping_scores_this_night_and_the_next(landing
     assert_blocked(settings, result, FIRST_NIGHT, "raw_transactions.category_coverage")
     suggested = evaluation(result, "raw_transactions.category_coverage").metadata["suggested_aliases"].value
     assert suggested == {new: old for old, new in renamed.items()}
+    # before the alias the profile sees the old name vanish: the mapping is what makes it one value
+    before = evaluation(result, "raw_transactions.night_profile")
+    assert not before.passed and before.metadata["value"].value == largest
 
     fixed = _remap(settings, instance, suggested)
     for night in (FIRST_NIGHT, NEXT_NIGHT):
