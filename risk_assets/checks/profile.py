@@ -14,8 +14,9 @@ Spark), no approximate sketches.
 
 Each statistic is judged **two-sided** against the same statistic on comparable earlier
 days that were healthy: the same weekday in recent weeks (a source's Sunday is not its
-Monday), all recent days on a public holiday (a holiday is judged against the whole week's
-spread). The score is a robust z: the distance from the comparable days' median in units of
+Monday); a public holiday against the weekday whose recent days are closest to it in size (a
+source that closes on holidays looks like its Sundays, one that trades as usual like an
+ordinary day). The score is a robust z: the distance from the comparable days' median in units of
 their median absolute deviation, floored by the statistic's sampling noise, and it counts
 only when the change is also large (``min_ratio``): with a hundred statistics a night a
 small z alone fires every night (``docs/checks.md``: the budget and how the thresholds were
@@ -217,10 +218,13 @@ def statistics(days: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
 def comparable_days(day: dt.date, earlier: list[dt.date], holidays: frozenset[dt.date]) -> list[dt.date]:
     """The earlier healthy days a statistic of ``day`` is compared with: the ordinary days
     (public holidays apart) of the last :data:`WEEKDAY_WEEKS` weeks. :func:`judge` centres an
-    ordinary day on its own weekday among them and a holiday on all of them."""
+    ordinary day on its own weekday among them and a holiday on the weekday it looks like."""
     return [d for d in earlier if d not in holidays and 0 < (day - d).days <= 7 * WEEKDAY_WEEKS]
 
 
@@ -230,16 +234,34 @@ profile, not judged — a tail clipped at a limit shows as amounts piling up at 
 (``top_share``) and as a lower high tail."""
 
 
+def like_weekday(stats: pd.DataFrame, day: dt.date, window: list[dt.date]) -> int:
+    """The weekday a public holiday is judged as: the one whose recent days' size (rows, the
+    median over the ``window``) is closest to the holiday's own, on a log scale. A source that
+    closes on holidays looks like its Sundays (the same shops shut, the same values absent);
+    one that trades as usual looks like an ordinary day. Tonight's own weekday when the window
+    has no day of it."""
+    rows = stats[(stats["col"] == DAY[0]) & (stats["statistic"] == "median")][["partition", "rows"]]
+    tonight = rows.loc[rows["partition"] == day, "rows"]
+    earlier = rows[rows["partition"].isin(window)]
+    if tonight.empty or earlier.empty:
+        return day.weekday()
+    sizes = earlier.groupby([d.weekday() for d in earlier["partition"]])["rows"].median()
+    distance = (np.log(sizes.astype(float)) - np.log(max(float(tonight.iloc[0]), 1.0))).abs()
+    return int(distance.idxmin())
+
+
 def judge(
     stats: pd.DataFrame, day: dt.date, window: list[dt.date], min_ratio: float, holiday: bool = False
 ) -> pd.DataFrame:
     """Each judged statistic of ``day`` against the healthy ``window`` days: the centre is
-    the median of the same weekday's days (of every day on a holiday); the scale is the
+    the median of the same weekday's days (on a public holiday, of the weekday it looks like:
+    :func:`like_weekday`); the scale is the
     median absolute deviation of every window day from its own weekday's median (pooled over
     the weekdays: eight same-weekday points alone give an unstable spread), floored by the
     statistic's sampling noise. ``z`` (robust, signed) and ``ratio`` (tonight over the centre,
     as a factor). A value present on the comparable days but absent tonight has lost its
     share: it is judged at half a row's share (an upper bound)."""
+    weekday = like_weekday(stats, day, window) if holiday else day.weekday()
     stats = stats[stats["statistic"].isin(JUDGED)]
     key = ["col", "value", "statistic"]
     stats = stats.assign(value=stats["value"].fillna(NULL_KEY))
@@ -249,9 +271,8 @@ def judge(
     ref["centre"] = ref.groupby([*key, "weekday"])["x"].transform("median")
     # each deviation in units of its day's sampling noise (1/sqrt(rows)): a small day (a
     # Sunday) spreads more, and tonight's scale is the pooled spread at tonight's size
-    centre = ref.groupby(key)["x"].transform("median") if holiday else ref["centre"]
-    ref["deviation"] = (ref["x"] - centre).abs() * np.sqrt(ref["rows"])
-    same = ref if holiday else ref[ref["weekday"] == day.weekday()]
+    ref["deviation"] = (ref["x"] - ref["centre"]).abs() * np.sqrt(ref["rows"])
+    same = ref[ref["weekday"] == weekday]
     grouped = same.groupby(key)
     summary = (
         pd.DataFrame(
@@ -347,7 +368,8 @@ def night_profile(
     stats = restart_baselines(stats, day, restarts)
     reference = comparable_days(day, [d for d in healthy if d < day], holidays)
     holiday = day in holidays
-    centre_days = reference if holiday else [d for d in reference if d.weekday() == day.weekday()]
+    weekday = like_weekday(stats, day, reference) if holiday else day.weekday()
+    centre_days = [d for d in reference if d.weekday() == weekday]
     thresholds = {
         "max_z": max_z,
         "warn_z": warn_z,
@@ -381,6 +403,7 @@ def night_profile(
         "window_days": len(reference),
         "comparable_days": len(centre_days),
         "holiday": day in holidays,
+        "judged_as_weekday": WEEKDAYS[weekday],
         "errors": int(len(errors)),
         "warnings": int(len(warns)),
         "max_abs_z": float(judged["z"].abs().max()) if len(judged) else None,

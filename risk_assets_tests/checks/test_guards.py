@@ -586,6 +586,38 @@ def _profile_mapping(aliases: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({"raw_category": [*known, *aliases], "canonical": [*known, *aliases.values()]})
 
 
+def test_a_holiday_is_judged_as_the_weekday_it_looks_like():
+    """A source that closes on Sundays and holidays: fuel stations shut (fuel absent) and a
+    third of the rows. A holiday on a Wednesday is such a day. Against every day (or its own
+    Wednesday) fuel "vanished"; against the Sundays it resembles, nothing changed. A holiday
+    that trades as usual is still judged as an ordinary day, and a fault on it still blocks."""
+    last = dt.date(2026, 3, 4)  # a Wednesday
+
+    def closed(raw, customers):
+        keep = (raw["category"] != "fuel") & (np.random.default_rng(len(raw)).random(len(raw)) < 0.6)
+        return raw[keep.to_numpy()]
+
+    def sundays(raw, customers):
+        return closed(raw, customers) if raw["partition"].iloc[0].weekday() == 6 else raw
+
+    days = _profile_days(last, change=closed, every=sundays)
+    as_wednesday = _judge_profile(days, last)
+    assert not as_wednesday.passed and "fuel" in as_wednesday.summary
+    holiday = _judge_profile(days, last, holidays=frozenset({last}))
+    assert holiday.passed, holiday.summary
+    assert holiday.figures["judged_as_weekday"] == "Sunday" and holiday.figures["holiday"]
+
+    open_as_usual = _judge_profile(_profile_days(last, every=sundays), last, holidays=frozenset({last}))
+    assert open_as_usual.passed and open_as_usual.figures["judged_as_weekday"] != "Sunday"
+
+    def lose_south(raw, customers):
+        south = raw["customer_id"].isin(customers.loc[customers["region"] == "south", "customer_id"])
+        return raw[~south.to_numpy() | (np.random.default_rng(1).random(len(raw)) < 0.2)]
+
+    faulty = _judge_profile(_profile_days(last, change=lose_south, every=sundays), last, holidays=frozenset({last}))
+    assert not faulty.passed and faulty.figures["value"] == "south"
+
+
 def test_night_profile_reads_categories_through_the_mapping_so_an_absorbed_rename_is_no_change():
     """'fuel' renamed 'petrol' from tonight. As delivered, fuel vanished (and petrol is new);
     through a mapping that aliases petrol to fuel, the population is unchanged and passes."""
