@@ -241,7 +241,8 @@ def _matrix(
         values = _float(split.column(name))
         if encoding is None:
             fill[name] = fit_fill(values)
-            if np.unique(values[~np.isnan(values)]).size <= 1:
+            present = ~np.isnan(values)  # constant: one value at most (min = max), no sort of the column
+            if not present.any() or np.nanmin(values) == np.nanmax(values):
                 fit.setdefault("constant", []).append(name)
         substituted += fill_numeric(values, (encoding.fill if encoding else fill)[name])
         matrix[:, FEATURE_NAMES.index(name)] = values
