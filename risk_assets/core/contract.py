@@ -79,11 +79,23 @@ class Split:
 
 # --------------------------------------------------------------------------- coercion
 def _coerce_text(frame: pd.DataFrame, column: str, reasons: dict[int, list[str]]) -> None:
-    values = frame[column]
-    problem = values.map(_text_problem)
-    for i in frame.index[problem.notna()]:
-        reasons[i].append(f"{column}: {problem[i]}")
-    frame[column] = values.where(problem.isna() & values.map(lambda v: isinstance(v, str)), None).astype(object)
+    """Text stays text; a missing value becomes None; anything else is rejected with
+    :func:`_text_problem`'s reason. Values of exactly ``str`` are judged all at once (one
+    encode of their concatenation: a lone surrogate anywhere sends every value to the
+    per-value rule); every other value one by one."""
+    values = frame[column].to_numpy(dtype=object)
+    exact = np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values))
+    try:
+        "".join(values[exact]).encode("utf-8")
+    except UnicodeEncodeError:
+        exact[:] = False
+    keep = exact.copy()
+    for i in np.flatnonzero(~exact):
+        problem = _text_problem(values[i])
+        if problem is not None:
+            reasons[frame.index[i]].append(f"{column}: {problem}")
+        keep[i] = problem is None and isinstance(values[i], str)
+    frame[column] = pd.Series(np.where(keep, values, None), index=frame.index, dtype=object)
 
 
 def _text_problem(value: object) -> str | None:
@@ -116,7 +128,10 @@ def _coerce_number(frame: pd.DataFrame, column: str, reasons: dict[int, list[str
         numbers = pd.Series(np.nan, index=values.index)
     else:
         numbers = pd.Series([_number(v) for v in values], index=values.index, dtype="float64")
-    bad = numbers.isna() & ~values.map(_is_missing)
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        bad = pd.Series(False, index=values.index)  # NaN in, NaN out: missing, not "not a number"
+    else:
+        bad = numbers.isna() & ~values.map(_is_missing)
     for i in frame.index[bad]:
         reasons[i].append(f"{column}: not a number")
     frame[column] = numbers
@@ -160,7 +175,10 @@ def _coerce_timestamp(frame: pd.DataFrame, column: str, reasons: dict[int, list[
         )
     for i in frame.index[out]:
         reasons[i].append(f"{column}: {_RANGE}")
-    bad = parsed.isna() & ~frame[column].map(_is_missing) & ~out
+    if pd.api.types.is_datetime64_any_dtype(frame[column].dtype):
+        bad = parsed.isna() & frame[column].notna() & ~out  # a timestamp column's only missing value is NaT
+    else:
+        bad = parsed.isna() & ~frame[column].map(_is_missing) & ~out
     for i in frame.index[bad]:
         reasons[i].append(f"{column}: not a timestamp")
     frame[column] = parsed
@@ -282,7 +300,7 @@ def _split(
     reasons: dict[int, list[str]],
     key: str | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    bad = frame.index.isin([i for i, r in reasons.items() if r])
+    bad = _rejected_mask(frame, reasons)
     rejected_rows = frame.loc[bad]
     rejected = pd.DataFrame(
         {
@@ -290,7 +308,7 @@ def _split(
             "source_row": rejected_rows[SOURCE_ROW].astype("int64"),
             "record_key": rejected_rows[key].map(lambda v: v if isinstance(v, str) else None) if key else None,
             "reasons": ["; ".join(dict.fromkeys(reasons[i])) for i in rejected_rows.index],
-            "raw_record": [_raw_json(originals) for originals in rejected_rows["_original"]],
+            "raw_record": raw_records(rejected_rows, columns),
         },
         columns=REJECTED_COLUMNS,
     )
@@ -311,8 +329,27 @@ def _prepare(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
         frame[SOURCE_FILE] = "(in memory)"
     if SOURCE_ROW not in frame:
         frame[SOURCE_ROW] = np.arange(len(frame))
-    frame["_original"] = frame[list(columns)].to_dict("records") if len(frame) else []
+    for column in columns:  # the values as received, for the rejected rows' raw_record
+        frame[ORIGINAL + column] = frame[column]
     return frame
+
+
+ORIGINAL = "_original_"
+"""Prefix of the columns :func:`_prepare` keeps each received value in (before coercion)."""
+
+
+def raw_records(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
+    """The received values of ``frame``'s rows as JSON (``raw_record``), from the columns
+    :func:`_prepare` kept (converted only for the rows asked: the rejected ones)."""
+    if frame.empty:
+        return []
+    originals = frame[[ORIGINAL + c for c in columns]].set_axis(list(columns), axis=1)
+    return [_raw_json(record) for record in originals.to_dict("records")]
+
+
+def _rejected_mask(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> np.ndarray:
+    """Rows with at least one reason."""
+    return frame.index.isin([i for i, r in reasons.items() if r])
 
 
 CONFLICT = "conflicting duplicate"
@@ -335,7 +372,7 @@ def _mark_duplicates(
     column equal): the first stays, later ones are rejected as duplicates. Copies that
     differ: every copy is rejected as a conflicting duplicate naming the columns that
     differ and where another copy is — nothing is settled by file-name order."""
-    clean = frame.loc[[not reasons[i] for i in frame.index], [key, *content]]
+    clean = frame.loc[~_rejected_mask(frame, reasons), [key, *content]]
     copies = clean[clean[key].duplicated(keep=False)]
     for _, group in copies.groupby(key, sort=False):
         first = group.index[0]
@@ -412,6 +449,14 @@ def check_transaction_rows(
     return frame, reasons
 
 
+def member_of(values: pd.Series, known: set[str] | pd.Index) -> pd.Series:
+    """Whether each value is in ``known``. A unique :class:`pandas.Index` (a load's customer
+    ids, built once) answers by its own hash table; a set is hashed again on every call."""
+    if isinstance(known, pd.Index):
+        return pd.Series(known.get_indexer(values) >= 0, index=values.index)
+    return values.isin(known)
+
+
 def mark_customers(frame: pd.DataFrame, reasons: dict[int, list[str]], known: pd.Series, conflicted: pd.Series) -> None:
     """Rows whose customer is not in the customers table (``known``: a mask over the
     frame); ``conflicted``: the customer's own rows were rejected as conflicting copies."""
@@ -460,13 +505,14 @@ def split_transactions(
     *,
     max_amount: float,
     max_text: int,
-    known_customers: set[str] | None,
+    known_customers: set[str] | pd.Index | None,
     stored_elsewhere: pd.DataFrame | None = None,
     conflicted_customers: set[str] | None = None,
 ) -> Split:
     """Validate one partition's raw transactions.
 
-    ``known_customers``: ids in the customers table (``None`` skips that rule).
+    ``known_customers``: ids in the customers table, a set or a unique index (``None``
+    skips that rule).
     ``stored_elsewhere``: rows (:data:`STORED_COLUMNS`) already stored in *other*
     partitions under this batch's ids; a copy is rejected as a duplicate, or as a
     conflicting duplicate when its values differ. ``conflicted_customers``: ids whose
@@ -483,7 +529,7 @@ def split_transactions(
         mark_customers(
             frame,
             reasons,
-            frame["customer_id"].isin(known_customers),
+            member_of(frame["customer_id"], known_customers),
             frame["customer_id"].isin(conflicted_customers or set()),
         )
     mark_copies(frame, reasons, stored_elsewhere)

@@ -93,7 +93,7 @@ class Engine(Protocol):
         source: Source,
         night: Night,
         raw: RawSettings,
-        known: set[str],
+        known: set[str] | pd.Index,
         conflicted: set[str],
         cutoff: pd.Timestamp | None,
     ) -> DaySplit:

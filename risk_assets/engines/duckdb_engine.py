@@ -94,7 +94,7 @@ class DuckDBEngine:
         source: Source,
         night: Night,
         raw: RawSettings,
-        known: set[str],
+        known: set[str] | pd.Index,
         conflicted: set[str],
         cutoff: pd.Timestamp | None,
     ) -> DaySplit:

@@ -261,3 +261,31 @@ def test_amounts_of_other_types_are_not_numbers(value):
 def test_numbers_too_large_for_a_float_are_above_max_amount(value):
     result = split([tx(amount=value)])
     assert "amount: above max_amount" in result.rejected.at[0, "reasons"]
+
+
+def test_text_judged_at_once_is_text_judged_value_by_value():
+    """The contract judges a column of plain strings in one pass; any other value (a str
+    subclass, bytes, a number, a missing value), or a lone surrogate anywhere in the
+    column, goes through the per-value rule: the reasons and the stored values are the
+    per-value rule's, whichever path a value took."""
+    from risk_assets.core.contract import _text_problem
+
+    values = ["groceries", np.str_("fuel"), None, float("nan"), b"raw", 7, "", "x" * 300, "bad\udcff", "rent"]
+    for column in (values, [v for v in values if v != "bad\udcff"]):
+        rows = [tx(transaction_id=f"T{i}", category=v) for i, v in enumerate(column)]
+        result = split_transactions(pd.DataFrame(rows), WINDOW, max_amount=1e6, max_text=256, known_customers=None)
+        expected = {}
+        for i, v in enumerate(column):
+            problem = _text_problem(v)
+            if problem is not None:  # not stored: the schema finds it missing, unless "not a ..." said why
+                expected[f"T{i}"] = f"category: {problem}" + (
+                    "" if problem.startswith("not a ") else "; category: missing"
+                )
+            elif not isinstance(v, str):
+                expected[f"T{i}"] = "category: missing"
+            elif not 1 <= len(v) <= 256:
+                expected[f"T{i}"] = "category: str_length(1, 256)"
+        found = dict(zip(result.rejected["record_key"], result.rejected["reasons"]))
+        assert found == expected
+        assert list(result.accepted["category"]) == [v for i, v in enumerate(column) if f"T{i}" not in expected]
+        assert all(type(v) in (str, np.str_) for v in result.accepted["category"])

@@ -77,7 +77,7 @@ def check_files(root: str, window: Window, max_amount: float, max_text: int):
     """Step 1 as a ``mapInPandas`` function over ``file_order, path`` rows."""
 
     def run(batches):
-        from risk_assets.core.contract import _raw_json, check_transaction_rows
+        from risk_assets.core.contract import TRANSACTION_COLUMNS, check_transaction_rows, raw_records
         from risk_assets.sources import LandingSource
 
         source = LandingSource.at(Path(root))
@@ -104,7 +104,7 @@ def check_files(root: str, window: Window, max_amount: float, max_text: int):
                         "event_ts_ns": _ns(frame["event_ts"]),
                         "amount": frame["amount"],
                         "reasons": [list(reasons.get(i, [])) for i in frame.index],
-                        "raw_record": [_raw_json(o) for o in frame["_original"]],
+                        "raw_record": raw_records(frame, TRANSACTION_COLUMNS),
                         "error": None,
                     }
                 )

@@ -226,7 +226,7 @@ class SparkEngine(DuckDBEngine):
         source: Source,
         night: Night,
         raw: RawSettings,
-        known: set[str],
+        known: set[str] | pd.Index,
         conflicted: set[str],
         cutoff: pd.Timestamp | None,
     ) -> DaySplit:
