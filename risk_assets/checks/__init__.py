@@ -29,6 +29,58 @@ from risk_assets.store import registry
 
 Scalar = int | float | str | bool | None
 
+_PER_PARTITION: set[str] = set()
+
+
+def per_partition(sql: str) -> str:
+    """Declare ``sql`` a per-partition statistic: it reads partitions ``$first .. $day``,
+    returns a ``partition`` column, and a partition's rows depend on that partition's own
+    rows alone (grouped, or windowed, by partition). A :class:`Step` then computes each
+    partition once for every range asked of it (:class:`PartitionCache`). Returns ``sql``."""
+    _PER_PARTITION.add(sql)
+    return sql
+
+
+class PartitionCache:
+    """Per-partition statistics already computed (:func:`per_partition`), shared by the steps
+    of one load or one check step: each night asks for its own look-back range, and only the
+    partitions no earlier night asked for are computed (a history load judges each day
+    against the weeks before it: without this, every day re-reads nine weeks)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[pd.DataFrame, set[dt.date]]] = {}
+
+    def forget(self, day: dt.date) -> None:
+        """Drop ``day`` from every statistic (its partition was written again)."""
+        for key, (frame, covered) in list(self._entries.items()):
+            if day in covered:
+                self._entries[key] = (frame[frame["partition"] != day], covered - {day})
+
+    def get(
+        self, engine: Engine, sql: str, params: Mapping[str, object], first: dt.date, last: dt.date
+    ) -> pd.DataFrame:
+        rest = {k: v for k, v in params.items() if k not in ("first", "day")}
+        key = (sql, repr(sorted(rest.items(), key=lambda kv: kv[0])))
+        frame, covered = self._entries.get(key, (None, set()))
+        days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        missing = [d for d in days if d not in covered]
+        runs: list[list[dt.date]] = []
+        for d in missing:  # contiguous runs of missing days: one query each
+            if runs and (d - runs[-1][-1]).days == 1:
+                runs[-1].append(d)
+            else:
+                runs.append([d])
+        parts = [] if frame is None else [frame]
+        for run in runs:
+            parts.append(day_frame(engine.statistic(sql, rest | {"first": run[0], "day": run[-1]})))
+        if runs:
+            frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            frame = frame.sort_values("partition", kind="stable").reset_index(drop=True)
+            covered = covered | set(missing)
+            self._entries[key] = (frame, covered)
+        inside = [first <= d <= last for d in frame["partition"]]
+        return frame[inside].reset_index(drop=True)
+
 
 @dataclass
 class Verdict:
@@ -81,6 +133,21 @@ class Step:
     ):
         self.engine, self.night, self.settings, self.source, self.checks = engine, night, settings, source, checks
         self._shared = _shared if _shared is not None else {"statistics": {}, "models": {}}
+        self._shared.setdefault("partitions", PartitionCache())
+
+    @classmethod
+    def sharing(
+        cls,
+        partitions: PartitionCache,
+        engine: Engine,
+        night: Night,
+        settings: Settings,
+        source: Source,
+        checks: Sequence[CheckDecl] = (),
+    ) -> Step:
+        """A step of its own (its own statistics and model caches) that shares the
+        per-partition statistics of ``partitions`` with other steps (the days of one load)."""
+        return cls(engine, night, settings, source, checks, {"statistics": {}, "models": {}, "partitions": partitions})
 
     @property
     def conn(self):
@@ -93,9 +160,13 @@ class Step:
     def statistic(
         self, sql: str, params: Mapping[str, object], frames: Mapping[str, pd.DataFrame] | None = None
     ) -> pd.DataFrame:
-        """One aggregate query on the engine (computed once per step unless ``frames``)."""
+        """One aggregate query on the engine (computed once per step unless ``frames``; a
+        :func:`per_partition` statistic once per partition)."""
         if frames:
             return self.engine.statistic(sql, params, frames)
+        if sql in _PER_PARTITION:
+            first, last = (pd.Timestamp(params[k]).date() for k in ("first", "day"))
+            return self._shared["partitions"].get(self.engine, sql, params, first, last)
         cache, key = self._shared["statistics"], (sql, repr(sorted(params.items(), key=lambda kv: kv[0])))
         if key not in cache:
             cache[key] = self.engine.statistic(sql, params)

@@ -8,18 +8,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from risk_assets.checks import Inputs, Step, Verdict, day_frame
+from risk_assets.checks import Inputs, Step, Verdict, day_frame, per_partition
 from risk_assets.store import warehouse
 
 HISTORY_DAYS = 28
 """Days of history ``amount_scale`` takes each category's level from."""
 
 # --------------------------------------------------------------------------- statistic
-LEVELS = f"""
+LEVELS = per_partition(f"""
     SELECT partition, category, count(*) AS rows, avg(ln(amount_cents)) AS mean_log
     FROM {warehouse.table("raw_transactions")}
     WHERE partition BETWEEN CAST($first AS DATE) AND CAST($day AS DATE)
-    GROUP BY partition, category ORDER BY partition, category"""
+    GROUP BY partition, category ORDER BY partition, category""")
 """Per raw day and category: rows and the mean of ln(amount_cents)."""
 
 
@@ -39,7 +39,7 @@ def levels(q, first, day) -> pd.DataFrame:
     return day_frame(q.statistic(LEVELS, {"first": first, "day": day}))
 
 
-TOP_AMOUNTS = f"""
+TOP_AMOUNTS = per_partition(f"""
     SELECT partition, rows, top_rows, top_cents FROM (
         SELECT partition, amount_cents AS top_cents, n AS top_rows, sum(n) OVER (PARTITION BY partition) AS rows,
                row_number() OVER (PARTITION BY partition ORDER BY n DESC, amount_cents DESC) AS r
@@ -48,7 +48,7 @@ TOP_AMOUNTS = f"""
             WHERE partition BETWEEN CAST($first AS DATE) AND CAST($day AS DATE)
             GROUP BY partition, amount_cents
         ) counted
-    ) ranked WHERE r = 1 ORDER BY partition"""
+    ) ranked WHERE r = 1 ORDER BY partition""")
 """Per raw day: its rows and its most repeated amount (in cents) with the rows holding it
 (ties: the larger amount)."""
 

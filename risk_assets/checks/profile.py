@@ -29,7 +29,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from risk_assets.checks import Inputs, Step, Verdict, day_frame, volume
+from risk_assets.checks import Inputs, Step, Verdict, day_frame, per_partition, volume
 from risk_assets.store import registry, warehouse
 
 TRANSACTION_COLUMNS = ("category", "channel")
@@ -104,7 +104,7 @@ def _long() -> str:
     return f"j AS ({joined}), melted AS ({' UNION ALL '.join(parts)})"
 
 
-PROFILE = f"""
+PROFILE = per_partition(f"""
     WITH {_long()},
     profile AS (
         SELECT partition, col, value, count(*) AS rows, count(DISTINCT customer_id) AS customers,
@@ -122,7 +122,7 @@ PROFILE = f"""
            p.max_cents, t.top_rows
     FROM profile p JOIN top t ON p.partition = t.partition AND p.col = t.col
         AND coalesce(p.value, '') = coalesce(t.value, '') AND (p.value IS NULL) = (t.value IS NULL)
-    ORDER BY p.partition, p.col, p.value NULLS FIRST"""
+    ORDER BY p.partition, p.col, p.value NULLS FIRST""")
 """Per raw day, per categorical column and value (and the day as a whole): rows, distinct
 customers, the exact 5th/50th/95th percentile and the maximum of ``amount_cents``, and the
 rows holding the most repeated amount."""

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from risk_assets.checks import (
+    PartitionCache,
     Step,
     amounts,
     coverage,
@@ -170,6 +171,20 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
     pd.testing.assert_frame_equal(
         lookback.last_days(q, night.days_back(28), day), lookback.last_days_of(history), check_dtype=False
     )
+    # through steps sharing one partition cache (a history load): ranges asked in pieces,
+    # overlapping, before and after a partition is forgotten, are the engine's own frames
+    cache = PartitionCache()
+    pieces = ((night.days_back(10), day - dt.timedelta(days=3)), (night.days_back(28), day), (night.days_back(5), day))
+    for i, (first, last) in enumerate(pieces):
+        if i == 2:
+            cache.forget(day - dt.timedelta(days=2))
+        step = Step.sharing(cache, q, Night.of(last, settings.calendar), settings, source=None)
+        for read in (
+            amounts.levels,
+            amounts.top_amounts,
+            lambda e, a, b: night_profile.profile(e, a, b, version),
+        ):
+            pd.testing.assert_frame_equal(read(step, first, last), read(q, first, last))
     vocabulary = settings.features.vocabulary()
     expected_daily = daily.aggregates_of(
         history,
