@@ -15,11 +15,10 @@ alone.
 
 from __future__ import annotations
 
-import pandas as pd
-
 from risk_assets.checks import (
     CheckDecl,
     Step,
+    Verdict,
     amounts,
     coverage,
     customers,
@@ -382,6 +381,7 @@ def in_asset(asset: str) -> list[CheckDecl]:
 QUARANTINING: tuple[CheckDecl, ...] = tuple(c for c in CHECKS if c.quarantines)
 
 
-def judge_raw_day(step: Step) -> pd.DataFrame:
-    """A loaded raw day judged by every quarantining check (as recorded in ``raw_verdicts``)."""
-    return lookback.judge_raw_day(step, CHECKS)
+def judge_raw_day(step: Step) -> list[tuple[CheckDecl, Verdict, dict]]:
+    """A loaded raw day judged by every quarantining check: each declaration, its verdict
+    and its loader's extras (:func:`lookback.verdict_rows` makes the ``raw_verdicts`` rows)."""
+    return lookback.raw_day_verdicts(step, CHECKS)

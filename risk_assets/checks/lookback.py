@@ -20,15 +20,22 @@ from risk_assets.core.night import Night
 from risk_assets.store import warehouse
 
 
-def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.DataFrame:
-    """The step's (loaded) raw day judged by every quarantining check, as recorded in
-    ``raw_verdicts`` (``checks``: the declarations to pick them from; the step's own by
-    default)."""
-    rows = []
-    loaded_at = warehouse.loads(step.conn, step.night.day, step.night.day)["loaded_at"]
+def raw_day_verdicts(step: Step, checks: Sequence[CheckDecl] | None = None) -> list[tuple[CheckDecl, Verdict, dict]]:
+    """The step's (loaded) raw day judged by every quarantining check (``checks``: the
+    declarations to pick them from; the step's own by default): each declaration with its
+    verdict and the extras its loader recorded (the mapping version it read through)."""
+    judged = []
     for decl in (d for d in (checks if checks is not None else step.checks) if d.quarantines):
-        verdict, _ = decl.evaluate(step)
-        rows.append(
+        inputs = decl.load(step)
+        judged.append((decl, decl.judge(inputs.args, step.settings), inputs.extras))
+    return judged
+
+
+def verdict_rows(step: Step, judged: Sequence[tuple[CheckDecl, Verdict, dict]]) -> pd.DataFrame:
+    """The ``raw_verdicts`` rows of a judged day (without the run and its full results)."""
+    loaded_at = warehouse.loads(step.conn, step.night.day, step.night.day)["loaded_at"]
+    return pd.DataFrame(
+        [
             {
                 "partition": step.night.day,
                 "check_name": decl.name,
@@ -38,9 +45,20 @@ def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.D
                 "summary": verdict.summary,
                 "loaded_at": loaded_at.iloc[0] if len(loaded_at) else pd.NaT,
                 "settings_version": step.settings.version(),
+                "run_id": None,
+                "result": None,
             }
-        )
-    return pd.DataFrame(rows)
+            for decl, verdict, _ in judged
+        ],
+        columns=warehouse.COLUMNS["raw_verdicts"],
+    )
+
+
+def judge_raw_day(step: Step, checks: Sequence[CheckDecl] | None = None) -> pd.DataFrame:
+    """The step's (loaded) raw day judged by every quarantining check, as recorded in
+    ``raw_verdicts`` (``checks``: the declarations to pick them from; the step's own by
+    default)."""
+    return verdict_rows(step, raw_day_verdicts(step, checks))
 
 
 NOT_THE_DAYS_OWN = ("lookback_health", "customer_changes")

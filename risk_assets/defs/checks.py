@@ -24,7 +24,7 @@ from risk_assets.defs.resources import daily_partitions, night_of, open_engine
 from risk_assets.engines import EngineFactory
 from risk_assets.settings import Settings
 from risk_assets.sources import Source
-from risk_assets.store import warehouse
+from risk_assets.store import registry, warehouse
 from risk_assets.store.warehouse import NotMaterialised
 
 
@@ -43,12 +43,24 @@ def not_evaluated(decl: CheckDecl, exc: BaseException) -> dg.AssetCheckResult:
     )
 
 
-def evaluate_step(decls: list[CheckDecl], step: Step) -> Iterator[dg.AssetCheckResult]:
+def evaluate_step(
+    decls: list[CheckDecl], step: Step, recorded: dict[str, str] | None = None
+) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of one asset on one night, each isolated from the others
-    (they share the step's statistics and model: computed once). The blocking verdicts are
-    recorded for the later nights' look-back (a day that blocked its night is quarantined)."""
+    (they share the step's statistics and model: computed once). A quarantining check the
+    raw load of this run already judged (``recorded``: check name -> stored result) is
+    shown as recorded, not evaluated again. The blocking verdicts are recorded for the later
+    nights' look-back (a day that blocked its night is quarantined)."""
     outcomes = []
+    recorded = recorded or {}
+    versions = registry.serving_versions(step.conn) if any(d.name in recorded for d in decls) else {}
     for decl in decls:
+        if decl.quarantines and decl.name in recorded:
+            result = render.recorded_check_result(recorded[decl.name], decl.name, decl.asset, versions)
+            severity = "ERROR" if result.severity == dg.AssetCheckSeverity.ERROR else "WARN"
+            outcomes.append((decl, result.passed, severity, result.description))
+            yield result
+            continue
         try:
             verdict, extras = decl.evaluate(step)
         except Exception as exc:
@@ -57,6 +69,8 @@ def evaluate_step(decls: list[CheckDecl], step: Step) -> Iterator[dg.AssetCheckR
             yield result
             continue
         outcomes.append((decl, verdict.passed, verdict.severity, verdict.summary))
+        if decl.quarantines:
+            extras = extras | {render.EVALUATED_IN: "by this check step"}
         yield render.check_result(verdict, step.settings, check_name=decl.name, asset_key=decl.asset, versions=extras)
     warehouse.record_night_verdicts(step.conn, step.night.day, lookback.night_record(step, outcomes))
 
@@ -91,7 +105,9 @@ def _asset_checks(
     ):
         selected = [d for k, d in by_key.items() if k in context.selected_asset_check_keys]  # catalogue order
         with open_engine(duckdb, engine) as opened:
-            yield from evaluate_step(selected, Step(opened, night_of(context, settings), settings, source, CHECKS))
+            step = Step(opened, night_of(context, settings), settings, source, CHECKS)
+            recorded = warehouse.raw_results(opened.conn, step.night.day, context.run.run_id, settings.version())
+            yield from evaluate_step(selected, step, recorded)
 
     return _checks
 

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.checks import Step, Verdict
+from risk_assets.checks import PartitionCache, Step, Verdict, lookback
 from risk_assets.checks.catalogue import declared, judge_raw_day
 from risk_assets.core import reference
 from risk_assets.core.contract import (
@@ -263,21 +263,29 @@ def file_ledger(source: Source, night: Night, counts: pd.Series, layout: list[En
 
 
 def load_raw_days(
-    engine: Engine, source: Source, nights: list[Night], settings: Settings, read_at: str | None = None
+    engine: Engine,
+    source: Source,
+    nights: list[Night],
+    settings: Settings,
+    read_at: str | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Validate and write each day (one transaction per day); returns the metadata of
-    the whole load. A day whose file cannot be read, or whose stored rows do not
+    the whole load. The quarantining checks judge each day as it is written; a one-night
+    load of run ``run_id`` records their full results, which that run's check step shows
+    instead of evaluating them again. A day whose file cannot be read, or whose stored rows do not
     reconcile, raises :class:`RawDayError` and writes nothing of that day. The engine runs
     the contract (a landing folder's days on Spark's executors with the Spark engine) and
     holds every reconciled day where it computes before the day is judged."""
     conn = engine.conn
     cutoff = pd.Timestamp(read_at).tz_localize(None) if read_at else None
-    known = warehouse.customer_ids(conn)
-    if not known:
+    known = pd.Index(sorted(warehouse.customer_ids(conn)))  # hashed once for every day of the load
+    if known.empty:
         raise warehouse.NotMaterialised("the customers table is empty: materialise `customers` first")
     conflicted = warehouse.conflicted_customers(conn)
     layout = source.layout_problems()
     per_partition, reasons, unhealthy, ran_on = [], {}, [], set()
+    computed = PartitionCache()  # each day judged against the weeks before it: each partition's statistics once
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None
     for night in nights:
@@ -320,8 +328,14 @@ def load_raw_days(
             )
         engine.published("raw_transactions", night.day, acc)
         engine.published("rejected_transactions", night.day, rej)
+        computed.forget(night.day)
         # the day's health, judged with its load: a failed day is quarantined for later nights
-        verdicts = judge_raw_day(Step(engine, night, settings, source))
+        step = Step.sharing(computed, engine, night, settings, source)
+        judged = judge_raw_day(step)
+        verdicts = lookback.verdict_rows(step, judged)
+        if run_id is not None and len(nights) == 1:  # the night's check step shows these, not evaluated again
+            verdicts["run_id"] = run_id
+            verdicts["result"] = [render.stored_result(v, settings, extras) for _, v, extras in judged]
         warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
         unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
         totals = {
@@ -445,7 +459,7 @@ def build_raw_assets(settings: Settings) -> list:
         try:
             with render.clear_failure(), open_engine(duckdb, engine) as opened:
                 event, reread = reread_customers(opened.conn, source, settings, nights[0])
-                meta = load_raw_days(opened, source, nights, settings, read_at=config.read_at)
+                meta = load_raw_days(opened, source, nights, settings, config.read_at, context.run.run_id)
         except RawDayError as exc:
             raise dg.Failure(description=str(exc), metadata=exc.metadata, allow_retries=False) from exc
         if event is not None:

@@ -31,6 +31,7 @@ RESERVED = (
     "model_version",
     "override_by",
     "override_reason",
+    "evaluated_in",
 )
 """Metadata keys every check result may carry besides a verdict's own figures."""
 
@@ -114,6 +115,41 @@ def check_result(
         severity=dg.AssetCheckSeverity[verdict.severity],
         description=verdict.summary,
         metadata=check_metadata(verdict, settings, versions),
+    )
+
+
+EVALUATED_IN = "evaluated_in"
+"""Where a raw check's verdict was computed: with the raw load (recorded once, shown by the
+check step of the same run) or by the check step itself."""
+
+
+def stored_result(verdict: Verdict, settings: Settings, extras: Mapping[str, str]) -> str:
+    """A check result as the raw load records it (``raw_verdicts.result``): Dagster's own
+    JSON serialization of the verdict, severity and rendered metadata — never pickle."""
+    return dg.serialize_value(
+        {
+            "passed": bool(verdict.passed),
+            "severity": verdict.severity,
+            "description": verdict.summary,
+            "metadata": check_metadata(verdict, settings, extras),
+        }
+    )
+
+
+def recorded_check_result(
+    stored: str, check_name: str, asset_key: str, versions: Mapping[str, str]
+) -> dg.AssetCheckResult:
+    """The check result the raw load of this run recorded (:func:`stored_result`), with the
+    versions serving uses now (the loader's own extras win) and where it was evaluated."""
+    result = dg.deserialize_value(stored, dict)
+    metadata = {**versions, **result["metadata"], EVALUATED_IN: "with the raw load of this run"}
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=result["passed"],
+        severity=dg.AssetCheckSeverity[result["severity"]],
+        description=result["description"],
+        metadata=metadata,
     )
 
 

@@ -18,6 +18,7 @@ import datetime as dt
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,8 @@ TABLES: dict[str, str] = {
         reason VARCHAR NOT NULL""",
     "raw_verdicts": """
         partition DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, severity VARCHAR NOT NULL,
-        summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL""",
+        summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL,
+        run_id VARCHAR, result VARCHAR""",
     "night_verdicts": """
         partition DATE NOT NULL, check_name VARCHAR NOT NULL, asset VARCHAR NOT NULL, passed BOOLEAN NOT NULL,
         severity VARCHAR NOT NULL, summary VARCHAR NOT NULL, evaluated_at TIMESTAMP NOT NULL,
@@ -135,6 +137,14 @@ def _types(ddl: str) -> dict[str, str]:
 
 
 COLUMN_TYPES = {name: _types(ddl) for name, ddl in TABLES.items()}
+
+
+def _nullable(ddl: str) -> set[str]:
+    parts = (p.strip() for p in ddl.replace("\n", " ").split(","))
+    return {part.split()[0] for part in parts if part and "NOT NULL" not in part}
+
+
+NULLABLE = {name: _nullable(ddl) for name, ddl in TABLES.items()}
 """Table -> column -> DuckDB type: how a copy of a table read back from files is cast."""
 
 
@@ -239,6 +249,13 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
                 [name],
             ).fetchall()
         ]
+        added = COLUMNS[name][len(existing) :]
+        if existing == COLUMNS[name][: len(existing)] and added and set(added) <= NULLABLE[name]:
+            # a newer version of this code records more (nullable columns at the end): added, said
+            for column in added:
+                conn.execute(f'ALTER TABLE {table(name)} ADD COLUMN "{column}" {COLUMN_TYPES[name][column]}')
+            warnings.warn(f"warehouse table {name}: added the columns {added} this version records", stacklevel=2)
+            existing = COLUMNS[name]
         if existing != COLUMNS[name]:
             raise RuntimeError(
                 f"table {name} in this warehouse has columns {existing}, but this code writes "
@@ -588,6 +605,17 @@ def raw_verdicts(conn: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date)
         "WHERE partition BETWEEN ? AND ? ORDER BY partition, check_name",
         [first, last],
     )
+
+
+def raw_results(conn: duckdb.DuckDBPyConnection, day: dt.date, run_id: str, settings_version: str) -> dict[str, str]:
+    """Check name -> the full result the raw load of run ``run_id`` recorded for ``day``
+    under settings ``settings_version`` (serialized; empty: recorded by another run)."""
+    rows = conn.execute(
+        "SELECT check_name, result FROM raw_verdicts WHERE partition = ? AND run_id = ? AND settings_version = ? "
+        "AND result IS NOT NULL",
+        [day, run_id, settings_version],
+    ).fetchall()
+    return dict(rows)
 
 
 def record_night_verdicts(conn: duckdb.DuckDBPyConnection, partition: dt.date, verdicts: pd.DataFrame) -> None:

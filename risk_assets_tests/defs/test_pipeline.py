@@ -173,3 +173,58 @@ def test_missing_values_are_imputed_with_the_training_median_and_logged(world_co
         [FIRST_NIGHT],
     )
     assert (segments["segment"] == "smb").all()
+
+
+def test_the_raw_checks_are_evaluated_once_a_night_with_the_load(world_copy, instance):
+    """The quarantining raw checks judge a night once, with its load: the check step of the
+    same run shows the recorded results (said in ``evaluated_in``) and they are what the
+    checks evaluate to. A run of the check step alone evaluates them itself."""
+    import dagster as dg
+
+    from risk_assets.checks import Step
+    from risk_assets.checks.catalogue import CHECKS
+    from risk_assets.defs.factory import build_definitions
+    from risk_assets.engines import DuckDBEngine
+    from risk_assets.scenario.source import EmbeddedSource
+
+    settings = world_copy()
+    result = run_night(settings, instance, FIRST_NIGHT, run_config=QUIET)
+    assert result.success
+    quarantining = [d for d in CHECKS if d.quarantines]
+    shown = {
+        e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("raw_transactions")
+    }
+    recorded = query(
+        settings, "SELECT check_name, summary, run_id FROM raw_verdicts WHERE partition = ?", [FIRST_NIGHT]
+    ).set_index("check_name")
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        step = Step(
+            DuckDBEngine(conn),
+            Night(FIRST_NIGHT, settings.calendar.timezone),
+            settings,
+            EmbeddedSource(settings),
+            CHECKS,
+        )
+        for decl in quarantining:
+            verdict, _ = decl.evaluate(step)
+            check = shown[decl.name]
+            assert check.metadata["evaluated_in"].value == "with the raw load of this run", decl.name
+            assert recorded.loc[decl.name, "run_id"] == result.run_id
+            assert (
+                check.passed == verdict.passed
+                and check.description == verdict.summary == recorded.loc[decl.name, "summary"]
+            )
+            for name, value in verdict.figures.items():
+                if value is not None:
+                    assert check.metadata[name].value == pytest.approx(value), (decl.name, name)
+    # the check step in a run of its own (no load in it): evaluated there, same verdicts
+    job = build_definitions(settings).resolve_job_def("nightly_job")
+    alone = job.get_subset(
+        asset_selection=set(),
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey("raw_transactions"), d.name) for d in quarantining},
+    ).execute_in_process(instance=instance, partition_key=FIRST_NIGHT.isoformat(), run_config=QUIET)
+    again = {e.check_name: e for e in alone.get_asset_check_evaluations()}
+    assert set(again) == {d.name for d in quarantining}
+    for name, check in again.items():
+        assert check.metadata["evaluated_in"].value == "by this check step"
+        assert (check.passed, check.description) == (shown[name].passed, shown[name].description)

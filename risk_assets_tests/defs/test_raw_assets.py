@@ -142,3 +142,28 @@ def test_a_landing_path_outside_the_folder_is_refused(tmp_path, instance):
 
     with pytest.raises(ContractError, match="outside the landing folder"):
         LandingSource(settings).transactions(DAYS[0])
+
+
+def test_a_warehouse_of_an_earlier_version_gets_the_columns_this_version_adds(tmp_path):
+    """``raw_verdicts`` gained ``run_id`` and ``result`` (nullable, at the end): a warehouse
+    written before them is brought up to date, said in a warning, its rows kept; a table
+    whose columns differ otherwise is still refused."""
+    path = tmp_path / "old.duckdb"
+    old = [c for c in warehouse.COLUMNS["raw_verdicts"] if c not in ("run_id", "result")]
+    ddl = ", ".join(f"{c} {warehouse.COLUMN_TYPES['raw_verdicts'][c]}" for c in old)
+    import duckdb
+
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(f"CREATE TABLE raw_verdicts ({ddl})")
+        conn.execute(
+            "INSERT INTO raw_verdicts VALUES ('2025-03-03', 'row_volume', true, 'ERROR', 'fine', '2025-03-04', 'v1')"
+        )
+    with pytest.warns(UserWarning, match=r"raw_verdicts: added the columns \['run_id', 'result'\]"):
+        with warehouse.connect(path) as conn:
+            rows = conn.execute("SELECT check_name, run_id, result FROM raw_verdicts").fetchall()
+    assert rows == [("row_volume", None, None)]
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("ALTER TABLE raw_verdicts DROP COLUMN summary")
+    with pytest.raises(RuntimeError, match="table raw_verdicts in this warehouse has columns"):
+        with warehouse.connect(path):
+            pass

@@ -26,10 +26,12 @@ from risk_assets_tests.conftest import FIRST_NIGHT, QUIET, shared_home, trained_
 
 WALL_CLOCK = {
     "raw_loads": ["loaded_at"],
-    "raw_verdicts": ["loaded_at"],
+    "raw_verdicts": ["loaded_at", "run_id", "result"],
     "night_verdicts": ["evaluated_at"],
-}  # wall-clock times
-"""Columns that record when something ran, not what it computed: the only ones a re-run may change."""
+}  # wall-clock times, and which run recorded (and showed) a result
+"""Columns that record when something ran, or which run, not what it computed: the only ones a
+re-run may change (``raw_verdicts.result`` is shown by its own run's check step; its verdict is
+``passed``, ``severity`` and ``summary``, compared)."""
 PARTITIONED = [
     "raw_transactions",
     "rejected_transactions",
