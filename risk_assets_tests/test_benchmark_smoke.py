@@ -86,3 +86,21 @@ def test_the_profile_thresholds_are_the_committed_calibration_and_meet_the_budge
         assert len(r["held_out_blocked"]) / r["held_out_days"] <= checks.budget_blocked_nights
         assert len(r["held_out_warned"]) / r["held_out_days"] <= checks.budget_warn_nights
         assert len(r["days"]) == r["calibration_days"] + r["held_out_days"]
+
+
+def test_the_history_load_benchmark_runs_at_a_tiny_size(tmp_path):
+    """``python -m benchmarks.history_load --tiny``: a landing folder's history through the
+    reference and raw jobs in a fresh process; every row received is accounted for."""
+    out = tmp_path / "history.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.history_load", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [size] = json.loads(out.read_text())["sizes"].values()
+    load = size["load"]
+    assert load["days"] == 20 and load["received"] == load["accepted"] + load["rejected"] > 0
+    assert load["rows_per_s"] > 0 and load["peak_rss_mb"] > 0
