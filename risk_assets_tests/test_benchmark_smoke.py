@@ -104,3 +104,22 @@ def test_the_history_load_benchmark_runs_at_a_tiny_size(tmp_path):
     load = size["load"]
     assert load["days"] == 20 and load["received"] == load["accepted"] + load["rejected"] > 0
     assert load["rows_per_s"] > 0 and load["peak_rss_mb"] > 0
+
+
+def test_the_scale_table_is_generated_from_the_committed_results():
+    """``python -m benchmarks.scale`` turns the committed results of the history load, the
+    training job and the night into one table, a column per size, the later file winning."""
+    results = sorted((ROOT / "benchmarks" / "results").glob("history_load_*.json"))
+    results += sorted((ROOT / "benchmarks" / "results").glob("training_*.json"))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", *map(str, results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("| customers | 75,000 |") and "300,000" in lines[0]
+    assert any(line.startswith("| history load: rows per second |") for line in lines)
+    assert any(line.startswith("| training job: peak RSS |") for line in lines)

@@ -158,12 +158,12 @@ def test_a_warehouse_of_an_earlier_version_gets_the_columns_this_version_adds(tm
         conn.execute(
             "INSERT INTO raw_verdicts VALUES ('2025-03-03', 'row_volume', true, 'ERROR', 'fine', '2025-03-04', 'v1')"
         )
-    with pytest.warns(UserWarning, match=r"raw_verdicts: added the columns \['run_id', 'result'\]"):
-        with warehouse.connect(path) as conn:
-            rows = conn.execute("SELECT check_name, run_id, result FROM raw_verdicts").fetchall()
+    added = r"raw_verdicts: added the columns \['run_id', 'result'\]"
+    with pytest.warns(UserWarning, match=added), warehouse.connect(path) as conn:
+        rows = conn.execute("SELECT check_name, run_id, result FROM raw_verdicts").fetchall()
     assert rows == [("row_volume", None, None)]
     with duckdb.connect(str(path)) as conn:
         conn.execute("ALTER TABLE raw_verdicts DROP COLUMN summary")
-    with pytest.raises(RuntimeError, match="table raw_verdicts in this warehouse has columns"):
-        with warehouse.connect(path):
-            pass
+    refused = "table raw_verdicts in this warehouse has columns"
+    with pytest.raises(RuntimeError, match=refused), warehouse.connect(path):
+        pass
