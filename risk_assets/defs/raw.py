@@ -286,11 +286,12 @@ def load_raw_days(
     layout = source.layout_problems()
     per_partition, reasons, unhealthy, ran_on = [], {}, [], set()
     computed = PartitionCache()  # each day judged against the weeks before it: each partition's statistics once
+    stored = warehouse.StoredIds(conn) if len(nights) > 1 else None  # copies found without a scan per day
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None
     for night in nights:
         try:
-            day = engine.split_day(source, night, settings.raw, known, conflicted, cutoff)
+            day = engine.split_day(source, night, settings.raw, known, conflicted, cutoff, stored)
         except ContractError as exc:
             raise RawDayError(
                 f"partition {night.key}: {exc}", {"file": exc.file, "column": exc.column, "problem": exc.problem}
@@ -326,6 +327,8 @@ def load_raw_days(
             raise RawDayError(
                 f"partition {night.key}: received {split.received} rows but stored {acc} accepted + {rej} rejected"
             )
+        if stored is not None:
+            stored.written(conn, night.day)
         engine.published("raw_transactions", night.day, acc)
         engine.published("rejected_transactions", night.day, rej)
         computed.forget(night.day)

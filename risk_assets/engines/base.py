@@ -18,6 +18,7 @@ from risk_assets.core.model import ModelCard
 from risk_assets.core.night import Night
 from risk_assets.settings import RawSettings
 from risk_assets.sources import Source
+from risk_assets.store.warehouse import StoredIds
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Engine(Protocol):
         known: set[str] | pd.Index,
         conflicted: set[str],
         cutoff: pd.Timestamp | None,
+        stored: StoredIds | None = None,
     ) -> DaySplit:
         """One day's source rows through the landing contract."""
         ...

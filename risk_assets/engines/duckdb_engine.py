@@ -27,6 +27,7 @@ from risk_assets.engines.base import DaySplit
 from risk_assets.settings import RawSettings
 from risk_assets.sources import Source
 from risk_assets.store import warehouse
+from risk_assets.store.warehouse import StoredIds
 
 
 def used_params(sql: str, params: Mapping[str, object]) -> dict[str, object]:
@@ -97,6 +98,7 @@ class DuckDBEngine:
         known: set[str] | pd.Index,
         conflicted: set[str],
         cutoff: pd.Timestamp | None,
+        stored: StoredIds | None = None,
     ) -> DaySplit:
         frame = source.transactions(night.day, read_at=cutoff)
         split = split_transactions(
@@ -105,7 +107,7 @@ class DuckDBEngine:
             max_amount=raw.max_amount,
             max_text=raw.max_text_length,
             known_customers=known,
-            stored_elsewhere=warehouse.stored_elsewhere(self.conn, night.day, frame["transaction_id"]),
+            stored_elsewhere=warehouse.stored_elsewhere(self.conn, night.day, frame["transaction_id"], stored),
             conflicted_customers=conflicted,
         )
         per_file = frame[SOURCE_FILE].value_counts() if len(frame) else pd.Series(dtype="int64")

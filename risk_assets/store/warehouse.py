@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from risk_assets.core.contract import CONFLICT
@@ -520,21 +521,109 @@ def customer_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT customer_id FROM customers").fetchall()}
 
 
-def stored_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
+_STORED_ELSEWHERE = """SELECT r.transaction_id, CAST(r.partition AS VARCHAR) AS partition, r.customer_id, r.event_ts,
+       r.amount_cents, r.category, r.channel, r.source_file FROM raw_transactions r
+JOIN (SELECT DISTINCT transaction_id FROM _batch_ids) b USING (transaction_id)
+WHERE r.partition <> $day"""
+
+
+def _batch(ids: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"transaction_id": [v if isinstance(v, str) else None for v in ids]}, dtype=object)
+
+
+def stored_elsewhere(
+    conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series, index: StoredIds | None = None
+) -> pd.DataFrame:
     """The rows (:data:`~risk_assets.core.contract.STORED_COLUMNS`) stored in *other*
-    partitions under this batch's transaction ids."""
-    batch = pd.DataFrame({"transaction_id": ids.map(lambda v: v if isinstance(v, str) else None)})
-    conn.register("_batch_ids", batch)
+    partitions under this batch's transaction ids. Without ``index``, one scan of every
+    stored id; with it (a load of many days), only the partitions that hold one of them."""
+    if index is not None:
+        return index.elsewhere(conn, day, ids)
+    conn.register("_batch_ids", _batch(ids))
     try:
-        return conn.execute(
-            """SELECT r.transaction_id, CAST(r.partition AS VARCHAR) AS partition, r.customer_id, r.event_ts,
-                      r.amount_cents, r.category, r.channel, r.source_file FROM raw_transactions r
-               JOIN (SELECT DISTINCT transaction_id FROM _batch_ids) b USING (transaction_id)
-               WHERE r.partition <> ?""",
-            [day],
-        ).df()
+        return conn.execute(_STORED_ELSEWHERE, {"day": day}).df()
     finally:
         conn.unregister("_batch_ids")
+
+
+class StoredIds:
+    """Which partition holds each stored transaction id, as DuckDB's 64-bit ``hash`` of the
+    id, kept in memory for the days of one load (sorted runs, merged as they grow: 12 bytes
+    per id). Without it each day's copy check scans every id ever stored, and a history load
+    slows down with every day it has loaded; with it, a day's ids are found by binary search
+    and the rows read from the few partitions that hold a match. Exact: a hash collision
+    only adds a partition to read, and the rows are matched on the id itself."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection):
+        found = conn.sql("SELECT hash(transaction_id) AS h, partition FROM raw_transactions").to_arrow_table()
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._held: set[dt.date] = set()
+        if found.num_rows:
+            days = found.column("partition").to_numpy().astype("datetime64[D]").astype("int32")
+            self._add(found.column("h").to_numpy().astype("uint64"), days)
+            self._held = {dt.date(1970, 1, 1) + dt.timedelta(days=int(d)) for d in np.unique(days)}
+
+    def _add(self, hashes: np.ndarray, days: np.ndarray) -> None:
+        order = np.argsort(hashes, kind="stable")
+        self._runs.append((hashes[order], days[order]))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            (h2, d2), (h1, d1) = self._runs.pop(), self._runs.pop()
+            hashes, days = np.concatenate([h1, h2]), np.concatenate([d1, d2])
+            order = np.argsort(hashes, kind="stable")
+            self._runs.append((hashes[order], days[order]))
+
+    @staticmethod
+    def _hashes(conn: duckdb.DuckDBPyConnection, ids: pd.DataFrame) -> np.ndarray:
+        conn.register("_hashed_ids", ids)
+        try:
+            out = conn.sql("SELECT hash(transaction_id) AS h FROM _hashed_ids WHERE transaction_id IS NOT NULL")
+            return out.to_arrow_table().column("h").to_numpy().astype("uint64")
+        finally:
+            conn.unregister("_hashed_ids")
+
+    def written(self, conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+        """``day``'s partition was (re)written: it now holds the ids stored there."""
+        number = (day - dt.date(1970, 1, 1)).days
+        if day in self._held:  # a day this load already saw (a re-load): drop its old ids first
+            runs, self._runs = self._runs, []
+            for hashes, days in runs:
+                keep = days != number
+                if keep.any():
+                    self._add(hashes[keep], days[keep])
+        found = conn.sql(
+            "SELECT hash(transaction_id) AS h FROM raw_transactions WHERE partition = $day", params={"day": day}
+        )
+        hashes = found.to_arrow_table().column("h").to_numpy().astype("uint64")
+        if len(hashes):
+            self._add(hashes, np.full(len(hashes), number, dtype="int32"))
+        self._held.add(day)
+
+    def partitions_holding(self, hashes: np.ndarray, day: dt.date) -> list[dt.date]:
+        """The partitions other than ``day`` that hold one of ``hashes``."""
+        number, found = (day - dt.date(1970, 1, 1)).days, set()
+        for run, days in self._runs:
+            lo, hi = np.searchsorted(run, hashes, "left"), np.searchsorted(run, hashes, "right")
+            for a, b in zip(lo[hi > lo], hi[hi > lo]):
+                found.update(int(d) for d in days[a:b] if d != number)
+        return sorted(dt.date(1970, 1, 1) + dt.timedelta(days=d) for d in found)
+
+    def elsewhere(self, conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
+        """What :func:`stored_elsewhere` returns, reading only the partitions that hold a match."""
+        batch = _batch(ids)
+        holding = self.partitions_holding(self._hashes(conn, batch), day)
+        # constants, so that the scan skips every other partition (an IN over a subquery would not)
+        where = (
+            " AND r.partition IN (" + ", ".join(f"$p{i}" for i in range(len(holding))) + ")"
+            if holding
+            else " AND false"
+        )
+        conn.register("_batch_ids", batch)
+        try:
+            return conn.execute(
+                _STORED_ELSEWHERE + where, {"day": day, **{f"p{i}": d for i, d in enumerate(holding)}}
+            ).df()
+        finally:
+            conn.unregister("_batch_ids")
 
 
 def conflicted_customers(conn: duckdb.DuckDBPyConnection) -> set[str]:

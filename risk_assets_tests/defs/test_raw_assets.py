@@ -167,3 +167,50 @@ def test_a_warehouse_of_an_earlier_version_gets_the_columns_this_version_adds(tm
     refused = "table raw_verdicts in this warehouse has columns"
     with pytest.raises(RuntimeError, match=refused), warehouse.connect(path):
         pass
+
+
+def test_a_loads_id_index_finds_the_rows_a_scan_of_every_stored_id_finds(tmp_path):
+    """A load of many days looks up each day's transaction ids in an in-memory index of
+    hashes (``StoredIds``) instead of scanning every stored id: for days stored before the
+    load, days the load writes, a day written again, ids held in two partitions, unknown and
+    missing ids, the rows found are the scan's."""
+    import numpy as np
+
+    def rows(day: dt.date, ids: list[str], category: str = "a") -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "transaction_id": ids,
+                "customer_id": "C1",
+                "event_ts": pd.Timestamp(day) + pd.Timedelta(hours=12),
+                "amount": 1.5,
+                "amount_cents": 150,
+                "category": category,
+                "channel": None,
+                "source_file": f"{day}.parquet",
+            }
+        )
+
+    days = [dt.date(2025, 3, d) for d in range(1, 6)]
+    rng = np.random.default_rng(3)
+    pool = [f"T{i}" for i in range(400)]
+    pick = {d: list(rng.choice(pool, size=120, replace=False)) for d in days}
+    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+        for d in days[:2]:  # stored before the load
+            warehouse.replace_partition(conn, d, {"raw_transactions": rows(d, pick[d])})
+        index = warehouse.StoredIds(conn)
+        probes = pd.Series([*pool[:300], "unknown", None, *pick[days[0]][:5]])
+
+        def same(day: dt.date) -> None:
+            key = ["transaction_id", "partition"]
+            expected = warehouse.stored_elsewhere(conn, day, probes).sort_values(key, ignore_index=True)
+            found = warehouse.stored_elsewhere(conn, day, probes, index).sort_values(key, ignore_index=True)
+            pd.testing.assert_frame_equal(found, expected)
+            assert len(expected) > 0
+
+        for d in days[1:]:  # the load: day 2 written again with other ids, then days 3..5
+            same(d)
+            ids = pick[d] if d != days[1] else list(rng.choice(pool, size=90, replace=False))
+            warehouse.replace_partition(conn, d, {"raw_transactions": rows(d, ids, category="b")})
+            index.written(conn, d)
+            for other in days:
+                same(other)

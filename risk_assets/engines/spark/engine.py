@@ -32,6 +32,7 @@ from risk_assets.engines.spark.lake import PARTITIONED, RAW, REFERENCE, REJECTED
 from risk_assets.settings import RawSettings
 from risk_assets.sources import LandingSource, Source
 from risk_assets.store import warehouse
+from risk_assets.store.warehouse import StoredIds
 
 SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
@@ -229,12 +230,13 @@ class SparkEngine(DuckDBEngine):
         known: set[str] | pd.Index,
         conflicted: set[str],
         cutoff: pd.Timestamp | None,
+        stored: StoredIds | None = None,
     ) -> DaySplit:
         """A landing folder's day runs through the contract on the executors, which commit
         the accepted and rejected rows to the lake; other sources (the embedded world has no
         files) are split on the driver and mirrored by :meth:`published`."""
         if not isinstance(source, LandingSource):
-            return super().split_day(source, night, raw, known, conflicted, cutoff)
+            return super().split_day(source, night, raw, known, conflicted, cutoff, stored)
         split, per_file = split_on_spark(
             self,
             source.data_files(night.day),
