@@ -601,10 +601,19 @@ class StoredIds:
     def partitions_holding(self, hashes: np.ndarray, day: dt.date) -> list[dt.date]:
         """The partitions other than ``day`` that hold one of ``hashes``."""
         number, found = (day - dt.date(1970, 1, 1)).days, set()
+        hashes = np.unique(hashes)  # sorted: each binary search starts where the previous one ended
         for run, days in self._runs:
-            lo, hi = np.searchsorted(run, hashes, "left"), np.searchsorted(run, hashes, "right")
-            for a, b in zip(lo[hi > lo], hi[hi > lo]):
-                found.update(int(d) for d in days[a:b] if d != number)
+            if not len(run):
+                continue
+            at = np.searchsorted(run, hashes, "left")
+            hit = at < len(run)
+            hit[hit] = run[at[hit]] == hashes[hit]
+            for a in at[hit]:  # matches are copies (or collisions): few
+                b = a
+                while b < len(run) and run[b] == run[a]:
+                    if days[b] != number:
+                        found.add(int(days[b]))
+                    b += 1
         return sorted(dt.date(1970, 1, 1) + dt.timedelta(days=d) for d in found)
 
     def elsewhere(self, conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
