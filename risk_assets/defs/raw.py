@@ -279,7 +279,7 @@ def load_raw_days(
     holds every reconciled day where it computes before the day is judged."""
     conn = engine.conn
     cutoff = pd.Timestamp(read_at).tz_localize(None) if read_at else None
-    known = pd.Index(sorted(warehouse.customer_ids(conn)))  # hashed once for every day of the load
+    known = pd.Index(list(warehouse.customer_ids(conn)))  # unique; hashed once for every day of the load
     if known.empty:
         raise warehouse.NotMaterialised("the customers table is empty: materialise `customers` first")
     conflicted = warehouse.conflicted_customers(conn)
