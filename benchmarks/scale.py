@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 
-def _gb(mb: float | None) -> str:
-    return "–" if mb is None else f"{mb / 1024:.2f} GB"
+def _gb(mib: float | None) -> str:
+    return "–" if mib is None else f"{mib / 1024:.2f} GiB"
 
 
 def _s(seconds: float | None) -> str:
