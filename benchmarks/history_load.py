@@ -33,7 +33,7 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks import world
-from benchmarks.machine import describe
+from benchmarks.machine import describe, write_result
 from benchmarks.nightly_once import peak_rss_mb
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.settings import Settings
@@ -171,10 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         size["target_met"] = size["load"]["rows_per_s"] >= TARGET_ROWS_PER_S
         print(f"[{customers}] {size['load']}", flush=True)
         report["sizes"][customers] = size
-    out = args.out or Path(__file__).parent / "results" / f"history_load_{'_'.join(map(str, sorted(args.sizes)))}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str))
-    print(f"written to {out}")
+    write_result(report, args.out, "history_load", args.sizes)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return report

@@ -1,7 +1,9 @@
 """What machine a benchmark ran on (recorded with every result)."""
 
+import json
 import os
 import platform
+from pathlib import Path
 
 import dagster
 import duckdb
@@ -33,3 +35,13 @@ def describe() -> dict:
         "lightgbm": lightgbm.__version__,
         "pandas": pandas.__version__,
     }
+
+
+def write_result(report: dict, out: Path | None, name: str, sizes: list[int]) -> Path:
+    """Write a benchmark's report as JSON to ``out`` (default:
+    ``benchmarks/results/<name>_<sizes>.json``) and say where."""
+    out = out or Path(__file__).parent / "results" / f"{name}_{'_'.join(map(str, sorted(sizes)))}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"written to {out}")
+    return out

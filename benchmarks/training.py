@@ -37,7 +37,7 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks import world
-from benchmarks.machine import describe
+from benchmarks.machine import describe, write_result
 from benchmarks.nightly_once import peak_rss_mb, step_durations
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.settings import Settings
@@ -209,10 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for name, limit in target.items()
             }
         report["sizes"][customers] = size
-    out = args.out or Path(__file__).parent / "results" / f"training_{'_'.join(map(str, sorted(args.sizes)))}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str))
-    print(f"written to {out}")
+    write_result(report, args.out, "training", args.sizes)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return report

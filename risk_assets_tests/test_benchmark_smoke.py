@@ -123,3 +123,21 @@ def test_the_scale_table_is_generated_from_the_committed_results():
     assert lines[0].startswith("| customers | 75,000 |") and "300,000" in lines[0]
     assert any(line.startswith("| history load: rows per second |") for line in lines)
     assert any(line.startswith("| training job: peak RSS |") for line in lines)
+
+
+def test_the_training_benchmark_runs_at_a_tiny_size(tmp_path):
+    """``python -m benchmarks.training --tiny``: the whole training job in a fresh process
+    and the frame fit it replaced, on the same table; the bounded path's AUC is the frame's."""
+    out = tmp_path / "training.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.training", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [size] = json.loads(out.read_text())["sizes"].values()
+    job = size["training_job"]
+    assert job["success"] and job["deployed"] and job["training_rows"] > 0 and job["peak_rss_mb"] > 0
+    assert abs(size["auc_difference"]) <= 0.002
