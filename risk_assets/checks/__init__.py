@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
 from risk_assets.core import model as model_lib
@@ -78,8 +79,10 @@ class PartitionCache:
             frame = frame.sort_values("partition", kind="stable").reset_index(drop=True)
             covered = covered | set(missing)
             self._entries[key] = (frame, covered)
-        inside = [first <= d <= last for d in frame["partition"]]
-        return frame[inside].reset_index(drop=True)
+        if frame is None:  # an empty range: nothing to cache
+            return day_frame(engine.statistic(sql, rest | {"first": first, "day": last}))
+        inside = np.array([first <= d <= last for d in frame["partition"]], dtype=bool)
+        return frame.loc[inside].reset_index(drop=True)  # rows, never columns: an empty mask keeps them
 
 
 @dataclass

@@ -262,6 +262,15 @@ def file_ledger(source: Source, night: Night, counts: pd.Series, layout: list[En
     return pd.DataFrame(rows, columns=["path", "action", "rows", "reason"])
 
 
+def _stored(verdict: Verdict, settings: Settings, extras: dict) -> str | None:
+    """The result the night's check step will show; None when it cannot be rendered — the
+    check step then evaluates the check itself and reports its own failure, named."""
+    try:
+        return render.stored_result(verdict, settings, extras)
+    except Exception:  # not swallowed: the check step evaluates the check and reports
+        return None
+
+
 def load_raw_days(
     engine: Engine,
     source: Source,
@@ -338,7 +347,7 @@ def load_raw_days(
         verdicts = lookback.verdict_rows(step, judged)
         if run_id is not None and len(nights) == 1:  # the night's check step shows these, not evaluated again
             verdicts["run_id"] = run_id
-            verdicts["result"] = [render.stored_result(v, settings, extras) for _, v, extras in judged]
+            verdicts["result"] = [_stored(v, settings, extras) for _, v, extras in judged]
         warehouse.replace_partition(conn, night.day, {"raw_verdicts": verdicts})
         unhealthy.extend(f"{night.key} {r.check_name}" for r in verdicts.itertuples() if not r.passed)
         totals = {

@@ -146,6 +146,11 @@ def _nullable(ddl: str) -> set[str]:
 
 
 NULLABLE = {name: _nullable(ddl) for name, ddl in TABLES.items()}
+
+ADDED_COLUMNS: dict[str, set[str]] = {"raw_verdicts": {"run_id", "result"}}
+"""Nullable columns a later version appended to a table, which an older warehouse gets on
+opening (every other difference from this code's schema is refused)."""
+assert all(columns <= NULLABLE[name] for name, columns in ADDED_COLUMNS.items())
 """Table -> column -> DuckDB type: how a copy of a table read back from files is cast."""
 
 
@@ -251,11 +256,15 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
             ).fetchall()
         ]
         added = COLUMNS[name][len(existing) :]
-        if existing == COLUMNS[name][: len(existing)] and added and set(added) <= NULLABLE[name]:
-            # a newer version of this code records more (nullable columns at the end): added, said
+        if existing == COLUMNS[name][: len(existing)] and added and set(added) <= ADDED_COLUMNS.get(name, set()):
+            # columns this version added to a table (nullable, at the end): added, said
             for column in added:
                 conn.execute(f'ALTER TABLE {table(name)} ADD COLUMN "{column}" {COLUMN_TYPES[name][column]}')
-            warnings.warn(f"warehouse table {name}: added the columns {added} this version records", stacklevel=2)
+            warnings.warn(
+                f"warehouse table {name}: added the columns {added} this version records "
+                "(an older version of risk_assets will refuse this warehouse from now on)",
+                stacklevel=2,
+            )
             existing = COLUMNS[name]
         if existing != COLUMNS[name]:
             raise RuntimeError(

@@ -41,6 +41,7 @@ from risk_assets.core.features.encoding import UNSEEN_CATEGORY
 from risk_assets.core.features.spec import FEATURES, NUMERIC, WINDOWS
 from risk_assets.core.night import Night
 from risk_assets.engines import DuckDBEngine
+from risk_assets.settings import Settings
 from risk_assets.store import registry, warehouse
 from risk_assets_tests.checks.test_guards import _mapping, _night
 
@@ -330,3 +331,17 @@ def test_replayed_rows_in_sql_are_the_rows_repeating_every_field_but_the_id(conn
     assert not verdict.passed and verdict.severity == "ERROR" and verdict.figures["replayed_share"] == 3 / 8
     assert "3 of 8 rows" in verdict.summary and "re-sent under fresh ids" in verdict.summary
     assert replays.replayed_rows(summary, examples, max_replayed_share=0.5).passed
+
+
+def test_a_cached_statistic_of_partitions_without_rows_is_the_engines_empty_frame(conn):
+    """Days with no rows (the first days of a history, a day after a long gap): the cache
+    gives the engine's own empty frame, columns and all, and an empty range too."""
+    q = DuckDBEngine(conn)
+    settings = Settings()
+    cache = PartitionCache()
+    step = Step.sharing(cache, q, Night.of(DAY, settings.calendar), settings, source=None)
+    for first, last in ((DAY - dt.timedelta(days=28), DAY), (DAY, DAY), (DAY, DAY - dt.timedelta(days=1))):
+        for read in (amounts.levels, amounts.top_amounts):
+            expected = read(q, first, last)
+            found = read(step, first, last)
+            assert list(found.columns) == list(expected.columns) and found.empty and expected.empty
