@@ -22,16 +22,19 @@ MEASUREMENTS = [
 ]
 
 
-def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
-    out = tmp_path / "tiny.json"
+def benchmark(module: str, *args: str, timeout: int = 600) -> str:
+    """``python -m benchmarks.<module> ARGS`` from the repository root, as a user runs it;
+    its stdout (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--tiny", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_benchmark_runs_at_a_tiny_size_and_writes_its_json(tmp_path):
+    out = tmp_path / "tiny.json"
+    benchmark("run", "--tiny", "--out", str(out))
     report = json.loads(out.read_text())
     assert report["machine"]["cores"] and report["machine"]["dagster"]
     [size] = report["sizes"].values()
@@ -92,14 +95,7 @@ def test_the_history_load_benchmark_runs_at_a_tiny_size(tmp_path):
     """``python -m benchmarks.history_load --tiny``: a landing folder's history through the
     reference and raw jobs in a fresh process; every row received is accounted for."""
     out = tmp_path / "history.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.history_load", "--tiny", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    benchmark("history_load", "--tiny", "--out", str(out))
     [size] = json.loads(out.read_text())["sizes"].values()
     load = size["load"]
     assert load["days"] == 20 and load["received"] == load["accepted"] + load["rejected"] > 0
@@ -111,32 +107,20 @@ def test_the_scale_table_is_generated_from_the_committed_results():
     training job and the night into one table, a column per size, the later file winning."""
     results = sorted((ROOT / "benchmarks" / "results").glob("history_load_*.json"))
     results += sorted((ROOT / "benchmarks" / "results").glob("training_*.json"))
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", *map(str, results)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    results += sorted((ROOT / "benchmarks" / "results").glob("run_*.json"))
+    stdout = benchmark("scale", *map(str, results), timeout=120)
+    lines = stdout.splitlines()
     assert lines[0].startswith("| customers | 75,000 |") and "300,000" in lines[0]
     assert any(line.startswith("| history load: rows per second |") for line in lines)
     assert any(line.startswith("| training job: peak RSS |") for line in lines)
+    assert any(line.startswith("| night: nightly partition with checks |") for line in lines)
 
 
 def test_the_training_benchmark_runs_at_a_tiny_size(tmp_path):
     """``python -m benchmarks.training --tiny``: the whole training job in a fresh process
     and the frame fit it replaced, on the same table; the bounded path's AUC is the frame's."""
     out = tmp_path / "training.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.training", "--tiny", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    benchmark("training", "--tiny", "--out", str(out))
     [size] = json.loads(out.read_text())["sizes"].values()
     job = size["training_job"]
     assert job["success"] and job["deployed"] and job["training_rows"] > 0 and job["peak_rss_mb"] > 0
