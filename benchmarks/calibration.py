@@ -1,6 +1,8 @@
 """The false-alarm budget and the night profile's thresholds, calibrated on clean days.
 
     python -m benchmarks.calibration --customers 4000
+    python -m benchmarks.calibration --customers 1000000 --world embedded \
+        --warehouse /tmp/bench_hist/customers_1000000/warehouse.duckdb   # a history_load world
 
 The night profile (``raw_transactions.night_profile``) judges about a hundred statistics a
 night; a per-test threshold would fire every few nights. Its thresholds are set on the
@@ -54,7 +56,16 @@ def judged_days(settings, conn) -> pd.DataFrame:
     ``day, holiday, statistics, max_z`` (the largest |z| among the statistics that moved by
     ``min_ratio``) and the worst statistic."""
     checks = settings.checks
-    days = profile.profile(DuckDBEngine(conn), FIRST, LAST, None)  # no model trained: categories as delivered
+    # no model trained: categories as delivered; a month at a time (the statistic is per
+    # partition, and one query over 15 months of 1M customers takes most of this machine's memory)
+    months = pd.date_range(FIRST, LAST, freq="MS").date
+    days = pd.concat(
+        [
+            profile.profile(DuckDBEngine(conn), start, min(LAST, next_start - dt.timedelta(days=1)), None)
+            for start, next_start in zip(months, [*months[1:], LAST + dt.timedelta(days=1)], strict=True)
+        ],
+        ignore_index=True,
+    )
     stats = profile.statistics(days)
     holidays = holidays_between(settings.calendar, FIRST, LAST)
     verdicts = warehouse.raw_verdicts(conn, FIRST, LAST)
@@ -93,9 +104,9 @@ def judged_days(settings, conn) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def measure(world: str, customers: int) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix=f"risk_assets_cal_{world}_"))
-    settings = landing_settings(folder, world, customers, TRAINING)
+def load(settings, world: str) -> None:
+    """Exports the landing folder of :data:`FIRST` .. :data:`LAST` and loads it through the
+    reference and raw jobs."""
     export_landing(
         settings,
         Path(settings.source.landing_dir),
@@ -109,7 +120,18 @@ def measure(world: str, customers: int) -> dict:
             )
             if not result.success:
                 raise RuntimeError(f"{world}: {job} failed")
-    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+
+
+def measure(world: str, customers: int, loaded: Path | None = None) -> dict:
+    """The calibration of ``world`` at ``customers``: on a fresh export and load, or (``loaded``)
+    on a warehouse that already holds this world's raw days from :data:`FIRST` to :data:`LAST`
+    (``benchmarks.history_load``'s, at production size), opened read-only."""
+    folder = Path(tempfile.mkdtemp(prefix=f"risk_assets_cal_{world}_"))
+    settings = landing_settings(folder, world, customers, TRAINING)
+    if loaded is None:
+        load(settings, world)
+    path = loaded or settings.warehouse.duckdb_path
+    with warehouse.connect(path, read_only=loaded is not None) as conn:
         judged = judged_days(settings, conn)
     checks = settings.checks
     calibration = judged[(judged["day"] >= CALIBRATION[0]) & (judged["day"] <= CALIBRATION[1])]
@@ -120,6 +142,7 @@ def measure(world: str, customers: int) -> dict:
     return {
         "world": world,
         "customers": customers,
+        "warehouse": "a fresh load" if loaded is None else f"loaded before ({loaded.name})",
         "budget": {"blocked_nights": checks.budget_blocked_nights, "warn_nights": checks.budget_warn_nights},
         "calibration_days": len(calibration),
         "calibration_range": [str(CALIBRATION[0]), str(CALIBRATION[1])],
@@ -164,9 +187,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--customers", type=int, default=4000)
     parser.add_argument("--world", choices=[*WORLDS, "both"], default="both")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--warehouse",
+        type=Path,
+        default=None,
+        help="judge the raw days of this warehouse (one --world, loaded with its history, e.g. "
+        "by benchmarks.history_load) instead of exporting and loading a new one",
+    )
     args = parser.parse_args(argv)
+    if args.warehouse is not None and args.world == "both":
+        parser.error("--warehouse holds one world: name it with --world")
     quiet_dagster_warnings()
-    reports = [measure(w, args.customers) for w in (list(WORLDS) if args.world == "both" else [args.world])]
+    worlds = list(WORLDS) if args.world == "both" else [args.world]
+    reports = [measure(w, args.customers, args.warehouse) for w in worlds]
     out = args.out or Path(__file__).parent / "results" / f"calibration_{args.customers}.json"
     out.write_text(json.dumps(reports, indent=1))
     for r in reports:

@@ -280,6 +280,7 @@ def judge(
                 "median": grouped["x"].median(),
                 "days": grouped["x"].size(),
                 "ref_rows": grouped["rows"].median(),
+                "ref_top_rows": grouped["top_rows"].median(),
             }
         )
         .join(ref.groupby(key)["deviation"].median().rename("mad"))
@@ -291,11 +292,15 @@ def judge(
     lost = table["x"].isna() & table["statistic"].eq("rows_share") & table["median"].notna()
     table.loc[lost, "x"] = np.log(0.5 / max(day_rows, 1))
     table.loc[lost, "rows"] = 0
-    for column in ("rows", "ref_rows", "top_rows", "days"):
+    for column in ("rows", "ref_rows", "top_rows", "ref_top_rows", "days"):
         table[column] = table[column].fillna(0)
     share = table["statistic"].isin(["rows_share", "customers_share"]).to_numpy()
-    # sampling noise of a log share: about 1/sqrt(expected rows)
+    top = (table["statistic"] == "top_share").to_numpy()
+    # sampling noise of the log of a count: about 1/sqrt(expected count) — the value's rows
+    # for a share, the rows at the top amount for top_share (a handful of rows on a large day:
+    # 5 one day, 9 the next is chance, and a pooled MAD of such counts is often zero)
     noise = np.where(share, 1.0 / np.sqrt(np.maximum(table["ref_rows"], 1.0)), MIN_SCALE)
+    noise = np.where(top, 1.0 / np.sqrt(np.maximum(table["ref_top_rows"], 1.0)), noise)
     size = np.sqrt(np.maximum(table["ref_rows"], 1.0))
     table["scale"] = np.maximum(1.4826 * table["mad"].fillna(0) / size, noise)
     table["z"] = (table["x"] - table["median"]) / table["scale"]
@@ -329,10 +334,12 @@ def _what(row) -> str:
     lost = row["statistic"] == "rows_share" and row["rows"] == 0
     if lost:
         return f"{subject} vanished (typically {row['ref_rows']:.0f} rows)"
-    return (
-        f"{subject}: {STATISTICS[row['statistic']]} {direction} {row['ratio']:.2g}× "
-        f"(z {row['z']:+.1f}; {row['rows']:.0f} rows tonight, typically {row['ref_rows']:.0f})"
-    )
+    if row["statistic"] == "top_share":  # the count the statistic moves with
+        counts = f"{row['top_rows']:.0f} of {row['rows']:.0f} rows tonight, typically {row['ref_top_rows']:.0f}"
+        counts += f" of {row['ref_rows']:.0f}"
+    else:
+        counts = f"{row['rows']:.0f} rows tonight, typically {row['ref_rows']:.0f}"
+    return f"{subject}: {STATISTICS[row['statistic']]} {direction} {row['ratio']:.2g}× (z {row['z']:+.1f}; {counts})"
 
 
 def night_profile(

@@ -784,6 +784,37 @@ def test_night_profile_sees_a_clipped_tail_while_the_median_holds():
     assert verdict.figures["statistic"] == "top_share" and verdict.figures["direction"] == "up"
 
 
+def test_night_profile_judges_the_top_amount_by_the_noise_of_its_count():
+    """At production size a value's amounts rarely repeat: its most repeated amount holds a
+    handful of rows, 5 on most days. Nine one night is chance (a pooled MAD of such counts is
+    near zero, and judging them by it blocked 14 clean nights of 608 at 1M customers); forty
+    — amounts piling up at one value — is not."""
+    last = dt.date(2026, 3, 4)
+
+    def repeated(top: int):
+        def rewrite(raw, customers):
+            rng = np.random.default_rng(len(raw) + top)
+            amounts = rng.permutation(len(raw)).astype("int64") * 7 + 1000  # every amount once
+            amounts[:top] = amounts[0]  # ... but one, held by ``top`` rows
+            return raw.assign(amount_cents=amounts)
+
+        return rewrite
+
+    def usual(raw, customers):
+        return repeated(6 if len(raw) % 5 == 0 else 5)(raw, customers)
+
+    chance = _judge_profile(_profile_days(last, change=repeated(9), every=usual), last)
+    assert chance.passed, chance.summary
+    shown = chance.tables["statistics"]
+    top = shown[(shown["col"] == "day") & (shown["statistic"] == "top_share")].iloc[0]
+    assert top["ratio"] > 1.5 and 0 < top["z"] < 2  # it moved 1.8×, by about one count's noise
+
+    piled = _judge_profile(_profile_days(last, change=repeated(40), every=usual), last)
+    assert not piled.passed and piled.severity == "ERROR"
+    assert piled.figures["statistic"] == "top_share" and piled.figures["direction"] == "up"
+    assert "40 of" in piled.summary and "typically 5 of" in piled.summary, piled.summary
+
+
 def test_night_profile_dates_a_change_that_began_nights_ago_and_ignores_unhealthy_baselines():
     from risk_assets.checks.profile import night_profile
 
