@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 ATTRIBUTES = ("segment", "region", "opened_at")
@@ -32,13 +33,40 @@ KEY = "customer_id"
 
 def content_hash(customers: pd.DataFrame) -> str:
     """A digest of the accepted rows' key and attributes, independent of row order and of
-    the file's layout: two deliveries with the same content have the same hash."""
+    the file's layout: two deliveries with the same content have the same hash.
+
+    The digest is SHA-256 over the rows sorted by key, each row its values as ``str(value)``
+    (``""`` when missing) joined by U+001F and ended by U+001E, truncated to 16 hex digits.
+    It is computed column-wise (1M customers in about a second, where a row-by-row loop
+    took several); the unit tests hold it to that row-by-row definition."""
     frame = customers[[KEY, *ATTRIBUTES]].sort_values(KEY)
-    digest = hashlib.sha256()
-    for row in frame.itertuples(index=False):
-        digest.update("\x1f".join("" if pd.isna(v) else str(v) for v in row).encode())
-        digest.update(b"\x1e")
-    return digest.hexdigest()[:16]
+    if frame.empty:
+        return hashlib.sha256(b"").hexdigest()[:16]
+    rows = _as_text(frame[KEY])
+    for name in ATTRIBUTES:
+        rows = rows + "\x1f" + _as_text(frame[name])
+    return hashlib.sha256(("\x1e".join(rows) + "\x1e").encode()).hexdigest()[:16]
+
+
+def _as_text(column: pd.Series) -> np.ndarray:
+    """``str(value)`` of each value (``""`` when missing), as an object array."""
+    missing = column.isna().to_numpy()
+    values = column.to_numpy()
+    if column.dtype.kind == "M" and column.dt.tz is None:
+        stamps = values.astype("datetime64[ns]")
+        if (stamps.astype("datetime64[s]") == stamps)[~missing].all():  # whole seconds: str() has no fraction
+            text = np.datetime_as_string(stamps, unit="s")  # 'YYYY-MM-DDTHH:MM:SS'
+            chars = text.view(np.uint32).reshape(len(text), -1).copy()
+            chars[:, 10] = ord(" ")  # str(Timestamp) separates date and time by a space
+            out = chars.view(text.dtype).reshape(len(text)).astype(object)
+        else:
+            out = np.array([str(v) for v in column], dtype=object)
+    elif column.dtype == object and all(type(v) is str for v in values[~missing]):
+        out = values.copy()
+    else:
+        out = np.array([str(v) for v in column], dtype=object)
+    out[missing] = ""
+    return out
 
 
 @dataclass(frozen=True)
