@@ -1,6 +1,6 @@
 """One nightly partition through Dagster in a fresh process, with or without the checks.
 
-    python -m benchmarks.nightly_once --folder DIR --customers N --night YYYY-MM-DD [--without-checks]
+    python -m benchmarks.nightly_once --folder DIR --customers N --night YYYY-MM-DD [--without-checks] [--cold]
 
 Run by :mod:`benchmarks.run` once per measurement, so that the peak RSS it reports is
 the nightly run's own (imports included), not the benchmark's. Prints one JSON line:
@@ -22,6 +22,7 @@ from benchmarks import world
 from risk_assets.app.cli import quiet_dagster_warnings
 from risk_assets.defs.factory import build_definitions
 from risk_assets.defs.jobs import NIGHTLY_JOB
+from risk_assets.store import warehouse
 from risk_assets.store.warehouse import PER_NIGHT as NIGHTLY_ASSETS
 
 WITHOUT_CHECKS_JOB = "nightly_job_without_checks"
@@ -52,7 +53,7 @@ def is_check_step(step_key: str) -> bool:
     return step_key not in NIGHTLY_ASSETS
 
 
-def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True) -> dict:
+def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True, cold: bool = False) -> dict:
     settings = world.settings_for(folder, customers, night)
     defs = build_definitions(settings)
     name = NIGHTLY_JOB
@@ -66,6 +67,7 @@ def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True)
         defs = dg.Definitions.merge(
             defs, dg.Definitions(jobs=[dg.define_asset_job(WITHOUT_CHECKS_JOB, selection=selection)])
         )
+    kept = forget_kept_statistics(settings, night, everything=cold)
     with dg.instance_for_test(temp_dir=world.home(folder)) as instance:
         job = defs.resolve_job_def(name)
         t0 = time.perf_counter()
@@ -83,7 +85,27 @@ def run_night(folder: Path, customers: int, night: dt.date, checks: bool = True)
         "check_steps_seconds": round(sum(v for k, v in steps.items() if is_check_step(k)), 3),
         "failed_checks": failed_checks,
         "peak_rss_mb": peak_rss_mb(),
+        "kept_statistics_before": kept,
     }
+
+
+def forget_kept_statistics(settings, night: dt.date, everything: bool = False) -> dict:
+    """Drop the statistics kept for ``night``'s own partition, so that a repeated night
+    computes its own day and reads the weeks before from the store, as a production night
+    after a night does (the benchmark re-runs one night, whose rows it already loaded);
+    ``everything``: all of them (a cold night: the first after an upgrade, or after a new
+    customers version, computes every partition). Returns what was kept before, for the
+    report."""
+    with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+        before = warehouse.scalar(
+            conn, "SELECT count(DISTINCT partition) FROM partition_statistics WHERE partition < ?", [night]
+        )
+        dropped = warehouse.scalar(conn, "SELECT count(*) FROM partition_statistics WHERE partition = ?", [night])
+        if everything:
+            conn.execute("DELETE FROM partition_statistics")
+        else:
+            conn.execute("DELETE FROM partition_statistics WHERE partition = ?", [night])
+    return {"partitions_before_the_night": int(before), "night_entries_dropped": int(dropped)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,9 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--night", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--without-checks", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="drop every kept statistic first")
     args = parser.parse_args(argv)
     quiet_dagster_warnings()
-    print(json.dumps(run_night(args.folder, args.customers, args.night, checks=not args.without_checks)))
+    print(json.dumps(run_night(args.folder, args.customers, args.night, not args.without_checks, args.cold)))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[dict, object]:
     return {"median_s": round(statistics.median(runs), 4), "runs_s": runs}, result
 
 
-def nightly(folder: Path, customers: int, night: dt.date, checks: bool) -> dict:
+def nightly(folder: Path, customers: int, night: dt.date, checks: bool, cold: bool = False) -> dict:
     cmd = [
         sys.executable,
         "-m",
@@ -113,7 +113,7 @@ def nightly(folder: Path, customers: int, night: dt.date, checks: bool) -> dict:
         night.isoformat(),
     ]
     out = subprocess.run(
-        cmd + ([] if checks else ["--without-checks"]),
+        cmd + ([] if checks else ["--without-checks"]) + (["--cold"] if cold else []),
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
@@ -167,7 +167,18 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         print(f"[{customers}] serving features: {out['serving_features']}", flush=True)
         del served
 
-    # 5 and 6: fresh processes (before this one grows with the training frame).
+    # 5 and 6: fresh processes (before this one grows with the training frame). First a
+    # night with no statistics kept from earlier loads (the first night after an upgrade or a
+    # new customers version), then the repeats: each computes its own day and reads the
+    # weeks before from what earlier nights kept, as a night after a night does.
+    cold = nightly(folder, customers, night, checks=True, cold=True)
+    out["nightly_cold_statistics"] = {
+        "seconds": cold["seconds"],
+        "success": cold["success"],
+        "peak_rss_mb": cold["peak_rss_mb"],
+        "steps_seconds": cold["steps_seconds"],
+        "what": "every per-partition statistic computed: none kept from an earlier load",
+    }
     runs = {True: [], False: []}
     for _ in range(repeats):
         for checks in (True, False):
@@ -183,6 +194,7 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
         "steps_median_s": {
             k: med(r["steps_seconds"].get(k, 0.0) for r in guarded) for k in guarded[0]["steps_seconds"]
         },
+        "kept_statistics_before": guarded[-1]["kept_statistics_before"],
     }
     out["nightly_without_checks"] = {
         "median_s": med(r["seconds"] for r in bare),

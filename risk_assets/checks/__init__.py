@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,13 +21,14 @@ from typing import Any, Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from risk_assets.core import model as model_lib
 from risk_assets.core.night import Night
 from risk_assets.engines import Engine
 from risk_assets.settings import Settings
 from risk_assets.sources import Source
-from risk_assets.store import registry
+from risk_assets.store import registry, warehouse
 
 Scalar = int | float | str | bool | None
 
@@ -42,20 +44,129 @@ def per_partition(sql: str) -> str:
     return sql
 
 
+def reads_of(sql: str) -> tuple[str, ...]:
+    """The warehouse tables a statistic's SQL reads (each is named through
+    ``warehouse.table``, so by its quoted identifier)."""
+    return tuple(name for name in warehouse.TABLES if warehouse.table(name) in sql)
+
+
+def _frame_bytes(frame: pd.DataFrame) -> bytes:
+    frame = frame.copy(deep=False)
+    frame.attrs = {}  # an engine's query metrics (Spark's), not the statistic
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _bytes_frame(blob: bytes) -> pd.DataFrame:
+    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all().to_pandas()
+
+
+class PartitionStore:
+    """Per-partition statistics kept in the warehouse (``partition_statistics``) from one load
+    to the next: a night reads the weeks before it from there and computes its own partition.
+
+    An entry is used only while the inputs it was computed from are unchanged. Its
+    fingerprint covers the content of every table the statistic reads: per partition for a
+    partitioned table (a day delivered again with other rows is computed again), as a whole
+    for a reference table (a new customers version, a new mapping: every partition again,
+    since the statistic joins them). Entries are keyed by the statistic's SQL, the engine and
+    the parameters, so a change of code, engine or mapping version never reads another's
+    rows. The reference tables are fingerprinted once per store: it lives for one load, and
+    nothing rewrites them during it. ``write``: keep what is computed (the raw load); other
+    steps only read."""
+
+    def __init__(self, conn, engine: str, write: bool) -> None:
+        self.conn, self.engine, self.write = conn, engine, write
+        self.usable = warehouse.has_table(conn, "partition_statistics")
+        self._tables: dict[str, str] = {}
+        self._partitions: dict[tuple[str, dt.date], str] = {}
+        self._pending: list[dict] = []
+        self.read = self.kept = 0
+        """Partitions read from the store, and kept in it, by this store."""
+
+    def forget(self, day: dt.date) -> None:
+        """``day``'s partitions were written again: fingerprint them again."""
+        self._partitions = {k: v for k, v in self._partitions.items() if k[1] != day}
+
+    def inputs(self, sql: str, days: Sequence[dt.date]) -> dict[dt.date, str]:
+        """The fingerprint of the inputs of ``sql``'s rows of each of ``days``."""
+        parts: dict[dt.date, list[str]] = {d: [] for d in days}
+        for name in reads_of(sql):
+            if "partition" in warehouse.COLUMNS[name]:
+                unknown = [d for d in days if (name, d) not in self._partitions]
+                if unknown:
+                    found = warehouse.partition_contents(self.conn, name, min(unknown), max(unknown))
+                    self._partitions.update({(name, d): found.get(d, "empty") for d in unknown})
+                for d in days:
+                    parts[d].append(f"{name}={self._partitions[(name, d)]}")
+            else:
+                if name not in self._tables:
+                    self._tables[name] = warehouse.table_content(self.conn, name)
+                for d in days:
+                    parts[d].append(f"{name}={self._tables[name]}")
+        return {d: hashlib.sha256("|".join(p).encode()).hexdigest()[:32] for d, p in parts.items()}
+
+    @staticmethod
+    def statistic_id(sql: str) -> str:
+        return hashlib.sha256(sql.encode()).hexdigest()[:16]
+
+    def load(self, sql: str, params: str, days: Sequence[dt.date], inputs: Mapping[dt.date, str]) -> dict:
+        """The kept rows of ``days`` whose inputs are unchanged: day -> frame."""
+        kept = warehouse.stored_statistics(self.conn, self.statistic_id(sql), self.engine, params, days)
+        hits = {d: _bytes_frame(blob) for d, (was, blob) in kept.items() if was == inputs[d]}
+        self.read += len(hits)
+        return hits
+
+    def keep(self, sql: str, params: str, frames: Mapping[dt.date, pd.DataFrame], inputs: Mapping) -> None:
+        """Keep computed rows (written at :meth:`flush`)."""
+        if not self.write:
+            return
+        now = pd.Timestamp.now("UTC").tz_localize(None)
+        self._pending.extend(
+            {
+                "statistic": self.statistic_id(sql),
+                "engine": self.engine,
+                "params": params,
+                "partition": d,
+                "inputs": inputs[d],
+                "computed_at": now,
+                "frame": _frame_bytes(frame),
+            }
+            for d, frame in frames.items()
+        )
+        if len(self._pending) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows kept since the last flush (one transaction)."""
+        if self._pending:
+            warehouse.store_statistics(self.conn, pd.DataFrame(self._pending))
+            self.kept += len(self._pending)
+            self._pending = []
+
+
 class PartitionCache:
     """Per-partition statistics already computed (:func:`per_partition`), shared by the steps
     of one load or one check step: each night asks for its own look-back range, and only the
     partitions no earlier night asked for are computed (a history load judges each day
-    against the weeks before it: without this, every day re-reads nine weeks)."""
+    against the weeks before it: without this, every day re-reads nine weeks). With a
+    ``store``, partitions not in memory are read from the warehouse when their inputs are
+    unchanged (:class:`PartitionStore`), and what is computed is kept there."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: PartitionStore | None = None) -> None:
         self._entries: dict[tuple, tuple[pd.DataFrame, set[dt.date]]] = {}
+        self.store = store if store is not None and store.usable else None
 
     def forget(self, day: dt.date) -> None:
         """Drop ``day`` from every statistic (its partition was written again)."""
         for key, (frame, covered) in list(self._entries.items()):
             if day in covered:
                 self._entries[key] = (frame[frame["partition"] != day], covered - {day})
+        if self.store is not None:
+            self.store.forget(day)
 
     def get(
         self, engine: Engine, sql: str, params: Mapping[str, object], first: dt.date, last: dt.date
@@ -65,24 +176,37 @@ class PartitionCache:
         frame, covered = self._entries.get(key, (None, set()))
         days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
         missing = [d for d in days if d not in covered]
+        parts = [] if frame is None else [frame]
+        kept, inputs = {}, {}
+        if missing and self.store is not None:
+            inputs = self.store.inputs(sql, missing)
+            kept = self.store.load(sql, key[1], missing, inputs)
+            parts.extend(f for f in kept.values() if len(f))
         runs: list[list[dt.date]] = []
-        for d in missing:  # contiguous runs of missing days: one query each
+        for d in (d for d in missing if d not in kept):  # contiguous runs of days to compute: one query each
             if runs and (d - runs[-1][-1]).days == 1:
                 runs[-1].append(d)
             else:
                 runs.append([d])
-        parts = [] if frame is None else [frame]
         for run in runs:
-            parts.append(day_frame(engine.statistic(sql, rest | {"first": run[0], "day": run[-1]})))
-        if runs:
+            computed = day_frame(engine.statistic(sql, rest | {"first": run[0], "day": run[-1]}))
+            parts.append(computed)
+            if self.store is not None:
+                by_day = {d: computed[computed["partition"] == d].reset_index(drop=True) for d in run}
+                self.store.keep(sql, key[1], by_day, inputs)
+        if missing and parts:
             frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
             frame = frame.sort_values("partition", kind="stable").reset_index(drop=True)
-            covered = covered | set(missing)
-            self._entries[key] = (frame, covered)
-        if frame is None:  # an empty range: nothing to cache
+            self._entries[key] = (frame, covered | set(missing))
+        if frame is None:  # nothing computed or kept with rows: the engine's own empty frame
             return day_frame(engine.statistic(sql, rest | {"first": first, "day": last}))
         inside = np.array([first <= d <= last for d in frame["partition"]], dtype=bool)
         return frame.loc[inside].reset_index(drop=True)  # rows, never columns: an empty mask keeps them
+
+    def flush(self) -> None:
+        """Write what the store keeps (see :meth:`PartitionStore.flush`)."""
+        if self.store is not None:
+            self.store.flush()
 
 
 @dataclass

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from risk_assets.checks import PartitionCache, Step, Verdict, lookback
+from risk_assets.checks import PartitionCache, PartitionStore, Step, Verdict, lookback
 from risk_assets.checks.catalogue import declared, judge_raw_day
 from risk_assets.core import reference
 from risk_assets.core.contract import (
@@ -294,7 +294,10 @@ def load_raw_days(
     conflicted = warehouse.conflicted_customers(conn)
     layout = source.layout_problems()
     per_partition, reasons, unhealthy, ran_on = [], {}, [], set()
-    computed = PartitionCache()  # each day judged against the weeks before it: each partition's statistics once
+    # each day judged against the weeks before it: each partition's statistics once, and kept
+    # in the warehouse for the nights after this load
+    kept = PartitionStore(conn, engine.name, write=True)
+    computed = PartitionCache(kept)
     stored = warehouse.StoredIds(conn) if len(nights) > 1 else None  # copies found without a scan per day
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None
@@ -368,6 +371,7 @@ def load_raw_days(
             }
         )
         last_split = split
+    computed.flush()
     if len(nights) == 1:
         meta = split_metadata(last_split, settings) | {
             "files_read": per_partition[0]["files_read"],
@@ -390,6 +394,8 @@ def load_raw_days(
         "stray_landing_entries": ", ".join(e.path for e in layout) or "-",
         "quarantined_days": len({u.split()[0] for u in unhealthy}),
         "failed_raw_checks": ", ".join(unhealthy[:20]) or "-",
+        "statistics_partitions_reused": kept.read,
+        "statistics_partitions_kept": kept.kept,
     }
 
 

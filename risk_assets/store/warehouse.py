@@ -78,6 +78,9 @@ TABLES: dict[str, str] = {
         partition DATE NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, severity VARCHAR NOT NULL,
         summary VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL, settings_version VARCHAR NOT NULL,
         run_id VARCHAR, result VARCHAR""",
+    "partition_statistics": """
+        statistic VARCHAR NOT NULL, engine VARCHAR NOT NULL, params VARCHAR NOT NULL, partition DATE NOT NULL,
+        inputs VARCHAR NOT NULL, computed_at TIMESTAMP NOT NULL, frame BLOB NOT NULL""",
     "night_verdicts": """
         partition DATE NOT NULL, check_name VARCHAR NOT NULL, asset VARCHAR NOT NULL, passed BOOLEAN NOT NULL,
         severity VARCHAR NOT NULL, summary VARCHAR NOT NULL, evaluated_at TIMESTAMP NOT NULL,
@@ -851,6 +854,70 @@ def scores(conn: duckdb.DuckDBPyConnection, day: dt.date) -> pd.DataFrame:
     return conn.execute(
         "SELECT customer_id, score, model_version FROM risk_scores WHERE partition = ? ORDER BY customer_id", [day]
     ).df()
+
+
+# --------------------------------------------------------------------------- statistics kept
+def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the warehouse holds ``name`` (a read-only connection to an older warehouse may not)."""
+    table(name)  # whitelisted
+    return bool(scalar(conn, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
+
+
+def _content(name: str) -> str:
+    """Rows and a sum of a hash of every column: another content, another value (a 64-bit
+    hash per row, summed exactly)."""
+    cols = ", ".join(f'"{c}"' for c in COLUMNS[name])
+    return f"count(*), CAST(sum(hash({cols})) AS VARCHAR)"
+
+
+def partition_contents(conn: duckdb.DuckDBPyConnection, name: str, first: dt.date, last: dt.date) -> dict:
+    """Each partition of ``name`` from ``first`` to ``last`` that holds rows -> a fingerprint of
+    its content (a partition written again with other rows gets another)."""
+    rows = conn.execute(
+        f"SELECT partition, {_content(name)} FROM {table(name)} WHERE partition BETWEEN ? AND ? GROUP BY partition",
+        [first, last],
+    ).fetchall()
+    return {p: f"{n}:{h}" for p, n, h in rows}
+
+
+def table_content(conn: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A fingerprint of the whole content of ``name``."""
+    n, h = conn.execute(f"SELECT {_content(name)} FROM {table(name)}").fetchall()[0]
+    return f"{n}:{h}"
+
+
+def stored_statistics(
+    conn: duckdb.DuckDBPyConnection, statistic: str, engine: str, params: str, days: Sequence[dt.date]
+) -> dict[dt.date, tuple[str, bytes]]:
+    """The kept rows of one per-partition statistic: partition -> (the fingerprint of the
+    inputs it was computed from, its rows as Arrow IPC bytes)."""
+    if not days:
+        return {}
+    found = conn.execute(
+        "SELECT partition, inputs, frame FROM partition_statistics WHERE statistic = ? AND engine = ? "
+        "AND params = ? AND partition BETWEEN ? AND ?",
+        [statistic, engine, params, min(days), max(days)],
+    ).fetchall()
+    wanted = set(days)
+    return {p: (inputs, bytes(blob)) for p, inputs, blob in found if p in wanted}
+
+
+def store_statistics(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> None:
+    """Keep computed per-partition statistics (``partition_statistics`` rows), replacing the
+    entries of the same statistic, engine, parameters and partition; one transaction."""
+    if rows.empty:
+        return
+    keys = rows[["statistic", "engine", "params", "partition"]]
+    conn.register("_replaced_statistics", keys)
+    try:
+        with transaction(conn):
+            conn.execute(
+                "DELETE FROM partition_statistics s USING _replaced_statistics r WHERE s.statistic = r.statistic "
+                "AND s.engine = r.engine AND s.params = r.params AND s.partition = r.partition"
+            )
+            insert(conn, "partition_statistics", rows)
+    finally:
+        conn.unregister("_replaced_statistics")
 
 
 # --------------------------------------------------------------------------- ownership

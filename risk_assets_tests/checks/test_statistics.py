@@ -16,6 +16,7 @@ import pytest
 
 from risk_assets.checks import (
     PartitionCache,
+    PartitionStore,
     Step,
     amounts,
     coverage,
@@ -186,6 +187,15 @@ def assert_statistics_match_rows(conn, day: dt.date, settings, tested: bool | No
             lambda e, a, b: night_profile.profile(e, a, b, version),
         ):
             pd.testing.assert_frame_equal(read(step, first, last), read(q, first, last))
+    # kept in the warehouse by one load, read back by the next: the engine's own frames
+    for load in range(2):
+        store = PartitionStore(conn, q.name, write=True)
+        step = Step.sharing(PartitionCache(store), q, night, settings, source=None)
+        for read in (amounts.levels, amounts.top_amounts, lambda e, a, b: night_profile.profile(e, a, b, version)):
+            pd.testing.assert_frame_equal(read(step, night.days_back(28), day), read(q, night.days_back(28), day))
+        store.flush()
+        if load:  # every partition of the three statistics, rows or none
+            assert store.read == 3 * ((day - night.days_back(28)).days + 1) and store.kept == 0
     vocabulary = settings.features.vocabulary()
     expected_daily = daily.aggregates_of(
         history,
@@ -345,3 +355,111 @@ def test_a_cached_statistic_of_partitions_without_rows_is_the_engines_empty_fram
             expected = read(q, first, last)
             found = read(step, first, last)
             assert list(found.columns) == list(expected.columns) and found.empty and expected.empty
+
+
+def _kept_world(conn, days: int = 10) -> tuple[dt.date, dt.date]:
+    """``days`` raw days, 40 customers, a category mapping (version m1)."""
+    rng = np.random.default_rng(3)
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(40)],
+            "segment": rng.choice(["retail", "smb"], 40),
+            "region": rng.choice(["north", "south"], 40),
+            "opened_at": pd.Timestamp("2024-01-01"),
+            "source_file": "customers.csv",
+        }
+    )
+    warehouse.insert(conn, "customers", customers)
+    warehouse.insert(conn, "category_mapping", _mapping().assign(version="m1"))
+    first = DAY - dt.timedelta(days=days - 1)
+    for i in range(days):
+        _write_day(conn, first + dt.timedelta(days=i), rng)
+    return first, DAY
+
+
+def _write_day(conn, day: dt.date, rng) -> None:
+    n = int(rng.integers(50, 90))
+    cents = rng.integers(100, 5000, n)
+    rows = pd.DataFrame(
+        {
+            "transaction_id": [f"{day}-{i}-{rng.integers(1 << 30)}" for i in range(n)],
+            "customer_id": rng.choice([f"C{i}" for i in range(40)], n),
+            "event_ts": pd.Timestamp(day),
+            "amount": cents / 100,
+            "amount_cents": cents,
+            "category": rng.choice(["groceries", "fuel", "p2p"], n),
+            "channel": rng.choice(["online", "card"], n),
+            "source_file": "f",
+        }
+    )
+    warehouse.replace_partition(conn, day, {"raw_transactions": rows})
+
+
+KEPT = {
+    "levels": amounts.levels,
+    "top_amounts": amounts.top_amounts,
+    "profile": lambda e, a, b: night_profile.profile(e, a, b, "m1"),
+}
+
+
+def _through_a_new_store(conn, q, first, last, write: bool = True, engine: str | None = None) -> PartitionStore:
+    """Each kept statistic over ``first .. last`` through a new load's store: what it gives
+    is the engine's own frame, whatever it read from the store."""
+    store = PartitionStore(conn, engine or q.name, write=write)
+    step = Step.sharing(PartitionCache(store), q, Night.of(last, Settings().calendar), Settings(), source=None)
+    for read in KEPT.values():
+        pd.testing.assert_frame_equal(read(step, first, last), read(q, first, last))
+    store.flush()
+    return store
+
+
+def test_kept_statistics_are_read_back_only_while_their_inputs_are_unchanged(conn):
+    """Per-partition statistics kept in the warehouse from one load to the next: the next
+    load reads them instead of computing; a partition written again with other rows, a new
+    customers table (the profile joins it) or another mapping version is computed again."""
+    q = DuckDBEngine(conn)
+    first, last = _kept_world(conn)
+    computed = _through_a_new_store(conn, q, first, last)
+    assert (computed.read, computed.kept) == (0, 30)  # 10 days x 3 statistics
+
+    again = _through_a_new_store(conn, q, first, last)
+    assert (again.read, again.kept) == (30, 0)
+
+    rewritten = first + dt.timedelta(days=4)
+    _write_day(conn, rewritten, np.random.default_rng(99))
+    after_rewrite = _through_a_new_store(conn, q, first, last)
+    assert (after_rewrite.read, after_rewrite.kept) == (27, 3)  # that day, each statistic
+
+    conn.execute("UPDATE customers SET segment = 'premium' WHERE customer_id = 'C7'")
+    after_customers = _through_a_new_store(conn, q, first, last)
+    assert (after_customers.read, after_customers.kept) == (20, 10)  # the profile joins the customers
+
+    # a day outside what was kept, a wider range: only the new days computed
+    wider = _through_a_new_store(conn, q, first - dt.timedelta(days=3), last)
+    assert (wider.read, wider.kept) == (30, 9)
+
+    other_version = PartitionStore(conn, q.name, write=False)
+    step = Step.sharing(PartitionCache(other_version), q, Night.of(last, Settings().calendar), Settings(), None)
+    pd.testing.assert_frame_equal(
+        night_profile.profile(step, first, last, "m2"), night_profile.profile(q, first, last, "m2")
+    )
+    assert other_version.read == 0
+    assert _through_a_new_store(conn, q, first, last, write=False, engine="spark").read == 0  # another engine's
+
+
+def test_a_read_only_warehouse_without_kept_statistics_computes_them(tmp_path):
+    """A warehouse written before statistics were kept, opened read-only: nothing to read,
+    nothing written, every statistic computed."""
+    path = tmp_path / "old.duckdb"
+    with warehouse.connect(path) as conn:
+        first, last = _kept_world(conn, days=3)
+        conn.execute("DROP TABLE partition_statistics")
+    with warehouse.connect(path, read_only=True) as conn:
+        store = PartitionStore(conn, "duckdb", write=False)
+        assert not store.usable
+        cache = PartitionCache(store)
+        assert cache.store is None
+        q = DuckDBEngine(conn)
+        step = Step.sharing(cache, q, Night.of(last, Settings().calendar), Settings(), source=None)
+        for read in KEPT.values():
+            pd.testing.assert_frame_equal(read(step, first, last), read(q, first, last))
