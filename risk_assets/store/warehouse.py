@@ -64,6 +64,8 @@ TABLES: dict[str, str] = {
         partition DATE NOT NULL, transaction_id VARCHAR NOT NULL, customer_id VARCHAR NOT NULL,
         event_ts TIMESTAMP NOT NULL, amount DOUBLE NOT NULL, amount_cents BIGINT NOT NULL,
         category VARCHAR NOT NULL, channel VARCHAR, source_file VARCHAR""",
+    "transaction_ids": """
+        partition DATE NOT NULL, id_hash UBIGINT NOT NULL""",
     "rejected_transactions": """
         partition DATE NOT NULL, source_file VARCHAR, source_row BIGINT, record_key VARCHAR,
         reasons VARCHAR NOT NULL, raw_record VARCHAR""",
@@ -248,6 +250,7 @@ def _first_customer_version(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    index_missing = not has_table(conn, "transaction_ids")
     for name, ddl in TABLES.items():
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
         existing = [
@@ -275,7 +278,27 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
                 f"{COLUMNS[name]} (the feature spec changed). Use a new warehouse file or drop "
                 f"the table; nothing was written."
             )
+    if index_missing:
+        _index_stored_ids(conn)
     _first_customer_version(conn)
+
+
+def _index_stored_ids(conn: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse written before ``transaction_ids`` existed: index its stored ids once."""
+    with transaction(conn):
+        conn.execute("DELETE FROM transaction_ids")
+        conn.execute(f"INSERT INTO transaction_ids {_ID_HASHES} FROM raw_transactions")
+    rows = scalar(conn, "SELECT count(*) FROM transaction_ids")
+    if rows:
+        warnings.warn(f"warehouse: indexed the {rows} stored transaction ids (transaction_ids)", stacklevel=3)
+
+
+ID_HASH = "md5_number_lower(transaction_id)"
+"""The 64-bit hash of a transaction id the indexes hold: the lower half of its MD5, a
+standard function, so an index written by one DuckDB version is read right by the next
+(DuckDB's own ``hash`` may change between versions)."""
+_ID_HASHES = f"SELECT partition, {ID_HASH} AS id_hash"
+"""The index row of a stored transaction: its partition and :data:`ID_HASH`."""
 
 
 @contextmanager
@@ -301,6 +324,8 @@ def insert(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> N
     try:
         cols = ", ".join(f'"{c}"' for c in columns)
         conn.execute(f"INSERT INTO {table(name)} ({cols}) SELECT {cols} FROM {view}")
+        if name == "raw_transactions":  # every stored id in the index, with the rows (see stored_elsewhere)
+            conn.execute(f"INSERT INTO transaction_ids {_ID_HASHES} FROM {view}")
     finally:
         conn.unregister(view)
 
@@ -310,6 +335,8 @@ def replace_partition(conn: duckdb.DuckDBPyConnection, partition: dt.date, frame
     with transaction(conn):
         for name, frame in frames.items():
             conn.execute(f"DELETE FROM {table(name)} WHERE partition = ?", [partition])
+            if name == "raw_transactions":
+                conn.execute("DELETE FROM transaction_ids WHERE partition = ?", [partition])
             insert(conn, name, frame.assign(partition=partition))
 
 
@@ -547,10 +574,35 @@ def stored_elsewhere(
     conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series, index: StoredIds | None = None
 ) -> pd.DataFrame:
     """The rows (:data:`~risk_assets.core.contract.STORED_COLUMNS`) stored in *other*
-    partitions under this batch's transaction ids. Without ``index``, one scan of every
-    stored id; with it (a load of many days), only the partitions that hold one of them."""
+    partitions under this batch's transaction ids, read only from the partitions that hold one
+    of them: found in ``index`` (a load of many days keeps one in memory), or else in the
+    warehouse's narrow index ``transaction_ids`` (one 64-bit hash per stored id, written with
+    the rows; at 1M customers its scan takes a tenth of a scan of every stored id). A hash
+    collision only adds a partition to read: the rows are matched on the id itself."""
     if index is not None:
         return index.elsewhere(conn, day, ids)
+    if not index_complete(conn):
+        return scan_elsewhere(conn, day, ids)
+    batch = _batch(ids)  # the partitions that hold one of these ids, from the narrow index
+    conn.register("_batch_ids", batch)
+    try:
+        holding = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT t.partition FROM transaction_ids t SEMI JOIN "
+                f"(SELECT {ID_HASH} AS h FROM _batch_ids WHERE transaction_id IS NOT NULL) b "
+                "ON t.id_hash = b.h WHERE t.partition <> $day ORDER BY 1",
+                {"day": day},
+            ).fetchall()
+        ]
+    finally:
+        conn.unregister("_batch_ids")
+    return _rows_in(conn, day, batch, holding)
+
+
+def scan_elsewhere(conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
+    """:func:`stored_elsewhere` by one scan of every stored id: the definition the indexes
+    are held to, and what a warehouse whose index is not whole gets."""
     conn.register("_batch_ids", _batch(ids))
     try:
         return conn.execute(_STORED_ELSEWHERE, {"day": day}).df()
@@ -558,16 +610,47 @@ def stored_elsewhere(
         conn.unregister("_batch_ids")
 
 
+def index_complete(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``transaction_ids`` holds one row per stored transaction (every writer of
+    ``raw_transactions`` goes through :func:`insert`; a row written around it shows here, and
+    the copy check then scans every stored id instead)."""
+    if not has_table(conn, "transaction_ids"):  # read-only, older than the index
+        return False
+    indexed, stored = conn.execute(
+        "SELECT (SELECT count(*) FROM transaction_ids), (SELECT count(*) FROM raw_transactions)"
+    ).fetchall()[0]
+    return indexed == stored
+
+
+def _rows_in(conn: duckdb.DuckDBPyConnection, day: dt.date, batch: pd.DataFrame, holding: list) -> pd.DataFrame:
+    """:data:`_STORED_ELSEWHERE` read only from the partitions ``holding`` (constants, so that
+    the scan skips every other partition: an IN over a subquery would not)."""
+    where = (
+        " AND r.partition IN (" + ", ".join(f"$p{i}" for i in range(len(holding))) + ")" if holding else " AND false"
+    )
+    conn.register("_batch_ids", batch)
+    try:
+        return conn.execute(_STORED_ELSEWHERE + where, {"day": day, **{f"p{i}": d for i, d in enumerate(holding)}}).df()
+    finally:
+        conn.unregister("_batch_ids")
+
+
 class StoredIds:
-    """Which partition holds each stored transaction id, as DuckDB's 64-bit ``hash`` of the
+    """Which partition holds each stored transaction id, as the 64-bit :data:`ID_HASH` of the
     id, kept in memory for the days of one load (sorted runs, merged as they grow: 12 bytes
-    per id). Without it each day's copy check scans every id ever stored, and a history load
-    slows down with every day it has loaded; with it, a day's ids are found by binary search
-    and the rows read from the few partitions that hold a match. Exact: a hash collision
-    only adds a partition to read, and the rows are matched on the id itself."""
+    per id; read from ``transaction_ids`` when that is whole). Without it each day's copy
+    check would query every stored id, and a history load slows down with every day it has
+    loaded; with it, a day's ids are found by binary search and the rows read from the few
+    partitions that hold a match. Exact: a hash collision only adds a partition to read, and
+    the rows are matched on the id itself."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection):
-        found = conn.sql("SELECT hash(transaction_id) AS h, partition FROM raw_transactions").to_arrow_table()
+        source = (  # the narrow index when it is whole: no string hashed
+            "SELECT id_hash AS h, partition FROM transaction_ids"
+            if index_complete(conn)
+            else f"SELECT {ID_HASH} AS h, partition FROM raw_transactions"
+        )
+        found = conn.sql(source).to_arrow_table()
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
         self._held: set[dt.date] = set()
         if found.num_rows:
@@ -588,7 +671,7 @@ class StoredIds:
     def _hashes(conn: duckdb.DuckDBPyConnection, ids: pd.DataFrame) -> np.ndarray:
         conn.register("_hashed_ids", ids)
         try:
-            out = conn.sql("SELECT hash(transaction_id) AS h FROM _hashed_ids WHERE transaction_id IS NOT NULL")
+            out = conn.sql(f"SELECT {ID_HASH} AS h FROM _hashed_ids WHERE transaction_id IS NOT NULL")
             return out.to_arrow_table().column("h").to_numpy().astype("uint64")
         finally:
             conn.unregister("_hashed_ids")
@@ -602,9 +685,7 @@ class StoredIds:
                 keep = days != number
                 if keep.any():
                     self._add(hashes[keep], days[keep])
-        found = conn.sql(
-            "SELECT hash(transaction_id) AS h FROM raw_transactions WHERE partition = $day", params={"day": day}
-        )
+        found = conn.sql(f"SELECT {ID_HASH} AS h FROM raw_transactions WHERE partition = $day", params={"day": day})
         hashes = found.to_arrow_table().column("h").to_numpy().astype("uint64")
         if len(hashes):
             self._add(hashes, np.full(len(hashes), number, dtype="int32"))
@@ -631,20 +712,7 @@ class StoredIds:
     def elsewhere(self, conn: duckdb.DuckDBPyConnection, day: dt.date, ids: pd.Series) -> pd.DataFrame:
         """What :func:`stored_elsewhere` returns, reading only the partitions that hold a match."""
         batch = _batch(ids)
-        holding = self.partitions_holding(self._hashes(conn, batch), day)
-        # constants, so that the scan skips every other partition (an IN over a subquery would not)
-        where = (
-            " AND r.partition IN (" + ", ".join(f"$p{i}" for i in range(len(holding))) + ")"
-            if holding
-            else " AND false"
-        )
-        conn.register("_batch_ids", batch)
-        try:
-            return conn.execute(
-                _STORED_ELSEWHERE + where, {"day": day, **{f"p{i}": d for i, d in enumerate(holding)}}
-            ).df()
-        finally:
-            conn.unregister("_batch_ids")
+        return _rows_in(conn, day, batch, self.partitions_holding(self._hashes(conn, batch), day))
 
 
 def conflicted_customers(conn: duckdb.DuckDBPyConnection) -> set[str]:

@@ -171,9 +171,10 @@ def test_a_warehouse_of_an_earlier_version_gets_the_columns_this_version_adds(tm
 
 def test_a_loads_id_index_finds_the_rows_a_scan_of_every_stored_id_finds(tmp_path):
     """A load of many days looks up each day's transaction ids in an in-memory index of
-    hashes (``StoredIds``) instead of scanning every stored id: for days stored before the
-    load, days the load writes, a day written again, ids held in two partitions, unknown and
-    missing ids, the rows found are the scan's."""
+    hashes (``StoredIds``), and a one-night load in the warehouse's ``transaction_ids``,
+    instead of scanning every stored id: for days stored before the load, days the load
+    writes, a day written again, ids held in two partitions, unknown and missing ids, the
+    rows found are the scan's."""
     import numpy as np
 
     def rows(day: dt.date, ids: list[str], category: str = "a") -> pd.DataFrame:
@@ -202,9 +203,12 @@ def test_a_loads_id_index_finds_the_rows_a_scan_of_every_stored_id_finds(tmp_pat
 
         def same(day: dt.date) -> None:
             key = ["transaction_id", "partition"]
-            expected = warehouse.stored_elsewhere(conn, day, probes).sort_values(key, ignore_index=True)
+            expected = warehouse.scan_elsewhere(conn, day, probes).sort_values(key, ignore_index=True)
             found = warehouse.stored_elsewhere(conn, day, probes, index).sort_values(key, ignore_index=True)
             pd.testing.assert_frame_equal(found, expected)
+            assert warehouse.index_complete(conn)  # the warehouse's own index, as a one-night load reads it
+            indexed = warehouse.stored_elsewhere(conn, day, probes).sort_values(key, ignore_index=True)
+            pd.testing.assert_frame_equal(indexed, expected)
             assert len(expected) > 0
 
         for d in days[1:]:  # the load: day 2 written again with other ids, then days 3..5
@@ -214,3 +218,40 @@ def test_a_loads_id_index_finds_the_rows_a_scan_of_every_stored_id_finds(tmp_pat
             index.written(conn, d)
             for other in days:
                 same(other)
+
+
+def test_the_warehouse_id_index_is_built_for_an_older_warehouse_and_a_row_written_around_it_is_seen(tmp_path):
+    """A warehouse from before ``transaction_ids`` gets its stored ids indexed once, said in a
+    warning. A row written into ``raw_transactions`` around ``insert`` (not through the
+    warehouse's writers) leaves the index short: the copy check then scans every stored id, and
+    still finds it."""
+    path = tmp_path / "w.duckdb"
+    day, other = dt.date(2025, 3, 1), dt.date(2025, 3, 2)
+    frame = pd.DataFrame(
+        {
+            "transaction_id": ["T1", "T2"],
+            "customer_id": "C1",
+            "event_ts": pd.Timestamp(day),
+            "amount": 1.5,
+            "amount_cents": 150,
+            "category": "a",
+            "channel": None,
+            "source_file": "f",
+        }
+    )
+    with warehouse.connect(path) as conn:
+        warehouse.replace_partition(conn, day, {"raw_transactions": frame})
+        conn.execute("DROP TABLE transaction_ids")
+    with pytest.warns(UserWarning, match="indexed the 2 stored transaction ids"):
+        conn = warehouse.connect(path)
+    with conn:
+        assert warehouse.index_complete(conn)
+        found = warehouse.stored_elsewhere(conn, other, pd.Series(["T2", "T9"]))
+        assert found["transaction_id"].tolist() == ["T2"] and found["partition"].tolist() == [str(day)]
+        conn.execute(
+            "INSERT INTO raw_transactions SELECT DATE '2025-03-03', 'T9', 'C1', TIMESTAMP '2025-03-03', 1.5, 150, "
+            "'a', NULL, 'f'"
+        )
+        assert not warehouse.index_complete(conn)
+        found = warehouse.stored_elsewhere(conn, other, pd.Series(["T2", "T9"]))
+        assert sorted(found["transaction_id"]) == ["T2", "T9"]
