@@ -139,7 +139,7 @@ def build_world(folder: Path, customers: int, night: dt.date, reuse: bool) -> di
     return timings
 
 
-def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> dict:
+def measure_size(folder: Path, customers: int, night: dt.date, repeats: int, night_only: bool = False) -> dict:
     settings = world.settings_for(folder, customers, night)
     tz = settings.calendar.timezone
     out: dict = {"customers": customers}
@@ -212,6 +212,8 @@ def measure_size(folder: Path, customers: int, night: dt.date, repeats: int) -> 
     out["checks_share_of_nightly"] = round((with_s - without_s) / with_s, 3)
     out["with_over_without"] = round(with_s / without_s, 3)
     print(f"[{customers}] nightly: {with_s} s with checks, {without_s} s without", flush=True)
+    if night_only:  # the night's figures alone (--night-only): no scoring, drift or training timings
+        return out
 
     with open_warehouse(duckdb_resource(settings)) as conn:
         booster, card = load_deployed(conn)
@@ -337,13 +339,14 @@ def verdicts(sizes: dict[int, dict], comparison: dict | None) -> dict:
     largest, smallest = sizes[max(sizes)], sizes[min(sizes)]
     measured = {
         "serving_features_s": largest.get("serving_features_written", largest["serving_features"])["median_s"],
-        "training_features_s": largest["training_features"]["median_s"],
         "all_checks_s": largest["all_checks"]["median_s"],
         "nightly_s": largest["nightly_with_checks"]["median_s"],
         "checks_share_of_nightly": largest["checks_share_of_nightly"],
         "peak_rss_gb": round(largest["nightly_with_checks"]["peak_rss_mb"] / 1024, 2),
-        "training_peak_rss_gb": round(largest["training_features"]["process_peak_rss_mb"] / 1024, 2),
     }
+    if "training_features" in largest:  # not with --night-only
+        measured["training_features_s"] = largest["training_features"]["median_s"]
+        measured["training_peak_rss_gb"] = round(largest["training_features"]["process_peak_rss_mb"] / 1024, 2)
     if len(sizes) > 1:
         measured["largest_over_smallest_nightly"] = round(
             largest["nightly_with_checks"]["median_s"] / smallest["nightly_with_checks"]["median_s"], 2
@@ -371,6 +374,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--reuse", action="store_true", help="reuse worlds already built in --workdir")
     parser.add_argument("--no-compare", action="store_true", help="skip the pandas / Evidently comparison")
+    parser.add_argument(
+        "--night-only", action="store_true", help="measure the night alone (no scoring, drift or training timings)"
+    )
     parser.add_argument("--tiny", action="store_true", help=f"CI smoke run: {TINY}")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -391,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
     for customers in sizes:
         folder = workdir / f"customers_{customers}"
         report["build_seconds"][customers] = build_world(folder, customers, args.night, args.reuse)
-        report["sizes"][customers] = measure_size(folder, customers, args.night, args.repeats)
+        report["sizes"][customers] = measure_size(folder, customers, args.night, args.repeats, args.night_only)
     comparison = None
     if not args.no_compare:
         comparison = compare(workdir / f"customers_{sizes[-1]}", sizes[-1], args.night, args.repeats)
