@@ -69,6 +69,22 @@ def _as_text(column: pd.Series) -> np.ndarray:
     return out
 
 
+def received_fingerprint(frame: pd.DataFrame, max_text: int) -> str | None:
+    """A fingerprint of a customers file exactly as received, before the contract judges it:
+    its columns, their dtypes, every value in row order, and the contract's one parameter
+    (``max_text``). Equal fingerprints mean the contract would accept and reject the same rows,
+    so the content hash of a file received again unchanged is the one recorded with it. Any
+    difference (a value, the row order, the layout, a pandas version that hashes otherwise)
+    only sends the file through the contract again. None when the values cannot be hashed."""
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(repr((list(frame.columns), [str(t) for t in frame.dtypes], max_text)).encode())
+    digest.update(rows.tobytes())
+    return f"{len(frame)}:{digest.hexdigest()[:32]}"
+
+
 @dataclass(frozen=True)
 class Delta:
     """How a delivery differs from the version before it."""

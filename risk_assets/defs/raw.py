@@ -119,6 +119,7 @@ def load_customers(
     settings: Settings,
     valid_from: pd.Timestamp | None = None,
     only_if_changed: bool = False,
+    received: pd.DataFrame | None = None,
 ) -> tuple[dict, Verdict, Verdict] | None:
     """Read the customers file and store it as a new *version* (``customer_versions``),
     valid from ``valid_from`` on — by default from the beginning for the first delivery and
@@ -126,14 +127,19 @@ def load_customers(
     the rejected rows, in one transaction. The delivery is compared with the version it
     replaces (new, changed, dropped customers: ``customer_deliveries`` and
     ``customer_changes``). ``only_if_changed``: return None, storing nothing, when the file's
-    content is the version already held (the nightly re-read). Returns (metadata, reconcile
-    verdict, conflicting-duplicates verdict)."""
-    split = split_customers(source.customers(), max_text=settings.raw.max_text_length)
+    content is the version already held (the nightly re-read); ``received``: the file, already
+    read. Returns (metadata, reconcile verdict, conflicting-duplicates verdict)."""
+    if received is None:
+        received = source.customers()
+    fingerprint = reference.received_fingerprint(received, settings.raw.max_text_length)
+    latest = warehouse.latest_customer_delivery(conn)
+    split = split_customers(received, max_text=settings.raw.max_text_length)
     accepted = split.accepted.rename(columns={"_source_file": "source_file"})
     version = reference.content_hash(accepted)
-    latest = warehouse.latest_customer_delivery(conn)
     unchanged = latest is not None and latest["version"] == version
     if only_if_changed and (latest is None or unchanged):
+        if unchanged and fingerprint is not None:  # the next re-read of this file is recognised at once
+            warehouse.note_received(conn, version, fingerprint)
         return None  # never loaded (the raw load says so), or the version already held
     record = not unchanged or valid_from is not None
     now = pd.Timestamp.now("UTC").tz_localize(None)
@@ -154,6 +160,7 @@ def load_customers(
         "unchanged_customers": change.unchanged,
         "changed_share": change.changed_share,
         "previous_version": previous,
+        "received": fingerprint,
     }
     with warehouse.transaction(conn):
         for name, frame in (("customers", accepted), ("rejected_customers", split.rejected)):
@@ -215,11 +222,21 @@ def reread_customers(
 ) -> tuple[dg.AssetMaterialization | None, dict]:
     """Reference data is a nightly input: a customers file whose content changed since the
     version held is read again as a new version, valid from ``night``'s as-of on (the first
-    night of the run). Returns the ``customers`` materialization to log (None: unchanged) and
-    what the raw load's metadata says of it."""
-    reread = load_customers(conn, source, settings, valid_from=night.as_of, only_if_changed=True)
+    night of the run). A file received exactly as the one the version held was read from (its
+    fingerprint before the contract, ``reference.received_fingerprint``) is not judged again.
+    Returns the ``customers`` materialization to log (None: unchanged) and what the raw load's
+    metadata says of it (``customers_file``)."""
+    received = source.customers()
+    held = warehouse.latest_customer_delivery(conn)
+    fingerprint = reference.received_fingerprint(received, settings.raw.max_text_length)
+    if held is not None and fingerprint is not None and held.get("received") == fingerprint:
+        # the very file the version held was read from: the contract would judge it the same
+        return None, {"customers_file": f"as received for the version held ({held['version']}): not judged again"}
+    reread = load_customers(conn, source, settings, valid_from=night.as_of, only_if_changed=True, received=received)
     if reread is None:
-        return None, {}
+        held = warehouse.latest_customer_delivery(conn)
+        state = "never loaded" if held is None else f"judged again: the version held ({held['version']})"
+        return None, {"customers_file": state}
     meta, reconciled, conflicts = reread
     event = dg.AssetMaterialization(
         asset_key="customers",

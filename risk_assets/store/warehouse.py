@@ -48,7 +48,7 @@ TABLES: dict[str, str] = {
         source VARCHAR NOT NULL, customers BIGINT NOT NULL, new_customers BIGINT NOT NULL,
         changed_customers BIGINT NOT NULL, dropped_customers BIGINT NOT NULL,
         unchanged_customers BIGINT NOT NULL, changed_share DOUBLE NOT NULL, previous_version VARCHAR,
-        superseded BOOLEAN NOT NULL""",
+        superseded BOOLEAN NOT NULL, received VARCHAR""",
     "customer_changes": """
         version VARCHAR NOT NULL, valid_from TIMESTAMP NOT NULL, customer_id VARCHAR NOT NULL,
         change VARCHAR NOT NULL, attribute VARCHAR, old_value VARCHAR, new_value VARCHAR""",
@@ -152,7 +152,7 @@ def _nullable(ddl: str) -> set[str]:
 
 NULLABLE = {name: _nullable(ddl) for name, ddl in TABLES.items()}
 
-ADDED_COLUMNS: dict[str, set[str]] = {"raw_verdicts": {"run_id", "result"}}
+ADDED_COLUMNS: dict[str, set[str]] = {"raw_verdicts": {"run_id", "result"}, "customer_deliveries": {"received"}}
 """Nullable columns a later version appended to a table, which an older warehouse gets on
 opening (every other difference from this code's schema is refused)."""
 assert all(columns <= NULLABLE[name] for name, columns in ADDED_COLUMNS.items())
@@ -244,7 +244,7 @@ def _first_customer_version(conn: duckdb.DuckDBPyConnection) -> None:
         )
         conn.execute(
             "INSERT INTO customer_deliveries SELECT 'migrated', ?, ?, 'the customers table', count(*), "
-            "count(*), 0, 0, 0, 0.0, NULL, FALSE FROM customers",
+            "count(*), 0, 0, 0, 0.0, NULL, FALSE, NULL FROM customers",
             [BEGINNING, pd.Timestamp.now("UTC").tz_localize(None)],
         )
 
@@ -554,6 +554,15 @@ def record_customer_version(
     )
     insert(conn, "customer_deliveries", pd.DataFrame([{**delivery, "superseded": False}]))
     insert(conn, "customer_changes", changes.assign(version=delivery["version"], valid_from=start))
+
+
+def note_received(conn: duckdb.DuckDBPyConnection, version: str, received: str) -> None:
+    """Record the fingerprint of the customers file as received (``received``) with the
+    delivery of ``version`` it holds, so that the next nightly re-read of the same file is
+    recognised without being judged again."""
+    conn.execute(
+        "UPDATE customer_deliveries SET received = ? WHERE version = ? AND NOT superseded", [received, version]
+    )
 
 
 def customer_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:

@@ -66,6 +66,23 @@ def test_the_column_wise_content_hash_is_the_row_by_row_definition():
     assert content_hash(fraction) != content_hash(frame)
 
 
+def test_the_received_fingerprint_sees_any_value_the_layout_and_the_contracts_parameter():
+    from risk_assets.core.reference import received_fingerprint
+
+    frame = BASE.assign(_source_file="customers.parquet")
+    same = received_fingerprint(frame.copy(), 64)
+    assert same == received_fingerprint(frame, 64) and same.startswith("100:")
+    moved = frame.copy()
+    moved.loc[5, "region"] = "east"
+    texts = frame.assign(opened_at=frame["opened_at"].astype(str))
+    variants = (moved, frame.iloc[::-1], frame[frame.columns[::-1]], texts, frame.iloc[:99])
+    assert len({same, received_fingerprint(frame, 65), *(received_fingerprint(v, 64) for v in variants)}) == 7
+    unhashable = frame.astype(object)
+    unhashable["segment"] = [["a", "list"] if i == 3 else v for i, v in enumerate(unhashable["segment"])]
+    # a malformed file (a list where a name belongs): judged by the contract, never skipped
+    assert received_fingerprint(unhashable, 64) is None
+
+
 def test_a_delivery_is_new_changed_dropped_or_unchanged_customer_by_customer():
     now = BASE[BASE["customer_id"] != "C0"].copy()
     now.loc[now["customer_id"] == "C1", "segment"] = "premium"

@@ -276,6 +276,41 @@ def test_new_accounts_in_a_re_delivered_customers_file_are_scored_and_counted_as
         assert (mine["segment"] == new.set_index("customer_id").loc[mine.index, "segment"]).all()
 
 
+def test_a_customers_file_received_again_unchanged_is_not_judged_again(landing_copy, instance):
+    """The nightly re-read of the customers file: the very file the version held was read
+    from is recognised by its fingerprint before the contract and not judged again (1M
+    customers took 3 s a night to judge and hash); the same content in another row order is
+    judged again, found to be the version held and remembered, so the night after recognises
+    it; changed content is a new version. The raw load says which (``customers_file``)."""
+    settings = landing_copy([FIRST_NIGHT, NEXT_NIGHT])
+    path = landing_copy.landing / "customers.parquet"
+
+    def reread(night) -> tuple[str, int]:
+        result = run_night(settings, instance, night, run_config=QUIET, raise_on_error=False)
+        raw = {
+            m.asset_key.to_user_string(): m.materialization.metadata for m in result.get_asset_materialization_events()
+        }["raw_transactions"]
+        with warehouse.connect(settings.warehouse.duckdb_path) as conn:
+            versions = len(warehouse.customer_deliveries(conn))
+        return raw["customers_file"].value if "customers_file" in raw else "a new version", versions
+
+    said, versions = reread(FIRST_NIGHT)
+    assert said.startswith("as received for the version held") and "not judged again" in said, said
+    original = pd.read_parquet(path)
+    original.iloc[::-1].to_parquet(path, index=False)  # the same customers, in another order
+    said, again = reread(FIRST_NIGHT)
+    assert said.startswith("judged again: the version held") and again == versions, said
+    said, _ = reread(NEXT_NIGHT)
+    assert said.startswith("as received for the version held"), said
+    changed = original.copy()
+    changed.loc[changed.index[:5], "segment"] = "premium"
+    changed.to_parquet(path, index=False)
+    said, grown = reread(NEXT_NIGHT)
+    assert said == "a new version" and grown == versions + 1
+    said, _ = reread(NEXT_NIGHT)
+    assert said.startswith("as received for the version held"), said
+
+
 def test_a_mass_re_classification_blocks_every_night_it_is_valid_for_until_re_delivered(landing_copy, instance):
     """20% of the customers moved to another segment in one delivery: every feature built on
     the segment would absorb it. ``customer_changes`` blocks the night that first reads the
