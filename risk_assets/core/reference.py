@@ -85,8 +85,10 @@ def received_fingerprint(frame: pd.DataFrame, max_text: int) -> str | None:
     name and the same bytes, would look alike while the contract accepts one and rejects
     the other."""
     for column in frame.columns:
-        values = frame[column]
-        if values.dtype == object and not all(type(v) is str for v in values[values.notna()]):
+        if frame[column].dtype == object and pd.api.types.infer_dtype(frame[column], skipna=True) not in (
+            "string",
+            "empty",
+        ):
             return None
     try:
         rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
