@@ -72,11 +72,11 @@ class PartitionStore:
     fingerprint covers the content of every table the statistic reads: per partition for a
     partitioned table (a day delivered again with other rows is computed again), as a whole
     for a reference table (a new customers version, a new mapping: every partition again,
-    since the statistic joins them). Entries are keyed by the statistic's SQL, the engine and
-    the parameters, so a change of code, engine or mapping version never reads another's
-    rows. The reference tables are fingerprinted once per store: it lives for one load, and
-    nothing rewrites them during it. ``write``: keep what is computed (the raw load); other
-    steps only read."""
+    since the statistic joins them). Entries are keyed by the statistic's SQL (with the
+    versions of DuckDB, pandas and pyarrow), the engine and the parameters, so a change of
+    code, library, engine or mapping version never reads another's rows. The reference
+    tables are fingerprinted once per store: it lives for one load, and nothing rewrites them
+    during it. ``write``: keep what is computed (the raw load); other steps only read."""
 
     def __init__(self, conn, engine: str, write: bool) -> None:
         self.conn, self.engine, self.write = conn, engine, write
@@ -111,7 +111,12 @@ class PartitionStore:
 
     @staticmethod
     def statistic_id(sql: str) -> str:
-        return hashlib.sha256(sql.encode()).hexdigest()[:16]
+        """The key of a statistic's kept rows: its SQL, and the versions of the libraries that
+        compute and convert them (an upgrade computes them again)."""
+        import duckdb
+
+        versions = f"duckdb {duckdb.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}"
+        return hashlib.sha256(f"{sql}\n{versions}".encode()).hexdigest()[:16]
 
     def load(self, sql: str, params: str, days: Sequence[dt.date], inputs: Mapping[dt.date, str]) -> dict:
         """The kept rows of ``days`` whose inputs are unchanged: day -> frame."""

@@ -295,12 +295,9 @@ def judge(
     for column in ("rows", "ref_rows", "top_rows", "ref_top_rows", "days"):
         table[column] = table[column].fillna(0)
     share = table["statistic"].isin(["rows_share", "customers_share"]).to_numpy()
-    top = (table["statistic"] == "top_share").to_numpy()
-    # sampling noise of the log of a count: about 1/sqrt(expected count) — the value's rows
-    # for a share, the rows at the top amount for top_share (a handful of rows on a large day:
-    # 5 one day, 9 the next is chance, and a pooled MAD of such counts is often zero)
+    # sampling noise of a log share: about 1/sqrt(expected rows)
     noise = np.where(share, 1.0 / np.sqrt(np.maximum(table["ref_rows"], 1.0)), MIN_SCALE)
-    noise = np.where(top, 1.0 / np.sqrt(np.maximum(table["ref_top_rows"], 1.0)), noise)
+    noise = np.where(table["statistic"] == "top_share", _top_count_noise(table), noise)
     size = np.sqrt(np.maximum(table["ref_rows"], 1.0))
     table["scale"] = np.maximum(1.4826 * table["mad"].fillna(0) / size, noise)
     table["z"] = (table["x"] - table["median"]) / table["scale"]
@@ -318,6 +315,27 @@ def judge(
     table["large"] = table["judged"] & (np.abs(np.log(table["ratio"])) >= np.log(min_ratio))
     table["value"] = table["value"].replace(NULL_KEY, None)
     return table
+
+
+def _top_count_noise(table: pd.DataFrame) -> np.ndarray:
+    """The sampling noise of ``top_share``, in its own (log) units, for each row of ``table``.
+
+    The rows at the most repeated amount are a count: a handful on a large day at production
+    size (5 one day, 9 the next is chance, and a pooled MAD of such counts is often zero). Its
+    noise is the Poisson one, on the square-root scale where it is constant: tonight's count
+    ``k`` against the count the comparable days' share expects at tonight's size, ``λ``, is
+    ``2(√k − √λ)`` deviations. The log-unit noise returned makes the statistic's z exactly that
+    when the pooled spread is smaller; ``1/√λ`` where the two counts are equal (its limit).
+    A usual 5 reaching 9 is 1.5 deviations; 40 rows piled at one amount are 8.2, and a usual
+    1 reaching 20 is 6.9."""
+    expected = np.exp(table["median"].to_numpy(dtype=float)) * table["rows"].to_numpy(dtype=float)
+    expected = np.maximum(np.nan_to_num(expected, nan=1.0), 1e-9)
+    count = table["top_rows"].to_numpy(dtype=float)
+    roots = 2.0 * (np.sqrt(count) - np.sqrt(expected))
+    change = np.abs(table["x"].to_numpy(dtype=float) - table["median"].to_numpy(dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = np.where(np.abs(roots) > 1e-9, change / np.abs(roots), 1.0 / np.sqrt(np.maximum(expected, 1.0)))
+    return np.where(np.isfinite(noise) & (noise > 0), noise, 1.0 / np.sqrt(np.maximum(expected, 1.0)))
 
 
 def level(z, ratio, max_z: float, warn_z: float, large_ratio: float, large_z: float) -> np.ndarray:

@@ -18,8 +18,10 @@ Pure functions on frames; the versions are stored by :mod:`risk_assets.store.war
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -75,14 +77,35 @@ def received_fingerprint(frame: pd.DataFrame, max_text: int) -> str | None:
     (``max_text``). Equal fingerprints mean the contract would accept and reject the same rows,
     so the content hash of a file received again unchanged is the one recorded with it. Any
     difference (a value, the row order, the layout, a pandas version that hashes otherwise)
-    only sends the file through the contract again. None when the values cannot be hashed."""
+    only sends the file through the contract again. The contract's own code and the pandas
+    version are part of it, so an upgrade judges the file again.
+
+    None — the file is judged — when a text column holds anything but ``str`` values and
+    missing ones: pandas hashes such values by their ``str()``, so ``"1"`` and ``1``, or a
+    name and the same bytes, would look alike while the contract accepts one and rejects
+    the other."""
+    for column in frame.columns:
+        if frame[column].dtype == object and pd.api.types.infer_dtype(frame[column], skipna=True) not in (
+            "string",
+            "empty",
+        ):
+            return None
     try:
         rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     except (TypeError, ValueError):
         return None
-    digest = hashlib.sha256(repr((list(frame.columns), [str(t) for t in frame.dtypes], max_text)).encode())
+    layout = (list(frame.columns), [str(t) for t in frame.dtypes], max_text, pd.__version__, _contract_code())
+    digest = hashlib.sha256(repr(layout).encode())
     digest.update(rows.tobytes())
     return f"{len(frame)}:{digest.hexdigest()[:32]}"
+
+
+@functools.cache
+def _contract_code() -> str:
+    """A digest of the landing contract's source: its rules changed, its verdicts may too."""
+    from risk_assets.core import contract
+
+    return hashlib.sha256(Path(contract.__file__).read_bytes()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

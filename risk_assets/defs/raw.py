@@ -139,7 +139,7 @@ def load_customers(
     unchanged = latest is not None and latest["version"] == version
     if only_if_changed and (latest is None or unchanged):
         if unchanged and fingerprint is not None:  # the next re-read of this file is recognised at once
-            warehouse.note_received(conn, version, fingerprint)
+            warehouse.note_received(conn, latest, fingerprint)
         return None  # never loaded (the raw load says so), or the version already held
     record = not unchanged or valid_from is not None
     now = pd.Timestamp.now("UTC").tz_localize(None)
@@ -315,6 +315,7 @@ def load_raw_days(
     # in the warehouse for the nights after this load
     kept = PartitionStore(conn, engine.name, write=True)
     computed = PartitionCache(kept)
+    warehouse.heal_id_index(conn)  # the index copies are found with matches the stored rows
     stored = warehouse.StoredIds(conn) if len(nights) > 1 else None  # copies found without a scan per day
     totals = {"received": 0, "accepted": 0, "rejected": 0}
     last_split = None

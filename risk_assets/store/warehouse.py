@@ -283,14 +283,40 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     _first_customer_version(conn)
 
 
-def _index_stored_ids(conn: duckdb.DuckDBPyConnection) -> None:
-    """A warehouse written before ``transaction_ids`` existed: index its stored ids once."""
+def _index_stored_ids(conn: duckdb.DuckDBPyConnection, why: str = "") -> None:
+    """(Re)build ``transaction_ids`` from the stored rows: for a warehouse written before it
+    existed, or one whose index no longer matches them (:func:`heal_id_index`)."""
     with transaction(conn):
         conn.execute("DELETE FROM transaction_ids")
         conn.execute(f"INSERT INTO transaction_ids {_ID_HASHES} FROM raw_transactions")
     rows = scalar(conn, "SELECT count(*) FROM transaction_ids")
-    if rows:
-        warnings.warn(f"warehouse: indexed the {rows} stored transaction ids (transaction_ids)", stacklevel=3)
+    if rows or why:
+        warnings.warn(f"warehouse: indexed the {rows} stored transaction ids (transaction_ids){why}", stacklevel=3)
+
+
+def heal_id_index(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Rebuild ``transaction_ids`` when it does not match the stored rows: a different row
+    count (rows written around :func:`insert`, a build cut short), or the newest partition's
+    ids hashed otherwise than :data:`ID_HASH` hashes them now (an id changed in place, a
+    changed hash function). Run once per raw load, before the index is read. Returns whether
+    it rebuilt (with a warning)."""
+    if index_complete(conn):
+        newest = scalar(conn, "SELECT max(partition) FROM raw_transactions")
+        if newest is None:
+            return False
+        stale = scalar(
+            conn,
+            f"SELECT count(*) FROM (SELECT {ID_HASH} AS h FROM raw_transactions WHERE partition = $p "
+            "EXCEPT ALL SELECT id_hash FROM transaction_ids WHERE partition = $p)",
+            {"p": newest},
+        )
+        if not stale:
+            return False
+        why = f": {stale} id(s) of {newest} did not match the index"
+    else:
+        why = ": the index did not hold one row per stored transaction"
+    _index_stored_ids(conn, why)
+    return True
 
 
 ID_HASH = "md5_number_lower(transaction_id)"
@@ -556,12 +582,14 @@ def record_customer_version(
     insert(conn, "customer_changes", changes.assign(version=delivery["version"], valid_from=start))
 
 
-def note_received(conn: duckdb.DuckDBPyConnection, version: str, received: str) -> None:
+def note_received(conn: duckdb.DuckDBPyConnection, delivery: Mapping, received: str) -> None:
     """Record the fingerprint of the customers file as received (``received``) with the
-    delivery of ``version`` it holds, so that the next nightly re-read of the same file is
-    recognised without being judged again."""
+    ``delivery`` whose version it holds (a :func:`latest_customer_delivery` row), so that the
+    next nightly re-read of the same file is recognised without being judged again."""
     conn.execute(
-        "UPDATE customer_deliveries SET received = ? WHERE version = ? AND NOT superseded", [received, version]
+        "UPDATE customer_deliveries SET received = ? WHERE version = ? AND valid_from = ? AND read_at = ? "
+        "AND NOT superseded",
+        [received, delivery["version"], delivery["valid_from"], delivery["read_at"]],
     )
 
 

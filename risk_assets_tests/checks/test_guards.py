@@ -788,7 +788,7 @@ def test_night_profile_judges_the_top_amount_by_the_noise_of_its_count():
     """At production size a value's amounts rarely repeat: its most repeated amount holds a
     handful of rows, 5 on most days. Nine one night is chance (a pooled MAD of such counts is
     near zero, and judging them by it blocked 14 clean nights of 608 at 1M customers); forty
-    — amounts piling up at one value — is not."""
+    — amounts piling up at one value — is not, nor twenty where no amount ever repeated."""
     last = dt.date(2026, 3, 4)
 
     def repeated(top: int):
@@ -812,7 +812,14 @@ def test_night_profile_judges_the_top_amount_by_the_noise_of_its_count():
     piled = _judge_profile(_profile_days(last, change=repeated(40), every=usual), last)
     assert not piled.passed and piled.severity == "ERROR"
     assert piled.figures["statistic"] == "top_share" and piled.figures["direction"] == "up"
-    assert "40 of" in piled.summary and "typically 5 of" in piled.summary, piled.summary
+    shown = piled.tables["statistics"]
+    day = shown[(shown["col"] == "day") & (shown["statistic"] == "top_share")].iloc[0]
+    assert day["z"] > 7 and day["ratio"] > 7  # 40 rows where 5 are usual: about 8 deviations
+    assert "rows tonight, typically" in piled.summary and " of " in piled.summary, piled.summary
+
+    # where amounts never repeat (a top count of 1), 20 rows at one amount are far beyond chance
+    unique = _judge_profile(_profile_days(last, change=repeated(20), every=repeated(1)), last)
+    assert not unique.passed and unique.figures["statistic"] == "top_share", unique.summary
 
 
 def test_night_profile_dates_a_change_that_began_nights_ago_and_ignores_unhealthy_baselines():

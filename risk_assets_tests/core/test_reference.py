@@ -77,6 +77,12 @@ def test_the_received_fingerprint_sees_any_value_the_layout_and_the_contracts_pa
     texts = frame.assign(opened_at=frame["opened_at"].astype(str))
     variants = (moved, frame.iloc[::-1], frame[frame.columns[::-1]], texts, frame.iloc[:99])
     assert len({same, received_fingerprint(frame, 65), *(received_fingerprint(v, 64) for v in variants)}) == 7
+    # text that is not all ``str``: pandas would hash 1 as "1" and b"x" as "x" (judged instead)
+    for other in (1, b"retail", True):
+        mixed = frame.copy()
+        mixed["segment"] = [other if i == 3 else v for i, v in enumerate(mixed["segment"])]
+        assert received_fingerprint(mixed, 64) is None
+    assert received_fingerprint(frame.assign(segment=frame["segment"].where(frame.index != 3, None)), 64)
     unhashable = frame.astype(object)
     unhashable["segment"] = [["a", "list"] if i == 3 else v for i, v in enumerate(unhashable["segment"])]
     # a malformed file (a list where a name belongs): judged by the contract, never skipped

@@ -224,7 +224,8 @@ def test_the_warehouse_id_index_is_built_for_an_older_warehouse_and_a_row_writte
     """A warehouse from before ``transaction_ids`` gets its stored ids indexed once, said in a
     warning. A row written into ``raw_transactions`` around ``insert`` (not through the
     warehouse's writers) leaves the index short: the copy check then scans every stored id, and
-    still finds it."""
+    still finds it, and the next load rebuilds the index (as for an id changed in place in the
+    newest partition)."""
     path = tmp_path / "w.duckdb"
     day, other = dt.date(2025, 3, 1), dt.date(2025, 3, 2)
     frame = pd.DataFrame(
@@ -255,3 +256,12 @@ def test_the_warehouse_id_index_is_built_for_an_older_warehouse_and_a_row_writte
         assert not warehouse.index_complete(conn)
         found = warehouse.stored_elsewhere(conn, other, pd.Series(["T2", "T9"]))
         assert sorted(found["transaction_id"]) == ["T2", "T9"]
+        # the next load heals the index first; an id changed in place is seen the same way
+        with pytest.warns(UserWarning, match="did not hold one row per stored transaction"):
+            assert warehouse.heal_id_index(conn)
+        assert warehouse.index_complete(conn) and not warehouse.heal_id_index(conn)
+        conn.execute("UPDATE raw_transactions SET transaction_id = 'T7' WHERE transaction_id = 'T9'")
+        with pytest.warns(UserWarning, match="1 id"):
+            assert warehouse.heal_id_index(conn)
+        found = warehouse.stored_elsewhere(conn, other, pd.Series(["T7", "T9"]))
+        assert found["transaction_id"].tolist() == ["T7"]
