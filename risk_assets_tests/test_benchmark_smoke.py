@@ -69,14 +69,17 @@ def test_the_profile_thresholds_are_the_committed_calibration_and_meet_the_budge
     """The settings' night-profile thresholds are the ones ``benchmarks.calibration`` measured
     (re-run it when they change) and sit at or above what the budget implies on the
     calibration days of both worlds; on the held-out days they block no more clean nights
-    than the budget allows — at 4,000 customers on both worlds, and at production size (75k,
-    300k, 1M: ``--warehouse`` on the history-load benchmark's worlds)."""
+    than the budget allows — at 4,000 and 20,000 customers on both worlds, and at production
+    size (75k, 300k, 1M: ``--warehouse`` on the history-load benchmark's worlds)."""
     from risk_assets.settings import Settings
 
     checks = Settings().checks
     results = ROOT / "benchmarks" / "results"
     reports = json.loads((results / "calibration_4000.json").read_text())
     assert {r["world"] for r in reports} == {"embedded", "alpine"}
+    larger = json.loads((results / "calibration_20000.json").read_text())
+    assert {r["world"] for r in larger} == {"embedded", "alpine"}
+    reports += larger
     for size in (75_000, 300_000, 1_000_000):
         [report] = json.loads((results / f"calibration_{size}.json").read_text())
         assert report["customers"] == size and report["warehouse"].startswith("loaded before")
