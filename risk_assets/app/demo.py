@@ -70,6 +70,7 @@ class Demo:
         self.home = Path(instance.root_directory)
         self.aliases: dict[str, str] = {}
         self.accepted_drift: list[str] = []
+        self.baseline_from: dict[str, dt.date] = {}
         self.alert_cursor: dict = {}
         self.night_alerts: list[alerts.Alert] = []
         self.check_keys = None
@@ -96,10 +97,12 @@ class Demo:
         override = (
             {
                 "by": "demo operator",
-                "reason": "product change of 2026-08-10 moved new products online; accepted until the retrain",
+                "reason": "product change of 2026-08-10 moved new products online and categories' shares for good; "
+                "accepted until the retrain",
                 "accept_drift": list(self.accepted_drift),
+                "profile_baseline_from": dict(self.baseline_from),
             }
-            if self.accepted_drift
+            if self.accepted_drift or self.baseline_from
             else {}
         )
         return self.base.with_overrides(
@@ -146,7 +149,8 @@ class Demo:
 
     def final_settings(self) -> Settings:
         """Where the story ends: the build rolled back, the source's re-delivery in, the
-        aliases applied and the drift accepted — what the UI and the CLI use afterwards."""
+        aliases applied, the drift accepted and the category baseline restarted — what the UI and
+        the CLI use afterwards."""
         return self.settings_for(FIRST_NIGHT, skew=False, burst=False)
 
     def night(self, night: dt.date, settings: Settings) -> launch.LaunchedRun:
@@ -347,6 +351,19 @@ class Demo:
                 f"reason, in the audit trail) and re-runs"
             )
             return self.night(night, self.settings_for(night, burst=not BURST[0] <= night <= BURST[1]))
+        if failed == ["night_profile"] and night >= CHANGE_NIGHT and "category" not in self.baseline_from:
+            evaluation = next(
+                e for e in result.get_asset_check_evaluations() if e.check_name == "night_profile" and not e.passed
+            )
+            if evaluation.metadata.get("column") is not None and evaluation.metadata["column"].value == "category":
+                self.baseline_from["category"] = CHANGE_NIGHT
+                self.say(
+                    f"  remediation: {evaluation.description.split(' — ')[0]} — the product change moved "
+                    f"categories' shares for good (new products drawn from old ones, a merge the mapping "
+                    f"absorbed); an operator restarts the category baseline from {CHANGE_NIGHT} "
+                    f"(override.profile_baseline_from, with name and reason) and re-runs"
+                )
+                return self.night(night, self.settings_for(night, burst=not BURST[0] <= night <= BURST[1]))
         self.say(f"  no automatic remediation for {', '.join(failed)}: the night stays blocked")
         return None
 
