@@ -233,8 +233,7 @@ def reread_customers(
         # the very file the version held was read from: the contract would judge it the same
         return None, {"customers_file": f"as received for the version held ({held['version']}): not judged again"}
     reread = load_customers(conn, source, settings, valid_from=night.as_of, only_if_changed=True, received=received)
-    if reread is None:
-        held = warehouse.latest_customer_delivery(conn)
+    if reread is None:  # no delivery recorded: ``held`` is still the version held
         state = "never loaded" if held is None else f"judged again: the version held ({held['version']})"
         return None, {"customers_file": state}
     meta, reconciled, conflicts = reread

@@ -250,7 +250,6 @@ def _first_customer_version(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    index_missing = not has_table(conn, "transaction_ids")
     for name, ddl in TABLES.items():
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({ddl})")
         existing = [
@@ -278,25 +277,23 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
                 f"{COLUMNS[name]} (the feature spec changed). Use a new warehouse file or drop "
                 f"the table; nothing was written."
             )
-    if index_missing:
-        _index_stored_ids(conn)
     _first_customer_version(conn)
 
 
 def _index_stored_ids(conn: duckdb.DuckDBPyConnection, why: str = "") -> None:
-    """(Re)build ``transaction_ids`` from the stored rows: for a warehouse written before it
-    existed, or one whose index no longer matches them (:func:`heal_id_index`)."""
+    """(Re)build ``transaction_ids`` from the stored rows (see :func:`heal_id_index`)."""
     with transaction(conn):
         conn.execute("DELETE FROM transaction_ids")
         conn.execute(f"INSERT INTO transaction_ids {_ID_HASHES} FROM raw_transactions")
     rows = scalar(conn, "SELECT count(*) FROM transaction_ids")
-    if rows or why:
+    if rows:
         warnings.warn(f"warehouse: indexed the {rows} stored transaction ids (transaction_ids){why}", stacklevel=3)
 
 
 def heal_id_index(conn: duckdb.DuckDBPyConnection) -> bool:
     """Rebuild ``transaction_ids`` when it does not match the stored rows: a different row
-    count (rows written around :func:`insert`, a build cut short), or the newest partition's
+    count (a warehouse written before the index existed, rows written around :func:`insert`,
+    a build cut short), or the newest partition's
     ids hashed otherwise than :data:`ID_HASH` hashes them now (an id changed in place, a
     changed hash function). Run once per raw load, before the index is read. Returns whether
     it rebuilt (with a warning)."""
